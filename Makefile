@@ -1,0 +1,63 @@
+# Beffroi — `make demo` runs the demo city, `make test` runs the test suite.
+# Both set up everything they need: a virtual environment, and the local stack
+# (Mosquitto, PostgreSQL + TimescaleDB, installed on first use) under .beffroi/.
+
+SHELL := /bin/bash
+VENV ?= .venv
+# Debian's python3 (built with PGO + LTO) runs the ingestor faster than other builds.
+PYTHON ?= $(shell test -x /usr/bin/python3 && echo /usr/bin/python3 || command -v python3)
+BIN := $(VENV)/bin
+BEFFROI := $(BIN)/beffroi
+PYTEST_ARGS ?=
+
+.PHONY: help venv demo test lint typecheck check stack-up stack-down stack-status bench bench-ingest bench-api clean
+
+help:
+	@echo "make demo        start the stack, load the demo city, run simulators, ingestor and API"
+	@echo "make test        start the stack and run lint, type checks and the test suite"
+	@echo "make bench       run the benchmarks (results in bench/results/)"
+	@echo "make stack-down  stop the local database and broker"
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	@if ! $(PYTHON) -c 'import venv, ensurepip' 2>/dev/null; then \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv >/dev/null; \
+	  else echo "python3-venv is missing: run 'sudo apt-get install python3-venv'" >&2; exit 1; fi; fi
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@echo "installing Python dependencies into $(VENV)"
+	@$(BIN)/pip install -q --disable-pip-version-check -e '.[dev]' 2>&1 | grep -v -e '^WARNING: Location' -e '^$$' || true
+	@$(BIN)/python -c 'import beffroi, gmqtt, psycopg, fastapi' 
+	@touch $@
+
+stack-up: venv
+	@$(BEFFROI) stack up
+
+stack-down: venv
+	@$(BEFFROI) stack down
+
+stack-status: venv
+	@$(BEFFROI) stack status
+
+demo: venv
+	@$(BEFFROI) demo
+
+lint: venv
+	@$(BIN)/ruff check .
+
+typecheck: venv
+	@$(BIN)/mypy
+
+test: venv lint typecheck stack-up
+	@$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+bench: bench-ingest
+
+bench-ingest: venv stack-up
+	@$(BIN)/python -m bench.ingest
+
+bench-api: venv stack-up
+	@$(BIN)/python -m bench.api
+
+clean:
+	rm -rf $(VENV) build *.egg-info .mypy_cache .ruff_cache .pytest_cache

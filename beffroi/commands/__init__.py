@@ -1,0 +1,1 @@
+"""Subcommands of ``beffroi``; each module has ``register(subparsers)``."""

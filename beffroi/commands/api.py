@@ -1,0 +1,18 @@
+"""``beffroi api``."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from beffroi.context import CommandError, Context
+
+
+def register(sub: Any) -> None:
+    """Add ``api``."""
+    p = sub.add_parser("api", help="(not available yet)")
+    p.set_defaults(handler=_run)
+
+
+def _run(ctx: Context, args: argparse.Namespace) -> int:
+    raise CommandError("api is not available yet")

@@ -1,0 +1,18 @@
+"""``beffroi simulate``."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from beffroi.context import CommandError, Context
+
+
+def register(sub: Any) -> None:
+    """Add ``simulate``."""
+    p = sub.add_parser("simulate", help="(not available yet)")
+    p.set_defaults(handler=_run)
+
+
+def _run(ctx: Context, args: argparse.Namespace) -> int:
+    raise CommandError("simulate is not available yet")

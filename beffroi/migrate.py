@@ -1,0 +1,97 @@
+"""Forward-only numbered SQL migrations from ``sql/``, each in its own transaction."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import psycopg
+
+log = logging.getLogger(__name__)
+
+MIGRATION_RE = re.compile(r"^(\d{3})_([a-z0-9_]+)\.sql$")
+LOCK_ID = 0x62656666  # advisory lock: two `migrate` runs never interleave
+
+
+class MigrationError(RuntimeError):
+    """A migration is malformed, changed after being applied, or failed."""
+
+
+@dataclass(frozen=True)
+class Migration:
+    """One SQL file."""
+
+    version: int
+    name: str
+    path: Path
+    checksum: str
+
+    @property
+    def sql(self) -> str:
+        """The file's SQL."""
+        return self.path.read_text(encoding="utf-8")
+
+
+def default_sql_dir() -> Path:
+    """``sql/`` at the root of the source tree."""
+    return Path(__file__).resolve().parent.parent / "sql"
+
+
+def discover(sql_dir: Path) -> list[Migration]:
+    """The migrations in ``sql_dir``, in order; refuses duplicate numbers and odd names."""
+    found: dict[int, Migration] = {}
+    for path in sorted(sql_dir.glob("*.sql")):
+        m = MIGRATION_RE.match(path.name)
+        if not m:
+            raise MigrationError(f"{path.name}: migration files are named NNN_name.sql")
+        version = int(m.group(1))
+        if version in found:
+            raise MigrationError(f"two migrations numbered {version:03d}")
+        digest = hashlib.sha256(path.read_bytes()).hexdigest()
+        found[version] = Migration(version, m.group(2), path, digest)
+    return [found[v] for v in sorted(found)]
+
+
+def migrate(conninfo: str, sql_dir: Path | None = None) -> list[Migration]:
+    """Apply pending migrations; return those applied now (empty when up to date)."""
+    migrations = discover(sql_dir or default_sql_dir())
+    applied_now: list[Migration] = []
+    with psycopg.connect(conninfo, autocommit=True) as conn:
+        conn.execute("SELECT pg_advisory_lock(%s)", (LOCK_ID,))
+        try:
+            conn.execute(
+                "CREATE TABLE IF NOT EXISTS schema_migrations ("
+                " version integer PRIMARY KEY, name text NOT NULL, checksum text NOT NULL,"
+                " applied_at timestamptz NOT NULL DEFAULT now())"
+            )
+            rows = conn.execute("SELECT version, name, checksum FROM schema_migrations")
+            applied = {v: (n, c) for v, n, c in rows.fetchall()}
+            for mig in migrations:
+                if mig.version in applied:
+                    name, checksum = applied[mig.version]
+                    if checksum != mig.checksum:
+                        raise MigrationError(
+                            f"migration {mig.path.name} was changed after it was applied "
+                            f"(recorded checksum {checksum[:12]}, file {mig.checksum[:12]}); "
+                            "migrations are forward-only: revert the edit and add a new file"
+                        )
+                    continue
+                log.info("applying migration %s", mig.path.name)
+                try:
+                    with conn.transaction():
+                        conn.execute(mig.sql.encode())  # type: ignore[call-overload]
+                        conn.execute(
+                            "INSERT INTO schema_migrations (version, name, checksum)"
+                            " VALUES (%s, %s, %s)", (mig.version, mig.name, mig.checksum))
+                except psycopg.Error as exc:
+                    raise MigrationError(f"migration {mig.path.name} failed: {exc}") from exc
+                applied_now.append(mig)
+            unknown = sorted(set(applied) - {m.version for m in migrations})
+            if unknown:
+                log.warning("database has migrations this code does not know: %s", unknown)
+        finally:
+            conn.execute("SELECT pg_advisory_unlock(%s)", (LOCK_ID,))
+    return applied_now

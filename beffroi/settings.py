@@ -1,0 +1,68 @@
+"""One settings object per process, read from ``BEFFROI_*`` environment variables and ``.env``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Everything configurable in Beffroi. Built once in ``main`` and passed down."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="BEFFROI_", env_file=".env", env_file_encoding="utf-8", extra="ignore"
+    )
+
+    state_dir: Path = Field(
+        Path(".beffroi"), description="Where the local stack keeps its data, logs and secrets."
+    )
+    # External services: when given, the local stack does not start its own.
+    database_url: SecretStr | None = Field(
+        None, description="postgresql://user:password@host:port/db of an existing TimescaleDB."
+    )
+    broker_url: str | None = Field(
+        None, description="mqtt://host:port of an existing MQTT broker (credentials apart)."
+    )
+    # The local stack.
+    pg_port: int = Field(55432, ge=1024, le=65535)
+    mqtt_port: int = Field(51883, ge=1024, le=65535)
+    db_name: str = Field("beffroi", pattern=r"^[a-z_][a-z0-9_]{0,62}$")
+    startup_timeout_s: float = Field(60.0, gt=0)
+    # Broker accounts of Beffroi's own processes (generated for the local stack).
+    ingest_mqtt_username: str = "beffroi-ingest"
+    ingest_mqtt_password: SecretStr | None = None
+    sim_mqtt_username: str = "beffroi-sim"
+    sim_mqtt_password: SecretStr | None = None
+    # Domain.
+    topic_prefix: str = Field("city", pattern=r"^[A-Za-z0-9_-]{1,32}$")
+    timezone: str = "Europe/Paris"
+
+    @field_validator("broker_url")
+    @classmethod
+    def _check_broker_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        parts = urlsplit(value)
+        if parts.scheme not in ("mqtt", "tcp") or not parts.hostname:
+            raise ValueError("broker_url must look like mqtt://host:port")
+        return value
+
+    @property
+    def external_database(self) -> bool:
+        """True when an existing database is used instead of the local stack's."""
+        return self.database_url is not None
+
+    @property
+    def external_broker(self) -> bool:
+        """True when an existing broker is used instead of the local stack's."""
+        return self.broker_url is not None
+
+    def broker_address(self) -> tuple[str, int]:
+        """Host and port of the broker in use."""
+        if self.broker_url:
+            parts = urlsplit(self.broker_url)
+            return parts.hostname or "127.0.0.1", parts.port or 1883
+        return "127.0.0.1", self.mqtt_port

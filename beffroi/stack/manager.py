@@ -1,0 +1,223 @@
+"""``beffroi stack up | down | status | reset``: the whole local stack as one object."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import shutil
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import psycopg
+from psycopg import sql
+
+from beffroi.settings import Settings
+from beffroi.stack import broker_auth, install
+from beffroi.stack.broker_auth import BrokerAccount
+from beffroi.stack.errors import StackError
+from beffroi.stack.mosquitto import Mosquitto
+from beffroi.stack.postgres import Postgres
+from beffroi.stack.process import service_user, user_can_reach
+from beffroi.stack.secrets import LocalSecrets, load_or_create
+
+log = logging.getLogger(__name__)
+
+SHARED_ROOT = Path("/var/lib/beffroi")
+
+
+@dataclass(frozen=True)
+class ServiceStatus:
+    """One line of ``stack status``."""
+
+    name: str
+    running: bool
+    pid: int | None
+    where: str
+    managed: bool
+
+
+class Stack:
+    """The local PostgreSQL + Mosquitto pair, or the external services that replace them."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.state_dir = settings.state_dir.resolve()
+        self._secrets: LocalSecrets | None = None
+
+    # -- layout -------------------------------------------------------------------------
+    @property
+    def secrets(self) -> LocalSecrets:
+        """Generated passwords of the local stack."""
+        if self._secrets is None:
+            self._secrets = load_or_create(self.state_dir)
+        return self._secrets
+
+    def services_root(self, user: str | None) -> Path:
+        """Where service data lives: under the state dir, unless the service user can't reach it."""
+        if user is None or user_can_reach(user, self.state_dir / "x"):
+            return self.state_dir
+        digest = hashlib.sha256(str(self.state_dir).encode()).hexdigest()[:12]
+        return SHARED_ROOT / digest
+
+    def _postgres(self, pg_bin: Path | None = None) -> Postgres:
+        user = service_user("postgres")
+        if pg_bin is None:
+            major = install.pg_major_installed() or "15"
+            pg_bin = install.PG_ROOT / major / "bin"
+        root = self.services_root(user)
+        return Postgres(pg_bin=pg_bin, data_dir=root / "postgres" / "data",
+                        port=self.settings.pg_port, user=user,
+                        password=self.secrets.pg_password,
+                        timeout=self.settings.startup_timeout_s)
+
+    def _mosquitto(self, binary: Path | None = None) -> Mosquitto:
+        user = service_user("mosquitto")
+        root = self.services_root(user)
+        return Mosquitto(binary=binary or Path("/usr/sbin/mosquitto"), root=root / "mosquitto",
+                         port=self.settings.mqtt_port, user=user,
+                         timeout=self.settings.startup_timeout_s)
+
+    # -- commands -----------------------------------------------------------------------
+    def up(self) -> list[str]:
+        """Install what is missing, start what is not running, wait until both answer."""
+        s = self.settings
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        done: list[str] = []
+        if s.external_database and s.external_broker:
+            return ["external database and broker in use; nothing to start"]
+        bins = install.ensure_installed()
+        if not s.external_database:
+            pg = self._postgres(bins.pg_bin)
+            started = pg.start()
+            self.ensure_database(s.db_name)
+            done.append(("started" if started else "already running") +
+                        f": PostgreSQL {bins.pg_major} + TimescaleDB on 127.0.0.1:{pg.port}")
+        if not s.external_broker:
+            mq = self._mosquitto(bins.mosquitto)
+            if mq.pid() is None:
+                mq.write_config()
+                self.write_broker_auth(reload=False)
+            started = mq.start()
+            done.append(("started" if started else "already running") +
+                        f": Mosquitto on 127.0.0.1:{mq.port}")
+        return done
+
+    def down(self) -> list[str]:
+        """Stop exactly the processes this stack started."""
+        out = []
+        if not self.settings.external_broker and self._mosquitto().stop():
+            out.append("stopped Mosquitto")
+        if not self.settings.external_database and self._postgres().stop():
+            out.append("stopped PostgreSQL")
+        return out or ["nothing was running"]
+
+    def status(self) -> list[ServiceStatus]:
+        """What runs where."""
+        s = self.settings
+        out = []
+        if s.external_database:
+            out.append(ServiceStatus("postgresql", True, None, "external (BEFFROI_DATABASE_URL)",
+                                     False))
+        else:
+            pg = self._postgres()
+            out.append(ServiceStatus("postgresql", pg.pid() is not None, pg.pid(),
+                                     f"127.0.0.1:{pg.port}, data {pg.data_dir}", True))
+        if s.external_broker:
+            out.append(ServiceStatus("mosquitto", True, None, f"external ({s.broker_url})", False))
+        else:
+            mq = self._mosquitto()
+            out.append(ServiceStatus("mosquitto", mq.pid() is not None, mq.pid(),
+                                     f"127.0.0.1:{mq.port}, config {mq.conf_file}", True))
+        return out
+
+    def reset(self) -> None:
+        """Stop everything and delete the state directory (and any service data outside it)."""
+        self.down()
+        roots = {self.state_dir, self._postgres().data_dir.parent.parent,
+                 self._mosquitto().root.parent}
+        for root in roots:
+            if root.exists():
+                shutil.rmtree(root)
+        self._secrets = None
+
+    # -- helpers used by other commands ---------------------------------------------------
+    def database_url(self, db: str | None = None) -> str:
+        """URL of the database in use (the external one, or ``db`` on the local cluster)."""
+        if self.settings.database_url is not None:
+            return self.settings.database_url.get_secret_value()
+        return self._postgres().url(db or self.settings.db_name)
+
+    def ensure_database(self, name: str) -> None:
+        """Create database ``name`` on the local cluster unless it exists."""
+        with psycopg.connect(self._postgres().url("postgres"), autocommit=True) as conn:
+            exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,))
+            if exists.fetchone() is None:
+                conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+
+    def drop_database(self, name: str) -> None:
+        """Drop database ``name`` on the local cluster (used by tests for throwaway databases)."""
+        with psycopg.connect(self._postgres().url("postgres"), autocommit=True) as conn:
+            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
+                sql.Identifier(name)))
+
+    def mqtt_credentials(self, role: str) -> tuple[str, str]:
+        """User name and password of Beffroi's broker account ``ingest``, ``sim`` or ``admin``."""
+        s = self.settings
+        if role == "ingest":
+            pw = s.ingest_mqtt_password
+            return s.ingest_mqtt_username, (pw.get_secret_value() if pw else
+                                            self.secrets.ingest_password)
+        if role == "sim":
+            pw = s.sim_mqtt_password
+            return s.sim_mqtt_username, (pw.get_secret_value() if pw else
+                                         self.secrets.sim_password)
+        if role == "admin":
+            return "beffroi-admin", self.secrets.admin_password
+        raise ValueError(f"unknown broker role {role!r}")
+
+    @property
+    def device_accounts_file(self) -> Path:
+        """Device broker accounts (hashes and topics), as last provisioned from the registry."""
+        return self.state_dir / "device-accounts.json"
+
+    def write_broker_auth(self, device_accounts: Iterable[BrokerAccount] | None = None, *,
+                          reload: bool = True) -> None:
+        """Rewrite the local broker's password/ACL files and make it reload them."""
+        if self.settings.external_broker:
+            raise StackError("the broker is external: apply credentials on that broker")
+        if device_accounts is not None:
+            payload = [a.__dict__ | {"read": list(a.read), "write": list(a.write)}
+                       for a in device_accounts]
+            tmp = self.device_accounts_file.with_suffix(".tmp")
+            tmp.write_text(json.dumps(payload))
+            tmp.chmod(0o600)
+            tmp.replace(self.device_accounts_file)
+        devices: list[BrokerAccount] = []
+        if self.device_accounts_file.exists():
+            devices = [BrokerAccount(d["username"], d["password_hash"], tuple(d["read"]),
+                                     tuple(d["write"]))
+                       for d in json.loads(self.device_accounts_file.read_text())]
+        mq = self._mosquitto()
+        ingest_user, ingest_pw = self.mqtt_credentials("ingest")
+        sim_user, sim_pw = self.mqtt_credentials("sim")
+        accounts = broker_auth.service_accounts(
+            prefix=self.settings.topic_prefix, ingest_password=ingest_pw, sim_password=sim_pw,
+            admin_password=self.secrets.admin_password, ingest_user=ingest_user,
+            sim_user=sim_user)
+        mq.root.mkdir(parents=True, exist_ok=True)
+        broker_auth.write_files(mq.passwd_file, mq.acl_file, [*accounts, *devices])
+        if reload:
+            mq.reload()
+
+    def broker(self) -> Mosquitto:
+        """The local broker (for restarts in tests and reloads)."""
+        return self._mosquitto()
+
+    def postgres(self) -> Postgres:
+        """The local PostgreSQL cluster."""
+        return self._postgres()
+
+
+__all__ = ["ServiceStatus", "Stack", "StackError"]

@@ -1,0 +1,1 @@
+"""Beffroi's domain core: device families, reading types, payload decoders, the registry."""

@@ -1,0 +1,62 @@
+"""Fixtures shared by all tests: settings, the real local stack, a throwaway database.
+
+Integration tests run against the real Mosquitto and TimescaleDB started by the project's
+own stack; if they cannot be started the fixtures fail (they never skip).
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Iterator
+
+import psycopg
+import pytest
+
+from beffroi.migrate import migrate
+from beffroi.settings import Settings
+from beffroi.stack import Stack
+
+
+@pytest.fixture(scope="session")
+def settings() -> Settings:
+    """Settings of the test run (BEFFROI_* from the environment)."""
+    return Settings()
+
+
+@pytest.fixture(scope="session")
+def stack(settings: Settings) -> Stack:
+    """The running local stack (started if needed)."""
+    st = Stack(settings)
+    st.up()
+    return st
+
+
+@pytest.fixture(scope="session")
+def db_url(stack: Stack, settings: Settings) -> Iterator[str]:
+    """A freshly migrated throwaway database, dropped at the end of the session."""
+    if settings.external_database:
+        url = stack.database_url()
+        migrate(url)
+        yield url
+        return
+    name = f"beffroi_test_{os.getpid()}_{secrets.token_hex(3)}"
+    stack.ensure_database(name)
+    url = stack.database_url(name)
+    migrate(url)
+    yield url
+    if not os.environ.get("BEFFROI_KEEP_TEST_DB"):
+        stack.drop_database(name)
+
+
+@pytest.fixture
+def conn(db_url: str) -> Iterator[psycopg.Connection]:
+    """An autocommit connection to the test database."""
+    with psycopg.connect(db_url, autocommit=True) as c:
+        yield c
+
+
+@pytest.fixture
+def uid(request: pytest.FixtureRequest) -> str:
+    """A short id unique to this test, for device ids and topics."""
+    return f"t{secrets.token_hex(4)}"

@@ -1,0 +1,67 @@
+"""Migrations and the first schema: idempotent, refuse edits, hypertables, idempotent writes."""
+
+from __future__ import annotations
+
+import shutil
+from datetime import UTC, datetime
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from beffroi.migrate import MigrationError, default_sql_dir, migrate
+
+HYPERTABLES = {
+    "wifi_ap_stats": "time",
+    "wifi_sessions": "time",
+    "parking_spot_state": "time",
+    "parking_transactions": "time",
+    "parking_meter_status": "time",
+    "grid_readings": "time",
+    "dead_letters": "received_at",
+}
+
+
+def test_migrations_are_recorded_and_rerun_is_noop(db_url: str, conn: psycopg.Connection) -> None:
+    files = sorted(p.name for p in default_sql_dir().glob("*.sql"))
+    rows = conn.execute("SELECT version, checksum FROM schema_migrations ORDER BY 1").fetchall()
+    assert [r[0] for r in rows] == [int(f[:3]) for f in files]
+    assert migrate(db_url) == []
+
+
+def test_edited_migration_is_refused(db_url: str, tmp_path: Path) -> None:
+    sql_dir = tmp_path / "sql"
+    shutil.copytree(default_sql_dir(), sql_dir)
+    first = sorted(sql_dir.glob("*.sql"))[0]
+    first.write_text(first.read_text() + "\n-- edited\n")
+    with pytest.raises(MigrationError, match="changed after it was applied"):
+        migrate(db_url, sql_dir)
+
+
+def test_each_reading_table_is_a_hypertable(conn: psycopg.Connection) -> None:
+    rows = conn.execute(
+        "SELECT hypertable_name, column_name FROM timescaledb_information.dimensions"
+    ).fetchall()
+    assert {name: col for name, col in rows} == HYPERTABLES
+
+
+def test_duplicate_device_time_is_ignored(conn: psycopg.Connection, uid: str) -> None:
+    t = datetime(2026, 3, 29, 0, 30, tzinfo=UTC)
+    sql = ("INSERT INTO grid_readings (time, device_id, energy_import_wh) VALUES (%s, %s, %s)"
+           " ON CONFLICT DO NOTHING")
+    conn.execute(sql, (t, uid, 1000))
+    conn.execute(sql, (t, uid, 2000))
+    rows = conn.execute("SELECT energy_import_wh FROM grid_readings WHERE device_id = %s",
+                        (uid,)).fetchall()
+    assert rows == [(1000,)]
+    with pytest.raises(psycopg.errors.UniqueViolation):
+        conn.execute("INSERT INTO grid_readings (time, device_id) VALUES (%s, %s)", (t, uid))
+
+
+def test_check_constraints_reject_absurd_values(conn: psycopg.Connection, uid: str) -> None:
+    with pytest.raises(psycopg.errors.CheckViolation):
+        conn.execute("INSERT INTO parking_spot_state (time, device_id, state) VALUES "
+                     "(now(), %s, 'maybe')", (uid,))
+    with pytest.raises(psycopg.errors.CheckViolation):
+        conn.execute("INSERT INTO wifi_sessions (time, device_id, client_key, event) VALUES "
+                     "(now(), %s, '\\x00112233445566'::bytea, 'associated')", (uid,))

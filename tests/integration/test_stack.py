@@ -1,0 +1,110 @@
+"""The local stack: comes up from nothing, is idempotent, stops exactly what it started."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from beffroi.settings import Settings
+from beffroi.stack import Stack
+from beffroi.stack.process import pid_alive, port_open
+
+pytestmark = [pytest.mark.stack, pytest.mark.slow]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+@pytest.fixture
+def private_stack(tmp_path: Path) -> Iterator[Stack]:
+    """A second, independent stack in a temporary state dir on free ports."""
+    st = Stack(Settings(state_dir=tmp_path / "state", pg_port=_free_port(),
+                        mqtt_port=_free_port()))
+    yield st
+    st.reset()
+
+
+def test_up_from_nothing_is_idempotent_and_down_leaves_nothing(private_stack: Stack) -> None:
+    first = private_stack.up()
+    assert any(line.startswith("started: PostgreSQL") for line in first), first
+    assert any(line.startswith("started: Mosquitto") for line in first), first
+    pids = {s.name: s.pid for s in private_stack.status()}
+    assert all(pids.values()), pids
+
+    with psycopg.connect(private_stack.database_url()) as conn:
+        row = conn.execute(
+            "SELECT extversion FROM pg_extension WHERE extname = 'timescaledb'").fetchone()
+        preload = conn.execute("SHOW shared_preload_libraries").fetchone()
+    assert preload is not None and "timescaledb" in preload[0]
+    assert row is None  # the extension is created by migrations, not by the stack
+
+    second = private_stack.up()
+    assert all(line.startswith("already running") for line in second), second
+    assert {s.name: s.pid for s in private_stack.status()} == pids
+
+    private_stack.down()
+    for pid in pids.values():
+        assert pid is not None and not pid_alive(pid)
+    assert not port_open("127.0.0.1", private_stack.settings.pg_port)
+    assert not port_open("127.0.0.1", private_stack.settings.mqtt_port)
+    assert all(not s.running for s in private_stack.status())
+
+
+def test_down_does_not_touch_another_stack(private_stack: Stack, stack: Stack) -> None:
+    main_pids = {s.name: s.pid for s in stack.status()}
+    private_stack.up()
+    private_stack.down()
+    assert {s.name: s.pid for s in stack.status()} == main_pids
+    assert all(pid is not None and pid_alive(pid) for pid in main_pids.values())
+
+
+def test_broker_refuses_anonymous_and_wrong_password(stack: Stack) -> None:
+    import paho.mqtt.client as mqtt
+
+    host, port = stack.settings.broker_address()
+    for user, password in ((None, None), ("beffroi-ingest", "wrong")):
+        client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+        if user:
+            client.username_pw_set(user, password)
+        codes: list[object] = []
+        client.on_connect = lambda c, u, f, rc, p: codes.append(rc)
+        client.connect(host, port)
+        client.loop_start()
+        try:
+            _wait(lambda: bool(codes))
+        finally:
+            client.loop_stop()
+            client.disconnect()
+        assert codes and codes[0].is_failure, (user, codes)  # type: ignore[attr-defined]
+
+
+def test_external_database_is_honoured(tmp_path: Path, db_url: str, stack: Stack) -> None:
+    host, port = stack.settings.broker_address()
+    ext = Stack(Settings(state_dir=tmp_path / "ext", database_url=db_url,
+                         broker_url=f"mqtt://{host}:{port}", pg_port=_free_port()))
+    lines = ext.up()
+    assert lines == ["external database and broker in use; nothing to start"]
+    assert ext.database_url() == db_url
+    assert not (tmp_path / "ext" / "postgres").exists()
+    assert not port_open("127.0.0.1", ext.settings.pg_port)
+    statuses = {s.name: s for s in ext.status()}
+    assert not statuses["postgresql"].managed and not statuses["mosquitto"].managed
+
+
+def _wait(cond: object, timeout: float = 10.0) -> None:
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if cond():  # type: ignore[operator]
+            return
+        time.sleep(0.02)
+    raise AssertionError("condition not met before the deadline")
