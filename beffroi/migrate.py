@@ -71,7 +71,7 @@ def migrate(conninfo: str, sql_dir: Path | None = None) -> list[Migration]:
             applied = {v: (n, c) for v, n, c in rows.fetchall()}
             for mig in migrations:
                 if mig.version in applied:
-                    name, checksum = applied[mig.version]
+                    _name, checksum = applied[mig.version]
                     if checksum != mig.checksum:
                         raise MigrationError(
                             f"migration {mig.path.name} was changed after it was applied "
@@ -82,7 +82,7 @@ def migrate(conninfo: str, sql_dir: Path | None = None) -> list[Migration]:
                 log.info("applying migration %s", mig.path.name)
                 try:
                     with conn.transaction():
-                        conn.execute(mig.sql.encode())  # type: ignore[call-overload]
+                        conn.execute(mig.sql.encode())
                         conn.execute(
                             "INSERT INTO schema_migrations (version, name, checksum)"
                             " VALUES (%s, %s, %s)", (mig.version, mig.name, mig.checksum))

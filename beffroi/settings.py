@@ -36,6 +36,42 @@ class Settings(BaseSettings):
     ingest_mqtt_password: SecretStr | None = None
     sim_mqtt_username: str = "beffroi-sim"
     sim_mqtt_password: SecretStr | None = None
+    # Ingestor (defaults chosen by `make bench-ingest`, see docs/ingest.md).
+    ingest_batch_size: int = Field(
+        5000, ge=1, le=65535, description="Readings per COPY batch (flush on size)."
+    )
+    ingest_batch_max_age_ms: int = Field(
+        200, ge=1, le=60000, description="Flush a batch at the latest this long after it opened."
+    )
+    ingest_queue_batches: int = Field(
+        2, ge=1, le=64, description="Sealed batches waiting for the writer (backpressure)."
+    )
+    ingest_receive_maximum: int = Field(
+        20000, ge=1, le=65535,
+        description="Unacknowledged QoS 1 messages the broker may send us (MQTT 5)."
+    )
+    ingest_max_payload_bytes: int = Field(65536, ge=64, description="Larger messages are rejected.")
+    ingest_future_skew_s: float = Field(
+        300.0, ge=0, description="Readings further in the future are rejected."
+    )
+    ingest_max_age_days: float = Field(
+        400.0, gt=0, description="Readings older than this (retention window) are rejected."
+    )
+    ingest_dead_letter_max_bytes: int = Field(
+        4096, ge=0, description="Payload bytes kept per dead letter."
+    )
+    ingest_client_id: str = Field("beffroi-ingest", pattern=r"^[A-Za-z0-9_-]{1,48}$")
+    ingest_share_group: str = Field("beffroi", pattern=r"^[A-Za-z0-9_-]{1,32}$")
+    ingest_shared_subscription: bool | None = Field(
+        None, description="Subscribe through $share/<group>/; default: only with --workers > 1."
+    )
+    ingest_session_expiry_s: int = Field(
+        7 * 86400, ge=0, description="How long the broker keeps an offline ingestor's session."
+    )
+    ingest_metrics_port: int = Field(
+        9108, ge=0, le=65535, description="Prometheus endpoint (0: off); worker i uses port+i."
+    )
+    ingest_registry_refresh_s: float = Field(30.0, gt=0)
     # Domain.
     topic_prefix: str = Field("city", pattern=r"^[A-Za-z0-9_-]{1,32}$")
     timezone: str = "Europe/Paris"

@@ -1,18 +1,27 @@
-"""``beffroi api``."""
+"""``beffroi api``: serve the HTTP API with uvicorn."""
 
 from __future__ import annotations
 
 import argparse
 from typing import Any
 
-from beffroi.context import CommandError, Context
+from beffroi.context import Context
 
 
 def register(sub: Any) -> None:
     """Add ``api``."""
-    p = sub.add_parser("api", help="(not available yet)")
-    p.set_defaults(handler=_run)
+    p = sub.add_parser("api", help="serve the HTTP API (uvicorn)",
+                       description="Serve the HTTP API. /health and /ready need no token; "
+                       "the OpenAPI docs are at /docs.")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8000)
+    p.set_defaults(handler=_api)
 
 
-def _run(ctx: Context, args: argparse.Namespace) -> int:
-    raise CommandError("api is not available yet")
+def _api(ctx: Context, args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from api.main import create_app
+
+    uvicorn.run(create_app(ctx.settings), host=args.host, port=args.port, log_level="info")
+    return 0

@@ -1,18 +1,36 @@
-"""``beffroi ingest``."""
+"""``beffroi ingest``: MQTT to TimescaleDB."""
 
 from __future__ import annotations
 
 import argparse
+import sys
 from typing import Any
 
-from beffroi.context import CommandError, Context
+from beffroi.context import Context
 
 
 def register(sub: Any) -> None:
     """Add ``ingest``."""
-    p = sub.add_parser("ingest", help="(not available yet)")
-    p.set_defaults(handler=_run)
+    p = sub.add_parser(
+        "ingest", help="run the MQTT ingestor (devices -> TimescaleDB)",
+        description="Subscribe to every device topic with a persistent QoS 1 session, "
+        "validate and decode each message, write readings in batches with COPY, and "
+        "acknowledge each message only once its batch has committed. Rejected messages go "
+        "to the dead_letters table with a reason. SIGTERM/Ctrl-C flush and stop cleanly.")
+    p.add_argument("--workers", type=int, default=1, metavar="N",
+                   help="worker processes sharing the stream through an MQTT shared "
+                   "subscription (default 1; one per core is a good start)")
+    p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                   help="print a progress line every few seconds (default: when on a terminal)")
+    p.set_defaults(handler=_ingest)
 
 
-def _run(ctx: Context, args: argparse.Namespace) -> int:
-    raise CommandError("ingest is not available yet")
+def _ingest(ctx: Context, args: argparse.Namespace) -> int:
+    from ingest.runner import run
+    from ingest.service import BrokerConfig
+
+    host, port = ctx.settings.broker_address()
+    user, password = ctx.stack.mqtt_credentials("ingest")
+    progress = args.progress if args.progress is not None else sys.stderr.isatty()
+    return run(ctx.settings, ctx.database_url(), BrokerConfig(host, port, user, password),
+               workers=max(1, args.workers), progress=progress)

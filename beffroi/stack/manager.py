@@ -165,6 +165,11 @@ class Stack:
     def mqtt_credentials(self, role: str) -> tuple[str, str]:
         """User name and password of Beffroi's broker account ``ingest``, ``sim`` or ``admin``."""
         s = self.settings
+        configured = {"ingest": s.ingest_mqtt_password, "sim": s.sim_mqtt_password}.get(role)
+        if s.external_broker and configured is None:
+            raise StackError(
+                f"the broker is external: set BEFFROI_{role.upper()}_MQTT_PASSWORD "
+                f"(and BEFFROI_{role.upper()}_MQTT_USERNAME) for Beffroi's {role} account")
         if role == "ingest":
             pw = s.ingest_mqtt_password
             return s.ingest_mqtt_username, (pw.get_secret_value() if pw else

@@ -82,7 +82,7 @@ class Mosquitto:
             port=self.port, passwd=self.passwd_file, acl=self.acl_file, data=self.data_dir,
             log=self.log_file, pid=self.pid_file))
         for f in (self.passwd_file, self.acl_file):
-            os.chmod(f, 0o600)
+            f.chmod(0o600)
         chown_tree(self.root, self.user)
 
     def start(self) -> bool:

@@ -31,6 +31,7 @@ max_wal_size = 2GB              # fewer checkpoints under bulk COPY
 checkpoint_timeout = 15min
 timezone = 'UTC'                # storage is UTC; the API converts to local time
 log_min_duration_statement = 2000
+track_commit_timestamp = on     # publish-to-commit latency in benchmarks and diagnostics
 password_encryption = scram-sha-256
 """
 

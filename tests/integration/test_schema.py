@@ -42,7 +42,7 @@ def test_each_reading_table_is_a_hypertable(conn: psycopg.Connection) -> None:
     rows = conn.execute(
         "SELECT hypertable_name, column_name FROM timescaledb_information.dimensions"
     ).fetchall()
-    assert {name: col for name, col in rows} == HYPERTABLES
+    assert dict(rows) == HYPERTABLES
 
 
 def test_duplicate_device_time_is_ignored(conn: psycopg.Connection, uid: str) -> None:

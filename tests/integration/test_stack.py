@@ -68,18 +68,19 @@ def test_down_does_not_touch_another_stack(private_stack: Stack, stack: Stack) -
 
 def test_broker_refuses_anonymous_and_wrong_password(stack: Stack) -> None:
     import paho.mqtt.client as mqtt
+    from paho.mqtt.enums import CallbackAPIVersion
 
     host, port = stack.settings.broker_address()
     for user, password in ((None, None), ("beffroi-ingest", "wrong")):
-        client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+        client = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
         if user:
             client.username_pw_set(user, password)
         codes: list[object] = []
-        client.on_connect = lambda c, u, f, rc, p: codes.append(rc)
+        client.on_connect = lambda c, u, f, rc, p, out=codes: out.append(rc)
         client.connect(host, port)
         client.loop_start()
         try:
-            _wait(lambda: bool(codes))
+            _wait(lambda out=codes: bool(out))
         finally:
             client.loop_stop()
             client.disconnect()

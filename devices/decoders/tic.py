@@ -1,0 +1,217 @@
+"""Linky (Enedis) TIC frames as community bridges publish them, one JSON object per frame.
+
+Two shapes are read: teleinfo2mqtt's ``{"EAST": {"raw": "002738033", "value": 2738033}}``
+and flat ``{"EAST": 2738033}`` (numbers or digit strings). Mapping to ``grid_readings``:
+
+- standard mode: ``EAST`` -> energy_import_wh, ``EAIT`` -> energy_export_wh,
+  ``SINSTS`` (minus ``SINSTI`` when injecting) -> power_w (apparent power in VA, stored as an
+  approximation of W), ``URMS1..3`` -> voltage_l1..3_v, ``IRMS1..3`` -> current_l1..3_a,
+  ``DATE`` -> time;
+- historic mode: ``BASE``, or the sum of the period indices (``HCHC`` + ``HCHP``, EJP,
+  Tempo) -> energy_import_wh, ``PAPP`` -> power_w, ``IINST`` (or ``IINST1..3``) -> current.
+
+``DATE`` is a season flag and local time ``YYMMDDhhmmss``: ``E`` (summer) is +02:00, ``H``
+(winter) +01:00, which settles the hour repeated in October. A lower-case flag means the
+meter's clock lost synchronisation, and a missing flag or ``DATE`` leaves no reliable time:
+the frame is then timed at reception. teleinfo2mqtt's parsed ``timestamp.date`` is used as is.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime, timedelta, timezone
+from typing import Final
+
+from devices.decoders.common import DecodeContext, check_reading, loads, parse_iso
+from devices.errors import BAD_TIMESTAMP, INVALID_PAYLOAD, UNKNOWN_DEVICE, DecodeError
+from devices.readings import GridReading, Reading
+
+TIC_LABELS: Final = frozenset(
+    {
+        # standard mode
+        "ADSC", "VTIC", "DATE", "NGTF", "LTARF", "EAST", "EASF01", "EASF02", "EASF03",
+        "EASF04", "EASF05", "EASF06", "EASD01", "EASD02", "EAIT", "ERQ1", "IRMS1", "IRMS2",
+        "IRMS3", "URMS1", "URMS2", "URMS3", "PREF", "PCOUP", "SINSTS", "SINSTS1", "SINSTS2",
+        "SINSTS3", "SMAXSN", "SINSTI", "STGE", "NTARF", "PRM", "RELAIS", "MSG1",
+        # historic mode
+        "ADCO", "OPTARIF", "ISOUSC", "BASE", "HCHC", "HCHP", "EJPHN", "EJPHPM", "BBRHCJB",
+        "BBRHPJB", "BBRHCJW", "BBRHPJW", "BBRHCJR", "BBRHPJR", "PEJP", "PTEC", "DEMAIN",
+        "IINST", "IINST1", "IINST2", "IINST3", "ADPS", "IMAX", "PAPP", "HHPHC", "MOTDETAT",
+    }
+)  # fmt: skip
+"""Labels whose presence marks a JSON object as a TIC frame."""
+
+_HISTORIC_INDICES: Final = (
+    "HCHC", "HCHP", "EJPHN", "EJPHPM",
+    "BBRHCJB", "BBRHPJB", "BBRHCJW", "BBRHPJW", "BBRHCJR", "BBRHPJR",
+)  # fmt: skip
+_METER_ID_RE: Final = re.compile(r"[0-9]{12,14}")
+_DIGITS_RE: Final = re.compile(r"-?[0-9]+")
+_SEASON_OFFSETS: Final = {
+    "E": timezone(timedelta(hours=2)),  # été: CEST
+    "H": timezone(timedelta(hours=1)),  # hiver: CET
+}
+
+
+def is_tic_frame(data: object) -> bool:
+    """True for a JSON object with at least one TIC label as a key."""
+    return isinstance(data, dict) and not TIC_LABELS.isdisjoint(data)
+
+
+def _text(entry: object) -> str | None:
+    """The text of a label: teleinfo2mqtt's ``raw`` (else ``value``), or the flat value."""
+    if isinstance(entry, dict):
+        raw = entry.get("raw")
+        entry = raw if isinstance(raw, str) and raw.strip() else entry.get("value")
+    if isinstance(entry, str):
+        return entry.strip()
+    if isinstance(entry, int) and not isinstance(entry, bool):
+        return str(entry)
+    return None
+
+
+def _number(frame: dict[str, object], label: str) -> int | float | None:
+    """The numeric value of ``label``, None when absent."""
+    entry = frame.get(label)
+    if isinstance(entry, dict):
+        entry = entry.get("value", entry.get("raw"))
+    if entry is None:
+        return None
+    if isinstance(entry, bool):
+        pass
+    elif isinstance(entry, int | float):
+        return entry
+    elif isinstance(entry, str) and _DIGITS_RE.fullmatch(entry.strip()):
+        return int(entry)
+    raise DecodeError(INVALID_PAYLOAD, f"TIC {label} is not a number")
+
+
+def _energy(frame: dict[str, object], label: str) -> int | None:
+    value = _number(frame, label)
+    if value is None or isinstance(value, int):
+        return value
+    if not value.is_integer():
+        raise DecodeError(INVALID_PAYLOAD, f"TIC {label} must be a whole number of Wh")
+    return int(value)
+
+
+def _real(frame: dict[str, object], label: str) -> float | None:
+    value = _number(frame, label)
+    return None if value is None else float(value)
+
+
+def frame_meter_id(frame: dict[str, object]) -> str | None:
+    """The meter id of a frame (``ADSC``, else ``ADCO``), None when it has neither.
+
+    Leading zeros lost by bridges that turn ids into numbers are restored (ids are 12 digits).
+    """
+    for label in ("ADSC", "ADCO"):
+        if label in frame:
+            text = _text(frame[label])
+            if text is not None and text.isdigit() and len(text) < 12:
+                text = text.zfill(12)
+            if text is None or _METER_ID_RE.fullmatch(text) is None:
+                raise DecodeError(INVALID_PAYLOAD, f"TIC {label} must be 12 to 14 digits")
+            return text
+    return None
+
+
+def _frame_time(frame: dict[str, object], received_at: datetime) -> datetime:
+    entry = frame.get("DATE")
+    if entry is None:
+        return received_at
+    if isinstance(entry, dict):
+        parsed = entry.get("timestamp")
+        if isinstance(parsed, dict) and isinstance(parsed.get("date"), str):
+            return parse_iso(parsed["date"], "TIC DATE")
+    text = _text(entry)
+    if text is None:
+        raise DecodeError(BAD_TIMESTAMP, "TIC DATE must be a season flag and YYMMDDhhmmss")
+    if len(text) == 12 and text.isdigit():
+        return received_at  # no season flag: local time of unknown offset
+    if len(text) != 13 or not text[1:].isdigit() or text[0] not in "EHeh":
+        raise DecodeError(BAD_TIMESTAMP, "TIC DATE must be a season flag and YYMMDDhhmmss")
+    offset = _SEASON_OFFSETS.get(text[0])
+    if offset is None:
+        return received_at  # lower-case flag: the meter's clock is not synchronised
+    d = text[1:]
+    try:
+        local = datetime(
+            2000 + int(d[0:2]), int(d[2:4]), int(d[4:6]),
+            int(d[6:8]), int(d[8:10]), int(d[10:12]), tzinfo=offset,
+        )  # fmt: skip
+    except ValueError:
+        raise DecodeError(BAD_TIMESTAMP, "TIC DATE is not a valid date") from None
+    return local.astimezone(UTC)
+
+
+def decode_tic_frame(device_id: str, frame: dict[str, object], ctx: DecodeContext) -> GridReading:
+    """The grid reading of one parsed TIC frame."""
+    energy_import = _energy(frame, "EAST")
+    if energy_import is None:
+        energy_import = _energy(frame, "BASE")
+    if energy_import is None:
+        indices = [
+            i for i in (_energy(frame, label) for label in _HISTORIC_INDICES) if i is not None
+        ]
+        energy_import = sum(indices) if indices else None
+    power = _real(frame, "SINSTS")
+    if power is not None:
+        injected = _real(frame, "SINSTI")
+        if injected:
+            power -= injected
+    else:
+        power = _real(frame, "PAPP")
+    current_l1 = _real(frame, "IRMS1")
+    if current_l1 is None:
+        current_l1 = _real(frame, "IINST")
+    if current_l1 is None:
+        current_l1 = _real(frame, "IINST1")
+    reading = GridReading(
+        _frame_time(frame, ctx.received_at),
+        device_id,
+        energy_import,
+        _energy(frame, "EAIT"),
+        power,
+        _real(frame, "URMS1"),
+        _real(frame, "URMS2"),
+        _real(frame, "URMS3"),
+        current_l1,
+        _real(frame, "IRMS2") if "IRMS2" in frame else _real(frame, "IINST2"),
+        _real(frame, "IRMS3") if "IRMS3" in frame else _real(frame, "IINST3"),
+        None,
+    )
+    if all(v is None for v in reading[2:]):
+        raise DecodeError(
+            INVALID_PAYLOAD, "TIC frame has no value Beffroi stores (EAST, BASE, SINSTS, ...)"
+        )
+    return check_reading(reading)
+
+
+def decode_teleinfo(
+    meter_id: str | None, payload: bytes, ctx: DecodeContext
+) -> tuple[str, list[Reading]]:
+    """Device id and readings of a TIC frame published on ``teleinfo/<meter id>``.
+
+    The meter id is the frame's ``ADSC``/``ADCO``, else ``meter_id`` (from the topic); when
+    the registry does not know the frame's id, the topic's is tried too (it may be a PRM).
+    Errors raised once the device is known carry its id in ``DecodeError.device_id``.
+    """
+    frame = loads(payload)
+    if not isinstance(frame, dict):
+        raise DecodeError(INVALID_PAYLOAD, "a TIC frame must be a JSON object")
+    candidates = [c for c in (frame_meter_id(frame), meter_id) if c]
+    if not candidates:
+        raise DecodeError(INVALID_PAYLOAD, "no ADSC/ADCO in the frame and no meter id in the topic")
+    device_id = None
+    for candidate in candidates:
+        device_id = ctx.device_by_meter_id(candidate)
+        if device_id is not None:
+            break
+    if device_id is None:
+        raise DecodeError(UNKNOWN_DEVICE, f"Linky meter {candidates[0]} is not in the registry")
+    try:
+        return device_id, [decode_tic_frame(device_id, frame, ctx)]
+    except DecodeError as exc:
+        exc.device_id = device_id
+        raise

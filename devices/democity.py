@@ -1,0 +1,200 @@
+"""The demo city: Arras (Pas-de-Calais, INSEE 62041), built deterministically from a seed.
+
+``python -m devices.democity > devices/data/demo-city.json`` regenerates the committed file.
+Two pedestrian squares with 8 wifi APs, three parking zones with 300 spot sensors
+(LoRaWAN, each with a DevEUI) and 12 parking meters, two districts with 500 Linky meters.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import random
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+DEMO_CITY_FILE = Path(__file__).resolve().parent / "data" / "demo-city.json"
+"""The committed output of ``build_demo_city()`` (the default seed)."""
+
+INSEE = "62041"  # Arras
+DEFAULT_SEED = 62041
+METRES_PER_DEGREE = 111_320.0
+DEV_EUI_BASE = 0x70B3D57ED0000000  # 70-B3-D5: an IEEE block many LoRaWAN vendors use
+PMR_SHARE = 0.03  # French law asks for at least 2 % of spots reserved to disabled drivers
+
+
+@dataclass(frozen=True)
+class _Square:
+    id: str
+    short: str  # in device ids
+    name: str
+    lat: float
+    lon: float
+    aps: int
+
+
+@dataclass(frozen=True)
+class _Zone:
+    id: str
+    short: str
+    name: str
+    lat: float
+    lon: float
+    radius_m: float
+    spots: int
+    meters: int
+    tariff_zone: str
+    off_street: bool
+
+
+@dataclass(frozen=True)
+class _District:
+    id: str
+    short: str
+    name: str
+    lat: float
+    lon: float
+    radius_m: float
+    meters: int
+    professional_share: float
+
+
+SQUARES = (
+    _Square("grand-place", "grand-place", "Grand'Place", 50.29195, 2.78063, 5),
+    _Square("place-des-heros", "heros", "Place des Héros", 50.29111, 2.77756, 3),
+)
+ZONES = (
+    _Zone("parking-grand-place", "grand-place", "Stationnement Grand'Place", 50.29195, 2.78063,
+          90, 130, 5, "rouge", False),
+    _Zone("parking-gare", "gare", "Stationnement Gare", 50.28667, 2.78185, 120, 100, 3,
+          "verte", False),
+    _Zone("parking-centre-ville", "centre", "Stationnement Centre-ville", 50.28910, 2.77920,
+          250, 70, 4, "rouge", False),
+)
+DISTRICTS = (
+    _District("baudimont", "baudimont", "Quartier Baudimont", 50.29420, 2.76580, 650, 280,
+              0.08),
+    _District("saint-michel", "saint-michel", "Quartier Saint-Michel", 50.27980, 2.79060, 700,
+              220, 0.15),
+)
+
+
+def _scatter(rng: random.Random, lat: float, lon: float, radius_m: float) -> tuple[float, float]:
+    """A point uniformly spread within ``radius_m`` of a centre (WGS 84, 6 decimals ~ 0.1 m)."""
+    r = radius_m * math.sqrt(rng.random())
+    theta = rng.uniform(0, 2 * math.pi)
+    dlat = r * math.cos(theta) / METRES_PER_DEGREE
+    dlon = r * math.sin(theta) / (METRES_PER_DEGREE * math.cos(math.radians(lat)))
+    return round(lat + dlat, 6), round(lon + dlon, 6)
+
+
+def _installed(rng: random.Random, start: datetime, days: int) -> str:
+    """A working-hours install time within ``days`` after ``start``, ISO 8601 UTC."""
+    t = start + timedelta(days=rng.randrange(days), hours=rng.randrange(7, 16))
+    return t.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _prm(rng: random.Random, taken: set[str]) -> str:
+    """A unique 14-digit PRM-like meter id."""
+    while True:
+        prm = f"{rng.randrange(1, 3)}{rng.randrange(10**13):013d}"
+        if prm not in taken:
+            taken.add(prm)
+            return prm
+
+
+def build_demo_city(seed: int = DEFAULT_SEED) -> dict[str, list[dict[str, Any]]]:
+    """The demo city as a registry document ``{"sites": [...], "devices": [...]}``."""
+    rng = random.Random(seed)
+    sites: list[dict[str, Any]] = []
+    devices: list[dict[str, Any]] = []
+
+    for sq in SQUARES:
+        sites.append({"id": sq.id, "kind": "square", "name": sq.name, "insee": INSEE,
+                      "latitude": sq.lat, "longitude": sq.lon, "capacity": None,
+                      "metadata": {"pedestrian": True}})
+        for n in range(1, sq.aps + 1):
+            lat, lon = _scatter(rng, sq.lat, sq.lon, 70)
+            devices.append({
+                "id": f"ap-{sq.short}-{n:02d}", "family": "wifi_ap", "site_id": sq.id,
+                "name": f"Borne wifi {sq.name} {n}", "latitude": lat, "longitude": lon,
+                "installed_at": _installed(rng, datetime(2022, 4, 1, tzinfo=UTC), 60),
+                "metadata": {"ssid": "Arras-WiFi-Public", "bands": ["2.4GHz", "5GHz"]},
+            })
+
+    eui = DEV_EUI_BASE
+    for z in ZONES:
+        sites.append({"id": z.id, "kind": "parking_zone", "name": z.name, "insee": INSEE,
+                      "latitude": z.lat, "longitude": z.lon, "capacity": z.spots,
+                      "metadata": {"category": "offStreet" if z.off_street else "onStreet",
+                                   "tariff_zone": z.tariff_zone}})
+        pmr = set(rng.sample(range(1, z.spots + 1), max(1, round(z.spots * PMR_SHARE))))
+        for n in range(1, z.spots + 1):
+            eui += 1
+            lat, lon = _scatter(rng, z.lat, z.lon, z.radius_m)
+            devices.append({
+                "id": f"spot-{z.short}-{n:03d}", "family": "parking_spot", "site_id": z.id,
+                "name": f"Place {n} ({z.name.removeprefix('Stationnement ')})",
+                "latitude": lat, "longitude": lon, "dev_eui": f"{eui:016x}",
+                "installed_at": _installed(rng, datetime(2023, 3, 6, tzinfo=UTC), 30),
+                "metadata": {"pmr": n in pmr},
+            })
+        for n in range(1, z.meters + 1):
+            lat, lon = _scatter(rng, z.lat, z.lon, z.radius_m)
+            devices.append({
+                "id": f"meter-{z.short}-{n:02d}", "family": "parking_meter", "site_id": z.id,
+                "name": f"Horodateur {z.name.removeprefix('Stationnement ')} {n}",
+                "latitude": lat, "longitude": lon,
+                "installed_at": _installed(rng, datetime(2021, 9, 1, tzinfo=UTC), 90),
+                "metadata": {"payment": ["card", "contactless", "coins"],
+                             "tariff_zone": z.tariff_zone},
+            })
+
+    prms: set[str] = set()
+    for d in DISTRICTS:
+        sites.append({"id": d.id, "kind": "district", "name": d.name, "insee": INSEE,
+                      "latitude": d.lat, "longitude": d.lon, "capacity": None,
+                      "metadata": {}})
+        for n in range(1, d.meters + 1):
+            professional = rng.random() < d.professional_share
+            phases = 3 if rng.random() < (0.7 if professional else 0.15) else 1
+            pref = (rng.choice((36, 24, 18)) if professional
+                    else rng.choice((6, 6, 9, 9, 12)) if phases == 1 else rng.choice((9, 12, 15)))
+            lat, lon = _scatter(rng, d.lat, d.lon, d.radius_m)
+            devices.append({
+                "id": f"linky-{d.short}-{n:04d}", "family": "grid_meter", "site_id": d.id,
+                "name": f"Compteur Linky {d.name.removeprefix('Quartier ')} {n}",
+                "latitude": lat, "longitude": lon, "meter_id": _prm(rng, prms),
+                "installed_at": _installed(rng, datetime(2018, 6, 1, tzinfo=UTC), 900),
+                "metadata": {"profile": "professional" if professional else "residential",
+                             "phases": phases, "pref_kva": pref,
+                             "solar": rng.random() < 0.08},
+            })
+    return {"sites": sites, "devices": devices}
+
+
+def dumps(city: dict[str, list[dict[str, Any]]]) -> str:
+    """JSON with one record per line: readable, and diffs stay small."""
+    parts = []
+    for key in ("sites", "devices"):
+        rows = ",\n".join("    " + json.dumps(r, ensure_ascii=False) for r in city[key])
+        parts.append(f'  "{key}": [\n{rows}\n  ]')
+    return "{\n" + ",\n".join(parts) + "\n}\n"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Write the demo city's registry JSON to stdout."""
+    parser = argparse.ArgumentParser(prog="python -m devices.democity", description=__doc__)
+    parser.add_argument("--seed", type=int, default=DEFAULT_SEED, help="random seed")
+    args = parser.parse_args(argv)
+    sys.stdout.write(dumps(build_demo_city(args.seed)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

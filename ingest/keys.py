@@ -1,0 +1,54 @@
+"""Daily pseudonymisation keys: created on demand, shared by workers, destroyed after the day."""
+
+from __future__ import annotations
+
+import logging
+import os
+from datetime import date, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+import psycopg
+
+log = logging.getLogger(__name__)
+
+# Create tomorrow's key this long before local midnight, so that every worker holds it when
+# the day turns (the key's life grows by at most this much).
+PREFETCH = timedelta(minutes=2)
+
+
+class KeyRing:
+    """The keys in force, by local day; ``key_for`` is what ``MacHasher`` calls."""
+
+    def __init__(self, tz: ZoneInfo) -> None:
+        self.tz = tz
+        self.keys: dict[date, bytes] = {}
+
+    def key_for(self, at: datetime) -> bytes:
+        """Key of the local day of ``at``; the newest key when that day's is gone."""
+        day = at.astimezone(self.tz).date()
+        key = self.keys.get(day)
+        if key is not None:
+            return key
+        if not self.keys:
+            raise RuntimeError("no pseudonymisation key loaded")
+        return self.keys[max(self.keys)]
+
+    async def refresh(self, conn: psycopg.AsyncConnection, now: datetime) -> None:
+        """Ensure today's key (and tomorrow's near midnight); destroy keys of ended days."""
+        local = now.astimezone(self.tz)
+        today = local.date()
+        wanted = [today]
+        next_midnight = datetime.combine(today + timedelta(days=1), datetime.min.time(),
+                                         self.tz)
+        if next_midnight - local <= PREFETCH:
+            wanted.append(today + timedelta(days=1))
+        async with conn.transaction():
+            await conn.execute("DELETE FROM privacy_keys WHERE day < %s", (today,))
+            for day in wanted:
+                await conn.execute(
+                    "INSERT INTO privacy_keys (day, key) VALUES (%s, %s) "
+                    "ON CONFLICT (day) DO NOTHING", (day, os.urandom(32)))
+            cur = await conn.execute("SELECT day, key FROM privacy_keys WHERE day >= %s",
+                                     (today,))
+            rows = await cur.fetchall()
+        self.keys = {d: bytes(k) for d, k in rows}

@@ -1,0 +1,280 @@
+"""The ingestor: MQTT messages in, batches committed to TimescaleDB, acknowledgements out."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import sys
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import psycopg
+from prometheus_client import start_http_server
+
+from beffroi.settings import Settings
+from devices.privacy import MacHasher, scrub_macs, scrub_macs_bytes
+from ingest.batch import Batch, DeadLetterRow
+from ingest.keys import KeyRing
+from ingest.metrics import Metrics
+from ingest.mqtt import GmqttSubscriber, Subscriber
+from ingest.registry_cache import RegistryCache
+from ingest.router import UNKNOWN_DEVICE, Router
+from ingest.writer import BatchWriter
+
+log = logging.getLogger(__name__)
+
+PUBACK_SUCCESS = 0
+PROGRESS_EVERY_S = 5.0
+MAINTENANCE_EVERY_S = 30.0
+
+
+@dataclass(frozen=True)
+class BrokerConfig:
+    """Where and as whom the ingestor subscribes."""
+
+    host: str
+    port: int
+    username: str
+    password: str
+
+
+def subscription_topics(settings: Settings, *, shared: bool = True) -> list[str]:
+    """Topic filters of the ingestor, as a shared subscription so workers split the stream."""
+    topics = [f"{settings.topic_prefix}/#", "application/+/device/+/event/up", "teleinfo/#"]
+    if shared:
+        return [f"$share/{settings.ingest_share_group}/{t}" for t in topics]
+    return topics
+
+
+class Ingestor:
+    """One ingestor process (a worker of ``beffroi ingest --workers N``)."""
+
+    def __init__(self, settings: Settings, *, db_url: str, broker: BrokerConfig,
+                 worker: int = 0, shared: bool | None = None, metrics: Metrics | None = None,
+                 progress: bool | None = None) -> None:
+        self.settings = settings
+        self.db_url = db_url
+        self.broker = broker
+        self.worker = worker
+        self.shared = (settings.ingest_shared_subscription if shared is None else shared) or False
+        self.metrics = metrics or Metrics()
+        self.progress = sys.stderr.isatty() if progress is None else progress
+        self.tz = ZoneInfo(settings.timezone)
+        self.registry = RegistryCache()
+        self.keys = KeyRing(self.tz)
+        self.hasher = MacHasher(self.keys.key_for)
+        self.router = Router(
+            prefix=settings.topic_prefix, registry=self.registry, hasher=self.hasher,
+            max_payload_bytes=settings.ingest_max_payload_bytes,
+            future_skew_s=settings.ingest_future_skew_s,
+            max_age_days=settings.ingest_max_age_days)
+        self.writer = BatchWriter(db_url, self.metrics, make_dead=self._dead_row)
+        self.queue: asyncio.Queue[Batch] = asyncio.Queue(maxsize=settings.ingest_queue_batches)
+        self.current: Batch | None = None
+        self.unacked = 0
+        self.committed_messages = 0
+        self.committed_readings = 0
+        self.rejected = 0
+        self.subscriber: Subscriber | None = None
+        self._stopping = False
+        self._started = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._sealing: set[asyncio.Future[None]] = set()
+        self._refresh_lock = asyncio.Lock()
+        self._maint_conn: psycopg.AsyncConnection[Any] | None = None
+
+    # -- message path -------------------------------------------------------------------
+    async def on_message(self, topic: str, payload: bytes, qos: int,
+                         properties: dict[str, Any]) -> int:
+        """Route a message into the open batch; return once that batch has committed."""
+        now = datetime.now(UTC)
+        ct = properties.get("content_type")
+        content_type = ct[0] if ct else None
+        routed = self.router.route(topic, payload, now, content_type)
+        rej = routed.rejection
+        if rej is not None and rej.reason == UNKNOWN_DEVICE and self.registry.stale():
+            await self._refresh_registry()
+            routed = self.router.route(topic, payload, now, content_type)
+            rej = routed.rejection
+        batch = self.current
+        if batch is None:
+            batch = self._open_batch()
+        if rej is None:
+            batch.add(topic, payload, now, routed.readings)
+        else:
+            self.rejected += 1
+            self.metrics.rejected.labels(rej.reason).inc()
+            batch.add_dead(self._dead_row(now, topic, rej.device_id, rej.reason, rej.detail,
+                                          payload))
+        if batch.n_readings >= self.settings.ingest_batch_size:
+            await self._seal(batch)
+        self.unacked += 1
+        try:
+            await asyncio.shield(batch.done)
+        finally:
+            self.unacked -= 1
+        return PUBACK_SUCCESS
+
+    def _dead_row(self, received_at: datetime, topic: str, device_id: str | None,
+                  reason: str, detail: str, payload: bytes) -> DeadLetterRow:
+        limit = self.settings.ingest_dead_letter_max_bytes
+        # Scrub before truncating so a MAC cut in half cannot survive; bound the work first.
+        kept = scrub_macs_bytes(payload[: limit + 64])[:limit]
+        return (received_at, scrub_macs(topic), device_id, reason, scrub_macs(detail), kept,
+                len(payload))
+
+    def _open_batch(self) -> Batch:
+        loop = asyncio.get_running_loop()
+        batch = self.current = Batch(loop)
+        loop.call_later(self.settings.ingest_batch_max_age_ms / 1000, self._seal_on_age, batch)
+        return batch
+
+    def _seal_on_age(self, batch: Batch) -> None:
+        if self.current is batch:
+            task = asyncio.ensure_future(self._seal(batch))
+            self._sealing.add(task)
+            task.add_done_callback(self._sealing.discard)
+
+    async def _seal(self, batch: Batch) -> None:
+        if self.current is batch:
+            self.current = None
+            await self.queue.put(batch)
+            self.metrics.queue_depth.set(self.queue.qsize())
+
+    # -- writer ---------------------------------------------------------------------------
+    async def _write_loop(self) -> None:
+        while True:
+            batch = await self.queue.get()
+            self.metrics.queue_depth.set(self.queue.qsize())
+            try:
+                written = await self.writer.write(batch)
+            except Exception as exc:
+                # Not a database outage (those are retried inside write): fail the batch so
+                # its messages stay unacknowledged and the broker redelivers them.
+                log.exception("batch of %d messages failed; it will be redelivered",
+                              batch.n_messages)
+                batch.done.set_exception(exc)
+                batch.done.exception()  # mark retrieved
+                continue
+            finally:
+                self.queue.task_done()
+            self.committed_messages += batch.n_messages
+            for table, n in written.items():
+                self.metrics.readings.labels(table).inc(n)
+                self.committed_readings += n
+            accepted = batch.n_messages - len(batch.dead)
+            self.metrics.messages.labels("accepted").inc(accepted)
+            self.metrics.messages.labels("rejected").inc(len(batch.dead))
+            self.metrics.batch_size.observe(batch.n_messages)
+            batch.done.set_result(None)
+
+    # -- periodic work --------------------------------------------------------------------
+    async def _maint_connection(self) -> psycopg.AsyncConnection[Any]:
+        if self._maint_conn is None or self._maint_conn.closed:
+            self._maint_conn = await psycopg.AsyncConnection.connect(
+                self.db_url, application_name="beffroi-ingest-maint")
+        return self._maint_conn
+
+    async def _refresh_registry(self) -> None:
+        async with self._refresh_lock:
+            if not self.registry.stale():
+                return
+            await self.registry.load(await self._maint_connection())
+
+    async def _maintenance_loop(self) -> None:
+        while True:
+            await asyncio.sleep(min(MAINTENANCE_EVERY_S, self.settings.ingest_registry_refresh_s))
+            try:
+                conn = await self._maint_connection()
+                await self.keys.refresh(conn, datetime.now(UTC))
+                self.hasher.forget()  # drop the cached copy of a destroyed key
+                await self.registry.load(conn)
+            except psycopg.Error as exc:
+                log.warning("registry/key refresh failed (%s); will retry", exc)
+                if self._maint_conn is not None:
+                    await self._maint_conn.close()
+
+    async def _progress_loop(self) -> None:
+        last_t, last_n = time.monotonic(), 0
+        while True:
+            await asyncio.sleep(PROGRESS_EVERY_S)
+            now, n = time.monotonic(), self.committed_readings
+            log.info("worker %d: %d readings committed (%.0f/s), %d messages rejected, "
+                     "%d unacknowledged, %d batches queued", self.worker, n,
+                     (n - last_n) / (now - last_t), self.rejected, self.unacked,
+                     self.queue.qsize())
+            self.metrics.unacked.set(self.unacked)
+            last_t, last_n = now, n
+
+    # -- lifecycle ------------------------------------------------------------------------
+    async def run(self, stop: asyncio.Event) -> None:
+        """Run until ``stop`` is set, then flush, commit, acknowledge and disconnect."""
+        conn = await self._maint_connection()
+        await self.registry.load(conn)
+        await self.keys.refresh(conn, datetime.now(UTC))
+        self._tasks = [
+            asyncio.create_task(self._write_loop(), name="ingest-writer"),
+            asyncio.create_task(self._maintenance_loop(), name="ingest-maintenance"),
+        ]
+        if self.progress:
+            self._tasks.append(asyncio.create_task(self._progress_loop(), name="ingest-progress"))
+        client_id = f"{self.settings.ingest_client_id}-{self.worker}"
+        sub = GmqttSubscriber(
+            host=self.broker.host, port=self.broker.port, username=self.broker.username,
+            password=self.broker.password, client_id=client_id,
+            topics=subscription_topics(self.settings, shared=self.shared),
+            stale_topics=subscription_topics(self.settings,
+                                             shared=not self.shared), handler=self.on_message,
+            receive_maximum=self.settings.ingest_receive_maximum,
+            session_expiry_s=self.settings.ingest_session_expiry_s,
+            on_state=lambda up: self.metrics.connected.set(1 if up else 0))
+        self.subscriber = sub
+        await sub.start()
+        log.info("worker %d subscribed as %s to %s", self.worker, client_id,
+                 ", ".join(sub.topics))
+        self._started.set()
+        await stop.wait()
+        await self.shutdown()
+
+    async def wait_started(self) -> None:
+        """Wait until subscribed."""
+        await self._started.wait()
+
+    async def shutdown(self) -> None:
+        """Flush the open batch, wait for commits and acknowledgements, disconnect."""
+        if self._stopping:
+            return
+        self._stopping = True
+        log.info("worker %d stopping: flushing %d unacknowledged messages", self.worker,
+                 self.unacked)
+        if self.current is not None:
+            await self._seal(self.current)
+        await self.queue.join()
+        # Let the acknowledgement callbacks of the last batch run before disconnecting.
+        for _ in range(100):
+            if self.unacked == 0:
+                break
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(0)
+        if self.subscriber is not None:
+            await self.subscriber.stop()
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await self.writer.close()
+        if self._maint_conn is not None:
+            await self._maint_conn.close()
+        log.info("worker %d stopped: %d readings committed, %d messages rejected",
+                 self.worker, self.committed_readings, self.rejected)
+
+
+def start_metrics_server(port: int) -> None:
+    """Serve Prometheus metrics of the default registry on ``port`` (0: off)."""
+    if port:
+        start_http_server(port, addr="127.0.0.1")

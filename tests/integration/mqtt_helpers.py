@@ -1,0 +1,139 @@
+"""Helpers for integration tests: publish through the real broker, wait on conditions."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any
+
+import paho.mqtt.client as mqtt
+import psycopg
+from paho.mqtt.enums import CallbackAPIVersion
+
+from beffroi.stack import Stack
+
+
+class Publisher:
+    """A paho MQTT 5 publisher with a given account (QoS 1 publishes wait for PUBACK)."""
+
+    def __init__(self, stack: Stack, *, username: str, password: str,
+                 client_id: str = "") -> None:
+        host, port = stack.settings.broker_address()
+        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id,
+                                  protocol=mqtt.MQTTv5)
+        self.client.username_pw_set(username, password)
+        self.client.max_inflight_messages_set(1000)
+        self.client.max_queued_messages_set(0)
+        self._connected = threading.Event()
+        self.connect_rc: Any = None
+        self.acks: dict[int, Any] = {}
+
+        def on_connect(c: Any, u: Any, f: Any, rc: Any, p: Any) -> None:
+            self.connect_rc = rc
+            self._connected.set()
+
+        def on_publish(c: Any, u: Any, mid: int, rc: Any, p: Any) -> None:
+            self.acks[mid] = rc
+
+        self.client.on_connect = on_connect
+        self.client.on_publish = on_publish
+        self.client.connect(host, port, keepalive=30)
+        self.client.loop_start()
+        if not self._connected.wait(10):
+            raise TimeoutError("no CONNACK from the broker")
+
+    @classmethod
+    def as_role(cls, stack: Stack, role: str = "sim") -> Publisher:
+        """A publisher with one of Beffroi's own broker accounts."""
+        user, password = stack.mqtt_credentials(role)
+        return cls(stack, username=user, password=password)
+
+    def publish(self, topic: str, payload: bytes | str, *, qos: int = 1,
+                properties: Any = None) -> int:
+        """Publish one message; return its mid (the PUBACK lands in ``acks``)."""
+        info = self.client.publish(topic, payload, qos=qos, properties=properties)
+        return int(info.mid)
+
+    def publish_many(self, messages: Iterable[tuple[str, bytes | str]], *, qos: int = 1,
+                     timeout: float = 120) -> int:
+        """Publish messages and wait until the broker acknowledged all of them."""
+        infos = [self.client.publish(t, p, qos=qos) for t, p in messages]
+        deadline = time.monotonic() + timeout
+        for info in infos:
+            info.wait_for_publish(max(0.1, deadline - time.monotonic()))
+            if not info.is_published():
+                raise TimeoutError("broker did not acknowledge every message")
+        return len(infos)
+
+    def close(self) -> None:
+        """Disconnect."""
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+def purge_session(stack: Stack, client_id: str) -> None:
+    """Delete a persistent session on the broker (connect clean with expiry 0)."""
+    user, password = stack.mqtt_credentials("ingest")
+    host, port = stack.settings.broker_address()
+    c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
+    c.username_pw_set(user, password)
+    done = threading.Event()
+    c.on_connect = lambda *a: done.set()
+    c.connect(host, port, clean_start=True)
+    c.loop_start()
+    done.wait(10)
+    c.disconnect()
+    c.loop_stop()
+
+
+def wait_until(cond: Callable[[], bool], *, timeout: float, what: str) -> None:
+    """Poll ``cond`` until true; fail with ``what`` after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if cond():
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
+
+
+async def await_until(cond: Callable[[], Awaitable[bool]], *, timeout: float,
+                      what: str) -> None:
+    """Async ``wait_until``."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if await cond():
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
+
+
+def count(db_url: str, table: str, where: str = "TRUE", params: tuple[Any, ...] = ()) -> int:
+    """Rows of ``table`` matching ``where``."""
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        row = conn.execute(f"SELECT count(*) FROM {table} WHERE {where}", params).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+def register(db_url: str, uid: str, devices: dict[str, str]) -> None:
+    """Register sites for ``uid`` and devices {id: family} directly in the database."""
+    kinds = {"wifi_ap": "square", "parking_spot": "parking_zone",
+             "parking_meter": "parking_zone", "grid_meter": "district"}
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        for kind in set(kinds.values()):
+            conn.execute(
+                "INSERT INTO sites (id, kind, name, insee) VALUES (%s, %s, %s, '62041')"
+                " ON CONFLICT DO NOTHING", (f"{uid}-{kind.replace('_', '-')}", kind, kind))
+        for dev_id, family in devices.items():
+            extra = {}
+            if family == "parking_spot":
+                extra["dev_eui"] = f"{abs(hash(dev_id)) % (1 << 64):016x}"
+            if family == "grid_meter":
+                extra["meter_id"] = f"{abs(hash(dev_id)) % (10 ** 14):014d}"
+            conn.execute(
+                "INSERT INTO devices (id, family, site_id, name, report_interval_s, dev_eui,"
+                " meter_id) VALUES (%s, %s, %s, %s, 60, %s, %s)",
+                (dev_id, family, f"{uid}-{kinds[family].replace('_', '-')}", dev_id,
+                 extra.get("dev_eui"), extra.get("meter_id")))

@@ -1,0 +1,235 @@
+"""Per-device broker credentials against the real Mosquitto of the local stack.
+
+``Stack.write_broker_auth`` rewrites *all* device accounts of the broker from the database
+it is given. These tests give it the session's throwaway database, so while they run the
+broker knows only the test devices' accounts: credentials provisioned from the developer's
+own database (e.g. the demo city's) vanish from the broker until the next
+``beffroi devices credentials sync`` (or ``beffroi stack up`` after a restart) there.
+Beffroi's own accounts (ingest, sim, admin) are never affected.
+"""
+
+from __future__ import annotations
+
+import csv
+import stat
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import paho.mqtt.client as mqtt
+import psycopg
+import pytest
+from paho.mqtt.enums import CallbackAPIVersion
+
+from beffroi import cli
+from beffroi.settings import Settings
+from beffroi.stack import Stack
+from beffroi.stack.broker_auth import mosquitto_verify
+from devices import credentials as creds
+from devices import store
+from devices.registry import parse_registry
+
+pytestmark = pytest.mark.stack
+
+DEADLINE_S = 10.0
+NOT_AUTHORIZED = 135
+
+
+class Peer:
+    """A paho MQTT v5 client driven by hand (``loop``), recording what it receives."""
+
+    def __init__(self, settings: Settings, client_id: str, username: str, password: str):
+        self.connack: Any = None
+        self.pubacks: dict[int, Any] = {}
+        self.subscribed = False
+        self.messages: list[mqtt.MQTTMessage] = []
+        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id,
+                                  protocol=mqtt.MQTTv5)
+        self.client.username_pw_set(username, password)
+        self.client.on_connect = self._on_connect
+        self.client.on_publish = self._on_publish
+        self.client.on_subscribe = self._on_subscribe
+        self.client.on_message = lambda _c, _u, msg: self.messages.append(msg)
+        host, port = settings.broker_address()
+        self.client.connect(host, port, keepalive=30)
+
+    def _on_connect(self, _c: Any, _u: Any, _flags: Any, rc: Any, _props: Any) -> None:
+        self.connack = rc
+
+    def _on_publish(self, _c: Any, _u: Any, mid: int, rc: Any, _props: Any) -> None:
+        self.pubacks[mid] = rc
+
+    def _on_subscribe(self, _c: Any, _u: Any, _mid: int, rcs: Any, _props: Any) -> None:
+        assert all(not rc.is_failure for rc in rcs), rcs
+        self.subscribed = True
+
+    def close(self) -> None:
+        self.client.disconnect()
+
+
+def pump(peers: list[Peer], done: Callable[[], bool], what: str) -> None:
+    """Run the peers' network loops until ``done()``; fail after the deadline."""
+    deadline = time.monotonic() + DEADLINE_S
+    while not done():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        for p in peers:
+            p.client.loop(timeout=0.02)
+
+
+def connect(settings: Settings, client_id: str, username: str, password: str) -> Peer:
+    """Connect once and wait for the CONNACK (success or not)."""
+    peer = Peer(settings, client_id, username, password)
+    pump([peer], lambda: peer.connack is not None, f"CONNACK for {username}")
+    return peer
+
+
+def wait_connect_result(settings: Settings, uid: str, username: str, password: str, *,
+                        accepted: bool) -> Peer:
+    """Retry until the broker (reloading its files on SIGHUP) gives the expected answer."""
+    deadline = time.monotonic() + DEADLINE_S
+    attempt = 0
+    while True:
+        attempt += 1
+        peer = connect(settings, f"{uid}-{username}-{attempt}", username, password)
+        if peer.connack.is_failure != accepted:
+            return peer
+        if not peer.connack.is_failure:
+            peer.close()
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{username}: connect still {peer.connack} after reload")
+
+
+@pytest.fixture
+def registry(conn: psycopg.Connection[Any], uid: str) -> tuple[str, str, str]:
+    """Two test devices (wifi AP = A, parking spot = B) plus an inactive one."""
+    doc = {
+        "sites": [{"id": f"sq-{uid}", "kind": "square", "name": "Test square", "insee": "62041"},
+                  {"id": f"pz-{uid}", "kind": "parking_zone", "name": "Test zone",
+                   "insee": "62041"}],
+        "devices": [
+            {"id": f"ap-{uid}", "family": "wifi_ap", "site_id": f"sq-{uid}", "name": "A"},
+            {"id": f"spot-{uid}", "family": "parking_spot", "site_id": f"pz-{uid}",
+             "name": "B"},
+            {"id": f"off-{uid}", "family": "wifi_ap", "site_id": f"sq-{uid}", "name": "off",
+             "active": False},
+        ],
+    }
+    store.import_registry(conn, parse_registry(doc))
+    return f"ap-{uid}", f"spot-{uid}", f"off-{uid}"
+
+
+@pytest.fixture
+def admin(stack: Stack, settings: Settings, uid: str) -> Iterator[Peer]:
+    user, password = stack.mqtt_credentials("admin")
+    peer = connect(settings, f"{uid}-admin", user, password)
+    assert not peer.connack.is_failure, peer.connack
+    yield peer
+    peer.close()
+
+
+def test_issue_rotate_revoke_in_the_database(conn: psycopg.Connection[Any],
+                                             registry: tuple[str, str, str],
+                                             settings: Settings) -> None:
+    a, b, off = registry
+    first = creds.issue(conn, [a, b, off, "no-such-device"])
+    assert [c.device_id for c in first.issued] == [a, b]
+    assert dict(first.skipped) == {off: "device is inactive", "no-such-device": "unknown device"}
+    again = creds.issue(conn, [a])
+    assert not again.issued and "already has active credentials" in again.skipped[0][1]
+
+    def stored_hash(dev: str) -> str:
+        row = conn.execute("SELECT password_hash FROM device_credentials WHERE device_id = %s",
+                           (dev,)).fetchone()
+        assert row is not None
+        return str(row[0])
+
+    pw_a = first.issued[0].password
+    assert pw_a not in stored_hash(a) and mosquitto_verify(pw_a, stored_hash(a))
+    rotated = creds.rotate(conn, [a])
+    assert not mosquitto_verify(pw_a, stored_hash(a))
+    assert mosquitto_verify(rotated.issued[0].password, stored_hash(a))
+    accounts = {acc.username: acc for acc in creds.broker_accounts(conn, settings.topic_prefix)}
+    assert accounts[a].write == (f"{settings.topic_prefix}/wifi/{a}/#",)
+    assert accounts[b].write == (f"{settings.topic_prefix}/parking/{b}/#",)
+    assert accounts[a].read == () and off not in accounts
+    assert creds.revoke(conn, [b]).revoked == [b]
+    assert b not in {acc.username for acc in creds.broker_accounts(conn, settings.topic_prefix)}
+    assert creds.rotate(conn, [b]).skipped == [(b, "credentials are revoked (use generate)")]
+    states = {c.device_id: c.state for c in creds.list_credentials(conn, [a, b])}
+    assert states == {a: "active", b: "revoked"}
+    assert [c.device_id for c in creds.issue(conn, [b]).issued] == [b]
+
+
+def test_devices_publish_only_on_their_own_topics(
+        conn: psycopg.Connection[Any], registry: tuple[str, str, str], db_url: str,
+        settings: Settings, admin: Peer, uid: str, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    a, b, _ = registry
+    prefix = settings.topic_prefix
+    out = tmp_path / "passwords.csv"
+    # Through the command: stores hashes, writes the CSV (mode 600), reloads Mosquitto.
+    monkeypatch.setenv("BEFFROI_DATABASE_URL", db_url)
+    assert cli.main(["devices", "credentials", "generate", a, b, "--output", str(out)]) == 0
+    assert stat.S_IMODE(out.stat().st_mode) == 0o600
+    with out.open(newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert [r["device_id"] for r in rows] == [a, b]
+    assert all(r["username"] == r["device_id"] for r in rows)
+    password = {r["device_id"]: r["password"] for r in rows}
+
+    admin.client.subscribe([(f"{prefix}/+/{a}/#", 1), (f"{prefix}/+/{b}/#", 1)])
+    pump([admin], lambda: admin.subscribed, "SUBACK")
+    dev_a = wait_connect_result(settings, uid, a, password[a], accepted=True)
+    try:
+        # Own topic: accepted and delivered.
+        own = f"{prefix}/wifi/{a}/stats"
+        info = dev_a.client.publish(own, b'{"clients": 3}', qos=1)
+        pump([dev_a, admin], lambda: info.mid in dev_a.pubacks and len(admin.messages) == 1,
+             "own publish delivered")
+        assert not dev_a.pubacks[info.mid].is_failure
+        assert admin.messages[0].topic == own and admin.messages[0].payload == b'{"clients": 3}'
+
+        # B's topic: refused with PUBACK 135 (MQTT v5, QoS 1) and never delivered.
+        foreign = f"{prefix}/parking/{b}/state"
+        bad = dev_a.client.publish(foreign, b'{"state": "free"}', qos=1)
+        pump([dev_a, admin], lambda: bad.mid in dev_a.pubacks, "PUBACK of foreign publish")
+        assert dev_a.pubacks[bad.mid].value == NOT_AUTHORIZED
+        # Barrier: a later message on A's topic arrives after anything routed before it.
+        marker = dev_a.client.publish(own, b"marker", qos=1)
+        pump([dev_a, admin], lambda: marker.mid in dev_a.pubacks
+             and any(m.payload == b"marker" for m in admin.messages), "marker delivered")
+        assert not dev_a.pubacks[marker.mid].is_failure
+        assert [m.topic for m in admin.messages] == [own, own]
+    finally:
+        dev_a.close()
+
+    # Wrong password: refused at connect.
+    wrong = connect(settings, f"{uid}-wrong", a, password[a] + "x")
+    assert wrong.connack.is_failure
+    assert wrong.connack.value in (134, 135)  # bad user name or password / not authorized
+
+    # Revoked: A can no longer connect, B still can.
+    assert cli.main(["devices", "credentials", "revoke", a]) == 0
+    refused = wait_connect_result(settings, uid, a, password[a], accepted=False)
+    assert refused.connack.is_failure
+    dev_b = connect(settings, f"{uid}-b", b, password[b])
+    assert not dev_b.connack.is_failure
+    dev_b.close()
+    row = conn.execute("SELECT revoked_at FROM device_credentials WHERE device_id = %s",
+                       (a,)).fetchone()
+    assert row is not None and row[0] is not None
+
+
+def test_export_for_an_external_broker(conn: psycopg.Connection[Any],
+                                       registry: tuple[str, str, str], tmp_path: Path,
+                                       settings: Settings) -> None:
+    a, b, _ = registry
+    creds.issue(conn, [a])
+    passwd, acl = creds.export_broker_files(creds.broker_accounts(conn, settings.topic_prefix),
+                                            tmp_path / "broker")
+    assert stat.S_IMODE(passwd.stat().st_mode) == 0o600
+    assert f"{a}:$7$" in passwd.read_text()
+    assert f"user {a}\ntopic write {settings.topic_prefix}/wifi/{a}/#\n" in acl.read_text()
+    assert f"user {b}\n" not in acl.read_text()

@@ -1,0 +1,205 @@
+"""Delivery guarantee with real processes: kill -9, a database outage, a broker restart."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import orjson
+import pytest
+
+from beffroi.stack import Stack
+from tests.integration.mqtt_helpers import Publisher, count, purge_session, register, wait_until
+
+pytestmark = [pytest.mark.stack, pytest.mark.slow]
+
+METERS = 20
+
+
+class IngestProcess:
+    """``beffroi ingest`` as a child process against the test database."""
+
+    def __init__(self, stack: Stack, db_url: str, log_path: Path, *, workers: int = 1) -> None:
+        host, port = stack.settings.broker_address()
+        user, password = stack.mqtt_credentials("ingest")
+        tag = secrets.token_hex(3)
+        self.client_ids = [f"crash-{tag}-{i}" for i in range(workers)]
+        self.env = os.environ | {
+            "BEFFROI_DATABASE_URL": db_url,
+            "BEFFROI_BROKER_URL": f"mqtt://{host}:{port}",
+            "BEFFROI_INGEST_MQTT_USERNAME": user,
+            "BEFFROI_INGEST_MQTT_PASSWORD": password,
+            "BEFFROI_STATE_DIR": str(stack.state_dir),
+            "BEFFROI_INGEST_CLIENT_ID": f"crash-{tag}",
+            "BEFFROI_INGEST_SHARE_GROUP": f"crash{tag}",
+            "BEFFROI_INGEST_METRICS_PORT": "0",
+            "BEFFROI_INGEST_BATCH_SIZE": "2000",
+        }
+        self.workers = workers
+        self.log_path = log_path
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        """Start and wait until every worker has subscribed."""
+        before = self.log_path.read_text() if self.log_path.exists() else ""
+        log = self.log_path.open("ab")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "beffroi.cli", "ingest", "--workers", str(self.workers),
+             "--no-progress"], env=self.env, stdout=log, stderr=log)
+        wait_until(lambda: self.log_path.read_text().count("subscribed as")
+                   - before.count("subscribed as") >= self.workers
+                   or self.proc is None or self.proc.poll() is not None,
+                   timeout=30, what=f"ingestor to subscribe (log: {self.log_path})")
+        assert self.proc.poll() is None, self.log_path.read_text()[-3000:]
+
+    def kill(self, sig: int = signal.SIGKILL) -> None:
+        """Send a signal and reap."""
+        assert self.proc is not None
+        if self.workers > 1 and sig == signal.SIGKILL:
+            subprocess.run(["pkill", "-KILL", "-P", str(self.proc.pid)], check=False)
+        self.proc.send_signal(sig)
+        self.proc.wait(timeout=60)
+
+    def stop(self) -> int:
+        """SIGTERM: flush and exit."""
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGTERM)
+        return self.proc.wait(timeout=60)
+
+
+@pytest.fixture
+def ingest_proc(stack: Stack, db_url: str, tmp_path: Path) -> Iterator[IngestProcess]:
+    p = IngestProcess(stack, db_url, tmp_path / "ingest.log")
+    yield p
+    if p.proc is not None and p.proc.poll() is None:
+        p.kill()
+    for cid in p.client_ids:
+        purge_session(stack, cid)
+
+
+def _messages(uid: str, n: int, start: int = 0) -> list[tuple[str, bytes]]:
+    t0 = datetime.now(UTC).replace(microsecond=0) - timedelta(days=30)
+    out = []
+    for i in range(start, start + n):
+        meter = f"{uid}-m{i % METERS:02d}"
+        t = t0 + timedelta(seconds=i)
+        out.append((f"city/grid/{meter}/reading",
+                    orjson.dumps({"ts": t.isoformat(), "energy_import_wh": i})))
+    return out
+
+
+def _register_meters(db_url: str, uid: str) -> None:
+    register(db_url, uid, {f"{uid}-m{i:02d}": "grid_meter" for i in range(METERS)})
+
+
+def _rows(db_url: str, uid: str) -> int:
+    return count(db_url, "grid_readings", "device_id LIKE %s", (f"{uid}-m%",))
+
+
+def test_kill_9_loses_nothing_and_duplicates_nothing(stack: Stack, db_url: str, uid: str,
+                                                      ingest_proc: IngestProcess) -> None:
+    n = 30_000
+    _register_meters(db_url, uid)
+    ingest_proc.start()
+    pub = Publisher.as_role(stack)
+    sender = threading.Thread(target=pub.publish_many, args=(_messages(uid, n),))
+    sender.start()
+    try:
+        wait_until(lambda: _rows(db_url, uid) >= n // 4, timeout=60, what="a quarter written")
+        ingest_proc.kill(signal.SIGKILL)
+        written_at_kill = _rows(db_url, uid)
+        assert written_at_kill < n, "the ingestor finished before it could be killed"
+        sender.join(timeout=120)
+        ingest_proc.start()
+        wait_until(lambda: _rows(db_url, uid) >= n, timeout=120, what="every message written")
+        assert ingest_proc.stop() == 0
+    finally:
+        sender.join(timeout=120)
+        pub.close()
+    assert _rows(db_url, uid) == n
+    assert count(db_url, "dead_letters", "topic LIKE %s", (f"%{uid}%",)) == 0
+
+
+def test_database_outage_under_load_loses_nothing(stack: Stack, db_url: str, uid: str,
+                                                  ingest_proc: IngestProcess) -> None:
+    n = 20_000
+    outage_s = 30
+    _register_meters(db_url, uid)
+    ingest_proc.start()
+    pub = Publisher.as_role(stack)
+    msgs = _messages(uid, n)
+    try:
+        pub.publish_many(msgs[: n // 2])
+        wait_until(lambda: _rows(db_url, uid) > 0, timeout=60, what="first rows")
+        stack.postgres().stop()
+        try:
+            pub.publish_many(msgs[n // 2:])  # published while the database is down
+            time.sleep(outage_s)  # the outage itself, not a wait for a result
+            assert ingest_proc.proc is not None and ingest_proc.proc.poll() is None
+        finally:
+            stack.postgres().start()
+        wait_until(lambda: _rows(db_url, uid) >= n, timeout=120, what="every message written")
+        assert ingest_proc.stop() == 0
+    finally:
+        pub.close()
+    assert _rows(db_url, uid) == n
+    log = ingest_proc.log_path.read_text()
+    assert "database unavailable" in log
+
+
+def test_broker_restart_resumes_session(stack: Stack, db_url: str, uid: str,
+                                        ingest_proc: IngestProcess) -> None:
+    n = 20_000
+    _register_meters(db_url, uid)
+    ingest_proc.start()
+    msgs = _messages(uid, n)
+    pub = Publisher.as_role(stack)
+    try:
+        pub.publish_many(msgs[: n // 2])
+    finally:
+        pub.close()
+    broker = stack.broker()
+    broker.stop()   # graceful: the broker saves queued messages of the ingestor's session
+    broker.start()
+    pub = Publisher.as_role(stack)
+    try:
+        pub.publish_many(msgs[n // 2:])
+        wait_until(lambda: _rows(db_url, uid) >= n, timeout=120, what="every message written")
+        assert ingest_proc.stop() == 0
+    finally:
+        pub.close()
+    assert _rows(db_url, uid) == n
+    assert "connected to the broker" in ingest_proc.log_path.read_text()
+
+
+def test_two_workers_split_the_stream(stack: Stack, db_url: str, uid: str,
+                                      tmp_path: Path) -> None:
+    n = 20_000
+    _register_meters(db_url, uid)
+    proc = IngestProcess(stack, db_url, tmp_path / "ingest2.log", workers=2)
+    proc.start()
+    pub = Publisher.as_role(stack)
+    try:
+        pub.publish_many(_messages(uid, n))
+        wait_until(lambda: _rows(db_url, uid) >= n, timeout=120, what="every message written")
+        assert proc.stop() == 0
+    finally:
+        pub.close()
+        if proc.proc is not None and proc.proc.poll() is None:
+            proc.kill()
+        for cid in proc.client_ids:
+            purge_session(stack, cid)
+    assert _rows(db_url, uid) == n
+    log = proc.log_path.read_text()
+    per_worker = [int(line.rsplit("stopped: ", 1)[1].split()[0])
+                  for line in log.splitlines() if "stopped: " in line]
+    assert len(per_worker) == 2 and sum(per_worker) == n, per_worker
+    assert min(per_worker) > n // 4, f"uneven split {per_worker}"
