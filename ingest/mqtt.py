@@ -21,6 +21,10 @@ log = logging.getLogger(__name__)
 MessageHandler = Callable[[str, bytes, int, dict[str, Any]], Awaitable[int]]
 
 
+class SubscriptionRefused(RuntimeError):
+    """The broker refused a subscription (usually: the account may not read the topics)."""
+
+
 class Subscriber(Protocol):
     """What the ingestor needs from an MQTT client."""
 
@@ -50,6 +54,8 @@ class GmqttSubscriber:
         self._handler = handler
         self._on_state = on_state
         self._subscribed = asyncio.Event()
+        self._refused: list[int] = []
+        self._pending_subacks = 0
         self.client = gmqtt.Client(
             client_id, clean_session=False, optimistic_acknowledgement=False,
             session_expiry_interval=session_expiry_s, receive_maximum=receive_maximum)
@@ -88,14 +94,19 @@ class GmqttSubscriber:
             self._on_state(False)
 
     def _on_subscribe(self, client: Any, mid: int, qos: Any, properties: Any) -> None:
-        if any(q >= 128 for q in qos):
+        refused = [q for q in qos if q >= 128]
+        if refused:
             log.error("the broker refused a subscription (codes %s): check the ACL", qos)
-        self._subscribed.set()
+            self._refused.extend(refused)
+        self._pending_subacks -= 1
+        if self._pending_subacks <= 0:
+            self._subscribed.set()
 
     async def start(self) -> None:
         """Connect and subscribe at QoS 1 (gmqtt resubscribes after each reconnect)."""
         await self.client.connect(self.host, self.port, version=gmqtt.constants.MQTTv50,
                                   keepalive=30)
+        self._pending_subacks = len(self.topics)
         for topic in self.topics:
             self.client.subscribe(topic, qos=1)
         # A session kept from a run in the other mode (shared / not shared) would receive
@@ -103,6 +114,11 @@ class GmqttSubscriber:
         for topic in self.stale_topics:
             self.client.unsubscribe(topic)
         await asyncio.wait_for(self._subscribed.wait(), timeout=30)
+        if self._refused:
+            await self.stop()
+            raise SubscriptionRefused(
+                f"the broker refused subscribing to {', '.join(self.topics)} (reason codes "
+                f"{self._refused}); check that this account may read these topics")
 
     async def stop(self) -> None:
         """Disconnect without ending the session."""

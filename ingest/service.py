@@ -19,6 +19,7 @@ from beffroi.settings import Settings
 from devices.privacy import MacHasher, scrub_macs, scrub_macs_bytes
 from ingest.batch import Batch, DeadLetterRow
 from ingest.keys import KeyRing
+from ingest.logsafe import guard_loggers
 from ingest.metrics import Metrics
 from ingest.mqtt import GmqttSubscriber, Subscriber
 from ingest.registry_cache import RegistryCache
@@ -213,6 +214,7 @@ class Ingestor:
     # -- lifecycle ------------------------------------------------------------------------
     async def run(self, stop: asyncio.Event) -> None:
         """Run until ``stop`` is set, then flush, commit, acknowledge and disconnect."""
+        guard_loggers()
         conn = await self._maint_connection()
         await self.registry.load(conn)
         await self.keys.refresh(conn, datetime.now(UTC))

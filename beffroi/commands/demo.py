@@ -1,18 +1,110 @@
-"""``beffroi demo``."""
+"""``beffroi demo``: the whole thing on one machine, with the demo city."""
 
 from __future__ import annotations
 
 import argparse
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
 from typing import Any
 
+import psycopg
+
 from beffroi.context import CommandError, Context
+from beffroi.migrate import migrate
+
+log = logging.getLogger(__name__)
 
 
 def register(sub: Any) -> None:
     """Add ``demo``."""
-    p = sub.add_parser("demo", help="(not available yet)")
-    p.set_defaults(handler=_run)
+    p = sub.add_parser(
+        "demo", help="start the stack, load the demo city, run ingestor, API and a scenario",
+        description="Start the local stack, apply migrations, load the demo city (Arras: "
+        "2 squares, 3 parking zones, 2 districts, 820 devices), then run the ingestor, the "
+        "API and a simulator scenario. Runs until Ctrl-C (or --exit-after-scenario).")
+    p.add_argument("--scenario", default="weekday",
+                   help="simulator scenario to play (default: weekday)")
+    p.add_argument("--speed", default="600", help="simulation speed factor (default: 600)")
+    p.add_argument("--duration", default=None, help="override the scenario's duration")
+    p.add_argument("--api-port", type=int, default=8000)
+    p.add_argument("--exit-after-scenario", action="store_true",
+                   help="stop everything once the scenario has been played")
+    p.set_defaults(handler=_demo)
 
 
-def _run(ctx: Context, args: argparse.Namespace) -> int:
-    raise CommandError("demo is not available yet")
+def _beffroi(*args: str) -> list[str]:
+    return [sys.executable, "-m", "beffroi.cli", *args]
+
+
+def _demo(ctx: Context, args: argparse.Namespace) -> int:
+    from devices.democity import DEMO_CITY_FILE
+    from devices.registry import load_registry_file
+    from devices.store import import_registry
+
+    for line in ctx.stack.up():
+        print(line)
+    url = ctx.database_url()
+    applied = migrate(url)
+    print(f"migrations: {len(applied)} applied" if applied else "migrations: up to date")
+    with psycopg.connect(url) as conn:
+        result = import_registry(conn, load_registry_file(DEMO_CITY_FILE))
+    print(f"demo city loaded from {DEMO_CITY_FILE.name}: {result}")
+
+    env = os.environ | {"BEFFROI_STATE_DIR": str(ctx.stack.state_dir)}
+    procs: list[tuple[str, subprocess.Popen[bytes]]] = []
+
+    def spawn(name: str, argv: list[str]) -> subprocess.Popen[bytes]:
+        proc = subprocess.Popen(argv, env=env)
+        procs.append((name, proc))
+        return proc
+
+    stopping = False
+
+    def stop_all(*_: Any) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGINT, stop_all)
+    signal.signal(signal.SIGTERM, stop_all)
+    try:
+        spawn("ingestor", _beffroi("ingest", "--progress"))
+        spawn("api", _beffroi("api", "--port", str(args.api_port)))
+        sim_argv = ["simulate", "run", args.scenario, "--speed", str(args.speed)]
+        if args.duration:
+            sim_argv += ["--duration", args.duration]
+        sim = spawn("simulator", _beffroi(*sim_argv))
+        host, port = ctx.settings.broker_address()
+        print("\nBeffroi demo running:\n"
+              f"  database   {ctx.stack.status()[0].where}\n"
+              f"  broker     mqtt://{host}:{port}\n"
+              f"  ingestor   metrics on http://127.0.0.1:{ctx.settings.ingest_metrics_port}/metrics\n"
+              f"  API        http://127.0.0.1:{args.api_port}/docs\n"
+              f"  simulator  scenario {args.scenario} at x{args.speed}\n"
+              "Ctrl-C stops the ingestor, the API and the simulator (the stack keeps running; "
+              "`beffroi stack down` stops it).\n", flush=True)
+        while not stopping:
+            if sim.poll() is not None:
+                if sim.returncode != 0:
+                    raise CommandError(f"the simulator failed (exit {sim.returncode})")
+                if args.exit_after_scenario:
+                    break
+            for name, proc in procs:
+                if name != "simulator" and proc.poll() is not None:
+                    raise CommandError(f"the {name} stopped unexpectedly "
+                                       f"(exit {proc.returncode})")
+            time.sleep(0.5)
+    finally:
+        for _, proc in reversed(procs):
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        for name, proc in procs:
+            try:
+                proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                log.warning("%s did not stop in time; killing it", name)
+                proc.kill()
+    return 0

@@ -6,7 +6,7 @@ import argparse
 import sys
 from typing import Any
 
-from beffroi.context import Context
+from beffroi.context import CommandError, Context
 
 
 def register(sub: Any) -> None:
@@ -26,11 +26,15 @@ def register(sub: Any) -> None:
 
 
 def _ingest(ctx: Context, args: argparse.Namespace) -> int:
+    from ingest.mqtt import SubscriptionRefused
     from ingest.runner import run
     from ingest.service import BrokerConfig
 
     host, port = ctx.settings.broker_address()
     user, password = ctx.stack.mqtt_credentials("ingest")
     progress = args.progress if args.progress is not None else sys.stderr.isatty()
-    return run(ctx.settings, ctx.database_url(), BrokerConfig(host, port, user, password),
-               workers=max(1, args.workers), progress=progress)
+    try:
+        return run(ctx.settings, ctx.database_url(), BrokerConfig(host, port, user, password),
+                   workers=max(1, args.workers), progress=progress)
+    except SubscriptionRefused as exc:
+        raise CommandError(str(exc)) from exc

@@ -22,15 +22,17 @@ def ingest_settings(settings: Settings, **overrides: Any) -> Settings:
         "ingest_share_group": f"test{tag}",
         "ingest_metrics_port": 0,
         "ingest_batch_max_age_ms": 50,
+        # A topic prefix of its own, so traffic of other tests or tools is not seen.
+        "topic_prefix": f"t{tag}",
     }
     values.update(overrides)
     return settings.model_copy(update=values)
 
 
 def broker_config(stack: Stack) -> BrokerConfig:
-    """The ingestor's broker account on the test stack."""
+    """A broker account for test ingestors: the admin one, which may read any test prefix."""
     host, port = stack.settings.broker_address()
-    user, password = stack.mqtt_credentials("ingest")
+    user, password = stack.mqtt_credentials("admin")
     return BrokerConfig(host, port, user, password)
 
 

@@ -75,7 +75,7 @@ class Publisher:
 
 def purge_session(stack: Stack, client_id: str) -> None:
     """Delete a persistent session on the broker (connect clean with expiry 0)."""
-    user, password = stack.mqtt_credentials("ingest")
+    user, password = stack.mqtt_credentials("admin")
     host, port = stack.settings.broker_address()
     c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
     c.username_pw_set(user, password)

@@ -30,27 +30,28 @@ async def _count(db_url: str, table: str, where: str, params: tuple[object, ...]
 
 async def test_every_message_kind_lands_once(stack: Stack, settings: Settings, db_url: str,
                                              uid: str) -> None:
+    s = ingest_settings(settings)
     ap, spot, meter, linky = f"{uid}-ap", f"{uid}-spot", f"{uid}-pm", f"{uid}-linky"
     register(db_url, uid, {ap: "wifi_ap", spot: "parking_spot", meter: "parking_meter",
                            linky: "grid_meter"})
     t0 = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=1)
+    pre = s.topic_prefix
     msgs = [
-        (f"city/wifi/{ap}/stats", {"ts": _iso(t0), "clients": 12, "rx_bytes": 1000,
+        (f"{pre}/wifi/{ap}/stats", {"ts": _iso(t0), "clients": 12, "rx_bytes": 1000,
                                    "tx_bytes": 2000, "radio": "up"}),
-        (f"city/wifi/{ap}/sessions", {"ts": _iso(t0), "client_mac": "02:11:22:33:44:55",
+        (f"{pre}/wifi/{ap}/sessions", {"ts": _iso(t0), "client_mac": "02:11:22:33:44:55",
                                       "event": "associated", "rssi": -61}),
-        (f"city/parking/{spot}/state", {"ts": _iso(t0), "state": "occupied", "battery": 0.9}),
-        (f"city/parking/{meter}/transaction", {"ts": _iso(t0), "transaction_id": "tx-1",
+        (f"{pre}/parking/{spot}/state", {"ts": _iso(t0), "state": "occupied", "battery": 0.9}),
+        (f"{pre}/parking/{meter}/transaction", {"ts": _iso(t0), "transaction_id": "tx-1",
                                                "amount_cents": 250, "duration_s": 3600,
                                                "payment_method": "card"}),
-        (f"city/parking/{meter}/status", {"ts": _iso(t0), "battery": 0.8, "paper": 0.5,
+        (f"{pre}/parking/{meter}/status", {"ts": _iso(t0), "battery": 0.8, "paper": 0.5,
                                           "fault": None}),
-        (f"city/grid/{linky}/reading", [
+        (f"{pre}/grid/{linky}/reading", [
             {"ts": _iso(t0 + timedelta(minutes=i * 10)), "energy_import_wh": 1000 + i,
              "power_w": 420.0, "voltage_l1_v": 231.2} for i in range(3)]),
     ]
-    pub = Publisher.as_role(stack)
-    s = ingest_settings(settings)
+    pub = Publisher.as_role(stack, "admin")
     try:
         async with running_ingestor(stack, s, db_url) as ing:
             for topic, body in msgs:

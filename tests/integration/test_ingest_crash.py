@@ -29,7 +29,7 @@ class IngestProcess:
 
     def __init__(self, stack: Stack, db_url: str, log_path: Path, *, workers: int = 1) -> None:
         host, port = stack.settings.broker_address()
-        user, password = stack.mqtt_credentials("ingest")
+        user, password = stack.mqtt_credentials("admin")  # may read the test prefix
         tag = secrets.token_hex(3)
         self.client_ids = [f"crash-{tag}-{i}" for i in range(workers)]
         self.env = os.environ | {
@@ -42,7 +42,9 @@ class IngestProcess:
             "BEFFROI_INGEST_SHARE_GROUP": f"crash{tag}",
             "BEFFROI_INGEST_METRICS_PORT": "0",
             "BEFFROI_INGEST_BATCH_SIZE": "2000",
+            "BEFFROI_TOPIC_PREFIX": f"c{tag}",
         }
+        self.prefix = f"c{tag}"
         self.workers = workers
         self.log_path = log_path
         self.proc: subprocess.Popen[bytes] | None = None
@@ -85,13 +87,13 @@ def ingest_proc(stack: Stack, db_url: str, tmp_path: Path) -> Iterator[IngestPro
         purge_session(stack, cid)
 
 
-def _messages(uid: str, n: int, start: int = 0) -> list[tuple[str, bytes]]:
+def _messages(prefix: str, uid: str, n: int, start: int = 0) -> list[tuple[str, bytes]]:
     t0 = datetime.now(UTC).replace(microsecond=0) - timedelta(days=30)
     out = []
     for i in range(start, start + n):
         meter = f"{uid}-m{i % METERS:02d}"
         t = t0 + timedelta(seconds=i)
-        out.append((f"city/grid/{meter}/reading",
+        out.append((f"{prefix}/grid/{meter}/reading",
                     orjson.dumps({"ts": t.isoformat(), "energy_import_wh": i})))
     return out
 
@@ -109,8 +111,9 @@ def test_kill_9_loses_nothing_and_duplicates_nothing(stack: Stack, db_url: str, 
     n = 30_000
     _register_meters(db_url, uid)
     ingest_proc.start()
-    pub = Publisher.as_role(stack)
-    sender = threading.Thread(target=pub.publish_many, args=(_messages(uid, n),))
+    pub = Publisher.as_role(stack, "admin")
+    msgs = _messages(ingest_proc.prefix, uid, n)
+    sender = threading.Thread(target=pub.publish_many, args=(msgs,))
     sender.start()
     try:
         wait_until(lambda: _rows(db_url, uid) >= n // 4, timeout=60, what="a quarter written")
@@ -134,8 +137,8 @@ def test_database_outage_under_load_loses_nothing(stack: Stack, db_url: str, uid
     outage_s = 30
     _register_meters(db_url, uid)
     ingest_proc.start()
-    pub = Publisher.as_role(stack)
-    msgs = _messages(uid, n)
+    pub = Publisher.as_role(stack, "admin")
+    msgs = _messages(ingest_proc.prefix, uid, n)
     try:
         pub.publish_many(msgs[: n // 2])
         wait_until(lambda: _rows(db_url, uid) > 0, timeout=60, what="first rows")
@@ -160,8 +163,8 @@ def test_broker_restart_resumes_session(stack: Stack, db_url: str, uid: str,
     n = 20_000
     _register_meters(db_url, uid)
     ingest_proc.start()
-    msgs = _messages(uid, n)
-    pub = Publisher.as_role(stack)
+    msgs = _messages(ingest_proc.prefix, uid, n)
+    pub = Publisher.as_role(stack, "admin")
     try:
         pub.publish_many(msgs[: n // 2])
     finally:
@@ -169,7 +172,7 @@ def test_broker_restart_resumes_session(stack: Stack, db_url: str, uid: str,
     broker = stack.broker()
     broker.stop()   # graceful: the broker saves queued messages of the ingestor's session
     broker.start()
-    pub = Publisher.as_role(stack)
+    pub = Publisher.as_role(stack, "admin")
     try:
         pub.publish_many(msgs[n // 2:])
         wait_until(lambda: _rows(db_url, uid) >= n, timeout=120, what="every message written")
@@ -186,9 +189,9 @@ def test_two_workers_split_the_stream(stack: Stack, db_url: str, uid: str,
     _register_meters(db_url, uid)
     proc = IngestProcess(stack, db_url, tmp_path / "ingest2.log", workers=2)
     proc.start()
-    pub = Publisher.as_role(stack)
+    pub = Publisher.as_role(stack, "admin")
     try:
-        pub.publish_many(_messages(uid, n))
+        pub.publish_many(_messages(proc.prefix, uid, n))
         wait_until(lambda: _rows(db_url, uid) >= n, timeout=120, what="every message written")
         assert proc.stop() == 0
     finally:

@@ -21,6 +21,7 @@ MAC = "02:ab:cd:ef:12:34"
 
 async def test_each_rejection_has_its_reason(stack: Stack, settings: Settings, db_url: str,
                                              uid: str) -> None:
+    s = ingest_settings(settings)
     ap, spot, old = f"{uid}-ap", f"{uid}-spot", f"{uid}-retired"
     register(db_url, uid, {ap: "wifi_ap", spot: "parking_spot", old: "wifi_ap"})
     with psycopg.connect(db_url, autocommit=True) as conn:
@@ -28,36 +29,35 @@ async def test_each_rejection_has_its_reason(stack: Stack, settings: Settings, d
     now = datetime.now(UTC)
     good = json.dumps({"clients": 3})
     cases: list[tuple[str, str, bytes | str]] = [
-        ("unknown_device", f"city/wifi/{uid}-nobody/stats", good),
-        ("family_mismatch", f"city/parking/{ap}/state", json.dumps({"state": "free"})),
-        ("unknown_topic", f"city/wifi/{ap}/bogus", good),
-        ("unknown_topic", f"city/{uid}/x", good),
-        ("inactive_device", f"city/wifi/{old}/stats", good),
-        ("invalid_json", f"city/wifi/{ap}/stats", b"{not json"),
-        ("not_utf8", f"city/wifi/{ap}/stats", b'{"clients": "\xff\xfe"}'),
-        ("invalid_payload", f"city/wifi/{ap}/stats", json.dumps({"radio": "up"})),
-        ("out_of_range", f"city/wifi/{ap}/stats", json.dumps({"clients": -5})),
-        ("out_of_range", f"city/parking/{spot}/state",
+        ("unknown_device", f"{s.topic_prefix}/wifi/{uid}-nobody/stats", good),
+        ("family_mismatch", f"{s.topic_prefix}/parking/{ap}/state", json.dumps({"state": "free"})),
+        ("unknown_topic", f"{s.topic_prefix}/wifi/{ap}/bogus", good),
+        ("unknown_topic", f"{s.topic_prefix}/{uid}/x", good),
+        ("inactive_device", f"{s.topic_prefix}/wifi/{old}/stats", good),
+        ("invalid_json", f"{s.topic_prefix}/wifi/{ap}/stats", b"{not json"),
+        ("not_utf8", f"{s.topic_prefix}/wifi/{ap}/stats", b'{"clients": "\xff\xfe"}'),
+        ("invalid_payload", f"{s.topic_prefix}/wifi/{ap}/stats", json.dumps({"radio": "up"})),
+        ("out_of_range", f"{s.topic_prefix}/wifi/{ap}/stats", json.dumps({"clients": -5})),
+        ("out_of_range", f"{s.topic_prefix}/parking/{spot}/state",
          json.dumps({"state": "free", "battery": 7})),
-        ("bad_timestamp", f"city/wifi/{ap}/stats",
+        ("bad_timestamp", f"{s.topic_prefix}/wifi/{ap}/stats",
          json.dumps({"ts": "2026-01-01T10:00:00", "clients": 1})),
-        ("future_timestamp", f"city/wifi/{ap}/stats",
+        ("future_timestamp", f"{s.topic_prefix}/wifi/{ap}/stats",
          json.dumps({"ts": (now + timedelta(days=1)).isoformat(), "clients": 1})),
-        ("too_old", f"city/wifi/{ap}/stats",
+        ("too_old", f"{s.topic_prefix}/wifi/{ap}/stats",
          json.dumps({"ts": "2001-01-01T00:00:00Z", "clients": 1})),
-        ("oversized", f"city/wifi/{ap}/stats", b"[" + b" " * 70_000 + b"]"),
-        ("senml_invalid", f"city/wifi/{ap}/stats",
+        ("oversized", f"{s.topic_prefix}/wifi/{ap}/stats", b"[" + b" " * 70_000 + b"]"),
+        ("senml_invalid", f"{s.topic_prefix}/wifi/{ap}/stats",
          json.dumps([{"bn": f"{ap}:", "n": "clients", "u": "count", "v": 3, "x_": 1}])),
-        ("invalid_payload", f"city/wifi/{ap}/sessions",
+        ("invalid_payload", f"{s.topic_prefix}/wifi/{ap}/sessions",
          json.dumps({"client_mac": MAC, "event": "roaming"})),
     ]
-    pub = Publisher.as_role(stack)
-    s = ingest_settings(settings)
+    pub = Publisher.as_role(stack, "admin")
     try:
         async with running_ingestor(stack, s, db_url) as ing:
             # Bad messages and a good one in the same batch: the good one is still written.
             await asyncio.to_thread(pub.publish_many, [(t, p) for _, t, p in cases]
-                                    + [(f"city/wifi/{ap}/stats", good)])
+                                    + [(f"{s.topic_prefix}/wifi/{ap}/stats", good)])
 
             async def all_processed() -> bool:
                 return ing.committed_messages >= len(cases) + 1

@@ -1,0 +1,41 @@
+"""Keep MAC addresses out of the ingestor's logs, including those of the MQTT client."""
+
+from __future__ import annotations
+
+import logging
+
+from devices.privacy import scrub_macs
+
+# Loggers whose records may carry payload bytes: the MQTT client logs raw packets at DEBUG
+# and malformed ones at CRITICAL; our own modules log database errors that may quote values.
+GUARDED_PREFIXES = ("gmqtt", "ingest", "devices", "psycopg")
+
+
+class MacScrubFilter(logging.Filter):
+    """Rewrites a record's message with every MAC-looking string replaced by ``<mac>``."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Scrub the formatted message (and the exception text) in place; keep the record."""
+        message = record.getMessage()
+        scrubbed = scrub_macs(message)
+        if scrubbed != message:
+            record.msg, record.args = scrubbed, None
+        if record.exc_info and not record.exc_text:
+            record.exc_text = scrub_macs(logging.Formatter().formatException(record.exc_info))
+            record.exc_info = None
+        return True
+
+
+_FILTER = MacScrubFilter()
+
+
+def guard_loggers() -> None:
+    """Install the filter on every logger that may see payloads; no per-packet DEBUG logs."""
+    import gmqtt  # noqa: F401 - create gmqtt's loggers before guarding them
+
+    logging.getLogger("gmqtt").setLevel(max(logging.INFO, logging.getLogger("gmqtt").level))
+    names = [n for n in logging.root.manager.loggerDict if n.split(".")[0] in GUARDED_PREFIXES]
+    for name in {*names, *GUARDED_PREFIXES}:
+        logger = logging.getLogger(name)
+        if _FILTER not in logger.filters:
+            logger.addFilter(_FILTER)

@@ -1,0 +1,179 @@
+"""Gateways and formats end to end, metrics, and the privacy guarantees."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import logging
+import random
+import re
+from datetime import UTC, date, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+import psycopg
+import pytest
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from prometheus_client import generate_latest
+
+from beffroi.settings import Settings
+from beffroi.stack import Stack
+from ingest.keys import KeyRing
+from tests.integration.ingest_helpers import ingest_settings, running_ingestor
+from tests.integration.mqtt_helpers import Publisher, await_until, register
+
+pytestmark = pytest.mark.stack
+
+
+def _ids(db_url: str, uid: str) -> tuple[str, str]:
+    with psycopg.connect(db_url) as conn:
+        row = conn.execute(
+            "SELECT (SELECT dev_eui FROM devices WHERE id = %s),"
+            " (SELECT meter_id FROM devices WHERE id = %s)",
+            (f"{uid}-spot", f"{uid}-linky")).fetchone()
+    assert row is not None
+    return row[0], row[1]
+
+
+async def test_gateways_senml_and_metrics(stack: Stack, settings: Settings, db_url: str,
+                                          uid: str) -> None:
+    s = ingest_settings(settings)
+    register(db_url, uid, {f"{uid}-spot": "parking_spot", f"{uid}-linky": "grid_meter",
+                           f"{uid}-ap": "wifi_ap"})
+    dev_eui, meter_id = _ids(db_url, uid)
+    uplink = {
+        "deduplicationId": "3ac7e3c4-4401-4b8d-9386-a5c902f9202d",
+        "time": (datetime.now(UTC) - timedelta(minutes=2)).isoformat(),
+        "deviceInfo": {"tenantId": "52f14cd4-c6f1-4fbd-8f87-4025e1d49242",
+                       "applicationId": "17c82e96-be03-4f38-aef3-f83d48582d97",
+                       "deviceProfileName": "parking-sensor", "deviceName": f"{uid}-spot",
+                       "devEui": dev_eui, "tags": {}},
+        "devAddr": "01fa2b4c", "fCnt": 421, "fPort": 1,
+        "data": base64.b64encode(b"\x01\x5a").decode(),
+        "object": {"occupied": True, "battery": 0.93},
+        "rxInfo": [{"gatewayId": "0016c001ff10a235", "rssi": -103, "snr": 6.5},
+                   {"gatewayId": "0016c001ff10a236", "rssi": -97, "snr": 8.0}],
+        "txInfo": {"frequency": 868100000, "modulation": {"lora": {"bandwidth": 125000}}},
+    }
+    tic = {"ADSC": {"raw": meter_id[-12:], "value": meter_id[-12:]},
+           "EAST": {"raw": "012345678", "value": 12345678},
+           "SINSTS": {"raw": "00850", "value": 850},
+           "URMS1": {"raw": "231", "value": 231}, "IRMS1": {"raw": "004", "value": 4}}
+    senml = [{"bn": f"{uid}-ap:", "bt": datetime.now(UTC).timestamp() - 60, "n": "clients",
+              "u": "count", "v": 7}, {"n": "rx", "u": "B", "v": 1234}]
+    props = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
+    props.ContentType = "application/senml+json"
+    pub = Publisher.as_role(stack, "admin")
+    try:
+        async with running_ingestor(stack, s, db_url) as ing:
+            pub.publish(f"application/demo/device/{dev_eui}/event/up", json.dumps(uplink))
+            pub.publish(f"teleinfo/{meter_id}", json.dumps(tic))
+            pub.publish(f"{s.topic_prefix}/wifi/{uid}-ap/stats", json.dumps(senml),
+                        properties=props)
+
+            async def committed() -> bool:
+                return ing.committed_messages >= 3
+
+            await await_until(committed, timeout=20, what="three messages committed")
+            metrics = generate_latest(ing.metrics.registry).decode()
+    finally:
+        pub.close()
+    with psycopg.connect(db_url) as conn:
+        spot = conn.execute("SELECT state, battery, rssi_dbm FROM parking_spot_state "
+                            "WHERE device_id = %s", (f"{uid}-spot",)).fetchall()
+        grid = conn.execute("SELECT energy_import_wh, voltage_l1_v FROM grid_readings "
+                            "WHERE device_id = %s", (f"{uid}-linky",)).fetchall()
+        wifi = conn.execute("SELECT clients, rx_bytes FROM wifi_ap_stats WHERE device_id = %s",
+                            (f"{uid}-ap",)).fetchall()
+    assert [(st, round(b, 2), r) for st, b, r in spot] == [("occupied", 0.93, -97)]
+    assert grid == [(12345678, 231.0)]
+    assert wifi == [(7, 1234)]
+    assert 'beffroi_ingest_messages_total{result="accepted"} 3.0' in metrics
+    assert 'beffroi_ingest_readings_written_total{table="grid_readings"} 1.0' in metrics
+
+
+def _mac(rng: random.Random) -> str:
+    return ":".join(f"{rng.randrange(256):02x}" for _ in range(6))
+
+
+async def test_no_mac_address_is_stored_or_logged(stack: Stack, settings: Settings,
+                                                  db_url: str, uid: str,
+                                                  caplog: pytest.LogCaptureFixture) -> None:
+    s = ingest_settings(settings)
+    caplog.set_level(logging.DEBUG)
+    aps = [f"{uid}-ap{i}" for i in range(3)]
+    register(db_url, uid, dict.fromkeys(aps, "wifi_ap"))
+    rng = random.Random(7)
+    macs = [_mac(rng) for _ in range(200)]
+    now = datetime.now(UTC)
+    msgs = []
+    for i, mac in enumerate(macs):
+        ap = aps[i % 3]
+        t = now - timedelta(minutes=30) + timedelta(seconds=i)
+        msgs.append((f"{s.topic_prefix}/wifi/{ap}/sessions", json.dumps(
+            {"ts": t.isoformat(), "client_mac": mac.upper() if i % 2 else mac,
+             "event": "associated", "rssi": -60})))
+        # Rejected messages carrying the MAC too: a bad event, and a bad rssi.
+        msgs.append((f"{s.topic_prefix}/wifi/{ap}/sessions", json.dumps(
+            {"ts": t.isoformat(), "client_mac": mac, "event": "roaming"})))
+        msgs.append((f"{s.topic_prefix}/wifi/{ap}/sessions", json.dumps(
+            {"client_mac": mac, "event": "associated", "rssi": 12})))
+    pub = Publisher.as_role(stack, "admin")
+    try:
+        async with running_ingestor(stack, s, db_url) as ing:
+            await asyncio.to_thread(pub.publish_many, msgs)
+
+            async def committed() -> bool:
+                return ing.committed_messages >= len(msgs)
+
+            await await_until(committed, timeout=30, what="every wifi message committed")
+    finally:
+        pub.close()
+    hexes = {m.replace(":", "") for m in macs}
+    raw = {bytes.fromhex(h) for h in hexes}
+    pattern = re.compile("|".join(re.escape(h) for h in hexes))
+    with psycopg.connect(db_url) as conn:
+        assert conn.execute("SELECT count(*) FROM wifi_sessions WHERE device_id LIKE %s",
+                            (f"{uid}-%",)).fetchone() == (len(macs),)
+        tables = conn.execute(
+            "SELECT table_name FROM information_schema.tables WHERE table_schema = 'public'"
+            " AND table_type = 'BASE TABLE'").fetchall()
+        for (table,) in tables:
+            for row in conn.execute(f'SELECT * FROM "{table}"'):
+                for value in row:
+                    if isinstance(value, bytes | memoryview):
+                        b = bytes(value)
+                        assert not any(m in b for m in raw), table
+                        text = b.decode("latin-1").lower()
+                    else:
+                        text = str(value).lower()
+                    flat = re.sub(r"[^0-9a-f]", "", text)
+                    assert not pattern.search(flat), (table, text[:200])
+    logged = re.sub(r"[^0-9a-f]", "", caplog.text.lower())
+    assert not pattern.search(logged)
+
+
+async def test_keys_are_shared_by_workers_and_destroyed_after_their_day(db_url: str) -> None:
+    tz = ZoneInfo("Europe/Paris")
+    async with await psycopg.AsyncConnection.connect(db_url, autocommit=True) as conn:
+        await conn.execute("DELETE FROM privacy_keys")
+        yesterday_noon = datetime(2026, 3, 28, 12, tzinfo=tz)   # the day before the DST change
+        worker_a, worker_b = KeyRing(tz), KeyRing(tz)
+        await worker_a.refresh(conn, yesterday_noon)
+        await worker_b.refresh(conn, yesterday_noon)
+        assert worker_a.keys == worker_b.keys and list(worker_a.keys) == [date(2026, 3, 28)]
+        old_key = worker_a.keys[date(2026, 3, 28)]
+        # Two minutes before midnight, tomorrow's key is prepared so all workers hold it.
+        await worker_a.refresh(conn, datetime(2026, 3, 28, 23, 59, tzinfo=tz))
+        assert set(worker_a.keys) == {date(2026, 3, 28), date(2026, 3, 29)}
+        # Once the day is over, its key is gone from the database and from memory.
+        await worker_b.refresh(conn, datetime(2026, 3, 29, 0, 30, tzinfo=tz))
+        cur = await conn.execute("SELECT day, key FROM privacy_keys")
+        rows = await cur.fetchall()
+        assert [r[0] for r in rows] == [date(2026, 3, 29)]
+        assert all(bytes(r[1]) != old_key for r in rows)
+        assert list(worker_b.keys) == [date(2026, 3, 29)]
+        # A late message from the destroyed day is hashed with the current key.
+        late = datetime(2026, 3, 28, 23, 0, tzinfo=tz)
+        assert worker_b.key_for(late) == worker_b.keys[date(2026, 3, 29)]
