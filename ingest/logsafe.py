@@ -30,10 +30,11 @@ _FILTER = MacScrubFilter()
 
 
 def guard_loggers() -> None:
-    """Install the filter on every logger that may see payloads; no per-packet DEBUG logs."""
+    """Install the filter on every logger that may see payloads; quiet the MQTT client."""
     import gmqtt  # noqa: F401 - create gmqtt's loggers before guarding them
 
-    logging.getLogger("gmqtt").setLevel(max(logging.INFO, logging.getLogger("gmqtt").level))
+    # gmqtt logs every (un)subscribe at INFO and every packet at DEBUG: keep its warnings only.
+    logging.getLogger("gmqtt").setLevel(max(logging.WARNING, logging.getLogger("gmqtt").level))
     names = [n for n in logging.root.manager.loggerDict if n.split(".")[0] in GUARDED_PREFIXES]
     for name in {*names, *GUARDED_PREFIXES}:
         logger = logging.getLogger(name)
