@@ -6,6 +6,7 @@ own stack; if they cannot be started the fixtures fail (they never skip).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 from collections.abc import Iterator
@@ -32,21 +33,30 @@ def stack(settings: Settings) -> Stack:
     return st
 
 
-@pytest.fixture(scope="session")
-def db_url(stack: Stack, settings: Settings) -> Iterator[str]:
-    """A freshly migrated throwaway database, dropped at the end of the session."""
+@contextlib.contextmanager
+def throwaway_database(stack: Stack, settings: Settings, tag: str = "") -> Iterator[str]:
+    """A freshly migrated database, dropped afterwards (the external one, if configured)."""
     if settings.external_database:
         url = stack.database_url()
         migrate(url)
         yield url
         return
-    name = f"beffroi_test_{os.getpid()}_{secrets.token_hex(3)}"
+    name = f"beffroi_test_{tag}{os.getpid()}_{secrets.token_hex(3)}"
     stack.ensure_database(name)
     url = stack.database_url(name)
     migrate(url)
-    yield url
-    if not os.environ.get("BEFFROI_KEEP_TEST_DB"):
-        stack.drop_database(name)
+    try:
+        yield url
+    finally:
+        if not os.environ.get("BEFFROI_KEEP_TEST_DB"):
+            stack.drop_database(name)
+
+
+@pytest.fixture(scope="session")
+def db_url(stack: Stack, settings: Settings) -> Iterator[str]:
+    """A throwaway database shared by the test session."""
+    with throwaway_database(stack, settings) as url:
+        yield url
 
 
 @pytest.fixture

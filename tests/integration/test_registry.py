@@ -9,8 +9,6 @@ the session database is used and counts are taken relative to what it already ho
 from __future__ import annotations
 
 import json
-import os
-import secrets
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -20,13 +18,13 @@ import psycopg
 import pytest
 
 from beffroi import cli
-from beffroi.migrate import migrate
 from beffroi.settings import Settings
 from beffroi.stack import Stack
 from devices import store
 from devices.democity import DEMO_CITY_FILE
 from devices.families import Family
 from devices.registry import RegistryFileError, load_registry_file, parse_registry
+from tests.conftest import throwaway_database
 
 pytestmark = pytest.mark.stack
 
@@ -37,16 +35,8 @@ DEMO_DEVICES = 820
 @pytest.fixture(scope="module")
 def registry_db(stack: Stack, settings: Settings, db_url: str) -> Iterator[str]:
     """A migrated database for this module only (the session one with an external DB)."""
-    if settings.external_database:
-        yield db_url
-        return
-    name = f"beffroi_test_reg_{os.getpid()}_{secrets.token_hex(3)}"
-    stack.ensure_database(name)
-    url = stack.database_url(name)
-    migrate(url)
-    yield url
-    if not os.environ.get("BEFFROI_KEEP_TEST_DB"):
-        stack.drop_database(name)
+    with throwaway_database(stack, settings, "reg_") as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
