@@ -10,6 +10,7 @@ from fastapi import FastAPI
 from fastapi.responses import JSONResponse
 from psycopg_pool import AsyncConnectionPool
 
+from api.errors import install_error_handlers
 from beffroi.settings import Settings
 from beffroi.stack import Stack
 
@@ -31,7 +32,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await pool.close()
 
     app = FastAPI(title="Beffroi", version="0.1.0", lifespan=lifespan,
-                  description="Aggregates of the city's connected equipment.")
+                  description="Aggregates of the city's connected equipment. Every route "
+                  "under /v1 needs `Authorization: Bearer <token>` (see `beffroi tokens`); "
+                  "errors are `{\"error\": code, \"detail\": ...}`. See docs/api.md.")
+    app.state.settings = settings
+    install_error_handlers(app)
+    _include_routers(app)
 
     @app.get("/health", tags=["health"], summary="The process is alive")
     async def health() -> dict[str, str]:
@@ -60,3 +66,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                             status_code=200 if ok else 503)
 
     return app
+
+
+def _include_routers(app: FastAPI) -> None:
+    from api.routes import grid, inventory, parking, wifi
+
+    for module in (inventory, parking, wifi, grid):
+        app.include_router(module.router, prefix="/v1")

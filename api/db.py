@@ -1,0 +1,53 @@
+"""Small query helpers shared by the routers (parametrised SQL only)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import psycopg
+from psycopg import sql
+from psycopg.rows import dict_row
+
+from api.errors import not_found
+
+Query = str | sql.Composed | sql.SQL
+
+
+async def fetch_all(conn: psycopg.AsyncConnection[Any], query: Query,
+                    params: dict[str, Any] | tuple[Any, ...] = ()) -> list[dict[str, Any]]:
+    """Rows as dicts."""
+    async with conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute(query, params)
+        return await cur.fetchall()
+
+
+async def fetch_one(conn: psycopg.AsyncConnection[Any], query: Query,
+                    params: dict[str, Any] | tuple[Any, ...] = ()) -> dict[str, Any] | None:
+    """The first row as a dict, or None."""
+    rows = await fetch_all(conn, query, params)
+    return rows[0] if rows else None
+
+
+async def get_site(conn: psycopg.AsyncConnection[Any], site_id: str,
+                   kind: str | None = None) -> dict[str, Any]:
+    """A site (of ``kind`` if given), or 404."""
+    row = await fetch_one(conn, "SELECT id, kind, name, insee, latitude, longitude, capacity, "
+                          "metadata FROM sites WHERE id = %s", (site_id,))
+    if row is None or (kind is not None and row["kind"] != kind):
+        raise not_found(kind.replace("_", " ") if kind else "site", site_id)
+    return row
+
+
+async def get_device(conn: psycopg.AsyncConnection[Any], device_id: str,
+                     family: str | None = None) -> dict[str, Any]:
+    """A device (of ``family`` if given), or 404."""
+    row = await fetch_one(conn, "SELECT * FROM devices WHERE id = %s", (device_id,))
+    if row is None or (family is not None and row["family"] != family):
+        raise not_found(family.replace("_", " ") if family else "device", device_id)
+    return row
+
+
+def iso(t: datetime | None) -> str | None:
+    """ISO 8601 or None."""
+    return t.isoformat() if t else None

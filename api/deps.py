@@ -1,0 +1,113 @@
+"""Request dependencies: a pooled connection, the authenticated token, time parameters."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+import psycopg
+from fastapi import Depends, Query, Request
+from psycopg_pool import AsyncConnectionPool
+
+from api.errors import ApiError, invalid
+from api.timeq import BUCKETS, Buckets, make_buckets, parse_instant, parse_tz
+from api.tokens import Scope, TokenInfo, authenticate
+from beffroi.settings import Settings
+
+ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"  # device and site ids (registry CHECKs)
+
+
+async def get_conn(request: Request) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
+    """One pooled autocommit connection per request (auth and route share it)."""
+    pool: AsyncConnectionPool = request.app.state.pool
+    try:
+        async with pool.connection(timeout=5) as conn:
+            await conn.set_autocommit(True)
+            yield conn
+    except psycopg.OperationalError as exc:
+        raise ApiError(503, "unavailable", "database unreachable") from exc
+
+
+Conn = Annotated[psycopg.AsyncConnection[Any], Depends(get_conn)]
+
+
+def get_settings(request: Request) -> Settings:
+    """The process settings."""
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+
+
+def require(scope: Scope) -> Callable[..., Awaitable[TokenInfo]]:
+    """A dependency that checks the bearer token carries ``scope``."""
+
+    async def check(request: Request, conn: Conn) -> TokenInfo:
+        header = request.headers.get("authorization", "")
+        kind, _, token = header.partition(" ")
+        challenge = {"WWW-Authenticate": "Bearer"}
+        if kind.lower() != "bearer" or not token.strip():
+            raise ApiError(401, "unauthorized", "missing bearer token", challenge)
+        token = token.strip()
+        if len(token) > 200:
+            raise ApiError(401, "unauthorized", "invalid token", challenge)
+        info = await authenticate(conn, token)
+        if info is None:
+            raise ApiError(401, "unauthorized", "unknown or revoked token", challenge)
+        if not info.allows(scope):
+            raise ApiError(403, "forbidden", f"this route needs the {scope.value!r} scope")
+        request.state.token = info
+        return info
+
+    return check
+
+
+Reader = Annotated[TokenInfo, Depends(require(Scope.READ))]
+
+
+@dataclass(frozen=True)
+class Pagination:
+    """limit/offset of a list."""
+
+    limit: int
+    offset: int
+
+
+def pagination(limit: Annotated[int, Query(ge=1, le=1000, description="rows per page")] = 100,
+               offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0) -> Pagination:
+    """Pagination parameters."""
+    return Pagination(limit, offset)
+
+
+Page = Annotated[Pagination, Depends(pagination)]
+
+
+def time_range(
+    settings: SettingsDep,
+    from_: Annotated[str, Query(alias="from", max_length=40, examples=["2025-11-15"],
+                                description="start: ISO date (local midnight) or date-time; "
+                                "naive times are local")],
+    to: Annotated[str, Query(max_length=40, examples=["2025-11-16"],
+                             description="end (exclusive), same forms as from")],
+    bucket: Annotated[str, Query(max_length=8, examples=["15m"],
+                                 description=f"one of {', '.join(BUCKETS)}")] = "1h",
+    tz: Annotated[str | None, Query(max_length=64, examples=["Europe/Paris"],
+                                    description="IANA time zone of day/week/month buckets "
+                                    "and of naive times; default from the settings")] = None,
+) -> Buckets:
+    """The buckets of a time-series request."""
+    zone = parse_tz(tz, settings.timezone)
+    start = parse_instant(from_, zone, param="from")
+    end = parse_instant(to, zone, param="to")
+    return make_buckets(start, end, bucket, zone)
+
+
+Range = Annotated[Buckets, Depends(time_range)]
+
+
+def only_buckets(b: Buckets, allowed: tuple[str, ...], why: str) -> None:
+    """422 unless the request's bucket is one of ``allowed``."""
+    if b.bucket not in allowed:
+        raise invalid(f"bucket must be one of {', '.join(allowed)}: {why}", param="bucket")

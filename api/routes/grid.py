@@ -1,0 +1,275 @@
+"""Grid: energy from cumulative indices, load curve, daily peaks, voltage quality."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Path, Request
+from fastapi.responses import Response
+
+from api.db import fetch_all, get_device, get_site
+from api.deps import ID_PATTERN, Conn, Range, Reader, only_buckets
+from api.errors import ERROR_RESPONSES
+from api.output import CSV_RESPONSE, FORMAT_DOC, series_response
+from api.timeq import Buckets
+
+router = APIRouter(prefix="/grid", tags=["grid"], responses={**ERROR_RESPONSES, **CSV_RESPONSE})
+
+DistrictId = Annotated[str, Path(pattern=ID_PATTERN, examples=["saint-michel"])]
+MeterId = Annotated[str, Path(pattern=ID_PATTERN, examples=["linky-saint-michel-0001"])]
+
+NOMINAL_V = 230.0
+TOLERANCE = 0.10  # EN 50160: 230 V +-10 % for 95 % of the 10-minute means
+COMPLIANT_SHARE = 0.95
+GAP_FACTOR = 1.5  # readings further apart than 1.5 expected intervals are a gap
+LOOKBACK = "1 day"  # the reading before the range is looked for this far back
+
+# Consecutive readings of a meter make intervals (previous time, time] with the index
+# difference; a decrease of an index is a reset (meter replaced): the new index is the
+# energy since the reset. Intervals are cut at bucket edges; an interval spanning an edge
+# (a gap) is shared in proportion to time and its buckets are flagged `estimated`.
+_ENERGY_SQL = """
+WITH e AS (SELECT %(edges)s::timestamptz[] AS a),
+r AS (
+    SELECT g.device_id, g.time, g.energy_import_wh AS ei, g.energy_export_wh AS ee,
+           lag(g.time) OVER w AS pt, lag(g.energy_import_wh) OVER w AS pei,
+           lag(g.energy_export_wh) OVER w AS pee, d.report_interval_s AS ri
+    FROM grid_readings g JOIN devices d ON d.id = g.device_id
+    WHERE {filter} AND d.family = 'grid_meter'
+      AND g.time >= %(lo)s - interval '{lookback}' AND g.time <= %(hi)s
+    WINDOW w AS (PARTITION BY g.device_id ORDER BY g.time)
+),
+iv AS (
+    SELECT device_id, pt AS s, time AS e,
+           CASE WHEN ei < pei THEN ei ELSE ei - pei END AS di,
+           CASE WHEN ee < pee THEN ee ELSE ee - pee END AS de,
+           coalesce(ei < pei, false) OR coalesce(ee < pee, false) AS reset,
+           extract(epoch FROM time - pt) > ri * %(gap)s AS gap,
+           extract(epoch FROM time - pt)::float8 AS len
+    FROM r WHERE pt IS NOT NULL AND time > %(lo)s AND pt < %(hi)s
+)
+SELECT iv.device_id, g.i,
+       sum(iv.di * o.overlap / iv.len) AS import_wh,
+       sum(iv.de * o.overlap / iv.len) AS export_wh,
+       sum(o.overlap) AS covered_s,
+       bool_or(iv.reset) AS reset, bool_or(iv.gap) AS gap,
+       bool_or(o.overlap < iv.len) AS estimated
+FROM iv CROSS JOIN e
+CROSS JOIN LATERAL generate_series(greatest(width_bucket(iv.s, e.a), 1),
+                                   least(width_bucket(iv.e - interval '1 microsecond', e.a),
+                                         cardinality(e.a) - 1)) g(i)
+CROSS JOIN LATERAL (SELECT extract(epoch FROM least(iv.e, e.a[g.i + 1])
+                                          - greatest(iv.s, e.a[g.i]))::float8 AS overlap) o
+GROUP BY 1, 2
+"""
+
+
+async def _energy_cells(conn: Conn, b: Buckets, filt: str,
+                        params: dict[str, Any]) -> dict[int, list[dict[str, Any]]]:
+    rows = await fetch_all(conn, _ENERGY_SQL.format(filter=filt, lookback=LOOKBACK), {
+        **params, "edges": b.edges, "lo": b.start, "hi": b.end, "gap": GAP_FACTOR})
+    cells: dict[int, list[dict[str, Any]]] = defaultdict(list)
+    for r in rows:
+        i = r["i"] - 1
+        r["complete"] = (r["covered_s"] >= b.seconds(i) - 0.5 and not r["estimated"]
+                         and not r["reset"])
+        cells[i].append(r)
+    return cells
+
+
+def _num(x: float | None) -> float | None:
+    return None if x is None else round(x, 1)
+
+
+_ENERGY_COLS = ("start", "end", "import_wh", "export_wh", "mean_power_w", "covered_s",
+                "meters", "complete_meters", "complete", "estimated", "reset", "gap")
+_ENERGY_DOC = (
+    "Per bucket: energy imported and exported (Wh) from the differences of the cumulative "
+    "indices; `mean_power_w` = net energy / covered time (the load curve, e.g. with "
+    "bucket=30m); `complete` when readings exist at both ends of the bucket for every "
+    "meter; `estimated` when a communication gap spans a bucket edge (the energy is then "
+    "shared in proportion to time); `reset` when an index went down (meter replaced: the "
+    "new index counts from 0, the energy between the last reading and the swap is "
+    "unknown); `gap` when readings are further apart than 1.5 reporting intervals. "
+    + FORMAT_DOC)
+
+
+def _energy_rows(b: Buckets, cells: dict[int, list[dict[str, Any]]],
+                 meters_total: int) -> list[dict[str, Any]]:
+    out = []
+    for i in range(len(b)):
+        start, end = b.label(i)
+        cs = cells.get(i, [])
+        imp = sum(c["import_wh"] or 0.0 for c in cs) if cs else None
+        exp = sum(c["export_wh"] or 0.0 for c in cs) if cs else None
+        covered = sum(c["covered_s"] for c in cs) / max(1, len(cs)) if cs else 0.0
+        complete_n = sum(1 for c in cs if c["complete"])
+        out.append({
+            "start": start, "end": end, "import_wh": _num(imp), "export_wh": _num(exp),
+            # Sum of each meter's mean power over the time its readings cover.
+            "mean_power_w": _num(sum(((c["import_wh"] or 0.0) - (c["export_wh"] or 0.0))
+                                     * 3600 / c["covered_s"] for c in cs if c["covered_s"]))
+            if cs else None,
+            "covered_s": round(covered, 1), "meters": len(cs), "complete_meters": complete_n,
+            "complete": bool(cs) and complete_n == meters_total,
+            "estimated": any(c["estimated"] for c in cs),
+            "reset": any(c["reset"] for c in cs), "gap": any(c["gap"] for c in cs)})
+    return out
+
+
+def _meta(b: Buckets, **extra: Any) -> dict[str, Any]:
+    return {**extra, "bucket": b.bucket, "tz": b.tz.key, "from": b.label(0)[0],
+            "to": b.label(len(b) - 1)[1]}
+
+
+async def _meter_count(conn: Conn, district: str) -> int:
+    rows = await fetch_all(conn, "SELECT count(*) AS n FROM devices WHERE site_id = %s AND "
+                           "family = 'grid_meter'", (district,))
+    return int(rows[0]["n"])
+
+
+@router.get("/districts/{district_id}/energy", summary="Energy of a district per bucket",
+            description=_ENERGY_DOC)
+async def district_energy(request: Request, conn: Conn, _: Reader, district_id: DistrictId,
+                          b: Range) -> Response:
+    """Sum over the district's meters."""
+    await get_site(conn, district_id, "district")
+    cells = await _energy_cells(conn, b, "d.site_id = %(id)s", {"id": district_id})
+    n = await _meter_count(conn, district_id)
+    return series_response(request, _meta(b, district=district_id, meters_total=n),
+                           _energy_rows(b, cells, n), _ENERGY_COLS,
+                           filename=f"energy-{district_id}")
+
+
+@router.get("/meters/{meter_id}/energy", summary="Energy of one meter per bucket",
+            description=_ENERGY_DOC)
+async def meter_energy(request: Request, conn: Conn, _: Reader, meter_id: MeterId,
+                       b: Range) -> Response:
+    """One meter."""
+    await get_device(conn, meter_id, "grid_meter")
+    cells = await _energy_cells(conn, b, "d.id = %(id)s", {"id": meter_id})
+    return series_response(request, _meta(b, meter=meter_id), _energy_rows(b, cells, 1),
+                           _ENERGY_COLS, filename=f"energy-{meter_id}")
+
+
+# Peak: the highest power reported (meter), or the highest sum over the district's meters
+# of the powers stamped on the same 10-minute mark (district).
+_PEAK_SQL = """
+WITH e AS (SELECT %(edges)s::timestamptz[] AS a),
+p AS (
+    SELECT time_bucket('10 minutes', g.time) AS slot, sum(g.power_w)::float8 AS power_w
+    FROM grid_readings g JOIN devices d ON d.id = g.device_id
+    WHERE {filter} AND d.family = 'grid_meter' AND g.time >= %(lo)s AND g.time < %(hi)s
+      AND g.power_w IS NOT NULL
+    GROUP BY 1
+)
+SELECT DISTINCT ON (i) width_bucket(slot, e.a) AS i, slot, power_w
+FROM p CROSS JOIN e ORDER BY i, power_w DESC
+"""
+
+
+async def _peaks(request: Request, conn: Conn, b: Buckets, filt: str, params: dict[str, Any],
+                 meta: dict[str, Any], filename: str) -> Response:
+    only_buckets(b, ("1d", "1w", "1mo"), "peaks are daily or longer")
+    rows = await fetch_all(conn, _PEAK_SQL.format(filter=filt),
+                           {**params, "edges": b.edges, "lo": b.start, "hi": b.end})
+    by_i = {r["i"] - 1: r for r in rows}
+    out = []
+    for i in range(len(b)):
+        start, end = b.label(i)
+        r = by_i.get(i)
+        out.append({"start": start, "end": end,
+                    "peak_power_w": _num(r["power_w"]) if r else None,
+                    "peak_at": r["slot"].astimezone(b.tz).isoformat() if r else None})
+    return series_response(request, meta, out, ("start", "end", "peak_power_w", "peak_at"),
+                           filename=filename)
+
+
+_PEAK_DOC = ("Per day (or week, month): the highest 10-minute power (W) and when. For a "
+             "district, the highest sum of its meters' powers on one 10-minute mark. "
+             + FORMAT_DOC)
+
+
+@router.get("/districts/{district_id}/peaks", summary="Daily peak power of a district",
+            description=_PEAK_DOC)
+async def district_peaks(request: Request, conn: Conn, _: Reader, district_id: DistrictId,
+                         b: Range) -> Response:
+    """Peak power of the district per day."""
+    await get_site(conn, district_id, "district")
+    return await _peaks(request, conn, b, "d.site_id = %(id)s", {"id": district_id},
+                        _meta(b, district=district_id), f"peaks-{district_id}")
+
+
+@router.get("/meters/{meter_id}/peaks", summary="Daily peak power of a meter",
+            description=_PEAK_DOC)
+async def meter_peaks(request: Request, conn: Conn, _: Reader, meter_id: MeterId,
+                      b: Range) -> Response:
+    """Peak power of the meter per day."""
+    await get_device(conn, meter_id, "grid_meter")
+    return await _peaks(request, conn, b, "d.id = %(id)s", {"id": meter_id},
+                        _meta(b, meter=meter_id), f"peaks-{meter_id}")
+
+
+_VOLTAGE_SQL = """
+WITH e AS (SELECT %(edges)s::timestamptz[] AS a),
+m AS (
+    SELECT g.device_id, time_bucket('10 minutes', g.time) AS slot, v.phase,
+           avg(v.volts)::float8 AS mean_v
+    FROM grid_readings g JOIN devices d ON d.id = g.device_id
+    CROSS JOIN LATERAL (VALUES (1, g.voltage_l1_v), (2, g.voltage_l2_v),
+                               (3, g.voltage_l3_v)) v(phase, volts)
+    WHERE {filter} AND d.family = 'grid_meter' AND g.time >= %(lo)s AND g.time < %(hi)s
+      AND v.volts IS NOT NULL
+    GROUP BY 1, 2, 3
+)
+SELECT width_bucket(slot, e.a) AS i, count(*) AS n,
+       count(*) FILTER (WHERE mean_v BETWEEN %(vmin)s AND %(vmax)s) AS within,
+       min(mean_v) AS min_v, max(mean_v) AS max_v
+FROM m CROSS JOIN e GROUP BY 1
+"""
+_VOLTAGE_DOC = ("EN 50160: share of the 10-minute mean voltages (per meter and phase) within "
+                "230 V ± 10 % (207-253 V); `compliant` when at least 95 %. " + FORMAT_DOC)
+
+
+async def _voltage(request: Request, conn: Conn, b: Buckets, filt: str,
+                   params: dict[str, Any], meta: dict[str, Any], filename: str) -> Response:
+    only_buckets(b, ("1h", "1d", "1w", "1mo"), "voltage quality is over 10-minute means")
+    vmin, vmax = NOMINAL_V * (1 - TOLERANCE), NOMINAL_V * (1 + TOLERANCE)
+    rows = await fetch_all(conn, _VOLTAGE_SQL.format(filter=filt), {
+        **params, "edges": b.edges, "lo": b.start, "hi": b.end, "vmin": vmin, "vmax": vmax})
+    by_i = {r["i"] - 1: r for r in rows}
+    out = []
+    for i in range(len(b)):
+        start, end = b.label(i)
+        r = by_i.get(i)
+        share = r["within"] / r["n"] if r and r["n"] else None
+        out.append({"start": start, "end": end, "values": int(r["n"]) if r else 0,
+                    "within": int(r["within"]) if r else 0,
+                    "share_within": round(share, 4) if share is not None else None,
+                    "compliant": share >= COMPLIANT_SHARE if share is not None else None,
+                    "min_v": _num(r["min_v"]) if r else None,
+                    "max_v": _num(r["max_v"]) if r else None})
+    return series_response(request, {**meta, "limits_v": [vmin, vmax]}, out,
+                           ("start", "end", "values", "within", "share_within", "compliant",
+                            "min_v", "max_v"), filename=filename)
+
+
+@router.get("/districts/{district_id}/voltage", summary="Voltage quality of a district",
+            description=_VOLTAGE_DOC)
+async def district_voltage(request: Request, conn: Conn, _: Reader, district_id: DistrictId,
+                           b: Range) -> Response:
+    """Voltage quality over the district's meters."""
+    await get_site(conn, district_id, "district")
+    return await _voltage(request, conn, b, "d.site_id = %(id)s", {"id": district_id},
+                          _meta(b, district=district_id), f"voltage-{district_id}")
+
+
+@router.get("/meters/{meter_id}/voltage", summary="Voltage quality at one meter",
+            description=_VOLTAGE_DOC)
+async def meter_voltage(request: Request, conn: Conn, _: Reader, meter_id: MeterId,
+                        b: Range) -> Response:
+    """Voltage quality at one meter."""
+    await get_device(conn, meter_id, "grid_meter")
+    return await _voltage(request, conn, b, "d.id = %(id)s", {"id": meter_id},
+                          _meta(b, meter=meter_id), f"voltage-{meter_id}")

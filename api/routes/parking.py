@@ -1,0 +1,263 @@
+"""Parking: time-weighted occupancy, current counts, turnover, meter revenue."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Path, Request
+from fastapi.responses import Response
+
+from api.db import fetch_all, get_device, get_site
+from api.deps import ID_PATTERN, Conn, Range, Reader, only_buckets
+from api.errors import ERROR_RESPONSES
+from api.output import CSV_RESPONSE, FORMAT_DOC, series_response
+from api.timeq import Buckets
+
+router = APIRouter(prefix="/parking", tags=["parking"],
+                   responses={**ERROR_RESPONSES, **CSV_RESPONSE})
+
+#: A sensor's reported state holds until its next message, but at most this many expected
+#: reporting intervals (heartbeats): after that the spot is *unknown*, not free.
+STALE_AFTER = 3
+
+ZoneId = Annotated[str, Path(pattern=ID_PATTERN, examples=["parking-grand-place"])]
+MeterId = Annotated[str, Path(pattern=ID_PATTERN, examples=["pm-grand-place-01"])]
+SpotId = Annotated[str, Path(pattern=ID_PATTERN, examples=["spot-grand-place-001"])]
+METHODS = ("card", "contactless", "coins", "mobile")
+
+# Each reported state holds from its time to the next report of the same sensor, capped at
+# STALE_AFTER heartbeats and clipped to the range; the intervals are cut at bucket edges
+# (width_bucket on the edges array) and summed per bucket and state. The lookback finds
+# the state in force at the start of the range.
+_OCCUPANCY_SQL = """
+WITH e AS (SELECT %(edges)s::timestamptz[] AS a),
+r AS (
+    SELECT p.device_id, p.time, p.state,
+           p.time + make_interval(secs => d.report_interval_s * %(stale)s) AS stale_at,
+           lead(p.time) OVER (PARTITION BY p.device_id ORDER BY p.time) AS next_time
+    FROM parking_spot_state p JOIN devices d ON d.id = p.device_id
+    WHERE {filter} AND d.family = 'parking_spot'
+      AND p.time >= %(lo)s - make_interval(secs => %(lookback)s) AND p.time < %(hi)s
+),
+iv AS (
+    SELECT state, greatest(time, %(lo)s) AS s,
+           least(coalesce(next_time, 'infinity'), stale_at, %(hi)s) AS e
+    FROM r
+)
+SELECT g.i, iv.state,
+       sum(extract(epoch FROM least(iv.e, e.a[g.i + 1]) - greatest(iv.s, e.a[g.i])))::float8
+         AS seconds
+FROM iv CROSS JOIN e
+CROSS JOIN LATERAL generate_series(width_bucket(iv.s, e.a),
+                                   width_bucket(iv.e - interval '1 microsecond', e.a)) g(i)
+WHERE iv.e > iv.s
+GROUP BY g.i, iv.state
+"""
+
+
+async def _lookback(conn: Conn, filt: str, params: dict[str, Any]) -> int:
+    row = await fetch_all(conn, f"SELECT coalesce(max(report_interval_s), 0) AS m FROM devices d "
+                          f"WHERE {filt} AND d.family = 'parking_spot'", params)
+    return int(row[0]["m"]) * STALE_AFTER
+
+
+async def _occupancy(conn: Conn, b: Buckets, filt: str, params: dict[str, Any],
+                     capacity: int) -> list[dict[str, Any]]:
+    lookback = await _lookback(conn, filt, params)
+    rows = await fetch_all(conn, _OCCUPANCY_SQL.format(filter=filt), {
+        **params, "edges": b.edges, "lo": b.start, "hi": b.end, "stale": STALE_AFTER,
+        "lookback": lookback})
+    acc: dict[int, dict[str, float]] = defaultdict(lambda: defaultdict(float))
+    for r in rows:
+        acc[r["i"] - 1][r["state"]] += r["seconds"]
+    out = []
+    for i in range(len(b)):
+        start, end = b.label(i)
+        secs = b.seconds(i)
+        occ = acc[i]["occupied"] if i in acc else 0.0
+        free = acc[i]["free"] if i in acc else 0.0
+        total = capacity * secs
+        unknown = max(0.0, total - occ - free)
+        known = occ + free
+        out.append({
+            "start": start, "end": end, "seconds": secs, "capacity": capacity,
+            "occupied_spot_s": round(occ, 3), "free_spot_s": round(free, 3),
+            "unknown_spot_s": round(unknown, 3),
+            "occupancy": round(occ / total, 4) if total else None,
+            "occupancy_of_known": round(occ / known, 4) if known else None,
+            "unknown_share": round(unknown / total, 4) if total else None,
+            "free_spots_mean": round(free / secs, 2),
+        })
+    return out
+
+
+_OCC_COLUMNS = ("start", "end", "seconds", "capacity", "occupied_spot_s", "free_spot_s",
+                "unknown_spot_s", "occupancy", "occupancy_of_known", "unknown_share",
+                "free_spots_mean")
+
+
+def _meta(b: Buckets, **extra: Any) -> dict[str, Any]:
+    return {**extra, "bucket": b.bucket, "tz": b.tz.key, "from": b.label(0)[0],
+            "to": b.label(len(b) - 1)[1]}
+
+
+@router.get("/zones/{zone_id}/occupancy", summary="Time-weighted occupancy of a zone",
+            description="Per bucket: spot-seconds occupied, free and unknown (no report from "
+            "the sensor for 3 heartbeats, or never), `occupancy` = occupied / (capacity x "
+            "bucket length), `occupancy_of_known` = occupied / (occupied + free). Exact for "
+            "irregular events: every state holds until the sensor's next message. " + FORMAT_DOC)
+async def zone_occupancy(request: Request, conn: Conn, _: Reader, zone_id: ZoneId,
+                         b: Range) -> Response:
+    """Occupancy of a parking zone per bucket."""
+    site = await get_site(conn, zone_id, "parking_zone")
+    capacity = site["capacity"]
+    if capacity is None:
+        capacity = len(await fetch_all(conn, "SELECT 1 FROM devices WHERE site_id = %s AND "
+                                       "family = 'parking_spot'", (zone_id,)))
+    rows = await _occupancy(conn, b, "d.site_id = %(site)s", {"site": zone_id}, capacity)
+    return series_response(request, _meta(b, zone=zone_id), rows, _OCC_COLUMNS,
+                           filename=f"occupancy-{zone_id}")
+
+
+@router.get("/spots/{spot_id}/occupancy", summary="Time-weighted occupancy of one spot",
+            description="As the zone route, for one sensor (capacity 1). " + FORMAT_DOC)
+async def spot_occupancy(request: Request, conn: Conn, _: Reader, spot_id: SpotId,
+                         b: Range) -> Response:
+    """Occupancy of one spot per bucket."""
+    await get_device(conn, spot_id, "parking_spot")
+    rows = await _occupancy(conn, b, "d.id = %(spot)s", {"spot": spot_id}, 1)
+    return series_response(request, _meta(b, spot=spot_id), rows, _OCC_COLUMNS,
+                           filename=f"occupancy-{spot_id}")
+
+
+@router.get("/zones/{zone_id}/current", summary="Free / occupied / unknown spots now")
+async def zone_current(conn: Conn, _: Reader, zone_id: ZoneId) -> dict[str, Any]:
+    """Each sensor's latest state if younger than 3 heartbeats; otherwise unknown. Spots of
+    the capacity without a sensor count as unknown."""
+    site = await get_site(conn, zone_id, "parking_zone")
+    rows = await fetch_all(conn, """
+        SELECT coalesce(l.state, 'unknown') AS state, count(*) AS n
+        FROM devices d LEFT JOIN LATERAL (
+            SELECT state FROM parking_spot_state p WHERE p.device_id = d.id
+              AND p.time > now() - make_interval(secs => d.report_interval_s * %s)
+            ORDER BY time DESC LIMIT 1) l ON true
+        WHERE d.site_id = %s AND d.family = 'parking_spot' AND d.active
+        GROUP BY 1""", (STALE_AFTER, zone_id))
+    counts = {"free": 0, "occupied": 0, "unknown": 0}
+    for r in rows:
+        counts[r["state"]] += r["n"]
+    sensors = sum(counts.values())
+    capacity = site["capacity"] if site["capacity"] is not None else sensors
+    counts["unknown"] += max(0, capacity - sensors)
+    return {"zone": zone_id, "capacity": capacity, "sensors": sensors, **counts}
+
+
+@router.get("/zones/{zone_id}/turnover", summary="Arrivals per spot and mean stay",
+            description="Arrivals = changes of a sensor to `occupied`; `turnover` = arrivals "
+            "per spot of the capacity; `mean_stay_s` = mean time from an arrival to the "
+            "sensor's next non-occupied state, for stays that ended in the bucket. Buckets "
+            "1h, 1d, 1w, 1mo. " + FORMAT_DOC)
+async def zone_turnover(request: Request, conn: Conn, _: Reader, zone_id: ZoneId,
+                        b: Range) -> Response:
+    """Turnover of a parking zone per bucket."""
+    only_buckets(b, ("1h", "1d", "1w", "1mo"), "turnover is counted per hour or longer")
+    site = await get_site(conn, zone_id, "parking_zone")
+    rows = await fetch_all(conn, """
+        WITH e AS (SELECT %(edges)s::timestamptz[] AS a),
+        s AS (
+            SELECT p.device_id, p.time, p.state,
+                   lag(p.state) OVER w AS prev_state
+            FROM parking_spot_state p JOIN devices d ON d.id = p.device_id
+            WHERE d.site_id = %(zone)s AND d.family = 'parking_spot'
+              AND p.time >= %(lo)s - interval '2 days' AND p.time < %(hi)s
+            WINDOW w AS (PARTITION BY p.device_id ORDER BY p.time)
+        ),
+        changes AS (
+            SELECT device_id, time, state,
+                   lead(time) OVER (PARTITION BY device_id ORDER BY time) AS next_change
+            FROM s WHERE prev_state IS DISTINCT FROM state
+        )
+        SELECT width_bucket(time, e.a) AS i, count(*) AS arrivals,
+               avg(extract(epoch FROM next_change - time)) AS mean_stay_s
+        FROM changes CROSS JOIN e
+        WHERE state = 'occupied' AND time >= %(lo)s AND time < %(hi)s
+        GROUP BY 1""", {"edges": b.edges, "zone": zone_id, "lo": b.start, "hi": b.end})
+    by_i = {r["i"] - 1: r for r in rows}
+    capacity = site["capacity"] or 0
+    out = []
+    for i in range(len(b)):
+        start, end = b.label(i)
+        r = by_i.get(i)
+        arrivals = int(r["arrivals"]) if r else 0
+        stay = r["mean_stay_s"] if r else None
+        out.append({"start": start, "end": end, "arrivals": arrivals,
+                    "turnover": round(arrivals / capacity, 3) if capacity else None,
+                    "mean_stay_s": round(float(stay)) if stay is not None else None})
+    return series_response(request, _meta(b, zone=zone_id, capacity=capacity), out,
+                           ("start", "end", "arrivals", "turnover", "mean_stay_s"),
+                           filename=f"turnover-{zone_id}")
+
+
+async def _revenue(request: Request, conn: Conn, b: Buckets, filt: str,
+                   params: dict[str, Any], meta: dict[str, Any], filename: str) -> Response:
+    rows = await fetch_all(conn, f"""
+        WITH e AS (SELECT %(edges)s::timestamptz[] AS a)
+        SELECT width_bucket(t.time, e.a) AS i, t.payment_method AS m, count(*) AS n,
+               sum(t.amount_cents) AS cents
+        FROM parking_transactions t JOIN devices d ON d.id = t.device_id CROSS JOIN e
+        WHERE {filt} AND d.family = 'parking_meter' AND t.time >= %(lo)s AND t.time < %(hi)s
+        GROUP BY 1, 2""", {**params, "edges": b.edges, "lo": b.start, "hi": b.end})
+    faults = await fetch_all(conn, f"""
+        WITH e AS (SELECT %(edges)s::timestamptz[] AS a)
+        SELECT width_bucket(s.time, e.a) AS i, count(DISTINCT (s.device_id, s.fault_code)) AS n
+        FROM parking_meter_status s JOIN devices d ON d.id = s.device_id CROSS JOIN e
+        WHERE {filt} AND d.family = 'parking_meter' AND s.fault_code IS NOT NULL
+          AND s.time >= %(lo)s AND s.time < %(hi)s
+        GROUP BY 1""", {**params, "edges": b.edges, "lo": b.start, "hi": b.end})
+    fault_by_i = {r["i"] - 1: int(r["n"]) for r in faults}
+    acc: dict[int, dict[str, tuple[int, int]]] = defaultdict(dict)
+    for r in rows:
+        acc[r["i"] - 1][r["m"]] = (int(r["n"]), int(r["cents"]))
+    out = []
+    for i in range(len(b)):
+        start, end = b.label(i)
+        by = acc.get(i, {})
+        row: dict[str, Any] = {"start": start, "end": end,
+                               "transactions": sum(n for n, _ in by.values()),
+                               "revenue_cents": sum(c for _, c in by.values())}
+        for m in METHODS:
+            row[f"transactions_{m}"] = by.get(m, (0, 0))[0]
+            row[f"revenue_cents_{m}"] = by.get(m, (0, 0))[1]
+        row["meter_faults"] = fault_by_i.get(i, 0)
+        out.append(row)
+    cols = ("start", "end", "transactions", "revenue_cents",
+            *(f"transactions_{m}" for m in METHODS), *(f"revenue_cents_{m}" for m in METHODS),
+            "meter_faults")
+    return series_response(request, meta, out, cols, filename=filename)
+
+
+_REV_DOC = ("Per bucket: transactions, revenue (euro cents), split by payment method, and "
+            "`meter_faults` (distinct fault codes reported per meter). " + FORMAT_DOC)
+
+
+@router.get("/zones/{zone_id}/revenue", summary="Parking meter revenue of a zone",
+            description=_REV_DOC)
+async def zone_revenue(request: Request, conn: Conn, _: Reader, zone_id: ZoneId,
+                       b: Range) -> Response:
+    """Revenue of the zone's meters per bucket."""
+    await get_site(conn, zone_id, "parking_zone")
+    return await _revenue(request, conn, b, "d.site_id = %(id)s", {"id": zone_id},
+                          _meta(b, zone=zone_id), f"revenue-{zone_id}")
+
+
+@router.get("/meters/{meter_id}/revenue", summary="Revenue of one parking meter",
+            description=_REV_DOC)
+async def meter_revenue(request: Request, conn: Conn, _: Reader, meter_id: MeterId,
+                        b: Range) -> Response:
+    """Revenue of one meter per bucket."""
+    await get_device(conn, meter_id, "parking_meter")
+    return await _revenue(request, conn, b, "d.id = %(id)s", {"id": meter_id},
+                          _meta(b, meter=meter_id), f"revenue-{meter_id}")
+
+

@@ -1,0 +1,102 @@
+"""Buckets of the API: local calendar alignment, DST days, bounds."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from api.errors import ApiError
+from api.timeq import MAX_POINTS, make_buckets, parse_instant, parse_tz
+
+PARIS = ZoneInfo("Europe/Paris")
+
+
+def _b(start: str, end: str, bucket: str, tz: ZoneInfo = PARIS) -> list[float]:
+    b = make_buckets(parse_instant(start, tz, param="from"), parse_instant(end, tz, param="to"),
+                     bucket, tz)
+    return [b.seconds(i) / 3600 for i in range(len(b))]
+
+
+def test_days_across_both_dst_changes() -> None:
+    assert _b("2025-03-29", "2025-04-01", "1d") == [24, 23, 24]
+    assert _b("2025-10-25", "2025-10-28", "1d") == [24, 25, 24]
+
+
+def test_day_buckets_start_at_local_midnight() -> None:
+    b = make_buckets(parse_instant("2025-10-26", PARIS, param="from"),
+                     parse_instant("2025-10-27", PARIS, param="to"), "1d", PARIS)
+    assert b.label(0) == ("2025-10-26T00:00:00+02:00", "2025-10-27T00:00:00+01:00")
+
+
+def test_hours_on_the_25_hour_day_are_25() -> None:
+    hours = _b("2025-10-26", "2025-10-27", "1h")
+    assert len(hours) == 25 and set(hours) == {1.0}
+    assert len(_b("2025-03-30", "2025-03-31", "15m")) == 23 * 4
+
+
+def test_weeks_start_monday_and_months_follow_the_calendar() -> None:
+    b = make_buckets(parse_instant("2025-11-05", PARIS, param="from"),
+                     parse_instant("2025-11-20", PARIS, param="to"), "1w", PARIS)
+    assert [e.astimezone(PARIS).weekday() for e in b.edges] == [0, 0, 0, 0]
+    months = _b("2025-01-15", "2025-04-02", "1mo")
+    assert months == [31 * 24, 28 * 24, 31 * 24 - 1, 30 * 24]  # March loses an hour
+
+
+def test_fixed_buckets_are_floored_and_ceiled() -> None:
+    b = make_buckets(datetime(2025, 1, 1, 10, 7, tzinfo=UTC),
+                     datetime(2025, 1, 1, 10, 31, tzinfo=UTC), "15m", PARIS)
+    assert [e.minute for e in b.edges] == [0, 15, 30, 45]
+
+
+def test_half_hour_offset_zone_aligns_hours_locally() -> None:
+    kolkata = ZoneInfo("Asia/Kolkata")
+    b = make_buckets(parse_instant("2025-01-01T10:20", kolkata, param="from"),
+                     parse_instant("2025-01-01T12:00", kolkata, param="to"), "1h", kolkata)
+    assert [e.astimezone(kolkata).minute for e in b.edges] == [0, 0, 0]
+
+
+def test_instants_dates_naive_and_offsets() -> None:
+    assert parse_instant("2025-07-01", PARIS, param="from") == datetime(2025, 6, 30, 22,
+                                                                         tzinfo=UTC)
+    assert parse_instant("2025-07-01T12:00Z", PARIS, param="from").hour == 12
+    assert parse_instant("2025-07-01T12:00", PARIS, param="from").hour == 10
+
+
+@pytest.mark.parametrize("value", ["yesterday", "2025-13-01", "1' OR 1=1 --", "9" * 100,
+                                   "1900-01-01", "9999-12-31"])
+def test_bad_instants_are_422(value: str) -> None:
+    with pytest.raises(ApiError) as e:
+        parse_instant(value, PARIS, param="from")
+    assert e.value.status == 422
+
+
+@pytest.mark.parametrize(("start", "end", "bucket"), [
+    ("2025-01-01", "2025-03-01", "5m"),       # range over 31 days
+    ("2020-01-01", "2025-01-01", "1h"),       # over a year of hours
+    ("2025-01-02", "2025-01-01", "1h"),       # reversed
+    ("2025-01-01", "2025-01-02", "2h"),       # unknown bucket
+    ("2025-01-01", "2025-01-02", "1h; DROP"),
+])
+def test_bounds_are_422_with_the_limit(start: str, end: str, bucket: str) -> None:
+    with pytest.raises(ApiError) as e:
+        _b(start, end, bucket)
+    assert e.value.status == 422
+
+
+def test_point_limit_is_never_exceeded() -> None:
+    b = make_buckets(datetime(2025, 1, 1, tzinfo=UTC),
+                     datetime(2025, 1, 1, tzinfo=UTC) + timedelta(days=31), "5m", PARIS)
+    assert len(b) <= MAX_POINTS
+
+
+@pytest.mark.parametrize("name", ["Mars/Olympus", "../../etc/passwd", "", "x" * 80, "UTC'--"])
+def test_unknown_zones_are_422(name: str) -> None:
+    with pytest.raises(ApiError):
+        parse_tz(name or "Nowhere/None", "Europe/Paris")
+
+
+def test_known_zone() -> None:
+    assert parse_tz(None, "Europe/Paris").key == "Europe/Paris"
+    assert parse_tz("America/New_York", "Europe/Paris").key == "America/New_York"
