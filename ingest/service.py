@@ -23,7 +23,7 @@ from ingest.logsafe import guard_loggers
 from ingest.metrics import Metrics
 from ingest.mqtt import GmqttSubscriber, Subscriber
 from ingest.registry_cache import RegistryCache
-from ingest.router import UNKNOWN_DEVICE, Router
+from ingest.router import UNKNOWN_DEVICE, Routed, Router
 from ingest.writer import BatchWriter
 
 log = logging.getLogger(__name__)
@@ -89,21 +89,42 @@ class Ingestor:
         self._maint_conn: psycopg.AsyncConnection[Any] | None = None
 
     # -- message path -------------------------------------------------------------------
-    async def on_message(self, topic: str, payload: bytes, qos: int,
-                         properties: dict[str, Any]) -> int:
-        """Route a message into the open batch; return once that batch has committed."""
+    def submit(self, topic: str, payload: bytes, qos: int,
+               properties: dict[str, Any]) -> asyncio.Future[None]:
+        """Route a message into the open batch; the returned future resolves on commit.
+
+        Synchronous on purpose: the MQTT client calls it for each QoS 1 message and sends the
+        PUBACK from a callback on the future, with no task per message.
+        """
         now = datetime.now(UTC)
         ct = properties.get("content_type")
         content_type = ct[0] if ct else None
         routed = self.router.route(topic, payload, now, content_type)
         rej = routed.rejection
         if rej is not None and rej.reason == UNKNOWN_DEVICE and self.registry.stale():
-            await self._refresh_registry()
-            routed = self.router.route(topic, payload, now, content_type)
-            rej = routed.rejection
+            # Rare: a device registered a moment ago. Refresh, then route again.
+            return asyncio.ensure_future(self._submit_after_refresh(topic, payload, now,
+                                                                    content_type))
+        return self._add(topic, payload, now, routed)
+
+    async def on_message(self, topic: str, payload: bytes, qos: int,
+                         properties: dict[str, Any]) -> int:
+        """Async form of ``submit``: returns (PUBACK success) once the message is committed."""
+        await asyncio.shield(self.submit(topic, payload, qos, properties))
+        return PUBACK_SUCCESS
+
+    async def _submit_after_refresh(self, topic: str, payload: bytes, now: datetime,
+                                    content_type: str | None) -> None:
+        await self._refresh_registry()
+        routed = self.router.route(topic, payload, now, content_type)
+        await asyncio.shield(self._add(topic, payload, now, routed))
+
+    def _add(self, topic: str, payload: bytes, now: datetime, routed: Routed
+             ) -> asyncio.Future[None]:
         batch = self.current
         if batch is None:
             batch = self._open_batch()
+        rej = routed.rejection
         if rej is None:
             batch.add(topic, payload, now, routed.readings)
         else:
@@ -111,14 +132,10 @@ class Ingestor:
             self.metrics.rejected.labels(rej.reason).inc()
             batch.add_dead(self._dead_row(now, topic, rej.device_id, rej.reason, rej.detail,
                                           payload))
-        if batch.n_readings >= self.settings.ingest_batch_size:
-            await self._seal(batch)
         self.unacked += 1
-        try:
-            await asyncio.shield(batch.done)
-        finally:
-            self.unacked -= 1
-        return PUBACK_SUCCESS
+        if batch.n_readings >= self.settings.ingest_batch_size:
+            self._seal(batch)
+        return batch.done
 
     def _dead_row(self, received_at: datetime, topic: str, device_id: str | None,
                   reason: str, detail: str, payload: bytes) -> DeadLetterRow:
@@ -135,16 +152,22 @@ class Ingestor:
         return batch
 
     def _seal_on_age(self, batch: Batch) -> None:
-        if self.current is batch:
-            task = asyncio.ensure_future(self._seal(batch))
+        self._seal(batch)
+
+    def _seal(self, batch: Batch) -> None:
+        """Hand the batch to the writer; wait in a task when the queue is full."""
+        if self.current is not batch:
+            return
+        self.current = None
+        try:
+            self.queue.put_nowait(batch)
+        except asyncio.QueueFull:
+            # Backpressure: the batch waits for room; its messages stay unacknowledged, so
+            # the broker stops sending once receive_maximum messages are in flight.
+            task = asyncio.ensure_future(self.queue.put(batch))
             self._sealing.add(task)
             task.add_done_callback(self._sealing.discard)
-
-    async def _seal(self, batch: Batch) -> None:
-        if self.current is batch:
-            self.current = None
-            await self.queue.put(batch)
-            self.metrics.queue_depth.set(self.queue.qsize())
+        self.metrics.queue_depth.set(self.queue.qsize())
 
     # -- writer ---------------------------------------------------------------------------
     async def _write_loop(self) -> None:
@@ -158,11 +181,13 @@ class Ingestor:
                 # its messages stay unacknowledged and the broker redelivers them.
                 log.exception("batch of %d messages failed; it will be redelivered",
                               batch.n_messages)
+                self.unacked -= batch.n_messages
                 batch.done.set_exception(exc)
                 batch.done.exception()  # mark retrieved
                 continue
             finally:
                 self.queue.task_done()
+            self.unacked -= batch.n_messages
             self.committed_messages += batch.n_messages
             for table, n in written.items():
                 self.metrics.readings.labels(table).inc(n)
@@ -229,6 +254,7 @@ class Ingestor:
             host=self.broker.host, port=self.broker.port, username=self.broker.username,
             password=self.broker.password, client_id=client_id,
             topics=subscription_topics(self.settings, shared=self.shared),
+            submit=self.submit,
             stale_topics=subscription_topics(self.settings,
                                              shared=not self.shared), handler=self.on_message,
             receive_maximum=self.settings.ingest_receive_maximum,
@@ -254,7 +280,9 @@ class Ingestor:
         log.info("worker %d stopping: flushing %d unacknowledged messages", self.worker,
                  self.unacked)
         if self.current is not None:
-            await self._seal(self.current)
+            self._seal(self.current)
+        while self._sealing:
+            await asyncio.gather(*self._sealing)
         await self.queue.join()
         # Let the acknowledgement callbacks of the last batch run before disconnecting.
         for _ in range(100):

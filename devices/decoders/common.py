@@ -66,7 +66,7 @@ _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 _ZERO: Final = timedelta(0)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class DecodeContext:
     """What a decoder needs beyond the payload.
 
