@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import struct
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Protocol
 
@@ -83,7 +84,10 @@ class GmqttSubscriber:
         """
         handler = self.client._package_handler
         parse_properties = handler._parse_properties
-        send_puback = handler._send_puback
+        # Messages waiting for the same commit share one future: their PUBACKs leave in one
+        # write when it resolves (a PUBACK with reason "success" is 4 bytes in MQTT 5).
+        pending: dict[asyncio.Future[None], list[int]] = {}
+        puback = struct.Struct("!BBH")
 
         def fast_properties(packet: bytes) -> tuple[dict[str, Any] | None, bytes | None]:
             if packet[:1] == b"\x00":  # property length 0
@@ -97,11 +101,19 @@ class GmqttSubscriber:
             except Exception:
                 log.exception("message on %s could not be handled; not acknowledged", topic)
                 return
-            fut.add_done_callback(lambda f: _ack(f, mid))
+            mids = pending.get(fut)
+            if mids is None:
+                mids = pending[fut] = []
+                fut.add_done_callback(send_acks)
+            mids.append(mid)
 
-        def _ack(fut: asyncio.Future[None], mid: int) -> None:
-            if not fut.cancelled() and fut.exception() is None:
-                send_puback(mid)
+        def send_acks(fut: asyncio.Future[None]) -> None:
+            mids = pending.pop(fut, [])
+            if fut.cancelled() or fut.exception() is not None:
+                return  # not stored: no acknowledgement, the broker will redeliver
+            conn = self.client._connection
+            if conn is not None and mids:
+                conn._protocol.write_data(b"".join(puback.pack(0x40, 2, m) for m in mids))
 
         handler._parse_properties = fast_properties
         handler._handle_qos_1_publish_packet = on_qos1
