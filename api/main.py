@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -14,9 +16,14 @@ from api.errors import install_error_handlers
 from beffroi.settings import Settings
 from beffroi.stack import Stack
 
+log = logging.getLogger(__name__)
 
-def create_app(settings: Settings | None = None) -> FastAPI:
-    """Build the application: a connection pool opened at start-up, closed at shutdown."""
+
+def create_app(settings: Settings | None = None, *,
+               maintenance_interval_s: float = 0.0) -> FastAPI:
+    """Build the application: a connection pool opened at start-up, closed at shutdown;
+    with ``maintenance_interval_s`` > 0 the maintenance job (rollups, retention) runs that
+    often in the background (``beffroi api`` uses 60 s)."""
     settings = settings or Settings()
     db_url = Stack(settings).database_url()
 
@@ -26,9 +33,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                                    kwargs={"application_name": "beffroi-api"})
         await pool.open(wait=False)
         app.state.pool = pool
+        task = (asyncio.create_task(_maintenance_loop(pool, settings, maintenance_interval_s))
+                if maintenance_interval_s > 0 else None)
         try:
             yield
         finally:
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
             await pool.close()
 
     app = FastAPI(title="Beffroi", version="0.1.0", lifespan=lifespan,
@@ -68,8 +81,28 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     return app
 
 
+async def _maintenance_loop(pool: AsyncConnectionPool, settings: Settings,
+                            interval_s: float) -> None:
+    """Run the maintenance job every ``interval_s`` (an advisory lock keeps concurrent API
+    processes from running it together); a failure is logged and retried next time."""
+    from api.maintenance import run_once
+
+    while True:
+        try:
+            async with pool.connection(timeout=10) as conn:
+                await conn.set_autocommit(True)
+                report = await run_once(conn, settings, max_steps=4)
+            if report.rolled or report.deleted_sessions:
+                log.info("maintenance: rolled %s, deleted %d wifi session rows",
+                         sorted(report.rolled), report.deleted_sessions)
+        except Exception:
+            log.exception("maintenance job failed")
+        await asyncio.sleep(interval_s)
+
+
 def _include_routers(app: FastAPI) -> None:
     from api.routes import grid, inventory, parking, wifi
 
     for module in (inventory, parking, wifi, grid):
         app.include_router(module.router, prefix="/v1")
+    app.include_router(__import__("api.routes.operate", fromlist=["router"]).router, prefix="/v1")

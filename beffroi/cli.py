@@ -10,14 +10,24 @@ from collections.abc import Sequence
 
 from pydantic import ValidationError
 
-from beffroi.commands import api, demo, devices, ingest, migrate, simulate, stack, tokens
+from beffroi.commands import (
+    api,
+    demo,
+    devices,
+    ingest,
+    maintain,
+    migrate,
+    simulate,
+    stack,
+    tokens,
+)
 from beffroi.context import CommandError, Context
 from beffroi.settings import Settings
 from beffroi.stack.errors import StackError
 
 log = logging.getLogger("beffroi")
 
-COMMANDS = (stack, migrate, devices, ingest, api, simulate, demo, tokens)
+COMMANDS = (stack, migrate, devices, ingest, api, simulate, demo, tokens, maintain)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -72,6 +72,28 @@ class Settings(BaseSettings):
         9108, ge=0, le=65535, description="Prometheus endpoint (0: off); worker i uses port+i."
     )
     ingest_registry_refresh_s: float = Field(30.0, gt=0)
+    # Retention (run by the maintenance job, `beffroi maintain`; see docs/rollups.md).
+    retention_raw_days: int = Field(
+        400, ge=1, le=36500, description="Raw readings are dropped (whole chunks) past this age."
+    )
+    retention_grid_days: int | None = Field(
+        None, ge=1, le=36500, description="grid_readings; default retention_raw_days."
+    )
+    retention_parking_days: int | None = Field(
+        None, ge=1, le=36500,
+        description="parking_spot_state, parking_transactions, parking_meter_status; "
+        "default retention_raw_days.",
+    )
+    retention_wifi_stats_days: int | None = Field(
+        None, ge=1, le=36500, description="wifi_ap_stats; default retention_raw_days."
+    )
+    retention_dead_letters_days: int = Field(30, ge=1, le=36500)
+    retention_wifi_sessions_hours: int = Field(
+        24, ge=1, le=24, description="Raw wifi sessions (personal data): at most 24 h (CNIL)."
+    )
+    retention_rollup_days: int = Field(
+        0, ge=0, le=36500, description="Rollups and wifi aggregates; 0 keeps them forever."
+    )
     # Domain.
     topic_prefix: str = Field("city", pattern=r"^[A-Za-z0-9_-]{1,32}$")
     timezone: str = "Europe/Paris"
@@ -85,6 +107,17 @@ class Settings(BaseSettings):
         if parts.scheme not in ("mqtt", "tcp") or not parts.hostname:
             raise ValueError("broker_url must look like mqtt://host:port")
         return value
+
+    def retention_days(self, table: str) -> int:
+        """Retention of a raw reading table (days)."""
+        by_table = {"grid_readings": self.retention_grid_days,
+                    "parking_spot_state": self.retention_parking_days,
+                    "parking_transactions": self.retention_parking_days,
+                    "parking_meter_status": self.retention_parking_days,
+                    "wifi_ap_stats": self.retention_wifi_stats_days,
+                    "dead_letters": self.retention_dead_letters_days}
+        value = by_table.get(table)
+        return value if value is not None else self.retention_raw_days
 
     @property
     def external_database(self) -> bool:

@@ -9,6 +9,12 @@ from devices.privacy import scrub_macs
 # Loggers whose records may carry payload bytes: the MQTT client logs raw packets at DEBUG
 # and malformed ones at CRITICAL; our own modules log database errors that may quote values.
 GUARDED_PREFIXES = ("gmqtt", "ingest", "devices", "psycopg")
+# Loggers guarded even before their module is imported (a logger created later would not be).
+KNOWN_LOGGERS = (
+    "gmqtt.client", "gmqtt.mqtt.handler", "gmqtt.mqtt.protocol", "gmqtt.mqtt.package",
+    "gmqtt.mqtt.connection", "gmqtt.mqtt.utils", "ingest.service", "ingest.writer",
+    "ingest.mqtt", "ingest.router", "ingest.runner", "ingest.keys", "ingest.registry_cache",
+)
 
 
 class MacScrubFilter(logging.Filter):
@@ -36,7 +42,7 @@ def guard_loggers() -> None:
     # gmqtt logs every (un)subscribe at INFO and every packet at DEBUG: keep its warnings only.
     logging.getLogger("gmqtt").setLevel(max(logging.WARNING, logging.getLogger("gmqtt").level))
     names = [n for n in logging.root.manager.loggerDict if n.split(".")[0] in GUARDED_PREFIXES]
-    for name in {*names, *GUARDED_PREFIXES}:
+    for name in {*names, *GUARDED_PREFIXES, *KNOWN_LOGGERS}:
         logger = logging.getLogger(name)
         if _FILTER not in logger.filters:
             logger.addFilter(_FILTER)

@@ -12,6 +12,7 @@ from api.db import fetch_all, get_device, get_site
 from api.deps import ID_PATTERN, Conn, Range, Reader, only_buckets
 from api.errors import ERROR_RESPONSES
 from api.output import CSV_RESPONSE, FORMAT_DOC, series_response
+from api.rollups import SourceParam, combine
 from api.timeq import Buckets
 
 router = APIRouter(prefix="/grid", tags=["grid"], responses={**ERROR_RESPONSES, **CSV_RESPONSE})
@@ -23,22 +24,40 @@ NOMINAL_V = 230.0
 TOLERANCE = 0.10  # EN 50160: 230 V +-10 % for 95 % of the 10-minute means
 COMPLIANT_SHARE = 0.95
 GAP_FACTOR = 1.5  # readings further apart than 1.5 expected intervals are a gap
-LOOKBACK = "1 day"  # the reading before the range is looked for this far back
 
 # Consecutive readings of a meter make intervals (previous time, time] with the index
 # difference; a decrease of an index is a reset (meter replaced): the new index is the
-# energy since the reset. Intervals are cut at bucket edges; an interval spanning an edge
-# (a gap) is shared in proportion to time and its buckets are flagged `estimated`.
+# energy since the reset. Readings more than a day apart make no interval (the energy in
+# between is unknown), so an answer never depends on how far the query looks around its
+# range: the range's readings plus, per meter, the last one before it and the first one
+# after it (each at most a day away). Intervals are cut at bucket edges; an interval
+# spanning an edge (a gap) is shared in proportion to time and its buckets are flagged
+# `estimated` (cross_start / cross_end: it spans the bucket's start / end). With hourly
+# edges and all meters this is also what the rollup stores.
 _ENERGY_SQL = """
 WITH e AS (SELECT %(edges)s::timestamptz[] AS a),
+dv AS (SELECT d.id, d.report_interval_s AS ri FROM devices d
+       WHERE {filter} AND d.family = 'grid_meter'),
+pts AS (
+    SELECT g.device_id, g.time, g.energy_import_wh AS ei, g.energy_export_wh AS ee
+    FROM grid_readings g
+    WHERE g.device_id IN (SELECT id FROM dv) AND g.time >= %(lo)s AND g.time <= %(hi)s
+    UNION ALL
+    SELECT dv.id, b.time, b.energy_import_wh, b.energy_export_wh FROM dv CROSS JOIN LATERAL (
+        SELECT g.time, g.energy_import_wh, g.energy_export_wh FROM grid_readings g
+        WHERE g.device_id = dv.id AND g.time < %(lo)s AND g.time >= %(lo)s - interval '{max_iv}'
+        ORDER BY g.time DESC LIMIT 1) b
+    UNION ALL
+    SELECT dv.id, f.time, f.energy_import_wh, f.energy_export_wh FROM dv CROSS JOIN LATERAL (
+        SELECT g.time, g.energy_import_wh, g.energy_export_wh FROM grid_readings g
+        WHERE g.device_id = dv.id AND g.time > %(hi)s AND g.time <= %(hi)s + interval '{max_iv}'
+        ORDER BY g.time LIMIT 1) f
+),
 r AS (
-    SELECT g.device_id, g.time, g.energy_import_wh AS ei, g.energy_export_wh AS ee,
-           lag(g.time) OVER w AS pt, lag(g.energy_import_wh) OVER w AS pei,
-           lag(g.energy_export_wh) OVER w AS pee, d.report_interval_s AS ri
-    FROM grid_readings g JOIN devices d ON d.id = g.device_id
-    WHERE {filter} AND d.family = 'grid_meter'
-      AND g.time >= %(lo)s - interval '{lookback}' AND g.time <= %(hi)s
-    WINDOW w AS (PARTITION BY g.device_id ORDER BY g.time)
+    SELECT p.device_id, p.time, p.ei, p.ee, dv.ri,
+           lag(p.time) OVER w AS pt, lag(p.ei) OVER w AS pei, lag(p.ee) OVER w AS pee
+    FROM pts p JOIN dv ON dv.id = p.device_id
+    WINDOW w AS (PARTITION BY p.device_id ORDER BY p.time)
 ),
 iv AS (
     SELECT device_id, pt AS s, time AS e,
@@ -48,12 +67,14 @@ iv AS (
            extract(epoch FROM time - pt) > ri * %(gap)s AS gap,
            extract(epoch FROM time - pt)::float8 AS len
     FROM r WHERE pt IS NOT NULL AND time > %(lo)s AND pt < %(hi)s
+      AND time - pt <= interval '{max_iv}'
 )
-SELECT iv.device_id, g.i,
+SELECT iv.device_id, g.i, count(*) AS intervals,
        sum(iv.di * o.overlap / iv.len) AS import_wh,
        sum(iv.de * o.overlap / iv.len) AS export_wh,
        sum(o.overlap) AS covered_s,
        bool_or(iv.reset) AS reset, bool_or(iv.gap) AS gap,
+       bool_or(iv.s < e.a[g.i]) AS cross_start, bool_or(iv.e > e.a[g.i + 1]) AS cross_end,
        bool_or(o.overlap < iv.len) AS estimated
 FROM iv CROSS JOIN e
 CROSS JOIN LATERAL generate_series(greatest(width_bucket(iv.s, e.a), 1),
@@ -64,11 +85,29 @@ CROSS JOIN LATERAL (SELECT extract(epoch FROM least(iv.e, e.a[g.i + 1])
 GROUP BY 1, 2
 """
 
+# The same cells from the hourly rollup: sums over the hours of the bucket; `estimated` when
+# an interval spans the bucket's first start or its last end.
+_ENERGY_ROLLUP_SQL = """
+WITH e AS (SELECT %(edges)s::timestamptz[] AS a),
+x AS (
+    SELECT r.*, width_bucket(r.hour, e.a) AS i
+    FROM rollup_grid_1h r JOIN devices d ON d.id = r.device_id CROSS JOIN e
+    WHERE {filter} AND d.family = 'grid_meter' AND r.intervals > 0
+      AND r.hour >= %(lo)s AND r.hour < %(hi)s
+)
+SELECT x.device_id, x.i, sum(x.intervals) AS intervals, sum(x.import_wh) AS import_wh,
+       sum(x.export_wh) AS export_wh, sum(x.covered_s) AS covered_s,
+       bool_or(x.reset) AS reset, bool_or(x.gap) AS gap,
+       bool_or((x.hour = e.a[x.i] AND x.cross_start)
+               OR (x.hour + interval '1 hour' = e.a[x.i + 1] AND x.cross_end)) AS estimated
+FROM x CROSS JOIN e GROUP BY 1, 2
+"""
 
-async def _energy_cells(conn: Conn, b: Buckets, filt: str,
-                        params: dict[str, Any]) -> dict[int, list[dict[str, Any]]]:
-    rows = await fetch_all(conn, _ENERGY_SQL.format(filter=filt, lookback=LOOKBACK), {
-        **params, "edges": b.edges, "lo": b.start, "hi": b.end, "gap": GAP_FACTOR})
+#: Readings further apart than this make no interval (energy between them unknown).
+MAX_INTERVAL = "1 day"
+
+
+def _cells(b: Buckets, rows: list[dict[str, Any]]) -> dict[int, list[dict[str, Any]]]:
     cells: dict[int, list[dict[str, Any]]] = defaultdict(list)
     for r in rows:
         i = r["i"] - 1
@@ -76,6 +115,31 @@ async def _energy_cells(conn: Conn, b: Buckets, filt: str,
                          and not r["reset"])
         cells[i].append(r)
     return cells
+
+
+async def _energy_cells(conn: Conn, b: Buckets, filt: str,
+                        params: dict[str, Any]) -> dict[int, list[dict[str, Any]]]:
+    rows = await fetch_all(conn, _ENERGY_SQL.format(filter=filt, max_iv=MAX_INTERVAL), {
+        **params, "edges": b.edges, "lo": b.start, "hi": b.end, "gap": GAP_FACTOR})
+    return _cells(b, rows)
+
+
+async def _energy_cells_rollup(conn: Conn, b: Buckets, filt: str,
+                               params: dict[str, Any]) -> dict[int, list[dict[str, Any]]]:
+    rows = await fetch_all(conn, _ENERGY_ROLLUP_SQL.format(filter=filt), {
+        **params, "edges": b.edges, "lo": b.start, "hi": b.end})
+    return _cells(b, rows)
+
+
+async def _energy(conn: Conn, b: Buckets, filt: str, params: dict[str, Any], meters: int,
+                  source: str) -> tuple[list[dict[str, Any]], str]:
+    async def raw(sub: Buckets) -> list[dict[str, Any]]:
+        return _energy_rows(sub, await _energy_cells(conn, sub, filt, params), meters)
+
+    async def rolled(sub: Buckets) -> list[dict[str, Any]]:
+        return _energy_rows(sub, await _energy_cells_rollup(conn, sub, filt, params), meters)
+
+    return await combine(conn, b, source, "grid", rolled=rolled, raw=raw)
 
 
 def _num(x: float | None) -> float | None:
@@ -132,24 +196,24 @@ async def _meter_count(conn: Conn, district: str) -> int:
 @router.get("/districts/{district_id}/energy", summary="Energy of a district per bucket",
             description=_ENERGY_DOC)
 async def district_energy(request: Request, conn: Conn, _: Reader, district_id: DistrictId,
-                          b: Range) -> Response:
+                          b: Range, source: SourceParam = "auto") -> Response:
     """Sum over the district's meters."""
     await get_site(conn, district_id, "district")
-    cells = await _energy_cells(conn, b, "d.site_id = %(id)s", {"id": district_id})
     n = await _meter_count(conn, district_id)
-    return series_response(request, _meta(b, district=district_id, meters_total=n),
-                           _energy_rows(b, cells, n), _ENERGY_COLS,
+    rows, src = await _energy(conn, b, "d.site_id = %(id)s", {"id": district_id}, n, source)
+    return series_response(request, _meta(b, district=district_id, meters_total=n,
+                                           source=src), rows, _ENERGY_COLS,
                            filename=f"energy-{district_id}")
 
 
 @router.get("/meters/{meter_id}/energy", summary="Energy of one meter per bucket",
             description=_ENERGY_DOC)
 async def meter_energy(request: Request, conn: Conn, _: Reader, meter_id: MeterId,
-                       b: Range) -> Response:
+                       b: Range, source: SourceParam = "auto") -> Response:
     """One meter."""
     await get_device(conn, meter_id, "grid_meter")
-    cells = await _energy_cells(conn, b, "d.id = %(id)s", {"id": meter_id})
-    return series_response(request, _meta(b, meter=meter_id), _energy_rows(b, cells, 1),
+    rows, src = await _energy(conn, b, "d.id = %(id)s", {"id": meter_id}, 1, source)
+    return series_response(request, _meta(b, meter=meter_id, source=src), rows,
                            _ENERGY_COLS, filename=f"energy-{meter_id}")
 
 
@@ -165,25 +229,54 @@ p AS (
     GROUP BY 1
 )
 SELECT DISTINCT ON (i) width_bucket(slot, e.a) AS i, slot, power_w
-FROM p CROSS JOIN e ORDER BY i, power_w DESC
+FROM p CROSS JOIN e ORDER BY i, power_w DESC, slot
+"""
+# From the rollups: the meter's hourly peaks, or the district's (sums over its meters).
+_PEAK_ROLLUP_SQL = """
+WITH e AS (SELECT %(edges)s::timestamptz[] AS a)
+SELECT DISTINCT ON (i) width_bucket(r.hour, e.a) AS i, r.peak_slot AS slot, r.peak_w AS power_w
+FROM rollup_grid_1h r JOIN devices d ON d.id = r.device_id CROSS JOIN e
+WHERE {filter} AND d.family = 'grid_meter' AND r.peak_w IS NOT NULL
+  AND r.hour >= %(lo)s AND r.hour < %(hi)s
+ORDER BY i, power_w DESC, slot
+"""
+_SITE_PEAK_ROLLUP_SQL = """
+WITH e AS (SELECT %(edges)s::timestamptz[] AS a)
+SELECT DISTINCT ON (i) width_bucket(r.hour, e.a) AS i, r.peak_slot AS slot, r.peak_w AS power_w
+FROM rollup_grid_site_1h r CROSS JOIN e
+WHERE r.site_id = %(id)s AND r.hour >= %(lo)s AND r.hour < %(hi)s
+ORDER BY i, power_w DESC, slot
 """
 
 
 async def _peaks(request: Request, conn: Conn, b: Buckets, filt: str, params: dict[str, Any],
-                 meta: dict[str, Any], filename: str) -> Response:
+                 meta: dict[str, Any], filename: str, source: str, *,
+                 district: bool) -> Response:
     only_buckets(b, ("1d", "1w", "1mo"), "peaks are daily or longer")
-    rows = await fetch_all(conn, _PEAK_SQL.format(filter=filt),
-                           {**params, "edges": b.edges, "lo": b.start, "hi": b.end})
-    by_i = {r["i"] - 1: r for r in rows}
-    out = []
-    for i in range(len(b)):
-        start, end = b.label(i)
-        r = by_i.get(i)
-        out.append({"start": start, "end": end,
-                    "peak_power_w": _num(r["power_w"]) if r else None,
-                    "peak_at": r["slot"].astimezone(b.tz).isoformat() if r else None})
-    return series_response(request, meta, out, ("start", "end", "peak_power_w", "peak_at"),
-                           filename=filename)
+
+    async def part(sub: Buckets, query: str) -> list[dict[str, Any]]:
+        rows = await fetch_all(conn, query,
+                               {**params, "edges": sub.edges, "lo": sub.start, "hi": sub.end})
+        by_i = {r["i"] - 1: r for r in rows}
+        out = []
+        for i in range(len(sub)):
+            start, end = sub.label(i)
+            r = by_i.get(i)
+            out.append({"start": start, "end": end,
+                        "peak_power_w": _num(r["power_w"]) if r else None,
+                        "peak_at": r["slot"].astimezone(sub.tz).isoformat() if r else None})
+        return out
+
+    async def raw(sub: Buckets) -> list[dict[str, Any]]:
+        return await part(sub, _PEAK_SQL.format(filter=filt))
+
+    async def rolled(sub: Buckets) -> list[dict[str, Any]]:
+        return await part(sub, _SITE_PEAK_ROLLUP_SQL if district
+                          else _PEAK_ROLLUP_SQL.format(filter=filt))
+
+    out, src = await combine(conn, b, source, "grid", rolled=rolled, raw=raw)
+    return series_response(request, {**meta, "source": src}, out,
+                           ("start", "end", "peak_power_w", "peak_at"), filename=filename)
 
 
 _PEAK_DOC = ("Per day (or week, month): the highest 10-minute power (W) and when. For a "
@@ -194,21 +287,23 @@ _PEAK_DOC = ("Per day (or week, month): the highest 10-minute power (W) and when
 @router.get("/districts/{district_id}/peaks", summary="Daily peak power of a district",
             description=_PEAK_DOC)
 async def district_peaks(request: Request, conn: Conn, _: Reader, district_id: DistrictId,
-                         b: Range) -> Response:
+                         b: Range, source: SourceParam = "auto") -> Response:
     """Peak power of the district per day."""
     await get_site(conn, district_id, "district")
     return await _peaks(request, conn, b, "d.site_id = %(id)s", {"id": district_id},
-                        _meta(b, district=district_id), f"peaks-{district_id}")
+                        _meta(b, district=district_id), f"peaks-{district_id}", source,
+                        district=True)
 
 
 @router.get("/meters/{meter_id}/peaks", summary="Daily peak power of a meter",
             description=_PEAK_DOC)
 async def meter_peaks(request: Request, conn: Conn, _: Reader, meter_id: MeterId,
-                      b: Range) -> Response:
+                      b: Range, source: SourceParam = "auto") -> Response:
     """Peak power of the meter per day."""
     await get_device(conn, meter_id, "grid_meter")
     return await _peaks(request, conn, b, "d.id = %(id)s", {"id": meter_id},
-                        _meta(b, meter=meter_id), f"peaks-{meter_id}")
+                        _meta(b, meter=meter_id), f"peaks-{meter_id}", source,
+                        district=False)
 
 
 _VOLTAGE_SQL = """
@@ -228,29 +323,50 @@ SELECT width_bucket(slot, e.a) AS i, count(*) AS n,
        min(mean_v) AS min_v, max(mean_v) AS max_v
 FROM m CROSS JOIN e GROUP BY 1
 """
+_VOLTAGE_ROLLUP_SQL = """
+WITH e AS (SELECT %(edges)s::timestamptz[] AS a)
+SELECT width_bucket(r.hour, e.a) AS i, sum(r.v_n) AS n, sum(r.v_within) AS within,
+       min(r.v_min) AS min_v, max(r.v_max) AS max_v
+FROM rollup_grid_1h r JOIN devices d ON d.id = r.device_id CROSS JOIN e
+WHERE {filter} AND d.family = 'grid_meter' AND r.v_n > 0
+  AND r.hour >= %(lo)s AND r.hour < %(hi)s
+GROUP BY 1
+"""
 _VOLTAGE_DOC = ("EN 50160: share of the 10-minute mean voltages (per meter and phase) within "
                 "230 V ± 10 % (207-253 V); `compliant` when at least 95 %. " + FORMAT_DOC)
 
 
 async def _voltage(request: Request, conn: Conn, b: Buckets, filt: str,
-                   params: dict[str, Any], meta: dict[str, Any], filename: str) -> Response:
+                   params: dict[str, Any], meta: dict[str, Any], filename: str,
+                   source: str) -> Response:
     only_buckets(b, ("1h", "1d", "1w", "1mo"), "voltage quality is over 10-minute means")
     vmin, vmax = NOMINAL_V * (1 - TOLERANCE), NOMINAL_V * (1 + TOLERANCE)
-    rows = await fetch_all(conn, _VOLTAGE_SQL.format(filter=filt), {
-        **params, "edges": b.edges, "lo": b.start, "hi": b.end, "vmin": vmin, "vmax": vmax})
-    by_i = {r["i"] - 1: r for r in rows}
-    out = []
-    for i in range(len(b)):
-        start, end = b.label(i)
-        r = by_i.get(i)
-        share = r["within"] / r["n"] if r and r["n"] else None
-        out.append({"start": start, "end": end, "values": int(r["n"]) if r else 0,
-                    "within": int(r["within"]) if r else 0,
-                    "share_within": round(share, 4) if share is not None else None,
-                    "compliant": share >= COMPLIANT_SHARE if share is not None else None,
-                    "min_v": _num(r["min_v"]) if r else None,
-                    "max_v": _num(r["max_v"]) if r else None})
-    return series_response(request, {**meta, "limits_v": [vmin, vmax]}, out,
+
+    async def part(sub: Buckets, query: str) -> list[dict[str, Any]]:
+        rows = await fetch_all(conn, query, {**params, "edges": sub.edges, "lo": sub.start,
+                                             "hi": sub.end, "vmin": vmin, "vmax": vmax})
+        by_i = {r["i"] - 1: r for r in rows}
+        out = []
+        for i in range(len(sub)):
+            start, end = sub.label(i)
+            r = by_i.get(i)
+            share = r["within"] / r["n"] if r and r["n"] else None
+            out.append({"start": start, "end": end, "values": int(r["n"]) if r else 0,
+                        "within": int(r["within"]) if r else 0,
+                        "share_within": round(share, 4) if share is not None else None,
+                        "compliant": share >= COMPLIANT_SHARE if share is not None else None,
+                        "min_v": _num(r["min_v"]) if r else None,
+                        "max_v": _num(r["max_v"]) if r else None})
+        return out
+
+    async def raw(sub: Buckets) -> list[dict[str, Any]]:
+        return await part(sub, _VOLTAGE_SQL.format(filter=filt))
+
+    async def rolled(sub: Buckets) -> list[dict[str, Any]]:
+        return await part(sub, _VOLTAGE_ROLLUP_SQL.format(filter=filt))
+
+    out, src = await combine(conn, b, source, "grid", rolled=rolled, raw=raw)
+    return series_response(request, {**meta, "limits_v": [vmin, vmax], "source": src}, out,
                            ("start", "end", "values", "within", "share_within", "compliant",
                             "min_v", "max_v"), filename=filename)
 
@@ -258,18 +374,18 @@ async def _voltage(request: Request, conn: Conn, b: Buckets, filt: str,
 @router.get("/districts/{district_id}/voltage", summary="Voltage quality of a district",
             description=_VOLTAGE_DOC)
 async def district_voltage(request: Request, conn: Conn, _: Reader, district_id: DistrictId,
-                           b: Range) -> Response:
+                           b: Range, source: SourceParam = "auto") -> Response:
     """Voltage quality over the district's meters."""
     await get_site(conn, district_id, "district")
     return await _voltage(request, conn, b, "d.site_id = %(id)s", {"id": district_id},
-                          _meta(b, district=district_id), f"voltage-{district_id}")
+                          _meta(b, district=district_id), f"voltage-{district_id}", source)
 
 
 @router.get("/meters/{meter_id}/voltage", summary="Voltage quality at one meter",
             description=_VOLTAGE_DOC)
 async def meter_voltage(request: Request, conn: Conn, _: Reader, meter_id: MeterId,
-                        b: Range) -> Response:
+                        b: Range, source: SourceParam = "auto") -> Response:
     """Voltage quality at one meter."""
     await get_device(conn, meter_id, "grid_meter")
     return await _voltage(request, conn, b, "d.id = %(id)s", {"id": meter_id},
-                          _meta(b, meter=meter_id), f"voltage-{meter_id}")
+                          _meta(b, meter=meter_id), f"voltage-{meter_id}", source)

@@ -12,6 +12,7 @@ from api.db import fetch_all, get_device, get_site
 from api.deps import ID_PATTERN, Conn, Range, Reader, only_buckets
 from api.errors import ERROR_RESPONSES
 from api.output import CSV_RESPONSE, FORMAT_DOC, series_response
+from api.rollups import SourceParam, combine
 from api.timeq import Buckets
 
 router = APIRouter(prefix="/parking", tags=["parking"],
@@ -41,18 +42,27 @@ r AS (
       AND p.time >= %(lo)s - make_interval(secs => %(lookback)s) AND p.time < %(hi)s
 ),
 iv AS (
-    SELECT state, greatest(time, %(lo)s) AS s,
+    SELECT device_id, state, greatest(time, %(lo)s) AS s,
            least(coalesce(next_time, 'infinity'), stale_at, %(hi)s) AS e
     FROM r
 )
-SELECT g.i, iv.state,
+SELECT {dev} g.i, iv.state,
        sum(extract(epoch FROM least(iv.e, e.a[g.i + 1]) - greatest(iv.s, e.a[g.i])))::float8
          AS seconds
 FROM iv CROSS JOIN e
 CROSS JOIN LATERAL generate_series(width_bucket(iv.s, e.a),
                                    width_bucket(iv.e - interval '1 microsecond', e.a)) g(i)
 WHERE iv.e > iv.s
-GROUP BY g.i, iv.state
+GROUP BY {dev} g.i, iv.state
+"""
+
+# The same from the hourly rollup (spot-seconds per sensor and UTC hour).
+_OCCUPANCY_ROLLUP_SQL = """
+WITH e AS (SELECT %(edges)s::timestamptz[] AS a)
+SELECT width_bucket(r.hour, e.a) AS i, sum(r.occupied_s) AS occupied, sum(r.free_s) AS free
+FROM rollup_parking_spot_1h r JOIN devices d ON d.id = r.device_id CROSS JOIN e
+WHERE {filter} AND d.family = 'parking_spot' AND r.hour >= %(lo)s AND r.hour < %(hi)s
+GROUP BY 1
 """
 
 
@@ -62,21 +72,45 @@ async def _lookback(conn: Conn, filt: str, params: dict[str, Any]) -> int:
     return int(row[0]["m"]) * STALE_AFTER
 
 
-async def _occupancy(conn: Conn, b: Buckets, filt: str, params: dict[str, Any],
-                     capacity: int) -> list[dict[str, Any]]:
+async def _occupancy_raw(conn: Conn, b: Buckets, filt: str,
+                         params: dict[str, Any]) -> dict[int, dict[str, float]]:
     lookback = await _lookback(conn, filt, params)
-    rows = await fetch_all(conn, _OCCUPANCY_SQL.format(filter=filt), {
+    rows = await fetch_all(conn, _OCCUPANCY_SQL.format(filter=filt, dev=""), {
         **params, "edges": b.edges, "lo": b.start, "hi": b.end, "stale": STALE_AFTER,
         "lookback": lookback})
     acc: dict[int, dict[str, float]] = defaultdict(lambda: defaultdict(float))
     for r in rows:
         acc[r["i"] - 1][r["state"]] += r["seconds"]
+    return acc
+
+
+async def _occupancy_rollup(conn: Conn, b: Buckets, filt: str,
+                            params: dict[str, Any]) -> dict[int, dict[str, float]]:
+    rows = await fetch_all(conn, _OCCUPANCY_ROLLUP_SQL.format(filter=filt), {
+        **params, "edges": b.edges, "lo": b.start, "hi": b.end})
+    return {r["i"] - 1: {"occupied": r["occupied"], "free": r["free"]} for r in rows}
+
+
+async def _occupancy(conn: Conn, b: Buckets, filt: str, params: dict[str, Any],
+                     capacity: int, source: str = "raw") -> tuple[list[dict[str, Any]], str]:
+    async def rolled(part: Buckets) -> list[dict[str, Any]]:
+        return _occupancy_rows(part, await _occupancy_rollup(conn, part, filt, params),
+                               capacity)
+
+    async def raw(part: Buckets) -> list[dict[str, Any]]:
+        return _occupancy_rows(part, await _occupancy_raw(conn, part, filt, params), capacity)
+
+    return await combine(conn, b, source, "parking_spot", rolled=rolled, raw=raw)
+
+
+def _occupancy_rows(b: Buckets, acc: dict[int, dict[str, float]],
+                    capacity: int) -> list[dict[str, Any]]:
     out = []
     for i in range(len(b)):
         start, end = b.label(i)
         secs = b.seconds(i)
-        occ = acc[i]["occupied"] if i in acc else 0.0
-        free = acc[i]["free"] if i in acc else 0.0
+        occ = acc[i].get("occupied", 0.0) if i in acc else 0.0
+        free = acc[i].get("free", 0.0) if i in acc else 0.0
         total = capacity * secs
         unknown = max(0.0, total - occ - free)
         known = occ + free
@@ -108,26 +142,27 @@ def _meta(b: Buckets, **extra: Any) -> dict[str, Any]:
             "bucket length), `occupancy_of_known` = occupied / (occupied + free). Exact for "
             "irregular events: every state holds until the sensor's next message. " + FORMAT_DOC)
 async def zone_occupancy(request: Request, conn: Conn, _: Reader, zone_id: ZoneId,
-                         b: Range) -> Response:
+                         b: Range, source: SourceParam = "auto") -> Response:
     """Occupancy of a parking zone per bucket."""
     site = await get_site(conn, zone_id, "parking_zone")
     capacity = site["capacity"]
     if capacity is None:
         capacity = len(await fetch_all(conn, "SELECT 1 FROM devices WHERE site_id = %s AND "
                                        "family = 'parking_spot'", (zone_id,)))
-    rows = await _occupancy(conn, b, "d.site_id = %(site)s", {"site": zone_id}, capacity)
-    return series_response(request, _meta(b, zone=zone_id), rows, _OCC_COLUMNS,
+    rows, src = await _occupancy(conn, b, "d.site_id = %(site)s", {"site": zone_id}, capacity,
+                                 source)
+    return series_response(request, _meta(b, zone=zone_id, source=src), rows, _OCC_COLUMNS,
                            filename=f"occupancy-{zone_id}")
 
 
 @router.get("/spots/{spot_id}/occupancy", summary="Time-weighted occupancy of one spot",
             description="As the zone route, for one sensor (capacity 1). " + FORMAT_DOC)
 async def spot_occupancy(request: Request, conn: Conn, _: Reader, spot_id: SpotId,
-                         b: Range) -> Response:
+                         b: Range, source: SourceParam = "auto") -> Response:
     """Occupancy of one spot per bucket."""
     await get_device(conn, spot_id, "parking_spot")
-    rows = await _occupancy(conn, b, "d.id = %(spot)s", {"spot": spot_id}, 1)
-    return series_response(request, _meta(b, spot=spot_id), rows, _OCC_COLUMNS,
+    rows, src = await _occupancy(conn, b, "d.id = %(spot)s", {"spot": spot_id}, 1, source)
+    return series_response(request, _meta(b, spot=spot_id, source=src), rows, _OCC_COLUMNS,
                            filename=f"occupancy-{spot_id}")
 
 
@@ -199,22 +234,65 @@ async def zone_turnover(request: Request, conn: Conn, _: Reader, zone_id: ZoneId
                            filename=f"turnover-{zone_id}")
 
 
+_TX_SQL = """
+WITH e AS (SELECT %(edges)s::timestamptz[] AS a)
+SELECT width_bucket(t.time, e.a) AS i, t.payment_method AS m, count(*) AS n,
+       sum(t.amount_cents) AS cents
+FROM parking_transactions t JOIN devices d ON d.id = t.device_id CROSS JOIN e
+WHERE {filter} AND d.family = 'parking_meter' AND t.time >= %(lo)s AND t.time < %(hi)s
+GROUP BY 1, 2
+"""
+_FAULTS_SQL = """
+WITH e AS (SELECT %(edges)s::timestamptz[] AS a)
+SELECT width_bucket(s.time, e.a) AS i, count(DISTINCT (s.device_id, s.fault_code)) AS n
+FROM parking_meter_status s JOIN devices d ON d.id = s.device_id CROSS JOIN e
+WHERE {filter} AND d.family = 'parking_meter' AND s.fault_code IS NOT NULL
+  AND s.time >= %(lo)s AND s.time < %(hi)s
+GROUP BY 1
+"""
+_TX_ROLLUP_SQL = """
+WITH e AS (SELECT %(edges)s::timestamptz[] AS a)
+SELECT width_bucket(t.hour, e.a) AS i, t.payment_method AS m, sum(t.transactions) AS n,
+       sum(t.revenue_cents) AS cents
+FROM rollup_parking_tx_1h t JOIN devices d ON d.id = t.device_id CROSS JOIN e
+WHERE {filter} AND d.family = 'parking_meter' AND t.hour >= %(lo)s AND t.hour < %(hi)s
+GROUP BY 1, 2
+"""
+_FAULTS_ROLLUP_SQL = """
+WITH e AS (SELECT %(edges)s::timestamptz[] AS a)
+SELECT width_bucket(s.hour, e.a) AS i, count(DISTINCT (s.device_id, s.fault_code)) AS n
+FROM rollup_parking_faults_1h s JOIN devices d ON d.id = s.device_id CROSS JOIN e
+WHERE {filter} AND d.family = 'parking_meter' AND s.hour >= %(lo)s AND s.hour < %(hi)s
+GROUP BY 1
+"""
+
+
 async def _revenue(request: Request, conn: Conn, b: Buckets, filt: str,
-                   params: dict[str, Any], meta: dict[str, Any], filename: str) -> Response:
-    rows = await fetch_all(conn, f"""
-        WITH e AS (SELECT %(edges)s::timestamptz[] AS a)
-        SELECT width_bucket(t.time, e.a) AS i, t.payment_method AS m, count(*) AS n,
-               sum(t.amount_cents) AS cents
-        FROM parking_transactions t JOIN devices d ON d.id = t.device_id CROSS JOIN e
-        WHERE {filt} AND d.family = 'parking_meter' AND t.time >= %(lo)s AND t.time < %(hi)s
-        GROUP BY 1, 2""", {**params, "edges": b.edges, "lo": b.start, "hi": b.end})
-    faults = await fetch_all(conn, f"""
-        WITH e AS (SELECT %(edges)s::timestamptz[] AS a)
-        SELECT width_bucket(s.time, e.a) AS i, count(DISTINCT (s.device_id, s.fault_code)) AS n
-        FROM parking_meter_status s JOIN devices d ON d.id = s.device_id CROSS JOIN e
-        WHERE {filt} AND d.family = 'parking_meter' AND s.fault_code IS NOT NULL
-          AND s.time >= %(lo)s AND s.time < %(hi)s
-        GROUP BY 1""", {**params, "edges": b.edges, "lo": b.start, "hi": b.end})
+                   params: dict[str, Any], meta: dict[str, Any], filename: str,
+                   source: str) -> Response:
+    async def part(sub: Buckets, tx_sql: str, faults_sql: str) -> list[dict[str, Any]]:
+        args = {**params, "edges": sub.edges, "lo": sub.start, "hi": sub.end}
+        rows = await fetch_all(conn, tx_sql, args)
+        faults = await fetch_all(conn, faults_sql, args)
+        return _revenue_rows(sub, rows, faults)
+
+    async def raw(sub: Buckets) -> list[dict[str, Any]]:
+        return await part(sub, _TX_SQL.format(filter=filt),
+                          _FAULTS_SQL.format(filter=filt))
+
+    async def rolled(sub: Buckets) -> list[dict[str, Any]]:
+        return await part(sub, _TX_ROLLUP_SQL.format(filter=filt),
+                          _FAULTS_ROLLUP_SQL.format(filter=filt))
+
+    out, src = await combine(conn, b, source, "parking_meter", rolled=rolled, raw=raw)
+    cols = ("start", "end", "transactions", "revenue_cents",
+            *(f"transactions_{m}" for m in METHODS), *(f"revenue_cents_{m}" for m in METHODS),
+            "meter_faults")
+    return series_response(request, {**meta, "source": src}, out, cols, filename=filename)
+
+
+def _revenue_rows(b: Buckets, rows: list[dict[str, Any]],
+                  faults: list[dict[str, Any]]) -> list[dict[str, Any]]:
     fault_by_i = {r["i"] - 1: int(r["n"]) for r in faults}
     acc: dict[int, dict[str, tuple[int, int]]] = defaultdict(dict)
     for r in rows:
@@ -231,10 +309,7 @@ async def _revenue(request: Request, conn: Conn, b: Buckets, filt: str,
             row[f"revenue_cents_{m}"] = by.get(m, (0, 0))[1]
         row["meter_faults"] = fault_by_i.get(i, 0)
         out.append(row)
-    cols = ("start", "end", "transactions", "revenue_cents",
-            *(f"transactions_{m}" for m in METHODS), *(f"revenue_cents_{m}" for m in METHODS),
-            "meter_faults")
-    return series_response(request, meta, out, cols, filename=filename)
+    return out
 
 
 _REV_DOC = ("Per bucket: transactions, revenue (euro cents), split by payment method, and "
@@ -244,20 +319,20 @@ _REV_DOC = ("Per bucket: transactions, revenue (euro cents), split by payment me
 @router.get("/zones/{zone_id}/revenue", summary="Parking meter revenue of a zone",
             description=_REV_DOC)
 async def zone_revenue(request: Request, conn: Conn, _: Reader, zone_id: ZoneId,
-                       b: Range) -> Response:
+                       b: Range, source: SourceParam = "auto") -> Response:
     """Revenue of the zone's meters per bucket."""
     await get_site(conn, zone_id, "parking_zone")
     return await _revenue(request, conn, b, "d.site_id = %(id)s", {"id": zone_id},
-                          _meta(b, zone=zone_id), f"revenue-{zone_id}")
+                          _meta(b, zone=zone_id), f"revenue-{zone_id}", source)
 
 
 @router.get("/meters/{meter_id}/revenue", summary="Revenue of one parking meter",
             description=_REV_DOC)
 async def meter_revenue(request: Request, conn: Conn, _: Reader, meter_id: MeterId,
-                        b: Range) -> Response:
+                        b: Range, source: SourceParam = "auto") -> Response:
     """Revenue of one meter per bucket."""
     await get_device(conn, meter_id, "parking_meter")
     return await _revenue(request, conn, b, "d.id = %(id)s", {"id": meter_id},
-                          _meta(b, meter=meter_id), f"revenue-{meter_id}")
+                          _meta(b, meter=meter_id), f"revenue-{meter_id}", source)
 
 

@@ -15,6 +15,8 @@ def register(sub: Any) -> None:
                        "the OpenAPI docs are at /docs.")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--maintenance-interval", type=float, default=60.0, metavar="SECONDS",
+                   help="run the maintenance job (rollups, retention) this often; 0: never")
     p.set_defaults(handler=_api)
 
 
@@ -23,5 +25,6 @@ def _api(ctx: Context, args: argparse.Namespace) -> int:
 
     from api.main import create_app
 
-    uvicorn.run(create_app(ctx.settings), host=args.host, port=args.port, log_level="info")
+    app = create_app(ctx.settings, maintenance_interval_s=args.maintenance_interval)
+    uvicorn.run(app, host=args.host, port=args.port, log_level="info")
     return 0

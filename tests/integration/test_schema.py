@@ -19,6 +19,9 @@ HYPERTABLES = {
     "parking_meter_status": "time",
     "grid_readings": "time",
     "dead_letters": "received_at",
+    **{f"rollup_{name}_1h": "hour" for name in (
+        "parking_spot", "parking_tx", "parking_faults", "grid", "grid_site", "wifi_ap",
+        "wifi_site")},
 }
 
 

@@ -1,0 +1,438 @@
+"""The maintenance job: hourly rollups behind a watermark, wifi session aggregates, retention.
+
+``run_once`` does everything once, under a PostgreSQL advisory lock so that several
+processes (API workers, ``beffroi maintain``) never run it together: a second caller just
+skips. Order matters: rollups and wifi aggregates are computed before the raw rows they
+read are dropped. See docs/rollups.md for the watermark, late data and the trade-offs.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import psycopg
+from psycopg.rows import dict_row
+
+from api.rollups import DWELL_BOUNDS_S
+from api.routes import grid, parking, wifi
+from beffroi.settings import Settings
+
+log = logging.getLogger(__name__)
+
+LOCK_KEY = int.from_bytes(b"beffroi\x01", "big")  # pg advisory lock of the job
+HOUR = timedelta(hours=1)
+#: Each refresh recomputes this much below the watermark (late data, gaps up to a day).
+REWIND = timedelta(hours=24)
+#: ...at least this often, and whenever a new hour has ended.
+REFRESH = timedelta(minutes=10)
+#: Hours computed per transaction (backfill of a large history goes step by step).
+STEP = timedelta(days=7)
+#: Session aggregates are recomputed only while the raw rows they need all exist:
+#: an hour's dwell times pair with associations up to 12 hours earlier, raw rows live 24 h.
+SESSION_REWIND = timedelta(hours=12)
+
+SESSIONS_SINCE = datetime(2000, 1, 1, tzinfo=UTC)
+
+RAW_TABLES = ("wifi_ap_stats", "parking_spot_state", "parking_transactions",
+              "parking_meter_status", "grid_readings", "dead_letters")
+ROLLUP_HYPERTABLES = ("rollup_parking_spot_1h", "rollup_parking_tx_1h",
+                      "rollup_parking_faults_1h", "rollup_grid_1h", "rollup_grid_site_1h",
+                      "rollup_wifi_ap_1h", "rollup_wifi_site_1h")
+
+Conn = psycopg.AsyncConnection[Any]
+
+
+@dataclass
+class Report:
+    """What one run did."""
+
+    ran: bool = True
+    rolled: dict[str, tuple[datetime, datetime]] = field(default_factory=dict)
+    pending: list[str] = field(default_factory=list)  # rollups with a backlog left
+    days_aggregated: list[date] = field(default_factory=list)
+    dropped_chunks: dict[str, int] = field(default_factory=dict)
+    deleted_sessions: int = 0
+    deleted_keys: int = 0
+
+
+def floor_hour(t: datetime) -> datetime:
+    """Start of the UTC hour of ``t``."""
+    return t.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+
+
+def hour_edges(h1: datetime, h2: datetime) -> list[datetime]:
+    """Hourly edges from ``h1`` to ``h2`` (both whole hours)."""
+    n = int((h2 - h1) / HOUR)
+    return [h1 + k * HOUR for k in range(n + 1)]
+
+
+# -- rollup computations: replace the rows of the hours [h1, h2) ------------------------------
+async def _roll_parking_spot(conn: Conn, h1: datetime, h2: datetime) -> None:
+    await conn.execute("DELETE FROM rollup_parking_spot_1h WHERE hour >= %s AND hour < %s",
+                       (h1, h2))
+    cur = await conn.execute("SELECT coalesce(max(report_interval_s), 0) FROM devices "
+                             "WHERE family = 'parking_spot'")
+    row = await cur.fetchone()
+    lookback = int(row[0] if row else 0) * parking.STALE_AFTER
+    inner = parking._OCCUPANCY_SQL.format(filter="true", dev="iv.device_id,")
+    await conn.execute(f"""
+        INSERT INTO rollup_parking_spot_1h (hour, device_id, occupied_s, free_s)
+        SELECT (%(edges)s::timestamptz[])[x.i], x.device_id,
+               coalesce(sum(x.seconds) FILTER (WHERE x.state = 'occupied'), 0),
+               coalesce(sum(x.seconds) FILTER (WHERE x.state = 'free'), 0)
+        FROM ({inner}) x WHERE x.state IN ('occupied', 'free') GROUP BY 1, 2""",
+        {"edges": hour_edges(h1, h2), "lo": h1, "hi": h2, "stale": parking.STALE_AFTER,
+         "lookback": lookback})
+
+
+async def _roll_parking_meter(conn: Conn, h1: datetime, h2: datetime) -> None:
+    p = {"lo": h1, "hi": h2}
+    for table in ("rollup_parking_tx_1h", "rollup_parking_faults_1h"):
+        await conn.execute(f"DELETE FROM {table} WHERE hour >= %(lo)s AND hour < %(hi)s", p)
+    await conn.execute("""
+        INSERT INTO rollup_parking_tx_1h (hour, device_id, payment_method, transactions,
+                                          revenue_cents)
+        SELECT time_bucket('1 hour', t.time), t.device_id, t.payment_method, count(*),
+               sum(t.amount_cents)
+        FROM parking_transactions t JOIN devices d ON d.id = t.device_id
+        WHERE d.family = 'parking_meter' AND t.time >= %(lo)s AND t.time < %(hi)s
+        GROUP BY 1, 2, 3""", p)
+    await conn.execute("""
+        INSERT INTO rollup_parking_faults_1h (hour, device_id, fault_code)
+        SELECT DISTINCT time_bucket('1 hour', s.time), s.device_id, s.fault_code
+        FROM parking_meter_status s JOIN devices d ON d.id = s.device_id
+        WHERE d.family = 'parking_meter' AND s.fault_code IS NOT NULL
+          AND s.time >= %(lo)s AND s.time < %(hi)s""", p)
+
+
+async def _roll_grid(conn: Conn, h1: datetime, h2: datetime) -> None:
+    p: dict[str, Any] = {"edges": hour_edges(h1, h2), "lo": h1, "hi": h2,
+                         "gap": grid.GAP_FACTOR,
+                         "vmin": grid.NOMINAL_V * (1 - grid.TOLERANCE),
+                         "vmax": grid.NOMINAL_V * (1 + grid.TOLERANCE)}
+    for table in ("rollup_grid_1h", "rollup_grid_site_1h"):
+        await conn.execute(f"DELETE FROM {table} WHERE hour >= %(lo)s AND hour < %(hi)s", p)
+    inner = grid._ENERGY_SQL.format(filter="true", max_iv=grid.MAX_INTERVAL)
+    await conn.execute(f"""
+        INSERT INTO rollup_grid_1h (hour, device_id, intervals, import_wh, export_wh,
+            covered_s, reset, gap, cross_start, cross_end, v_n, v_within)
+        SELECT (%(edges)s::timestamptz[])[x.i], x.device_id, x.intervals, x.import_wh,
+               x.export_wh, x.covered_s, x.reset, x.gap, x.cross_start, x.cross_end, 0, 0
+        FROM ({inner}) x""", p)
+    await conn.execute("""
+        WITH p AS (
+            SELECT g.device_id, time_bucket('10 minutes', g.time) AS slot,
+                   sum(g.power_w)::float8 AS pw
+            FROM grid_readings g JOIN devices d ON d.id = g.device_id
+            WHERE d.family = 'grid_meter' AND g.time >= %(lo)s AND g.time < %(hi)s
+              AND g.power_w IS NOT NULL
+            GROUP BY 1, 2),
+        pk AS (
+            SELECT DISTINCT ON (device_id, time_bucket('1 hour', slot))
+                   device_id, time_bucket('1 hour', slot) AS hour, slot, pw
+            FROM p ORDER BY device_id, time_bucket('1 hour', slot), pw DESC, slot),
+        m AS (
+            SELECT g.device_id, time_bucket('10 minutes', g.time) AS slot, v.phase,
+                   avg(v.volts)::float8 AS mean_v
+            FROM grid_readings g JOIN devices d ON d.id = g.device_id
+            CROSS JOIN LATERAL (VALUES (1, g.voltage_l1_v), (2, g.voltage_l2_v),
+                                       (3, g.voltage_l3_v)) v(phase, volts)
+            WHERE d.family = 'grid_meter' AND g.time >= %(lo)s AND g.time < %(hi)s
+              AND v.volts IS NOT NULL
+            GROUP BY 1, 2, 3),
+        vq AS (
+            SELECT device_id, time_bucket('1 hour', slot) AS hour, count(*) AS n,
+                   count(*) FILTER (WHERE mean_v BETWEEN %(vmin)s AND %(vmax)s) AS within,
+                   min(mean_v) AS mn, max(mean_v) AS mx
+            FROM m GROUP BY 1, 2)
+        INSERT INTO rollup_grid_1h (hour, device_id, intervals, covered_s, reset, gap,
+            cross_start, cross_end, peak_w, peak_slot, v_n, v_within, v_min, v_max)
+        SELECT coalesce(pk.hour, vq.hour), coalesce(pk.device_id, vq.device_id), 0, 0,
+               false, false, false, false, pk.pw, pk.slot, coalesce(vq.n, 0),
+               coalesce(vq.within, 0), vq.mn, vq.mx
+        FROM pk FULL JOIN vq ON vq.device_id = pk.device_id AND vq.hour = pk.hour
+        ON CONFLICT (device_id, hour) DO UPDATE SET
+            peak_w = EXCLUDED.peak_w, peak_slot = EXCLUDED.peak_slot, v_n = EXCLUDED.v_n,
+            v_within = EXCLUDED.v_within, v_min = EXCLUDED.v_min, v_max = EXCLUDED.v_max""", p)
+    await conn.execute("""
+        INSERT INTO rollup_grid_site_1h (hour, site_id, peak_w, peak_slot)
+        SELECT DISTINCT ON (site_id, time_bucket('1 hour', slot))
+               time_bucket('1 hour', slot), site_id, pw, slot
+        FROM (SELECT d.site_id, time_bucket('10 minutes', g.time) AS slot,
+                     sum(g.power_w)::float8 AS pw
+              FROM grid_readings g JOIN devices d ON d.id = g.device_id
+              WHERE d.family = 'grid_meter' AND g.time >= %(lo)s AND g.time < %(hi)s
+                AND g.power_w IS NOT NULL
+              GROUP BY 1, 2) p
+        ORDER BY site_id, time_bucket('1 hour', slot), pw DESC, slot""", p)
+
+
+async def _roll_wifi_ap(conn: Conn, h1: datetime, h2: datetime) -> None:
+    p: dict[str, Any] = {"edges": hour_edges(h1, h2), "lo": h1, "hi": h2}
+    for table in ("rollup_wifi_ap_1h", "rollup_wifi_site_1h"):
+        await conn.execute(f"DELETE FROM {table} WHERE hour >= %(lo)s AND hour < %(hi)s", p)
+    await conn.execute("""
+        WITH s AS (
+            SELECT w.device_id, d.site_id, w.time, w.clients
+            FROM wifi_ap_stats w JOIN devices d ON d.id = w.device_id
+            WHERE d.family = 'wifi_ap' AND w.time >= %(lo)s AND w.time < %(hi)s),
+        mn AS (SELECT device_id, time_bucket('1 minute', time) AS slot,
+                      avg(clients)::float8 AS c FROM s GROUP BY 1, 2),
+        c AS (SELECT device_id, time_bucket('1 hour', time) AS hour, count(*) AS n,
+                     sum(clients) AS sm FROM s GROUP BY 1, 2),
+        mx AS (SELECT device_id, time_bucket('1 hour', slot) AS hour, max(c) AS mx
+               FROM mn GROUP BY 1, 2)
+        INSERT INTO rollup_wifi_ap_1h (hour, device_id, reports, clients_sum, clients_max,
+                                       traffic_intervals, counter_resets)
+        SELECT c.hour, c.device_id, c.n, c.sm, mx.mx, 0, 0
+        FROM c JOIN mx USING (device_id, hour)""", p)
+    await conn.execute("""
+        WITH s AS (
+            SELECT w.device_id, d.site_id, w.time, w.clients
+            FROM wifi_ap_stats w JOIN devices d ON d.id = w.device_id
+            WHERE d.family = 'wifi_ap' AND w.time >= %(lo)s AND w.time < %(hi)s),
+        mn AS (SELECT site_id, device_id, time_bucket('1 minute', time) AS slot,
+                      avg(clients) AS c FROM s GROUP BY 1, 2, 3),
+        tot AS (SELECT site_id, slot, sum(c)::float8 AS total FROM mn GROUP BY 1, 2)
+        INSERT INTO rollup_wifi_site_1h (hour, site_id, clients_max)
+        SELECT time_bucket('1 hour', slot), site_id, max(total) FROM tot GROUP BY 1, 2""", p)
+    inner = wifi._TRAFFIC_SQL.format(filter="true", dev="r.device_id,",
+                                     max_iv=wifi.MAX_INTERVAL)
+    await conn.execute(f"""
+        INSERT INTO rollup_wifi_ap_1h (hour, device_id, reports, clients_sum, rx_bytes,
+                                       tx_bytes, traffic_intervals, counter_resets)
+        SELECT (%(edges)s::timestamptz[])[x.i], x.device_id, 0, 0, x.rx_bytes, x.tx_bytes,
+               x.intervals, x.resets
+        FROM ({inner}) x
+        ON CONFLICT (device_id, hour) DO UPDATE SET
+            rx_bytes = EXCLUDED.rx_bytes, tx_bytes = EXCLUDED.tx_bytes,
+            traffic_intervals = EXCLUDED.traffic_intervals,
+            counter_resets = EXCLUDED.counter_resets""", p)
+
+
+async def _aggregate_session_hours(conn: Conn, h1: datetime, h2: datetime) -> None:
+    p: dict[str, Any] = {"edges": hour_edges(h1, h2), "lo": h1, "hi": h2,
+                         "bounds": list(DWELL_BOUNDS_S)}
+    for table in ("wifi_visitors_1h", "wifi_dwell_1h"):
+        await conn.execute(f"DELETE FROM {table} WHERE hour >= %(lo)s AND hour < %(hi)s", p)
+    await conn.execute("""
+        INSERT INTO wifi_visitors_1h (hour, site_id, device_id, visitors, associations)
+        SELECT time_bucket('1 hour', s.time), d.site_id, coalesce(s.device_id, ''),
+               count(DISTINCT s.client_key), count(*) FILTER (WHERE s.event = 'associated')
+        FROM wifi_sessions s JOIN devices d ON d.id = s.device_id
+        WHERE d.family = 'wifi_ap' AND s.time >= %(lo)s AND s.time < %(hi)s
+        GROUP BY GROUPING SETS ((time_bucket('1 hour', s.time), d.site_id, s.device_id),
+                                (time_bucket('1 hour', s.time), d.site_id))""", p)
+    inner = wifi._DWELL_SQL.format(filter="true", dev="x.device_id,",
+                                   max_session=wifi.MAX_SESSION)
+    await conn.execute(f"""
+        INSERT INTO wifi_dwell_1h (hour, site_id, device_id, bin, sessions, dwell_s)
+        SELECT (%(edges)s::timestamptz[])[y.i], d.site_id, y.device_id, y.bin, y.sessions,
+               y.dwell_s
+        FROM ({inner}) y JOIN devices d ON d.id = y.device_id""", p)
+
+
+async def _aggregate_session_day(conn: Conn, day: date, tz: ZoneInfo) -> tuple[datetime,
+                                                                                datetime]:
+    start = datetime.combine(day, time(0), tzinfo=tz).astimezone(UTC)
+    end = datetime.combine(day + timedelta(days=1), time(0), tzinfo=tz).astimezone(UTC)
+    p = {"day": day, "tz": tz.key, "start": start, "end": end}
+    await conn.execute("DELETE FROM wifi_visitors_1d WHERE tz = %(tz)s AND day = %(day)s", p)
+    await conn.execute("""
+        INSERT INTO wifi_visitors_1d (day, tz, day_start, site_id, device_id, visitors,
+                                      associations)
+        SELECT %(day)s, %(tz)s, %(start)s, d.site_id, coalesce(s.device_id, ''),
+               count(DISTINCT s.client_key), count(*) FILTER (WHERE s.event = 'associated')
+        FROM wifi_sessions s JOIN devices d ON d.id = s.device_id
+        WHERE d.family = 'wifi_ap' AND s.time >= %(start)s AND s.time < %(end)s
+        GROUP BY GROUPING SETS ((d.site_id, s.device_id), (d.site_id))""", p)
+    return start, end
+
+
+Roll = Callable[[Conn, datetime, datetime], Awaitable[None]]
+
+#: name -> (raw tables it reads, computation)
+ROLLUPS: dict[str, tuple[tuple[str, ...], Roll]] = {
+    "parking_spot": (("parking_spot_state",), _roll_parking_spot),
+    "parking_meter": (("parking_transactions", "parking_meter_status"), _roll_parking_meter),
+    "grid": (("grid_readings",), _roll_grid),
+    "wifi_ap": (("wifi_ap_stats",), _roll_wifi_ap),
+}
+
+
+# -- state -------------------------------------------------------------------------------------
+async def _state(conn: Conn, name: str) -> dict[str, Any] | None:
+    async with conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute("SELECT since, watermark, refreshed_at FROM rollup_state "
+                          "WHERE name = %s", (name,))
+        return await cur.fetchone()
+
+
+async def _save(conn: Conn, name: str, since: datetime, watermark: datetime,
+                now: datetime) -> None:
+    await conn.execute("""
+        INSERT INTO rollup_state (name, since, watermark, refreshed_at)
+        VALUES (%s, %s, %s, %s)
+        ON CONFLICT (name) DO UPDATE SET since = EXCLUDED.since,
+            watermark = EXCLUDED.watermark, refreshed_at = EXCLUDED.refreshed_at""",
+                       (name, since, watermark, now))
+
+
+async def _earliest(conn: Conn, tables: tuple[str, ...]) -> datetime | None:
+    out: datetime | None = None
+    for table in tables:
+        cur = await conn.execute(f"SELECT time FROM {table} ORDER BY time LIMIT 1")
+        row = await cur.fetchone()
+        if row and (out is None or row[0] < out):
+            out = row[0]
+    return out
+
+
+async def roll(conn: Conn, settings: Settings, name: str, now: datetime, *,
+               recompute_from: datetime | None = None,
+               max_steps: int | None = None) -> tuple[tuple[datetime, datetime] | None, bool]:
+    """Bring one rollup up to the last whole hour; returns the recomputed range and
+    whether a backlog is left (``max_steps`` reached)."""
+    tables, compute = ROLLUPS[name]
+    target = floor_hour(now)
+    horizon = floor_hour(now - timedelta(days=max(settings.retention_days(t) for t in tables)))
+    st = await _state(conn, name)
+    if st is None or st["watermark"] is None:
+        first = await _earliest(conn, tables)
+        if first is None:
+            return None, False
+        # Everything from the retention horizon on counts as rolled up (empty hours are
+        # cheap), so that routes may use the rollups for any range within retention.
+        since = watermark = min(floor_hour(first), horizon)
+        due = True
+    else:
+        since, watermark = st["since"], st["watermark"]
+        due = target > watermark or st["refreshed_at"] is None or (
+            now - st["refreshed_at"] >= REFRESH)
+    start = max(watermark - REWIND, since)
+    if recompute_from is not None:
+        start = max(floor_hour(recompute_from), horizon)
+        since = min(since, start)
+        due = True
+    if not due or start >= target:
+        return None, False
+    a = start
+    steps = 0
+    while a < target:
+        if max_steps is not None and steps >= max_steps:
+            return (start, a), True
+        b = min(a + STEP, target)
+        async with conn.transaction():
+            await compute(conn, a, b)
+            await _save(conn, name, min(since, a), max(watermark, b), now)
+        a = b
+        steps += 1
+    return (start, target), False
+
+
+async def aggregate_sessions(conn: Conn, settings: Settings, now: datetime,
+                             report: Report) -> None:
+    """Hourly visitors and dwell times (recomputed while their raw rows all exist), and
+    daily visitors of every local day that has ended, before the raw rows go."""
+    target = floor_hour(now)
+    st = await _state(conn, "wifi_visitors_1h")
+    if st is None or st["watermark"] is None:
+        first = await _earliest(conn, ("wifi_sessions",))
+        if first is None:
+            return
+        # Sessions older than the first one cannot come any more (24-hour life): the
+        # aggregates count as complete for the whole past.
+        since, watermark = SESSIONS_SINCE, floor_hour(first)
+        due = True
+    else:
+        since, watermark = st["since"], st["watermark"]
+        due = target > watermark or now - st["refreshed_at"] >= REFRESH
+    start = min(watermark, max(watermark - SESSION_REWIND, since,
+                               floor_hour(now - SESSION_REWIND) + HOUR))
+    if due and start < target:
+        async with conn.transaction():
+            await _aggregate_session_hours(conn, start, target)
+            await _save(conn, "wifi_visitors_1h", since, max(watermark, target), now)
+        report.rolled["wifi_visitors_1h"] = (start, target)
+    tz = ZoneInfo(settings.timezone)
+    st = await _state(conn, "wifi_visitors_1d")
+    if st is None or st["watermark"] is None:
+        first = await _earliest(conn, ("wifi_sessions",))
+        if first is None:
+            return
+        day = first.astimezone(tz).date()
+        since = SESSIONS_SINCE
+    else:
+        since = st["since"]
+        day = st["watermark"].astimezone(tz).date()
+    while True:
+        end = datetime.combine(day + timedelta(days=1), time(0), tzinfo=tz).astimezone(UTC)
+        if end > now:
+            break
+        async with conn.transaction():
+            await _aggregate_session_day(conn, day, tz)
+            await _save(conn, "wifi_visitors_1d", since, end, now)
+        report.days_aggregated.append(day)
+        day += timedelta(days=1)
+
+
+async def retention(conn: Conn, settings: Settings, now: datetime, report: Report) -> None:
+    """Drop old chunks of raw tables; delete raw wifi sessions past 24 h and ended keys."""
+    for table in RAW_TABLES:
+        cutoff = now - timedelta(days=settings.retention_days(table))
+        cur = await conn.execute("SELECT count(*) FROM drop_chunks(%s::regclass, "
+                                 "older_than => %s::timestamptz)", (table, cutoff))
+        row = await cur.fetchone()
+        report.dropped_chunks[table] = int(row[0]) if row else 0
+    cutoff = now - timedelta(hours=settings.retention_wifi_sessions_hours)
+    cur = await conn.execute("SELECT count(*) FROM drop_chunks('wifi_sessions', "
+                             "older_than => %s::timestamptz)", (cutoff,))
+    row = await cur.fetchone()
+    report.dropped_chunks["wifi_sessions"] = int(row[0]) if row else 0
+    cur = await conn.execute("DELETE FROM wifi_sessions WHERE time < %s", (cutoff,))
+    report.deleted_sessions = cur.rowcount
+    today = now.astimezone(ZoneInfo(settings.timezone)).date()
+    cur = await conn.execute("DELETE FROM privacy_keys WHERE day < %s", (today,))
+    report.deleted_keys = cur.rowcount
+    if settings.retention_rollup_days:
+        old = now - timedelta(days=settings.retention_rollup_days)
+        for table in ROLLUP_HYPERTABLES:
+            await conn.execute("SELECT drop_chunks(%s::regclass, older_than => %s::timestamptz)",
+                               (table, old))
+        for table, col in (("wifi_visitors_1h", "hour"), ("wifi_dwell_1h", "hour"),
+                           ("wifi_visitors_1d", "day_start")):
+            await conn.execute(f"DELETE FROM {table} WHERE {col} < %s", (old,))
+        await conn.execute("UPDATE rollup_state SET since = greatest(since, %s)",
+                           (floor_hour(old) + HOUR,))
+
+
+async def run_once(conn: Conn, settings: Settings, now: datetime | None = None, *,
+                   recompute_from: datetime | None = None, max_steps: int | None = None,
+                   rollups_only: bool = False) -> Report:
+    """One maintenance pass; skipped (``ran`` false) when another process holds the lock.
+    ``conn`` must be in autocommit mode."""
+    now = now or datetime.now(UTC)
+    cur = await conn.execute("SELECT pg_try_advisory_lock(%s)", (LOCK_KEY,))
+    row = await cur.fetchone()
+    if not (row and row[0]):
+        return Report(ran=False)
+    report = Report()
+    try:
+        for name in ROLLUPS:
+            rng, pending = await roll(conn, settings, name, now,
+                                      recompute_from=recompute_from, max_steps=max_steps)
+            if rng:
+                report.rolled[name] = rng
+            if pending:
+                report.pending.append(name)
+        if not rollups_only:
+            await aggregate_sessions(conn, settings, now, report)
+            await retention(conn, settings, now, report)
+    finally:
+        await conn.execute("SELECT pg_advisory_unlock(%s)", (LOCK_KEY,))
+    return report

@@ -1,0 +1,389 @@
+"""``make bench-api``: the HTTP API over a simulated year of the demo city.
+
+1. A dedicated database, ``beffroi_bench_api``, holds one year (365 local days ending at the
+   first of the current month) of the demo city's readings: ~26 M grid readings (500 meters
+   every 10 minutes), ~17 M parking sensor messages, ~4 M wifi AP reports, payments and
+   meter statuses, generated with numpy and loaded by binary COPY (``bench.apilib``), not
+   through MQTT. A database that already holds that year is not loaded again.
+2. ``beffroi maintain --rollups-only`` builds the hourly rollups (skipped when they already
+   cover the year).
+3. The API runs as ``uvicorn api.main:create_app --factory`` in a child process (one worker,
+   as deployed); this process is the client: ``httpx.AsyncClient`` with 1 and 16 concurrent
+   clients per route. Client and server share the 2 cores (in-process ASGI would hide the
+   HTTP and event-loop costs and let the client's work block the server's loop: a child
+   process is the closer picture of production, slightly pessimistic).
+4. The baseline is the same route with ``source=raw`` (answers computed from raw rows, no
+   rollups), in the same run, on fewer requests when it is slow; routes whose raw and
+   rolled-up answers differ are flagged.
+
+Results: ``bench/results/api.json`` and ``bench/results/api.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import psycopg
+
+from api.tokens import create_token, revoke_token
+from beffroi.settings import Settings
+from beffroi.stack import Stack
+from bench.apilib.load import DB_NAME, Dataset, prepare
+from bench.apilib.measure import Stats, api_server, fetch, measure, same_answer
+from bench.apilib.synth import Year
+
+log = logging.getLogger("bench.api")
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "bench" / "results"
+SEED = 2025
+CLIENTS = (1, 16)
+TARGET_MS = 100.0
+RAW_BUDGET_S = 45.0  # longest expected round of concurrent raw requests
+
+
+@dataclass(frozen=True)
+class Route:
+    """A route measured, and whether it is one of the targets."""
+
+    name: str
+    url: str
+    what: str
+    target: bool = False
+    raw: bool = True  # has a source=raw baseline
+
+
+def periods(year: Year) -> dict[str, date]:
+    """The dates the routes ask for: the year, its last month, week and Saturday."""
+    end = year.first + timedelta(days=year.days)
+    m1 = end.replace(day=1)
+    m0 = (m1 - timedelta(days=1)).replace(day=1)
+    sat = end - timedelta(days=1)
+    while sat.weekday() != 5:
+        sat -= timedelta(days=1)
+    return {"y0": year.first, "y1": end, "m0": m0, "m1": m1, "w0": end - timedelta(days=7),
+            "w1": end, "d0": sat, "d1": sat + timedelta(days=1)}
+
+
+def routes(year: Year) -> list[Route]:
+    """The routes measured, over the loaded period."""
+    p = {k: v.isoformat() for k, v in periods(year).items()}
+    y, m, w, d = (f"from={p['y0']}&to={p['y1']}", f"from={p['m0']}&to={p['m1']}",
+                  f"from={p['w0']}&to={p['w1']}", f"from={p['d0']}&to={p['d1']}")
+    return [
+        Route("grid-district-year-1d", f"/v1/grid/districts/baudimont/energy?{y}&bucket=1d",
+              "energy of a district (280 meters), a year at daily buckets", target=True),
+        Route("parking-zone-day-15m",
+              f"/v1/parking/zones/parking-grand-place/occupancy?{d}&bucket=15m",
+              "occupancy of a zone (130 spots), a Saturday at 15 minutes", target=True),
+        Route("wifi-square-month-1h", f"/v1/wifi/squares/grand-place/clients?{m}&bucket=1h",
+              "wifi clients of a square (5 APs), a month per hour"),
+        Route("parking-revenue-month-1d",
+              f"/v1/parking/zones/parking-grand-place/revenue?{m}&bucket=1d",
+              "revenue of a zone (5 meters), a month per day"),
+        Route("parking-zone-month-1d",
+              f"/v1/parking/zones/parking-grand-place/occupancy?{m}&bucket=1d",
+              "occupancy of a zone, a month per day"),
+        Route("grid-district-day-30m",
+              f"/v1/grid/districts/saint-michel/energy?{d}&bucket=30m",
+              "load curve of a district (220 meters), a day per 30 minutes"),
+        Route("grid-district-week-voltage",
+              f"/v1/grid/districts/saint-michel/voltage?{w}&bucket=1d",
+              "voltage quality of a district, a week per day"),
+        Route("grid-district-month-peaks",
+              f"/v1/grid/districts/baudimont/peaks?{m}&bucket=1d",
+              "daily peak power of a district, a month"),
+        Route("grid-meter-year-1d",
+              f"/v1/grid/meters/linky-baudimont-0001/energy?{y}&bucket=1d",
+              "energy of one meter, a year per day"),
+        Route("devices-list", "/v1/devices?family=grid_meter&limit=100",
+              "inventory: 100 grid meters with health", raw=False),
+    ]
+
+
+def _raw(url: str) -> str:
+    return url + ("&" if "?" in url else "?") + "source=raw"
+
+
+# -- maintenance ---------------------------------------------------------------------------------
+
+def rollups_cover(url: str, year: Year) -> bool:
+    """True when every rollup covers the year."""
+    end = datetime.fromtimestamp(year.end, UTC)
+    start = datetime.fromtimestamp(year.start, UTC)
+    with psycopg.connect(url, autocommit=True) as conn:
+        exists = conn.execute("SELECT to_regclass('rollup_state')").fetchone()
+        if exists is None or exists[0] is None:
+            return False
+        rows = conn.execute("SELECT since, watermark FROM rollup_state").fetchall()
+    return bool(rows) and all(s is not None and w is not None and s <= start and w >= end
+                              for s, w in rows)
+
+
+def run_maintain(url: str, year: Year, fresh: bool) -> dict[str, Any]:
+    """``beffroi maintain --rollups-only`` (from the year's start after a load)."""
+    exe = shutil.which("beffroi", path=str(Path(sys.executable).parent)) or "beffroi"
+    probe = subprocess.run([exe, "maintain", "--help"], capture_output=True, text=True,
+                           check=False)
+    if probe.returncode != 0:
+        log.warning("no `beffroi maintain` command: routes will read raw rows only")
+        return {"ran": False, "note": "beffroi maintain does not exist in this version"}
+    if not fresh and rollups_cover(url, year):
+        log.info("rollups already cover the year: maintain not run")
+        return {"ran": False, "note": "rollups already covered the year (cached)"}
+    start = datetime.fromtimestamp(year.start, UTC).isoformat()
+    cmd = [exe, "maintain", "--rollups-only", "--from", start]
+    log.info("running %s", " ".join(cmd))
+    t0 = time.monotonic()
+    env = {**os.environ, "BEFFROI_DATABASE_URL": url}
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
+    seconds = round(time.monotonic() - t0, 1)
+    if proc.returncode != 0:
+        log.error("maintain failed (%d): %s", proc.returncode, proc.stderr[-2000:])
+        return {"ran": True, "ok": False, "seconds": seconds, "stderr": proc.stderr[-2000:]}
+    log.info("maintain: %.0fs; %s", seconds, " | ".join(proc.stdout.strip().splitlines()[-6:]))
+    return {"ran": True, "ok": True, "seconds": seconds,
+            "output": proc.stdout.strip().splitlines()[-20:]}
+
+
+# -- machine ----------------------------------------------------------------------------------
+
+def machine(url: str) -> dict[str, Any]:
+    """CPU, memory, OS, versions, PostgreSQL settings, load at start."""
+    cpu = "unknown"
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    mem_gib = 0.0
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                mem_gib = round(int(line.split()[1]) / 2**20, 1)
+    os_name = platform.platform()
+    with contextlib.suppress(OSError):
+        for line in Path("/etc/os-release").read_text().splitlines():
+            if line.startswith("PRETTY_NAME="):
+                os_name = line.split("=", 1)[1].strip('"')
+    with psycopg.connect(url, autocommit=True) as conn:
+        pg = conn.execute("SHOW server_version").fetchone()
+        ts = conn.execute("SELECT extversion FROM pg_extension WHERE extname = 'timescaledb'"
+                          ).fetchone()
+        pg_settings: dict[str, str] = dict(conn.execute(
+            "SELECT name, setting || coalesce(unit, '') FROM pg_settings WHERE name = ANY(%s)",
+            (["shared_buffers", "work_mem", "effective_cache_size", "max_parallel_workers",
+              "jit"],)).fetchall())
+        size = conn.execute("SELECT pg_size_pretty(pg_database_size(current_database()))"
+                            ).fetchone()
+    import fastapi
+    import httpx
+    import uvicorn
+    return {"cpu": cpu, "cores": os.cpu_count(), "memory_gib": mem_gib, "os": os_name,
+            "kernel": platform.release(), "python": platform.python_version(),
+            "postgresql": pg[0] if pg else None, "timescaledb": ts[0] if ts else None,
+            "postgresql_settings": pg_settings, "database_size": size[0] if size else None,
+            "fastapi": fastapi.__version__, "uvicorn": uvicorn.__version__,
+            "httpx": httpx.__version__, "load_average": list(os.getloadavg())}
+
+
+# -- measuring -----------------------------------------------------------------------------------
+
+def _row(route: Route, clients: int, auto: Stats, base: Stats | None, source: str | None,
+         matches: bool | None) -> dict[str, Any]:
+    return {"route": route.url.split("?")[0], "name": route.name, "url": route.url,
+            "what": route.what, "clients": clients, "p50_ms": auto.p50_ms,
+            "p99_ms": auto.p99_ms, "rps": auto.rps, "requests": auto.requests,
+            "errors": auto.errors, "source": source,
+            "baseline_p50_ms": base.p50_ms if base else None,
+            "baseline_p99_ms": base.p99_ms if base else None,
+            "baseline_rps": base.rps if base else None,
+            "baseline_requests": base.requests if base else None,
+            "matches_raw": matches, "target": route.target}
+
+
+def run_routes(base: str, token: str, todo: list[Route], seconds: float) -> list[dict[str, Any]]:
+    """Every route with 1 and 16 clients, then its raw baseline."""
+    out = []
+    for r in todo:
+        t = time.perf_counter()
+        answer = fetch(base, token, r.url)
+        once_s = time.perf_counter() - t
+        source = answer.get("source") if isinstance(answer, dict) else None
+        matches: bool | None = None
+        raw_once_s = None
+        if r.raw:
+            t = time.perf_counter()
+            raw_answer = fetch(base, token, _raw(r.url))
+            raw_once_s = time.perf_counter() - t
+            matches = same_answer(answer, raw_answer)
+            if not matches:
+                log.warning("%s: the rolled-up answer differs from the raw one", r.name)
+        for clients in CLIENTS:
+            # A slow route runs one round of requests per client only.
+            slow = once_s * clients / (os.cpu_count() or 1) > seconds
+            auto = asyncio.run(measure(base, token, r.url, clients, seconds=seconds,
+                                       max_requests=clients if slow else 100_000,
+                                       min_requests=clients if slow else 2 * clients))
+            baseline = None
+            if r.raw and raw_once_s is not None:
+                # One round of `clients` raw requests costs about clients x raw_once_s of
+                # CPU over the cores; beyond the budget the baseline is not measured at
+                # that concurrency (its p99 would be minutes), and a single raw request
+                # stands for the 1-client baseline.
+                round_s = raw_once_s * clients / (os.cpu_count() or 1)
+                if clients == 1 and raw_once_s > seconds:
+                    ms = round(raw_once_s * 1000, 1)
+                    baseline = Stats(1, 0, ms, ms, round(1 / raw_once_s, 2),
+                                     round(raw_once_s, 1))
+                elif round_s <= RAW_BUDGET_S:
+                    budget = max(1, int(seconds / max(raw_once_s, 1e-3) * min(clients, 2)))
+                    baseline = asyncio.run(measure(
+                        base, token, _raw(r.url), clients, seconds=seconds,
+                        max_requests=max(clients, min(budget, 100_000)),
+                        min_requests=clients))
+                else:
+                    log.info("%s: raw baseline with %d clients skipped (one raw answer "
+                             "takes %.1fs)", r.name, clients, raw_once_s)
+            log.info("%-28s %2d client(s): p50 %7s ms  p99 %7s ms  %7s req/s  (%s)  | raw p99 "
+                     "%s ms", r.name, clients, auto.p50_ms, auto.p99_ms, auto.rps, source,
+                     baseline.p99_ms if baseline else "-")
+            out.append(_row(r, clients, auto, baseline, source, matches))
+    return out
+
+
+# -- report -------------------------------------------------------------------------------------
+
+def _fmt(x: float | None) -> str:
+    return "—" if x is None else f"{x:,.1f}"
+
+
+def markdown(doc: dict[str, Any]) -> str:
+    """The results as a markdown page."""
+    m, ds = doc["machine"], doc["dataset"]
+    lines = ["# API benchmark", "",
+             f"Generated by `make bench-api` (`python -m bench.api`) on {doc['generated_at']}"
+             f" in {doc['total_s']:.0f} s. Raw data: `api.json`.", "",
+             "## Machine", "",
+             f"- CPU: {m['cpu']}, {m['cores']} cores; RAM {m['memory_gib']} GiB; {m['os']} "
+             f"(kernel {m['kernel']})",
+             f"- PostgreSQL {m['postgresql']} + TimescaleDB {m['timescaledb']} "
+             f"({', '.join(f'{k} {v}' for k, v in sorted(m['postgresql_settings'].items()))})",
+             f"- Python {m['python']}, FastAPI {m['fastapi']}, uvicorn {m['uvicorn']} (one "
+             f"worker, child process), client httpx {m['httpx']} in the benchmark process: "
+             "client, server and database share the cores",
+             f"- Load average at start: {', '.join(f'{x:.2f}' for x in m['load_average'])}",
+             "", "## Data", "",
+             f"Database `{DB_NAME}` ({m['database_size']}): {ds['days']} local days from "
+             f"{ds['first']} ({ds['tz']}), seed {ds['seed']}; "
+             + ", ".join(f"{t} {n:,}" for t, n in sorted(ds["rows"].items())) +
+             f" — {sum(ds['rows'].values()):,} rows. "
+             + (f"Loaded in {ds['load_s']:.0f} s (binary COPY, 2 connections) + "
+                f"{ds['vacuum_s']:.0f} s vacuum/analyze."
+                if ds["load_s"] is not None else "Already loaded (cached): not reloaded."),
+             "", f"Rollups: {json.dumps(doc['maintain'])}", "",
+             "## Results", "",
+             "Per route and number of concurrent clients: latency of the route as served "
+             "(`source` says whether the answer came from rollups), and the baseline: the "
+             "same route with `source=raw` (computed from raw rows), same run.", "",
+             "| route | what | clients | p50 ms | p99 ms | req/s | source | baseline p50 ms "
+             "| baseline p99 ms | baseline req/s | raw = rollup |",
+             "|---|---|---:|---:|---:|---:|---|---:|---:|---:|---|"]
+    for r in doc["routes"]:
+        lines.append(
+            f"| `{r['name']}` | {r['what']} | {r['clients']} | {_fmt(r['p50_ms'])} | "
+            f"**{_fmt(r['p99_ms'])}** | {_fmt(r['rps'])} | {r['source'] or '—'} | "
+            f"{_fmt(r['baseline_p50_ms'])} | {_fmt(r['baseline_p99_ms'])} | "
+            f"{_fmt(r['baseline_rps'])} | "
+            f"{'—' if r['matches_raw'] is None else ('yes' if r['matches_raw'] else 'NO')} |")
+    lines += ["", "## Targets", "", "| target | measured p99 (16 clients) | met |",
+              "|---|---:|---|"]
+    for t in doc["targets"]:
+        lines.append(f"| {t['target']} | {_fmt(t['p99_ms'])} ms | "
+                     f"**{'yes' if t['met'] else 'no'}** |")
+    lines += ["", "URLs (`from`/`to` are local dates, Europe/Paris):", ""]
+    lines += [f"- `{r['name']}`: `{r['url']}`" for r in doc["routes"] if r["clients"] == 1]
+    lines += ["", "Method: each measurement warms up, then runs its clients back to back for "
+              f"{doc['seconds_per_measurement']:g} s (a route whose round of concurrent requests "
+              "would take longer runs one request per client: its p99 is then its maximum); "
+              "slow baselines run a bounded number of requests (at least one per client); a "
+              "baseline whose round of concurrent raw requests would exceed "
+              f"{RAW_BUDGET_S:g} s is not measured at that concurrency (—), and when one raw "
+              "answer takes longer than a measurement, that single answer is the 1-client "
+              "baseline.", ""]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of ``python -m bench.api``."""
+    ap = argparse.ArgumentParser(prog="python -m bench.api", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--days", type=int, default=365, help="days of data (default 365)")
+    ap.add_argument("--seconds", type=float, default=5.0,
+                    help="seconds per measurement (default 5)")
+    ap.add_argument("--out", type=Path, default=RESULTS, help="results directory")
+    ap.add_argument("--only", nargs="*", help="route names to measure (default: all)")
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    t_start = time.monotonic()
+    settings = Settings()
+    stack = Stack(settings)
+    stack.up()
+    tz = ZoneInfo(settings.timezone)
+    end = datetime.now(tz).date().replace(day=1)
+    year = Year(end - timedelta(days=args.days), args.days, tz)
+    ds: Dataset = prepare(stack, year, SEED)
+    maintain = run_maintain(ds.url, year, fresh=ds.load_s is not None)
+    todo = [r for r in routes(year) if not args.only or r.name in args.only]
+    token_name = f"bench-api-{int(time.time())}"
+    with psycopg.connect(ds.url) as conn:
+        token, _ = create_token(conn, token_name, ["read"])
+    info = machine(ds.url)
+    args.out.mkdir(parents=True, exist_ok=True)
+    try:
+        with api_server(ds.url, args.out / "api-server.log") as base:
+            rows = run_routes(base, token, todo, args.seconds)
+    finally:
+        with psycopg.connect(ds.url) as conn:
+            revoke_token(conn, name=token_name)
+    targets = []
+    for r in rows:
+        if r["target"] and r["clients"] == 16:
+            targets.append({"target": f"{r['what']}: p99 < {TARGET_MS:g} ms with 16 clients",
+                            "route": r["name"], "p99_ms": r["p99_ms"],
+                            "met": r["p99_ms"] is not None and r["p99_ms"] < TARGET_MS})
+    doc = {"generated_at": datetime.now(UTC).isoformat(timespec="seconds"),
+           "total_s": round(time.monotonic() - t_start, 1), "machine": info,
+           "dataset": {**ds.spec, "rows": ds.rows, "load_s": ds.load_s,
+                       "vacuum_s": ds.vacuum_s},
+           "maintain": maintain, "seconds_per_measurement": args.seconds,
+           "routes": rows, "targets": targets}
+    (args.out / "api.json").write_text(json.dumps(doc, indent=1) + "\n", encoding="utf-8")
+    (args.out / "api.md").write_text(markdown(doc), encoding="utf-8")
+    log.info("wrote %s and api.md in %.0fs", args.out / "api.json", doc["total_s"])
+    for t in targets:
+        log.info("target %s: p99 %s ms -> %s", t["route"], t["p99_ms"],
+                 "met" if t["met"] else "NOT met")
+    return 0
+
+
+__all__ = ["Route", "main", "periods", "routes"]
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Helpers of ``make bench-api``: synthetic year (numpy, binary COPY), load, measurement."""

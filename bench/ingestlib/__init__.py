@@ -1,0 +1,1 @@
+"""Pieces of ``python -m bench.ingest``: the stream, publishers, subscribers, process stats."""
