@@ -58,6 +58,7 @@ class GmqttSubscriber:
         self._handler = handler
         self._on_state = on_state
         self._subscribed = asyncio.Event()
+        self.receive_maximum = receive_maximum
         self._refused: list[int] = []
         self._pending_subacks = 0
         self.client = gmqtt.Client(
@@ -88,6 +89,15 @@ class GmqttSubscriber:
         # write when it resolves (a PUBACK with reason "success" is 4 bytes in MQTT 5).
         pending: dict[asyncio.Future[None], list[int]] = {}
         puback = struct.Struct("!BBH")
+        # Our own in-flight bound: Mosquitto 2.0.11 was seen sending far past the Receive
+        # Maximum when acknowledgements arrive in bursts, so stop reading the socket while
+        # that many messages wait for their commit (TCP backpressure does the rest).
+        limit = self.receive_maximum
+        state = {"inflight": 0, "paused": False}
+
+        def transport() -> Any:
+            conn = self.client._connection
+            return getattr(conn, "_transport", None) if conn is not None else None
 
         def fast_properties(packet: bytes) -> tuple[dict[str, Any] | None, bytes | None]:
             if packet[:1] == b"\x00":  # property length 0
@@ -106,9 +116,21 @@ class GmqttSubscriber:
                 mids = pending[fut] = []
                 fut.add_done_callback(send_acks)
             mids.append(mid)
+            state["inflight"] += 1
+            if state["inflight"] >= limit and not state["paused"]:
+                t = transport()
+                if t is not None:
+                    t.pause_reading()
+                    state["paused"] = True
 
         def send_acks(fut: asyncio.Future[None]) -> None:
             mids = pending.pop(fut, [])
+            state["inflight"] -= len(mids)
+            if state["paused"] and state["inflight"] < limit * 0.8:
+                t = transport()
+                if t is not None and not t.is_closing():
+                    t.resume_reading()
+                state["paused"] = False
             if fut.cancelled() or fut.exception() is not None:
                 return  # not stored: no acknowledgement, the broker will redeliver
             conn = self.client._connection

@@ -44,14 +44,18 @@ def _worker_main(settings_json: str, db_url: str, broker: dict[str, Any], worker
                         format="%(asctime)s %(levelname)s %(name)s[w%(process)d]: %(message)s")
     settings = Settings.model_validate_json(settings_json)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent forwards SIGTERM
-    try:
-        import uvloop
-
-        uvloop.install()
-    except ImportError:
-        pass
+    _install_uvloop()
     asyncio.run(run_worker(settings, db_url, BrokerConfig(**broker), worker, shared=shared,
                            progress=progress))
+
+
+def _install_uvloop() -> None:
+    """Use uvloop's event loop when installed (less CPU per message than asyncio's)."""
+    try:
+        import uvloop
+    except ImportError:
+        return
+    uvloop.install()
 
 
 def run(settings: Settings, db_url: str, broker: BrokerConfig, *, workers: int = 1,
@@ -63,6 +67,7 @@ def run(settings: Settings, db_url: str, broker: BrokerConfig, *, workers: int =
     if workers > 1 and not shared:
         raise ValueError("several workers need a shared subscription")
     if workers == 1:
+        _install_uvloop()
         asyncio.run(run_worker(settings, db_url, broker, 0, shared=shared, progress=progress))
         return 0
     ctx = multiprocessing.get_context("spawn")
