@@ -23,6 +23,7 @@ from psycopg import sql
 from devices.readings import PG_TYPES, READING_OF_TABLE, TABLE_OF
 from ingest.batch import Batch, DeadLetterRow
 from ingest.metrics import Metrics
+from ingest.router import DB_REJECTED
 
 log = logging.getLogger(__name__)
 
@@ -147,8 +148,6 @@ class BatchWriter:
     async def _write_isolating(self, conn: psycopg.AsyncConnection[Any], batch: Batch
                                ) -> dict[str, int]:
         """Insert message by message; dead-letter the messages the database refuses."""
-        from ingest.router import DB_REJECTED
-
         written: dict[str, int] = {}
         dead = list(batch.dead)
         async with conn.cursor() as cur:
