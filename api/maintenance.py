@@ -26,6 +26,7 @@ log = logging.getLogger(__name__)
 
 LOCK_KEY = int.from_bytes(b"beffroi\x01", "big")  # pg advisory lock of the job
 HOUR = timedelta(hours=1)
+QUARTER = timedelta(minutes=15)
 #: Each refresh recomputes this much below the watermark (late data, gaps up to a day).
 REWIND = timedelta(hours=24)
 #: ...at least this often, and whenever a new hour has ended.
@@ -40,7 +41,8 @@ SESSIONS_SINCE = datetime(2000, 1, 1, tzinfo=UTC)
 
 RAW_TABLES = ("wifi_ap_stats", "parking_spot_state", "parking_transactions",
               "parking_meter_status", "grid_readings", "dead_letters")
-ROLLUP_HYPERTABLES = ("rollup_parking_spot_1h", "rollup_parking_tx_1h",
+ROLLUP_HYPERTABLES = ("rollup_parking_spot_1h", "rollup_parking_zone_15m",
+                      "rollup_parking_tx_1h",
                       "rollup_parking_faults_1h", "rollup_grid_1h", "rollup_grid_site_1h",
                       "rollup_wifi_ap_1h", "rollup_wifi_site_1h")
 
@@ -65,32 +67,62 @@ def floor_hour(t: datetime) -> datetime:
     return t.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
 
 
+def slot_edges(h1: datetime, h2: datetime, step: timedelta) -> list[datetime]:
+    """Edges every ``step`` from ``h1`` to ``h2`` (both whole steps)."""
+    n = int((h2 - h1) / step)
+    return [h1 + k * step for k in range(n + 1)]
+
+
 def hour_edges(h1: datetime, h2: datetime) -> list[datetime]:
     """Hourly edges from ``h1`` to ``h2`` (both whole hours)."""
-    n = int((h2 - h1) / HOUR)
-    return [h1 + k * HOUR for k in range(n + 1)]
+    return slot_edges(h1, h2, HOUR)
+
+
+def local_days(h1: datetime, h2: datetime, tz: ZoneInfo) -> list[tuple[date, datetime]]:
+    """The local days (and their UTC starts) that begin at or after the start of the day of
+    ``h1`` and end by ``h2``, plus the end of the last one: ``[(day, start), ..., (_, end)]``
+    (empty when no whole day fits)."""
+    day = h1.astimezone(tz).date()
+    out: list[tuple[date, datetime]] = []
+    while True:
+        start = datetime.combine(day, time(0), tzinfo=tz).astimezone(UTC)
+        out.append((day, start))
+        end = datetime.combine(day + timedelta(days=1), time(0), tzinfo=tz).astimezone(UTC)
+        if end > h2:
+            break
+        day += timedelta(days=1)
+    return out if len(out) > 1 else []
 
 
 # -- rollup computations: replace the rows of the hours [h1, h2) ------------------------------
-async def _roll_parking_spot(conn: Conn, h1: datetime, h2: datetime) -> None:
-    await conn.execute("DELETE FROM rollup_parking_spot_1h WHERE hour >= %s AND hour < %s",
-                       (h1, h2))
+async def _roll_parking_spot(conn: Conn, h1: datetime, h2: datetime, tz: ZoneInfo) -> None:
+    for table, col in (("rollup_parking_spot_1h", "hour"), ("rollup_parking_zone_15m", "slot")):
+        await conn.execute(f"DELETE FROM {table} WHERE {col} >= %s AND {col} < %s", (h1, h2))
     cur = await conn.execute("SELECT coalesce(max(report_interval_s), 0) FROM devices "
                              "WHERE family = 'parking_spot'")
     row = await cur.fetchone()
     lookback = int(row[0] if row else 0) * parking.STALE_AFTER
     inner = parking._OCCUPANCY_SQL.format(filter="true", dev="iv.device_id,")
+    # One pass over the raw rows at quarter-hour edges; spots per hour, zones per quarter.
     await conn.execute(f"""
-        INSERT INTO rollup_parking_spot_1h (hour, device_id, occupied_s, free_s)
-        SELECT (%(edges)s::timestamptz[])[x.i], x.device_id,
-               coalesce(sum(x.seconds) FILTER (WHERE x.state = 'occupied'), 0),
-               coalesce(sum(x.seconds) FILTER (WHERE x.state = 'free'), 0)
-        FROM ({inner}) x WHERE x.state IN ('occupied', 'free') GROUP BY 1, 2""",
-        {"edges": hour_edges(h1, h2), "lo": h1, "hi": h2, "stale": parking.STALE_AFTER,
-         "lookback": lookback})
+        WITH x AS MATERIALIZED (
+            SELECT (%(edges)s::timestamptz[])[q.i] AS slot, q.device_id,
+                   coalesce(sum(q.seconds) FILTER (WHERE q.state = 'occupied'), 0) AS occ,
+                   coalesce(sum(q.seconds) FILTER (WHERE q.state = 'free'), 0) AS free
+            FROM ({inner}) q WHERE q.state IN ('occupied', 'free') GROUP BY 1, 2),
+        spots AS (
+            INSERT INTO rollup_parking_spot_1h (hour, device_id, occupied_s, free_s)
+            SELECT time_bucket('1 hour', slot), device_id, sum(occ), sum(free)
+            FROM x GROUP BY 1, 2)
+        INSERT INTO rollup_parking_zone_15m (slot, site_id, occupied_s, free_s)
+        SELECT x.slot, d.site_id, sum(x.occ), sum(x.free)
+        FROM x JOIN devices d ON d.id = x.device_id WHERE d.site_id IS NOT NULL
+        GROUP BY 1, 2""",
+        {"edges": slot_edges(h1, h2, QUARTER), "lo": h1, "hi": h2,
+         "stale": parking.STALE_AFTER, "lookback": lookback})
 
 
-async def _roll_parking_meter(conn: Conn, h1: datetime, h2: datetime) -> None:
+async def _roll_parking_meter(conn: Conn, h1: datetime, h2: datetime, tz: ZoneInfo) -> None:
     p = {"lo": h1, "hi": h2}
     for table in ("rollup_parking_tx_1h", "rollup_parking_faults_1h"):
         await conn.execute(f"DELETE FROM {table} WHERE hour >= %(lo)s AND hour < %(hi)s", p)
@@ -110,7 +142,7 @@ async def _roll_parking_meter(conn: Conn, h1: datetime, h2: datetime) -> None:
           AND s.time >= %(lo)s AND s.time < %(hi)s""", p)
 
 
-async def _roll_grid(conn: Conn, h1: datetime, h2: datetime) -> None:
+async def _roll_grid(conn: Conn, h1: datetime, h2: datetime, tz: ZoneInfo) -> None:
     p: dict[str, Any] = {"edges": hour_edges(h1, h2), "lo": h1, "hi": h2,
                          "gap": grid.GAP_FACTOR,
                          "vmin": grid.NOMINAL_V * (1 - grid.TOLERANCE),
@@ -170,9 +202,42 @@ async def _roll_grid(conn: Conn, h1: datetime, h2: datetime) -> None:
                 AND g.power_w IS NOT NULL
               GROUP BY 1, 2) p
         ORDER BY site_id, time_bucket('1 hour', slot), pw DESC, slot""", p)
+    await _roll_grid_site_days(conn, h1, h2, tz)
 
 
-async def _roll_wifi_ap(conn: Conn, h1: datetime, h2: datetime) -> None:
+async def _roll_grid_site_days(conn: Conn, h1: datetime, h2: datetime, tz: ZoneInfo) -> None:
+    """Districts per local day, from the meters' hourly rollups, for every day that began
+    at or after the day of ``h1`` and ended by ``h2`` (a day split over two steps is done
+    in the second)."""
+    days = local_days(h1, h2, tz)
+    if not days:
+        return
+    p: dict[str, Any] = {"days": [d for d, _ in days[:-1]], "edges": [s for _, s in days],
+                         "lo": days[0][1], "hi": days[-1][1], "tz": tz.key}
+    await conn.execute("DELETE FROM rollup_grid_site_1d WHERE tz = %(tz)s "
+                       "AND day_start >= %(lo)s AND day_start < %(hi)s", p)
+    inner = grid._ENERGY_ROLLUP_SQL.format(filter="true")
+    await conn.execute(f"""
+        WITH e AS (SELECT %(edges)s::timestamptz[] AS a),
+        c AS (
+            SELECT y.device_id, y.i, coalesce(y.import_wh, 0) AS imp,
+                   coalesce(y.export_wh, 0) AS exp, y.covered_s AS cov, y.estimated,
+                   y.reset, y.gap
+            FROM ({inner}) y)
+        INSERT INTO rollup_grid_site_1d (day, tz, day_start, site_id, meters, complete_meters,
+            import_wh, export_wh, mean_power_w, covered_s, estimated, reset, gap)
+        SELECT (%(days)s::date[])[c.i], %(tz)s, e.a[c.i], d.site_id, count(*),
+               count(*) FILTER (WHERE c.cov >= extract(epoch FROM e.a[c.i + 1] - e.a[c.i])
+                                               - 0.5 AND NOT c.estimated AND NOT c.reset),
+               sum(c.imp), sum(c.exp),
+               coalesce(sum((c.imp - c.exp) * 3600 / c.cov) FILTER (WHERE c.cov <> 0), 0),
+               sum(c.cov), bool_or(c.estimated), bool_or(c.reset), bool_or(c.gap)
+        FROM c JOIN devices d ON d.id = c.device_id CROSS JOIN e
+        WHERE d.site_id IS NOT NULL
+        GROUP BY c.i, e.a, d.site_id""", p)
+
+
+async def _roll_wifi_ap(conn: Conn, h1: datetime, h2: datetime, tz: ZoneInfo) -> None:
     p: dict[str, Any] = {"edges": hour_edges(h1, h2), "lo": h1, "hi": h2}
     for table in ("rollup_wifi_ap_1h", "rollup_wifi_site_1h"):
         await conn.execute(f"DELETE FROM {table} WHERE hour >= %(lo)s AND hour < %(hi)s", p)
@@ -254,7 +319,7 @@ async def _aggregate_session_day(conn: Conn, day: date, tz: ZoneInfo) -> tuple[d
     return start, end
 
 
-Roll = Callable[[Conn, datetime, datetime], Awaitable[None]]
+Roll = Callable[[Conn, datetime, datetime, ZoneInfo], Awaitable[None]]
 
 #: name -> (raw tables it reads, computation)
 ROLLUPS: dict[str, tuple[tuple[str, ...], Roll]] = {
@@ -299,6 +364,7 @@ async def roll(conn: Conn, settings: Settings, name: str, now: datetime, *,
     """Bring one rollup up to the last whole hour; returns the recomputed range and
     whether a backlog is left (``max_steps`` reached)."""
     tables, compute = ROLLUPS[name]
+    tz = ZoneInfo(settings.timezone)
     target = floor_hour(now)
     horizon = floor_hour(now - timedelta(days=max(settings.retention_days(t) for t in tables)))
     st = await _state(conn, name)
@@ -328,7 +394,7 @@ async def roll(conn: Conn, settings: Settings, name: str, now: datetime, *,
             return (start, a), True
         b = min(a + STEP, target)
         async with conn.transaction():
-            await compute(conn, a, b)
+            await compute(conn, a, b, tz)
             await _save(conn, name, min(since, a), max(watermark, b), now)
         a = b
         steps += 1
@@ -405,7 +471,8 @@ async def retention(conn: Conn, settings: Settings, now: datetime, report: Repor
             await conn.execute("SELECT drop_chunks(%s::regclass, older_than => %s::timestamptz)",
                                (table, old))
         for table, col in (("wifi_visitors_1h", "hour"), ("wifi_dwell_1h", "hour"),
-                           ("wifi_visitors_1d", "day_start")):
+                           ("wifi_visitors_1d", "day_start"),
+                           ("rollup_grid_site_1d", "day_start")):
             await conn.execute(f"DELETE FROM {table} WHERE {col} < %s", (old,))
         await conn.execute("UPDATE rollup_state SET since = greatest(since, %s)",
                            (floor_hour(old) + HOUR,))

@@ -1,12 +1,14 @@
 """Reading rollups from the routes: which buckets come from rollups, which from raw rows.
 
-Rollups (``sql/007_rollups.sql``, maintained by :mod:`api.maintenance`) hold one row per
-device (or site) per UTC hour. A request's buckets are answered from them when every bucket
-edge is a whole UTC hour (1h, day, week and month buckets in Europe/Paris and every zone
-with a whole-hour offset; never 5m/10m/15m/30m) and the bucket lies in the rolled-up range
-``[since, watermark)`` of the rollup; the buckets after the watermark (the current hour,
-today) come from the raw rows. ``source=raw`` forces the raw computation (the baseline
-the rollups are checked against).
+Rollups (``sql/007_rollups.sql``, ``sql/008_site_rollups.sql``, maintained by
+:mod:`api.maintenance`) hold one row per device (or site) per UTC hour, per parking zone
+per UTC quarter hour, and per district per local day. A request's buckets are answered
+from a rollup when every bucket edge is a whole slot of it (hourly rollups: 1h, day, week
+and month buckets in Europe/Paris and every zone with a whole-hour offset; the zone
+quarter hours also serve 15m and 30m buckets) and the bucket lies in the rolled-up range
+``[since, watermark)``; the buckets after the watermark (the current hour, today) come
+from the raw rows. ``source=raw`` forces the raw computation (the baseline the rollups
+are checked against).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from api.db import fetch_one
 from api.timeq import Buckets
 
 SLOT_S = 3600  # rollup slot: one UTC hour
+QUARTER_S = 900  # zone occupancy slot
 
 #: Dwell-time histogram bins (lower bounds in seconds after the first, which is 0).
 DWELL_BOUNDS_S = (60, 300, 900, 1800, 3600, 7200, 14400)
@@ -85,10 +88,12 @@ Part = Callable[[Buckets], Awaitable[Sequence[dict[str, Any]]]]
 
 
 async def combine(conn: psycopg.AsyncConnection[Any], b: Buckets, source: str, name: str,
-                  *, rolled: Part, raw: Part) -> tuple[list[dict[str, Any]], str]:
-    """Rows of every bucket of ``b``: rollup rows first, raw rows after the watermark."""
+                  *, rolled: Part, raw: Part,
+                  slot_s: int = SLOT_S) -> tuple[list[dict[str, Any]], str]:
+    """Rows of every bucket of ``b``: rollup rows first, raw rows after the watermark.
+    ``slot_s`` is the rollup's slot (buckets must have edges on whole slots)."""
     since, watermark = await rolled_range(conn, name) if source != "raw" else (None, None)
-    s = split(b, since, watermark, source)
+    s = split(b, since, watermark, source, slot_s=slot_s)
     out: list[dict[str, Any]] = []
     if s.rolled is not None:
         out.extend(await rolled(s.rolled))

@@ -40,6 +40,7 @@ from zoneinfo import ZoneInfo
 
 import psycopg
 
+from api.maintenance import ROLLUPS
 from api.tokens import create_token, revoke_token
 from beffroi.settings import Settings
 from beffroi.stack import Stack
@@ -130,9 +131,10 @@ def rollups_cover(url: str, year: Year) -> bool:
         exists = conn.execute("SELECT to_regclass('rollup_state')").fetchone()
         if exists is None or exists[0] is None:
             return False
-        rows = conn.execute("SELECT since, watermark FROM rollup_state").fetchall()
-    return bool(rows) and all(s is not None and w is not None and s <= start and w >= end
-                              for s, w in rows)
+        rows = conn.execute("SELECT name, since, watermark FROM rollup_state").fetchall()
+    covered = {n for n, s, w in rows if s is not None and w is not None and s <= start
+               and w >= end}
+    return set(ROLLUPS) <= covered
 
 
 def run_maintain(url: str, year: Year, fresh: bool) -> dict[str, Any]:

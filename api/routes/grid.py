@@ -9,7 +9,7 @@ from fastapi import APIRouter, Path, Request
 from fastapi.responses import Response
 
 from api.db import fetch_all, get_device, get_site
-from api.deps import ID_PATTERN, Conn, Range, Reader, only_buckets
+from api.deps import ID_PATTERN, Conn, Range, Reader, SettingsDep, only_buckets
 from api.errors import ERROR_RESPONSES
 from api.output import CSV_RESPONSE, FORMAT_DOC, series_response
 from api.rollups import SourceParam, combine
@@ -103,6 +103,15 @@ SELECT x.device_id, x.i, sum(x.intervals) AS intervals, sum(x.import_wh) AS impo
 FROM x CROSS JOIN e GROUP BY 1, 2
 """
 
+# A district's daily buckets in the configured time zone, precomputed per local day from the
+# same hourly cells (the maintenance job runs _ENERGY_ROLLUP_SQL with daily edges).
+_SITE_DAY_SQL = """
+SELECT day_start, meters, complete_meters, import_wh, export_wh, mean_power_w, covered_s,
+       estimated, reset, gap
+FROM rollup_grid_site_1d
+WHERE site_id = %(id)s AND tz = %(tz)s AND day_start >= %(lo)s AND day_start < %(hi)s
+"""
+
 #: Readings further apart than this make no interval (energy between them unknown).
 MAX_INTERVAL = "1 day"
 
@@ -131,12 +140,35 @@ async def _energy_cells_rollup(conn: Conn, b: Buckets, filt: str,
     return _cells(b, rows)
 
 
+async def _site_days(conn: Conn, b: Buckets, site: str, meters_total: int) -> list[dict[str, Any]]:
+    rows = await fetch_all(conn, _SITE_DAY_SQL, {"id": site, "tz": b.tz.key, "lo": b.start,
+                                                 "hi": b.end})
+    by_start = {r["day_start"]: r for r in rows}
+    out = []
+    for i in range(len(b)):
+        start, end = b.label(i)
+        r = by_start.get(b.edges[i])
+        if r is None:
+            out.append(_energy_row(start, end, None, None, None, 0.0, 0, 0, meters_total,
+                                   False, False, False))
+            continue
+        out.append(_energy_row(start, end, r["import_wh"], r["export_wh"], r["mean_power_w"],
+                               r["covered_s"] / r["meters"], r["meters"], r["complete_meters"],
+                               meters_total, r["estimated"], r["reset"], r["gap"]))
+    return out
+
+
 async def _energy(conn: Conn, b: Buckets, filt: str, params: dict[str, Any], meters: int,
-                  source: str) -> tuple[list[dict[str, Any]], str]:
+                  source: str, *, site_days_tz: str | None = None) -> tuple[list[dict[str, Any]],
+                                                                         str]:
+    """Energy rows; a district (``site_days_tz`` = the configured zone) reads its daily
+    rollup for daily buckets in that zone."""
     async def raw(sub: Buckets) -> list[dict[str, Any]]:
         return _energy_rows(sub, await _energy_cells(conn, sub, filt, params), meters)
 
     async def rolled(sub: Buckets) -> list[dict[str, Any]]:
+        if site_days_tz is not None and sub.bucket == "1d" and sub.tz.key == site_days_tz:
+            return await _site_days(conn, sub, params["id"], meters)
         return _energy_rows(sub, await _energy_cells_rollup(conn, sub, filt, params), meters)
 
     return await combine(conn, b, source, "grid", rolled=rolled, raw=raw)
@@ -159,26 +191,35 @@ _ENERGY_DOC = (
     + FORMAT_DOC)
 
 
+def _energy_row(start: str, end: str, imp: float | None, exp: float | None,
+                power: float | None, covered: float, meters: int, complete_n: int,
+                meters_total: int, estimated: bool, reset: bool, gap: bool) -> dict[str, Any]:
+    return {"start": start, "end": end, "import_wh": _num(imp), "export_wh": _num(exp),
+            "mean_power_w": _num(power), "covered_s": round(covered, 1), "meters": meters,
+            "complete_meters": complete_n, "complete": meters > 0 and complete_n == meters_total,
+            "estimated": estimated, "reset": reset, "gap": gap}
+
+
 def _energy_rows(b: Buckets, cells: dict[int, list[dict[str, Any]]],
                  meters_total: int) -> list[dict[str, Any]]:
     out = []
     for i in range(len(b)):
         start, end = b.label(i)
         cs = cells.get(i, [])
-        imp = sum(c["import_wh"] or 0.0 for c in cs) if cs else None
-        exp = sum(c["export_wh"] or 0.0 for c in cs) if cs else None
-        covered = sum(c["covered_s"] for c in cs) / max(1, len(cs)) if cs else 0.0
-        complete_n = sum(1 for c in cs if c["complete"])
-        out.append({
-            "start": start, "end": end, "import_wh": _num(imp), "export_wh": _num(exp),
+        if not cs:
+            out.append(_energy_row(start, end, None, None, None, 0.0, 0, 0, meters_total,
+                                   False, False, False))
+            continue
+        out.append(_energy_row(
+            start, end, sum(c["import_wh"] or 0.0 for c in cs),
+            sum(c["export_wh"] or 0.0 for c in cs),
             # Sum of each meter's mean power over the time its readings cover.
-            "mean_power_w": _num(sum(((c["import_wh"] or 0.0) - (c["export_wh"] or 0.0))
-                                     * 3600 / c["covered_s"] for c in cs if c["covered_s"]))
-            if cs else None,
-            "covered_s": round(covered, 1), "meters": len(cs), "complete_meters": complete_n,
-            "complete": bool(cs) and complete_n == meters_total,
-            "estimated": any(c["estimated"] for c in cs),
-            "reset": any(c["reset"] for c in cs), "gap": any(c["gap"] for c in cs)})
+            sum(((c["import_wh"] or 0.0) - (c["export_wh"] or 0.0)) * 3600 / c["covered_s"]
+                for c in cs if c["covered_s"]),
+            sum(c["covered_s"] for c in cs) / len(cs), len(cs),
+            sum(1 for c in cs if c["complete"]), meters_total,
+            any(c["estimated"] for c in cs), any(c["reset"] for c in cs),
+            any(c["gap"] for c in cs)))
     return out
 
 
@@ -195,12 +236,14 @@ async def _meter_count(conn: Conn, district: str) -> int:
 
 @router.get("/districts/{district_id}/energy", summary="Energy of a district per bucket",
             description=_ENERGY_DOC)
-async def district_energy(request: Request, conn: Conn, _: Reader, district_id: DistrictId,
-                          b: Range, source: SourceParam = "auto") -> Response:
+async def district_energy(request: Request, conn: Conn, _: Reader, settings: SettingsDep,
+                          district_id: DistrictId, b: Range,
+                          source: SourceParam = "auto") -> Response:
     """Sum over the district's meters."""
     await get_site(conn, district_id, "district")
     n = await _meter_count(conn, district_id)
-    rows, src = await _energy(conn, b, "d.site_id = %(id)s", {"id": district_id}, n, source)
+    rows, src = await _energy(conn, b, "d.site_id = %(id)s", {"id": district_id}, n, source,
+                              site_days_tz=settings.timezone)
     return series_response(request, _meta(b, district=district_id, meters_total=n,
                                            source=src), rows, _ENERGY_COLS,
                            filename=f"energy-{district_id}")

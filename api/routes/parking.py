@@ -12,7 +12,7 @@ from api.db import fetch_all, get_device, get_site
 from api.deps import ID_PATTERN, Conn, Range, Reader, only_buckets
 from api.errors import ERROR_RESPONSES
 from api.output import CSV_RESPONSE, FORMAT_DOC, series_response
-from api.rollups import SourceParam, combine
+from api.rollups import QUARTER_S, SLOT_S, SourceParam, combine
 from api.timeq import Buckets
 
 router = APIRouter(prefix="/parking", tags=["parking"],
@@ -56,6 +56,15 @@ WHERE iv.e > iv.s
 GROUP BY {dev} g.i, iv.state
 """
 
+# A zone from its quarter-hour rollup (spot-seconds of its sensors per UTC quarter hour).
+_ZONE_OCCUPANCY_ROLLUP_SQL = """
+WITH e AS (SELECT %(edges)s::timestamptz[] AS a)
+SELECT width_bucket(r.slot, e.a) AS i, sum(r.occupied_s) AS occupied, sum(r.free_s) AS free
+FROM rollup_parking_zone_15m r CROSS JOIN e
+WHERE r.site_id = %(site)s AND r.slot >= %(lo)s AND r.slot < %(hi)s
+GROUP BY 1
+"""
+
 # The same from the hourly rollup (spot-seconds per sensor and UTC hour).
 _OCCUPANCY_ROLLUP_SQL = """
 WITH e AS (SELECT %(edges)s::timestamptz[] AS a)
@@ -84,23 +93,29 @@ async def _occupancy_raw(conn: Conn, b: Buckets, filt: str,
     return acc
 
 
-async def _occupancy_rollup(conn: Conn, b: Buckets, filt: str,
+async def _occupancy_rollup(conn: Conn, b: Buckets, query: str,
                             params: dict[str, Any]) -> dict[int, dict[str, float]]:
-    rows = await fetch_all(conn, _OCCUPANCY_ROLLUP_SQL.format(filter=filt), {
-        **params, "edges": b.edges, "lo": b.start, "hi": b.end})
+    rows = await fetch_all(conn, query, {**params, "edges": b.edges, "lo": b.start,
+                                         "hi": b.end})
     return {r["i"] - 1: {"occupied": r["occupied"], "free": r["free"]} for r in rows}
 
 
 async def _occupancy(conn: Conn, b: Buckets, filt: str, params: dict[str, Any],
-                     capacity: int, source: str = "raw") -> tuple[list[dict[str, Any]], str]:
+                     capacity: int, source: str = "raw", *,
+                     zone: bool = False) -> tuple[list[dict[str, Any]], str]:
+    """A zone (``params["site"]``) reads its quarter-hour rollup, a spot its hourly one."""
+    query = (_ZONE_OCCUPANCY_ROLLUP_SQL if zone
+             else _OCCUPANCY_ROLLUP_SQL.format(filter=filt))
+
     async def rolled(part: Buckets) -> list[dict[str, Any]]:
-        return _occupancy_rows(part, await _occupancy_rollup(conn, part, filt, params),
+        return _occupancy_rows(part, await _occupancy_rollup(conn, part, query, params),
                                capacity)
 
     async def raw(part: Buckets) -> list[dict[str, Any]]:
         return _occupancy_rows(part, await _occupancy_raw(conn, part, filt, params), capacity)
 
-    return await combine(conn, b, source, "parking_spot", rolled=rolled, raw=raw)
+    return await combine(conn, b, source, "parking_spot", rolled=rolled, raw=raw,
+                         slot_s=QUARTER_S if zone else SLOT_S)
 
 
 def _occupancy_rows(b: Buckets, acc: dict[int, dict[str, float]],
@@ -150,7 +165,7 @@ async def zone_occupancy(request: Request, conn: Conn, _: Reader, zone_id: ZoneI
         capacity = len(await fetch_all(conn, "SELECT 1 FROM devices WHERE site_id = %s AND "
                                        "family = 'parking_spot'", (zone_id,)))
     rows, src = await _occupancy(conn, b, "d.site_id = %(site)s", {"site": zone_id}, capacity,
-                                 source)
+                                 source, zone=True)
     return series_response(request, _meta(b, zone=zone_id, source=src), rows, _OCC_COLUMNS,
                            filename=f"occupancy-{zone_id}")
 

@@ -185,6 +185,39 @@ def test_data_is_not_trivial(world: World) -> None:
     assert all(d["rx_bytes"] is None or d["rx_bytes"] >= 0 for d in t["data"])
 
 
+@pytest.mark.parametrize(("frm", "to", "bucket"), [
+    ("2025-10-26", "2025-10-27", "15m"),  # the 25-hour day, quarter by quarter
+    ("2025-10-25T20:00Z", "2025-10-27T23:00Z", "30m"),
+])
+def test_zone_quarter_hours_equal_raw(world: World, frm: str, to: str, bucket: str) -> None:
+    url = (f"/v1/parking/zones/{world.p}pz/occupancy?from={frm}&to={to}&bucket={bucket}")
+    rolled, raw = world.get(url), world.get(url + "&source=raw")
+    assert rolled["source"] == "rollup" and raw["source"] == "raw"
+    assert_same(rolled, raw)
+    assert any(d["occupied_spot_s"] > 0 for d in rolled["data"])
+    # a spot's own rollup is hourly: its quarter hours come from raw rows
+    spot = world.get(f"/v1/parking/spots/{world.p}spot-1/occupancy?from={frm}&to={to}"
+                     f"&bucket={bucket}")
+    assert spot["source"] == "raw"
+
+
+def test_district_days_come_from_the_daily_rollup(world: World) -> None:
+    with psycopg.connect(world.url) as conn:
+        rows = conn.execute("SELECT day, meters, reset, gap FROM rollup_grid_site_1d "
+                            "WHERE site_id = %s AND tz = 'Europe/Paris' ORDER BY day",
+                            (f"{world.p}dist",)).fetchall()
+    # the local days with data that end below the watermark (2025-10-28T03:00Z), with the
+    # 25-hour 2025-10-26; the data starts on 2025-10-25 at 22:00 local time
+    assert [str(r[0]) for r in rows] == ["2025-10-25", "2025-10-26", "2025-10-27"]
+    assert [r[1] for r in rows] == [4, 4, 4]
+    url = (f"/v1/grid/districts/{world.p}dist/energy?from=2025-10-25&to=2025-10-28"
+           "&bucket=1d")
+    rolled, raw = world.get(url), world.get(url + "&source=raw")
+    assert rolled["source"] == "rollup"
+    assert_same(rolled, raw)
+    assert [d["reset"] for d in rolled["data"]] == [r[2] for r in rows]
+
+
 def test_short_buckets_and_unaligned_zones_read_raw(world: World) -> None:
     base = f"/v1/grid/districts/{world.p}dist/energy?from=2025-10-26&to=2025-10-27"
     assert world.get(base + "&bucket=15m")["source"] == "raw"
