@@ -59,6 +59,7 @@ class Report:
     days_aggregated: list[date] = field(default_factory=list)
     dropped_chunks: dict[str, int] = field(default_factory=dict)
     deleted_sessions: int = 0
+    late_sessions: int = 0  # session rows added to hours/days already aggregated
     deleted_keys: int = 0
 
 
@@ -280,17 +281,19 @@ async def _roll_wifi_ap(conn: Conn, h1: datetime, h2: datetime, tz: ZoneInfo) ->
             counter_resets = EXCLUDED.counter_resets""", p)
 
 
-async def _aggregate_session_hours(conn: Conn, h1: datetime, h2: datetime) -> None:
+async def _aggregate_session_hours(conn: Conn, h1: datetime, h2: datetime,
+                                   cutoff: datetime | None) -> None:
     p: dict[str, Any] = {"edges": hour_edges(h1, h2), "lo": h1, "hi": h2,
-                         "bounds": list(DWELL_BOUNDS_S)}
+                         "bounds": list(DWELL_BOUNDS_S), "cutoff": cutoff}
     for table in ("wifi_visitors_1h", "wifi_dwell_1h"):
         await conn.execute(f"DELETE FROM {table} WHERE hour >= %(lo)s AND hour < %(hi)s", p)
-    await conn.execute("""
+    committed = _committed(cutoff)
+    await conn.execute(f"""
         INSERT INTO wifi_visitors_1h (hour, site_id, device_id, visitors, associations)
         SELECT time_bucket('1 hour', s.time), d.site_id, coalesce(s.device_id, ''),
                count(DISTINCT s.client_key), count(*) FILTER (WHERE s.event = 'associated')
         FROM wifi_sessions s JOIN devices d ON d.id = s.device_id
-        WHERE d.family = 'wifi_ap' AND s.time >= %(lo)s AND s.time < %(hi)s
+        WHERE d.family = 'wifi_ap' AND s.time >= %(lo)s AND s.time < %(hi)s AND {committed}
         GROUP BY GROUPING SETS ((time_bucket('1 hour', s.time), d.site_id, s.device_id),
                                 (time_bucket('1 hour', s.time), d.site_id))""", p)
     inner = wifi._DWELL_SQL.format(filter="true", dev="x.device_id,",
@@ -302,21 +305,97 @@ async def _aggregate_session_hours(conn: Conn, h1: datetime, h2: datetime) -> No
         FROM ({inner}) y JOIN devices d ON d.id = y.device_id""", p)
 
 
-async def _aggregate_session_day(conn: Conn, day: date, tz: ZoneInfo) -> tuple[datetime,
-                                                                                datetime]:
+async def _aggregate_session_day(conn: Conn, day: date, tz: ZoneInfo,
+                                 cutoff: datetime | None) -> tuple[datetime, datetime]:
     start = datetime.combine(day, time(0), tzinfo=tz).astimezone(UTC)
     end = datetime.combine(day + timedelta(days=1), time(0), tzinfo=tz).astimezone(UTC)
-    p = {"day": day, "tz": tz.key, "start": start, "end": end}
+    p = {"day": day, "tz": tz.key, "start": start, "end": end, "cutoff": cutoff}
     await conn.execute("DELETE FROM wifi_visitors_1d WHERE tz = %(tz)s AND day = %(day)s", p)
-    await conn.execute("""
+    committed = _committed(cutoff)
+    await conn.execute(f"""
         INSERT INTO wifi_visitors_1d (day, tz, day_start, site_id, device_id, visitors,
                                       associations)
         SELECT %(day)s, %(tz)s, %(start)s, d.site_id, coalesce(s.device_id, ''),
                count(DISTINCT s.client_key), count(*) FILTER (WHERE s.event = 'associated')
         FROM wifi_sessions s JOIN devices d ON d.id = s.device_id
         WHERE d.family = 'wifi_ap' AND s.time >= %(start)s AND s.time < %(end)s
+          AND {committed}
         GROUP BY GROUPING SETS ((d.site_id, s.device_id), (d.site_id))""", p)
     return start, end
+
+
+# -- sessions that arrive after their hour or day was aggregated ------------------------------
+# Each run takes a commit-time cutoff (track_commit_timestamp): aggregations count the rows
+# committed up to it, and the next run adds the rows committed since (cutoff_prev, cutoff]
+# that fall in hours or days already aggregated and not recomputed by that run. Every row is
+# so counted exactly once; a late client cannot be matched with the clients counted before
+# (their rows may be gone), so it adds a visitor.
+LATE_STATE = "wifi_sessions_commits"  # rollup_state row: watermark = last commit cutoff
+
+
+def _committed(cutoff: datetime | None, upper: bool = True) -> str:
+    if cutoff is None:
+        return "true"
+    ct = "coalesce(pg_xact_commit_timestamp(s.xmin), '-infinity'::timestamptz)"
+    return f"{ct} <= %(cutoff)s" if upper else f"{ct} > %(prev)s AND {ct} <= %(cutoff)s"
+
+
+async def _commit_cutoff(conn: Conn) -> datetime | None:
+    """Now by the commit clock, or None when commit times are not tracked."""
+    cur = await conn.execute("SELECT current_setting('track_commit_timestamp') = 'on', "
+                             "clock_timestamp()")
+    row = await cur.fetchone()
+    if not row or not row[0]:
+        log.warning("track_commit_timestamp is off: wifi sessions that arrive after their "
+                    "hour or day was aggregated are not counted")
+        return None
+    ts: datetime = row[1]
+    return ts
+
+
+async def _add_late_sessions(conn: Conn, prev: datetime, cutoff: datetime,
+                             hours_before: datetime | None, days_before: datetime | None,
+                             tz: ZoneInfo) -> int:
+    """Add the sessions committed in (prev, cutoff] to the hours before ``hours_before`` and
+    the days before ``days_before`` (already aggregated); returns how many rows."""
+    p: dict[str, Any] = {"prev": prev, "cutoff": cutoff, "hb": hours_before,
+                         "db": days_before, "tz": tz.key}
+    late = f"""
+        SELECT s.time, s.device_id, s.client_key, s.event, d.site_id
+        FROM wifi_sessions s JOIN devices d ON d.id = s.device_id
+        WHERE d.family = 'wifi_ap' AND {_committed(cutoff, upper=False)}"""
+    cur = await conn.execute(f"SELECT count(*) FROM ({late}) l WHERE l.time < %(hb)s "
+                             "OR l.time < %(db)s", p)
+    row = await cur.fetchone()
+    n = int(row[0]) if row else 0
+    if n == 0:
+        return 0
+    if hours_before is not None:
+        await conn.execute(f"""
+            INSERT INTO wifi_visitors_1h AS v (hour, site_id, device_id, visitors,
+                                               associations)
+            SELECT time_bucket('1 hour', l.time), l.site_id, coalesce(l.device_id, ''),
+                   count(DISTINCT l.client_key), count(*) FILTER (WHERE l.event = 'associated')
+            FROM ({late}) l WHERE l.time < %(hb)s
+            GROUP BY GROUPING SETS ((time_bucket('1 hour', l.time), l.site_id, l.device_id),
+                                    (time_bucket('1 hour', l.time), l.site_id))
+            ON CONFLICT (site_id, device_id, hour) DO UPDATE SET
+                visitors = v.visitors + EXCLUDED.visitors,
+                associations = v.associations + EXCLUDED.associations""", p)
+    if days_before is not None:
+        await conn.execute(f"""
+            INSERT INTO wifi_visitors_1d AS v (day, tz, day_start, site_id, device_id,
+                                               visitors, associations)
+            SELECT x.day, %(tz)s, x.day::timestamp AT TIME ZONE %(tz)s, x.site_id,
+                   coalesce(x.device_id, ''), count(DISTINCT x.client_key),
+                   count(*) FILTER (WHERE x.event = 'associated')
+            FROM (SELECT l.*, (l.time AT TIME ZONE %(tz)s)::date AS day
+                  FROM ({late}) l WHERE l.time < %(db)s) x
+            GROUP BY GROUPING SETS ((x.day, x.site_id, x.device_id), (x.day, x.site_id))
+            ON CONFLICT (site_id, device_id, tz, day) DO UPDATE SET
+                visitors = v.visitors + EXCLUDED.visitors,
+                associations = v.associations + EXCLUDED.associations""", p)
+    return n
 
 
 Roll = Callable[[Conn, datetime, datetime, ZoneInfo], Awaitable[None]]
@@ -404,10 +483,16 @@ async def roll(conn: Conn, settings: Settings, name: str, now: datetime, *,
 async def aggregate_sessions(conn: Conn, settings: Settings, now: datetime,
                              report: Report) -> None:
     """Hourly visitors and dwell times (recomputed while their raw rows all exist), and
-    daily visitors of every local day that has ended, before the raw rows go."""
+    daily visitors of every local day that has ended, before the raw rows go; sessions
+    committed since the last run in hours or days already aggregated are added."""
     target = floor_hour(now)
-    st = await _state(conn, "wifi_visitors_1h")
-    if st is None or st["watermark"] is None:
+    tz = ZoneInfo(settings.timezone)
+    cutoff = await _commit_cutoff(conn)
+    late_st = await _state(conn, LATE_STATE)
+    hours = await _state(conn, "wifi_visitors_1h")
+    days = await _state(conn, "wifi_visitors_1d")
+    recompute: tuple[datetime, datetime, datetime, datetime] | None = None
+    if hours is None or hours["watermark"] is None:
         first = await _earliest(conn, ("wifi_sessions",))
         if first is None:
             return
@@ -416,32 +501,40 @@ async def aggregate_sessions(conn: Conn, settings: Settings, now: datetime,
         since, watermark = SESSIONS_SINCE, floor_hour(first)
         due = True
     else:
-        since, watermark = st["since"], st["watermark"]
-        due = target > watermark or now - st["refreshed_at"] >= REFRESH
+        since, watermark = hours["since"], hours["watermark"]
+        due = target > watermark or now - hours["refreshed_at"] >= REFRESH
     start = min(watermark, max(watermark - SESSION_REWIND, since,
                                floor_hour(now - SESSION_REWIND) + HOUR))
     if due and start < target:
-        async with conn.transaction():
-            await _aggregate_session_hours(conn, start, target)
+        recompute = (start, target, since, watermark)
+    async with conn.transaction():
+        if cutoff is not None and late_st is not None and late_st["watermark"] is not None:
+            hours_before = None if hours is None else (
+                recompute[0] if recompute else hours["watermark"])
+            days_before = None if days is None else days["watermark"]
+            report.late_sessions = await _add_late_sessions(
+                conn, late_st["watermark"], cutoff, hours_before, days_before, tz)
+        if recompute is not None:
+            await _aggregate_session_hours(conn, start, target, cutoff)
             await _save(conn, "wifi_visitors_1h", since, max(watermark, target), now)
-        report.rolled["wifi_visitors_1h"] = (start, target)
-    tz = ZoneInfo(settings.timezone)
-    st = await _state(conn, "wifi_visitors_1d")
-    if st is None or st["watermark"] is None:
+            report.rolled["wifi_visitors_1h"] = (start, target)
+        if cutoff is not None:
+            await _save(conn, LATE_STATE, SESSIONS_SINCE, cutoff, now)
+    if days is None or days["watermark"] is None:
         first = await _earliest(conn, ("wifi_sessions",))
         if first is None:
             return
         day = first.astimezone(tz).date()
         since = SESSIONS_SINCE
     else:
-        since = st["since"]
-        day = st["watermark"].astimezone(tz).date()
+        since = days["since"]
+        day = days["watermark"].astimezone(tz).date()
     while True:
         end = datetime.combine(day + timedelta(days=1), time(0), tzinfo=tz).astimezone(UTC)
         if end > now:
             break
         async with conn.transaction():
-            await _aggregate_session_day(conn, day, tz)
+            await _aggregate_session_day(conn, day, tz, cutoff)
             await _save(conn, "wifi_visitors_1d", since, end, now)
         report.days_aggregated.append(day)
         day += timedelta(days=1)

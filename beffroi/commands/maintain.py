@@ -52,6 +52,9 @@ def _maintain(ctx: Context, args: argparse.Namespace) -> int:
             return 0
         for name, (a, b) in report.rolled.items():
             print(f"rolled up {name}: {a.isoformat()} .. {b.isoformat()}")
+        if report.late_sessions:
+            print(f"added {report.late_sessions} late wifi session row(s) to hours or days "
+                  "already aggregated")
         for day in report.days_aggregated:
             print(f"aggregated wifi sessions of {day}")
         for table, n in report.dropped_chunks.items():

@@ -142,6 +142,41 @@ def test_past_days_read_from_the_aggregates(db: tuple[str, str, Settings]) -> No
         assert day["sessions_2h_4h"] == 1 and day["mean_dwell_s"] == (600 + 7200) / 2
 
 
+def _visitors(url: str, table: str, col: str, at: Any, site: str) -> dict[str, int]:
+    with psycopg.connect(url) as conn:
+        return dict(conn.execute(f"SELECT device_id, visitors FROM {table} WHERE {col} = %s "
+                                 "AND site_id = %s", (at, site)).fetchall())
+
+
+def test_sessions_arriving_after_aggregation_are_added_once(
+        db: tuple[str, str, Settings]) -> None:
+    url, p, s = db
+    hour = datetime(2025, 11, 19, 22, tzinfo=UTC)  # 23:00 in Paris: the 19th, aggregated
+    day_before = _visitors(url, "wifi_visitors_1d", "day", date(2025, 11, 19), f"{p}sq")
+    hour_before = _visitors(url, "wifi_visitors_1h", "hour", hour, f"{p}sq")
+    assert day_before == {"": 1, f"{p}ap-2": 1}  # client 5, seen at NOW - 1 h
+    with psycopg.connect(url, autocommit=True) as conn:  # a gateway flushes its buffer late
+        for k, ap in ((6, "ap-1"), (7, "ap-1")):
+            conn.execute("INSERT INTO wifi_sessions (time, device_id, client_key, event) "
+                         "VALUES (%s, %s, %s, 'associated')",
+                         (hour + timedelta(minutes=k), f"{p}{ap}", _key(k)))
+    # one minute later: the hour is not due for a recompute, the day was aggregated
+    report = _run(url, s, NOW + timedelta(minutes=1), rollups_only=False)
+    assert report.late_sessions == 2
+    assert _visitors(url, "wifi_visitors_1d", "day", date(2025, 11, 19), f"{p}sq") == {
+        "": 3, f"{p}ap-1": 2, f"{p}ap-2": 1}
+    after = _visitors(url, "wifi_visitors_1h", "hour", hour, f"{p}sq")
+    assert after.get("", 0) == hour_before.get("", 0) + 2
+    assert after[f"{p}ap-1"] == hour_before.get(f"{p}ap-1", 0) + 2
+    # counted once: the next runs, with or without an hourly recompute, add nothing more
+    for minutes in (2, 15):
+        again = _run(url, s, NOW + timedelta(minutes=minutes))
+        assert again.late_sessions == 0
+        assert _visitors(url, "wifi_visitors_1d", "day", date(2025, 11, 19),
+                         f"{p}sq")[""] == 3
+        assert _visitors(url, "wifi_visitors_1h", "hour", hour, f"{p}sq") == after
+
+
 def test_cli_runs_the_job(db: tuple[str, str, Settings], capsys: pytest.CaptureFixture[str],
                           monkeypatch: pytest.MonkeyPatch) -> None:
     from beffroi.cli import main
