@@ -101,16 +101,15 @@ def revoke_token(conn: psycopg.Connection[Any], *, token_id: int | None = None,
 
 
 async def authenticate(conn: psycopg.AsyncConnection[Any], token: str) -> TokenInfo | None:
-    """The valid token matching ``token``, or None; records its use (coarsely)."""
+    """The valid token matching ``token``, or None; records its use (coarsely: one write
+    per token per minute, so a request costs one read)."""
     async with conn.cursor(row_factory=dict_row) as cur:
         await cur.execute(
-            f"UPDATE api_tokens SET last_used_at = now() WHERE token_hash = %s "
-            f"AND revoked_at IS NULL AND (last_used_at IS NULL OR last_used_at < now() - "
-            f"make_interval(secs => %s)) RETURNING {_COLS}",
-            (hash_token(token), LAST_USED_RESOLUTION_S))
+            f"SELECT {_COLS}, (last_used_at IS NULL OR last_used_at < now() - "
+            f"make_interval(secs => %s)) AS stale FROM api_tokens WHERE token_hash = %s "
+            f"AND revoked_at IS NULL", (LAST_USED_RESOLUTION_S, hash_token(token)))
         row = await cur.fetchone()
-        if row is None:
-            await cur.execute(f"SELECT {_COLS} FROM api_tokens WHERE token_hash = %s "
-                              "AND revoked_at IS NULL", (hash_token(token),))
-            row = await cur.fetchone()
+        if row is not None and row["stale"]:
+            await cur.execute("UPDATE api_tokens SET last_used_at = now() WHERE id = %s",
+                              (row["id"],))
     return _info(row) if row else None
