@@ -51,7 +51,7 @@ typecheck: venv
 test: venv lint typecheck stack-up
 	@$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-bench: bench-ingest
+bench: bench-ingest bench-api
 
 bench-ingest: venv stack-up
 	@$(BIN)/python -m bench.ingest
