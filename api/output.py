@@ -7,8 +7,9 @@ import io
 from collections.abc import Sequence
 from typing import Any
 
+import orjson
 from fastapi import Request
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import Response
 
 from api.errors import invalid
 
@@ -37,7 +38,7 @@ def series_response(request: Request, meta: dict[str, Any], rows: Sequence[dict[
             w.writerow(["" if r.get(c) is None else r.get(c) for c in columns])
         return Response(buf.getvalue(), media_type=CSV_MEDIA, headers={
             "Content-Disposition": f'attachment; filename="{filename}.csv"'})
-    return JSONResponse({**meta, "data": list(rows)})
+    return Response(orjson.dumps({**meta, "data": list(rows)}), media_type="application/json")
 
 
 FORMAT_DOC = ("Time series answer JSON by default, CSV with `Accept: text/csv` or "

@@ -14,6 +14,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
+from functools import cached_property
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from api.errors import invalid
@@ -99,10 +100,14 @@ class Buckets:
     def __len__(self) -> int:
         return len(self.edges) - 1
 
+    @cached_property
+    def _labels(self) -> list[str]:
+        return [e.astimezone(self.tz).isoformat() for e in self.edges]
+
     def label(self, i: int) -> tuple[str, str]:
         """Local ISO start and end of bucket ``i``."""
-        return (self.edges[i].astimezone(self.tz).isoformat(),
-                self.edges[i + 1].astimezone(self.tz).isoformat())
+        labels = self._labels
+        return labels[i], labels[i + 1]
 
     def seconds(self, i: int) -> float:
         """Length of bucket ``i``."""
