@@ -10,7 +10,7 @@ from fastapi.responses import Response
 
 from api.db import fetch_all, get_device, get_site
 from api.deps import ID_PATTERN, Conn, Range, Reader, SettingsDep, only_buckets
-from api.errors import ERROR_RESPONSES
+from api.errors import ERROR_RESPONSES, error_body, not_found
 from api.output import CSV_RESPONSE, FORMAT_DOC, series_response
 from api.rollups import SourceParam, combine
 from api.timeq import Buckets
@@ -432,3 +432,77 @@ async def meter_voltage(request: Request, conn: Conn, _: Reader, meter_id: Meter
     await get_device(conn, meter_id, "grid_meter")
     return await _voltage(request, conn, b, "d.id = %(id)s", {"id": meter_id},
                           _meta(b, meter=meter_id), f"voltage-{meter_id}", source)
+
+
+# Solar export. The registry marks producing meters with `"solar": true` in their metadata
+# (docs/registry.md); their energy comes from the same machinery as the energy routes
+# (`_energy`: raw intervals or the per-meter hourly rollup), restricted to them.
+_SOLAR = "d.metadata -> 'solar' = 'true'::jsonb"
+_EXPORT_COLS = ("start", "end", "export_wh", "import_wh", "net_export_wh", "export_to_import",
+                "producers", "complete_producers", "complete", "estimated", "reset", "gap")
+_EXPORT_DOC = (
+    "Energy injected into the grid by the solar producers (meters with `solar: true` in the "
+    "registry), per bucket: `export_wh` and `import_wh` of those meters (Wh, differences of "
+    "their cumulative indices, as in the energy route), `net_export_wh` = export - import, "
+    "`export_to_import` = export / import (how much of what the producers drew from the grid "
+    "they gave back; above 1 for net producers), `producers` (meters with readings in the "
+    "bucket) and `complete_producers`; `complete`, `estimated`, `reset` and `gap` as in the "
+    "energy route. " + FORMAT_DOC)
+_EXPORT_EXAMPLE = {
+    "district": "saint-michel", "producers_total": 18, "bucket": "1d", "tz": "Europe/Paris",
+    "from": "2025-06-21T00:00:00+02:00", "to": "2025-06-22T00:00:00+02:00",
+    "source": "rollup",
+    "data": [{"start": "2025-06-21T00:00:00+02:00", "end": "2025-06-22T00:00:00+02:00",
+              "export_wh": 152340.0, "import_wh": 98210.0, "net_export_wh": 54130.0,
+              "export_to_import": 1.5512, "producers": 18, "complete_producers": 18,
+              "complete": True, "estimated": False, "reset": False, "gap": False}]}
+_EXPORT_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {"content": {"application/json": {"example": _EXPORT_EXAMPLE},
+                      "text/csv": {"example": ",".join(_EXPORT_COLS) + "\n"}}},
+    404: {"description": "unknown district, or a meter that is not a solar producer",
+          "content": {"application/json": {"example": error_body(
+              "not_found", "no solar meter 'linky-saint-michel-0001'")}}}}
+
+
+def _export_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    out = []
+    for r in rows:
+        exp, imp = r["export_wh"], r["import_wh"]
+        out.append({
+            "start": r["start"], "end": r["end"], "export_wh": exp, "import_wh": imp,
+            "net_export_wh": _num(exp - imp) if exp is not None and imp is not None else None,
+            "export_to_import": round(exp / imp, 4) if exp is not None and imp else None,
+            "producers": r["meters"], "complete_producers": r["complete_meters"],
+            "complete": r["complete"], "estimated": r["estimated"], "reset": r["reset"],
+            "gap": r["gap"]})
+    return out
+
+
+@router.get("/districts/{district_id}/export", summary="Solar export of a district",
+            description=_EXPORT_DOC, responses=_EXPORT_RESPONSES)
+async def district_export(request: Request, conn: Conn, _: Reader, district_id: DistrictId,
+                          b: Range, source: SourceParam = "auto") -> Response:
+    """Sum over the district's solar producers (none: every bucket empty)."""
+    await get_site(conn, district_id, "district")
+    rows = await fetch_all(conn, "SELECT count(*) AS n FROM devices d WHERE d.site_id = %(id)s "
+                           f"AND d.family = 'grid_meter' AND {_SOLAR}", {"id": district_id})
+    n = int(rows[0]["n"])
+    energy, src = await _energy(conn, b, f"d.site_id = %(id)s AND {_SOLAR}",
+                                {"id": district_id}, n, source)
+    return series_response(request, _meta(b, district=district_id, producers_total=n,
+                                           source=src), _export_rows(energy), _EXPORT_COLS,
+                           filename=f"export-{district_id}")
+
+
+@router.get("/meters/{meter_id}/export", summary="Solar export of one meter",
+            description=_EXPORT_DOC + " A meter the registry does not mark `solar` is 404.",
+            responses=_EXPORT_RESPONSES)
+async def meter_export(request: Request, conn: Conn, _: Reader, meter_id: MeterId,
+                       b: Range, source: SourceParam = "auto") -> Response:
+    """One solar meter."""
+    dev = await get_device(conn, meter_id, "grid_meter")
+    if (dev["metadata"] or {}).get("solar") is not True:
+        raise not_found("solar meter", meter_id)
+    energy, src = await _energy(conn, b, "d.id = %(id)s", {"id": meter_id}, 1, source)
+    return series_response(request, _meta(b, meter=meter_id, source=src),
+                           _export_rows(energy), _EXPORT_COLS, filename=f"export-{meter_id}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
@@ -27,40 +28,68 @@ FamilyName = Literal["wifi_ap", "parking_spot", "parking_meter", "grid_meter"]
 SiteId = Annotated[str, Path(pattern=ID_PATTERN, examples=["grand-place"])]
 DeviceId = Annotated[str, Path(pattern=ID_PATTERN, examples=["spot-grand-place-001"])]
 
-# Last message time, latest battery and signal per device, each read from the family's
-# table through its (device_id, time) index.
-_HEALTH_SQL = """
-SELECT d.id, d.family, d.site_id, d.name, d.active, d.report_interval_s,
-       h.last_seen, h.battery, h.rssi_dbm,
+# Device health: last message time and the latest health values of each device, read with
+# one indexed lookup per device on its own family's table(s) (`ORDER BY time DESC LIMIT 1`
+# on the (device_id, time) key: TimescaleDB's ordered ChunkAppend reads the newest chunk
+# first and stops at the first row). Each family is a separate branch of a UNION ALL over
+# the selected devices, so no lookup ever touches another family's table. Columns a
+# family does not report are NULL.
+HEALTH_COLUMNS: dict[str, str] = {  # name -> SQL type in the answer
+    "battery": "float8", "rssi_dbm": "int", "snr_db": "float8", "radio_up": "boolean",
+    "clients": "int", "paper": "float8", "fault_code": "text"}
+
+_FAMILY_HEALTH: dict[str, tuple[str, str, dict[str, str]]] = {
+    # family: (lateral joins, last_seen expression, {health column: expression})
+    "parking_spot": (
+        "LEFT JOIN LATERAL (SELECT p.time, p.battery, p.rssi_dbm, p.snr_db "
+        "FROM parking_spot_state p WHERE p.device_id = b.id "
+        "ORDER BY p.time DESC LIMIT 1) x ON true",
+        "x.time", {"battery": "x.battery", "rssi_dbm": "x.rssi_dbm", "snr_db": "x.snr_db"}),
+    # A meter's health comes from its status reports; a payment also shows it is alive
+    # (only payments later than the last status are looked for).
+    "parking_meter": (
+        "LEFT JOIN LATERAL (SELECT s.time, s.battery, s.paper, s.fault_code "
+        "FROM parking_meter_status s WHERE s.device_id = b.id "
+        "ORDER BY s.time DESC LIMIT 1) x ON true "
+        "LEFT JOIN LATERAL (SELECT t.time FROM parking_transactions t "
+        "WHERE t.device_id = b.id AND t.time > coalesce(x.time, '-infinity') "
+        "ORDER BY t.time DESC LIMIT 1) y ON true",
+        "greatest(x.time, y.time)",
+        {"battery": "x.battery", "paper": "x.paper", "fault_code": "x.fault_code"}),
+    "wifi_ap": (
+        "LEFT JOIN LATERAL (SELECT w.time, w.clients, w.radio_up FROM wifi_ap_stats w "
+        "WHERE w.device_id = b.id ORDER BY w.time DESC LIMIT 1) x ON true",
+        "x.time", {"radio_up": "x.radio_up", "clients": "x.clients"}),
+    "grid_meter": (
+        "LEFT JOIN LATERAL (SELECT g.time FROM grid_readings g WHERE g.device_id = b.id "
+        "ORDER BY g.time DESC LIMIT 1) x ON true",
+        "x.time", {}),
+}
+
+_DEVICE_COLS = "b.id, b.family, b.site_id, b.name, b.active, b.report_interval_s"
+
+
+def _branch(family: str) -> str:
+    joins, last_seen, cols = _FAMILY_HEALTH[family]
+    values = ", ".join(f"{cols.get(c, 'NULL')}::{t} AS {c}" for c, t in HEALTH_COLUMNS.items())
+    return (f"SELECT {_DEVICE_COLS}, {last_seen} AS last_seen, {values} FROM b {joins} "
+            f"WHERE b.family = '{family}'")
+
+
+def _health_sql(devices: str, families: Sequence[str]) -> str:
+    """Health rows, with their status, of the devices that ``devices`` (a query on
+    ``devices d``) selects; only the branches of ``families`` are planned."""
+    union = "\nUNION ALL\n".join(_branch(f) for f in families)
+    return f"""
+WITH b AS MATERIALIZED ({devices}),
+h AS ({union})
+SELECT h.*,
        CASE WHEN h.last_seen IS NULL
-              OR now() - h.last_seen > make_interval(secs => d.report_interval_s * %(off)s)
+              OR now() - h.last_seen > make_interval(secs => h.report_interval_s * %(off)s)
             THEN 'offline'
-            WHEN now() - h.last_seen > make_interval(secs => d.report_interval_s * %(late)s)
+            WHEN now() - h.last_seen > make_interval(secs => h.report_interval_s * %(late)s)
             THEN 'late' ELSE 'online' END AS status
-FROM devices d
-LEFT JOIN LATERAL (
-    SELECT * FROM (
-        SELECT time AS last_seen, battery::float8 AS battery, rssi_dbm::int AS rssi_dbm
-          FROM parking_spot_state WHERE d.family = 'parking_spot' AND device_id = d.id
-        UNION ALL
-        SELECT time, battery::float8, NULL FROM parking_meter_status
-          WHERE d.family = 'parking_meter' AND device_id = d.id
-        UNION ALL
-        SELECT time, NULL, NULL FROM parking_transactions
-          WHERE d.family = 'parking_meter' AND device_id = d.id
-        UNION ALL
-        SELECT time, NULL, NULL FROM wifi_ap_stats WHERE d.family = 'wifi_ap' AND device_id = d.id
-        UNION ALL
-        SELECT time, NULL, NULL FROM grid_readings
-          WHERE d.family = 'grid_meter' AND device_id = d.id
-    ) x ORDER BY last_seen DESC LIMIT 1
-) h ON true
-"""
-
-
-def _health_query(where: list[str]) -> str:
-    cond = " AND ".join(where) if where else "TRUE"
-    return f"SELECT * FROM ({_HEALTH_SQL}) q WHERE {cond}"
+FROM h"""
 
 
 def _health_row(r: dict[str, Any]) -> dict[str, Any]:
@@ -70,31 +99,59 @@ def _health_row(r: dict[str, Any]) -> dict[str, Any]:
             "status": r["status"], "last_seen": iso(r["last_seen"]),
             "silent_s": round((now - r["last_seen"]).total_seconds())
             if r["last_seen"] else None,
-            "battery": r["battery"], "rssi_dbm": r["rssi_dbm"]}
+            **{c: _round(r[c]) for c in HEALTH_COLUMNS}}
 
 
-def _filters(site: str | None, family: str | None, status: str | None,
-             params: dict[str, Any]) -> list[str]:
+def _round(v: Any) -> Any:
+    """Ratios and dB are stored as `real`: 0.87, not 0.8700000047683716."""
+    return round(v, 4) if isinstance(v, float) else v
+
+
+def _families(family: str | None) -> list[str]:
+    return [family] if family is not None else list(_FAMILY_HEALTH)
+
+
+def _device_where(site: str | None, family: str | None, params: dict[str, Any], *,
+                  active_only: bool = False) -> str:
     where = []
     if site is not None:
-        where.append("site_id = %(site)s")
+        where.append("d.site_id = %(site)s")
         params["site"] = site
     if family is not None:
-        where.append("family = %(family)s")
+        where.append("d.family = %(family)s")
         params["family"] = family
-    if status is not None:
-        where.append("status = %(status)s")
-        params["status"] = status
-    return where
+    if active_only:
+        where.append("d.active")
+    return " AND ".join(where) if where else "TRUE"
 
 
-async def _page(conn: psycopg.AsyncConnection[Any], where: list[str], params: dict[str, Any],
-                page: Page) -> dict[str, Any]:
-    q = _health_query(where)
-    total = await fetch_one(conn, f"SELECT count(*) AS n FROM ({q}) c", params)
-    rows = await fetch_all(conn, q + " ORDER BY id LIMIT %(limit)s OFFSET %(offset)s",
-                           {**params, "limit": page.limit, "offset": page.offset})
-    return {"count": total["n"] if total else 0, "limit": page.limit, "offset": page.offset,
+async def _page(conn: psycopg.AsyncConnection[Any], page: Page, *, site: str | None,
+                family: str | None, statuses: Sequence[str] | None,
+                active_only: bool = False) -> dict[str, Any]:
+    """A page of health rows ordered by id. Without a status filter the page is cut from
+    the registry first and only its devices are looked up; with one, every device of the
+    filter is (its status is needed to count it)."""
+    params = _thresholds()
+    where = _device_where(site, family, params, active_only=active_only)
+    params |= {"limit": page.limit, "offset": page.offset}
+    devices = f"SELECT d.* FROM devices d WHERE {where}"
+    if statuses is None:
+        total = await fetch_one(conn, f"SELECT count(*) AS n FROM devices d WHERE {where}",
+                                params)
+        rows = await fetch_all(conn, _health_sql(
+            f"{devices} ORDER BY d.id LIMIT %(limit)s OFFSET %(offset)s",
+            _families(family)) + " ORDER BY id", params)
+        count = total["n"] if total else 0
+    else:
+        rows = await fetch_all(conn, f"""
+            WITH s AS ({_health_sql(devices, _families(family))}),
+            f AS (SELECT * FROM s WHERE status = ANY(%(statuses)s))
+            SELECT c.n AS total, p.* FROM (SELECT count(*) AS n FROM f) c
+            LEFT JOIN LATERAL (SELECT * FROM f ORDER BY id LIMIT %(limit)s OFFSET %(offset)s) p
+              ON true ORDER BY p.id""", {**params, "statuses": list(statuses)})
+        count = rows[0]["total"] if rows else 0
+        rows = [r for r in rows if r["id"] is not None]
+    return {"count": count, "limit": page.limit, "offset": page.offset,
             "data": [_health_row(r) for r in rows]}
 
 
@@ -125,25 +182,49 @@ async def one_site(conn: Conn, _: Reader, site_id: SiteId) -> dict[str, Any]:
     return await get_site(conn, site_id)
 
 
-@router.get("/devices", tags=["inventory"], summary="Devices, filtered and paginated")
+_HEALTH_EXAMPLE = {
+    "count": 300, "limit": 100, "offset": 0,
+    "data": [{"id": "spot-gare-001", "family": "parking_spot", "site_id": "parking-gare",
+              "name": "Place Gare 1", "active": True, "report_interval_s": 600,
+              "status": "online", "last_seen": "2025-11-18T09:41:07+00:00", "silent_s": 173,
+              "battery": 0.87, "rssi_dbm": -104, "snr_db": 7.5, "radio_up": None,
+              "clients": None, "paper": None, "fault_code": None}]}
+_HEALTH_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {"content": {"application/json": {"example": _HEALTH_EXAMPLE}}}}
+HEALTH_DOC = (
+    "Status is `online` while the last message is younger than 2 expected reporting "
+    "intervals of the device (`report_interval_s`), `late` up to 6, `offline` beyond (or "
+    "never seen). Health values are those of the latest report and NULL where the family "
+    "does not send them: parking sensors `battery`, `rssi_dbm`, `snr_db` (LoRaWAN uplink, "
+    "best gateway); parking meters `battery`, `paper`, `fault_code` (status reports; a "
+    "payment also counts as a message); wifi access points `radio_up`, `clients`; grid "
+    "meters report no battery nor signal (mains-powered, wired TIC bridge).")
+
+
+@router.get("/devices", tags=["inventory"], summary="Devices, filtered and paginated",
+            description="Devices of the registry with their health, ordered by id. "
+            + HEALTH_DOC, responses=_HEALTH_RESPONSES)
 async def list_devices(
     conn: Conn, _: Reader, page: Page,
-    site: Annotated[str | None, Query(pattern=ID_PATTERN)] = None,
-    family: Annotated[FamilyName | None, Query()] = None,
-    status: Annotated[Status | None, Query()] = None,
+    site: Annotated[str | None, Query(pattern=ID_PATTERN, examples=["parking-gare"])] = None,
+    family: Annotated[FamilyName | None, Query(examples=["parking_spot"])] = None,
+    status: Annotated[Status | None, Query(examples=["offline"])] = None,
 ) -> dict[str, Any]:
-    """Devices with their status (online/late/offline), last message time and battery."""
-    params = _thresholds()
-    return await _page(conn, _filters(site, family, status, params), params, page)
+    """Devices with their status (online/late/offline), last message time and health."""
+    return await _page(conn, page, site=site, family=family,
+                       statuses=None if status is None else (status,))
 
 
 @router.get("/devices/{device_id}", tags=["inventory"],
-            summary="One device with its latest reading")
+            summary="One device with its latest reading",
+            description="The device's registry entry, its health (as in `/v1/devices`) and "
+            "its latest reading of each kind (wifi sessions excepted). " + HEALTH_DOC)
 async def one_device(conn: Conn, _: Reader, device_id: DeviceId) -> dict[str, Any]:
     """The device's registry entry, its health and its latest reading of each kind."""
     dev = await get_device(conn, device_id)
     params = {**_thresholds(), "id": device_id}
-    health = await fetch_one(conn, _health_query(["id = %(id)s"]), params)
+    health = await fetch_one(conn, _health_sql("SELECT d.* FROM devices d WHERE d.id = %(id)s",
+                                               [dev["family"]]), params)
     latest: dict[str, Any] = {}
     for kind in KINDS_OF_FAMILY[Family(dev["family"])]:
         if kind.table == "wifi_sessions":
@@ -161,27 +242,36 @@ async def one_device(conn: Conn, _: Reader, device_id: DeviceId) -> dict[str, An
 
 
 @router.get("/health/devices", tags=["device health"],
-            summary="Health of devices: status, last seen, battery, signal")
+            summary="Health of devices: status, last seen, battery, signal",
+            description=HEALTH_DOC, responses=_HEALTH_RESPONSES)
 async def devices_health(
     conn: Conn, _: Reader, page: Page,
-    site: Annotated[str | None, Query(pattern=ID_PATTERN)] = None,
-    family: Annotated[FamilyName | None, Query()] = None,
-    status: Annotated[Status | None, Query()] = None,
+    site: Annotated[str | None, Query(pattern=ID_PATTERN, examples=["parking-gare"])] = None,
+    family: Annotated[FamilyName | None, Query(examples=["parking_spot"])] = None,
+    status: Annotated[Status | None, Query(examples=["late"])] = None,
 ) -> dict[str, Any]:
-    """Status is `online` while the last message is younger than 2 expected reporting
-    intervals of the device, `late` up to 6, `offline` beyond (or never seen)."""
-    params = _thresholds()
-    return await _page(conn, _filters(site, family, status, params), params, page)
+    """The health list, filtered by site, family and status, ordered by id."""
+    return await _page(conn, page, site=site, family=family,
+                       statuses=None if status is None else (status,))
 
 
 @router.get("/health/sites/{site_id}", tags=["device health"],
-            summary="Device status counts of one site")
+            summary="Device status counts of one site",
+            responses={200: {"content": {"application/json": {"example": {
+                "site_id": "parking-gare", "families": {
+                    "parking_meter": {"online": 3, "late": 0, "offline": 0,
+                                      "min_battery": 0.62},
+                    "parking_spot": {"online": 97, "late": 2, "offline": 1,
+                                     "min_battery": 0.18}}}}}}})
 async def site_health(conn: Conn, _: Reader, site_id: SiteId) -> dict[str, Any]:
-    """How many devices of the site are online, late, offline, per family."""
+    """How many devices of the site are online, late, offline, per family, and the lowest
+    latest battery level among them (null for families without a battery)."""
     await get_site(conn, site_id)
     params = {**_thresholds(), "site": site_id}
+    health = _health_sql("SELECT d.* FROM devices d WHERE d.site_id = %(site)s",
+                         _families(None))
     rows = await fetch_all(conn, f"SELECT family, status, count(*) AS n, min(battery) AS "
-                           f"min_battery FROM ({_health_query(['site_id = %(site)s'])}) q "
+                           f"min_battery FROM ({health}) q "
                            "GROUP BY family, status ORDER BY family, status", params)
     families: dict[str, dict[str, Any]] = {}
     for r in rows:
@@ -190,22 +280,23 @@ async def site_health(conn: Conn, _: Reader, site_id: SiteId) -> dict[str, Any]:
         f[r["status"]] = r["n"]
         if r["min_battery"] is not None:
             mb = f["min_battery"]
-            f["min_battery"] = r["min_battery"] if mb is None else min(mb, r["min_battery"])
+            low = _round(r["min_battery"])
+            f["min_battery"] = low if mb is None else min(mb, low)
     return {"site_id": site_id, "families": families}
 
 
 @router.get("/health/silent", tags=["device health"],
-            summary="Silent devices: offline (or late) active devices")
+            summary="Silent devices: offline (or late) active devices",
+            description="Active devices that stopped reporting (`offline`, and `late` with "
+            "`include_late=true`) or never did (`last_seen` null), ordered by id for stable "
+            "pagination (not by length of silence: see `silent_s`). " + HEALTH_DOC,
+            responses=_HEALTH_RESPONSES)
 async def silent(
     conn: Conn, _: Reader, page: Page,
-    site: Annotated[str | None, Query(pattern=ID_PATTERN)] = None,
-    family: Annotated[FamilyName | None, Query()] = None,
+    site: Annotated[str | None, Query(pattern=ID_PATTERN, examples=["parking-gare"])] = None,
+    family: Annotated[FamilyName | None, Query(examples=["parking_spot"])] = None,
     include_late: Annotated[bool, Query(description="also list late devices")] = False,
 ) -> dict[str, Any]:
-    """Active devices that stopped reporting, longest silence first is not guaranteed:
-    ordered by id for stable pagination."""
-    params = _thresholds()
-    where = _filters(site, family, None, params)
-    where.append("active")
-    where.append("status IN ('offline', 'late')" if include_late else "status = 'offline'")
-    return await _page(conn, where, params, page)
+    """Active devices that stopped reporting, ordered by id."""
+    return await _page(conn, page, site=site, family=family, active_only=True,
+                       statuses=("offline", "late") if include_late else ("offline",))

@@ -203,38 +203,50 @@ async def zone_current(conn: Conn, _: Reader, zone_id: ZoneId) -> dict[str, Any]
     return {"zone": zone_id, "capacity": capacity, "sensors": sensors, **counts}
 
 
-@router.get("/zones/{zone_id}/turnover", summary="Arrivals per spot and mean stay",
-            description="Arrivals = changes of a sensor to `occupied`; `turnover` = arrivals "
-            "per spot of the capacity; `mean_stay_s` = mean time from an arrival to the "
-            "sensor's next non-occupied state, for stays that ended in the bucket. Buckets "
-            "1h, 1d, 1w, 1mo. " + FORMAT_DOC)
-async def zone_turnover(request: Request, conn: Conn, _: Reader, zone_id: ZoneId,
-                        b: Range) -> Response:
-    """Turnover of a parking zone per bucket."""
-    only_buckets(b, ("1h", "1d", "1w", "1mo"), "turnover is counted per hour or longer")
-    site = await get_site(conn, zone_id, "parking_zone")
-    rows = await fetch_all(conn, """
-        WITH e AS (SELECT %(edges)s::timestamptz[] AS a),
-        s AS (
-            SELECT p.device_id, p.time, p.state,
-                   lag(p.state) OVER w AS prev_state
-            FROM parking_spot_state p JOIN devices d ON d.id = p.device_id
-            WHERE d.site_id = %(zone)s AND d.family = 'parking_spot'
-              AND p.time >= %(lo)s - interval '2 days' AND p.time < %(hi)s
-            WINDOW w AS (PARTITION BY p.device_id ORDER BY p.time)
-        ),
-        changes AS (
-            SELECT device_id, time, state,
-                   lead(time) OVER (PARTITION BY device_id ORDER BY time) AS next_change
-            FROM s WHERE prev_state IS DISTINCT FROM state
-        )
-        SELECT width_bucket(time, e.a) AS i, count(*) AS arrivals,
-               avg(extract(epoch FROM next_change - time)) AS mean_stay_s
-        FROM changes CROSS JOIN e
-        WHERE state = 'occupied' AND time >= %(lo)s AND time < %(hi)s
-        GROUP BY 1""", {"edges": b.edges, "zone": zone_id, "lo": b.start, "hi": b.end})
+# Arrivals: a sensor's reports where its state changes to `occupied` (its first report in
+# the lookback counts as a change); a stay lasts until the sensor's next change of state.
+# Changes are found over the range plus a 2-day lookback, so a state reported before the
+# range is not counted again as an arrival.
+_TURNOVER_SQL = """
+WITH e AS (SELECT %(edges)s::timestamptz[] AS a),
+s AS (
+    SELECT p.device_id, p.time, p.state,
+           lag(p.state) OVER w AS prev_state
+    FROM parking_spot_state p JOIN devices d ON d.id = p.device_id
+    WHERE {filter} AND d.family = 'parking_spot'
+      AND p.time >= %(lo)s - interval '2 days' AND p.time < %(hi)s
+    WINDOW w AS (PARTITION BY p.device_id ORDER BY p.time)
+),
+changes AS (
+    SELECT device_id, time, state,
+           lead(time) OVER (PARTITION BY device_id ORDER BY time) AS next_change
+    FROM s WHERE prev_state IS DISTINCT FROM state
+)
+SELECT width_bucket(time, e.a) AS i, count(*) AS arrivals,
+       avg(extract(epoch FROM next_change - time)) AS mean_stay_s
+FROM changes CROSS JOIN e
+WHERE state = 'occupied' AND time >= %(lo)s AND time < %(hi)s
+GROUP BY 1
+"""
+_TURNOVER_DOC = (
+    "Arrivals = changes of a sensor to `occupied` (reports where its state changes; its "
+    "first report within 2 days before counts as a change); `turnover` = arrivals per spot "
+    "of the capacity; `mean_stay_s` = mean time from an arrival of the bucket to the "
+    "sensor's next change of state (free or unknown), over the arrivals whose stay ended "
+    "before the end of the range (null when none did). Buckets 1h, 1d, 1w, 1mo. "
+    + FORMAT_DOC)
+_TURNOVER_COLUMNS = ("start", "end", "arrivals", "turnover", "mean_stay_s")
+_TURNOVER_BUCKETS = ("1h", "1d", "1w", "1mo")
+
+
+async def _turnover(request: Request, conn: Conn, b: Buckets, filt: str,
+                    params: dict[str, Any], capacity: int, meta: dict[str, Any],
+                    filename: str) -> Response:
+    """Turnover per bucket of the sensors ``filt`` selects (``d`` = devices); the routes
+    check the bucket (`_TURNOVER_BUCKETS`) before looking the zone or spot up."""
+    rows = await fetch_all(conn, _TURNOVER_SQL.format(filter=filt), {
+        **params, "edges": b.edges, "lo": b.start, "hi": b.end})
     by_i = {r["i"] - 1: r for r in rows}
-    capacity = site["capacity"] or 0
     out = []
     for i in range(len(b)):
         start, end = b.label(i)
@@ -244,9 +256,32 @@ async def zone_turnover(request: Request, conn: Conn, _: Reader, zone_id: ZoneId
         out.append({"start": start, "end": end, "arrivals": arrivals,
                     "turnover": round(arrivals / capacity, 3) if capacity else None,
                     "mean_stay_s": round(float(stay)) if stay is not None else None})
-    return series_response(request, _meta(b, zone=zone_id, capacity=capacity), out,
-                           ("start", "end", "arrivals", "turnover", "mean_stay_s"),
-                           filename=f"turnover-{zone_id}")
+    return series_response(request, {**meta, "capacity": capacity}, out, _TURNOVER_COLUMNS,
+                           filename=filename)
+
+
+@router.get("/zones/{zone_id}/turnover", summary="Arrivals per spot and mean stay",
+            description=_TURNOVER_DOC)
+async def zone_turnover(request: Request, conn: Conn, _: Reader, zone_id: ZoneId,
+                        b: Range) -> Response:
+    """Turnover of a parking zone per bucket."""
+    only_buckets(b, _TURNOVER_BUCKETS, "turnover is counted per hour or longer")
+    site = await get_site(conn, zone_id, "parking_zone")
+    return await _turnover(request, conn, b, "d.site_id = %(id)s", {"id": zone_id},
+                           site["capacity"] or 0, _meta(b, zone=zone_id),
+                           f"turnover-{zone_id}")
+
+
+@router.get("/spots/{spot_id}/turnover", summary="Arrivals and mean stay at one spot",
+            description="As the zone route, for one sensor (capacity 1: `turnover` = "
+            "arrivals). " + _TURNOVER_DOC)
+async def spot_turnover(request: Request, conn: Conn, _: Reader, spot_id: SpotId,
+                        b: Range) -> Response:
+    """Turnover of one parking spot per bucket."""
+    only_buckets(b, _TURNOVER_BUCKETS, "turnover is counted per hour or longer")
+    await get_device(conn, spot_id, "parking_spot")
+    return await _turnover(request, conn, b, "d.id = %(id)s", {"id": spot_id}, 1,
+                           _meta(b, spot=spot_id), f"turnover-{spot_id}")
 
 
 _TX_SQL = """
