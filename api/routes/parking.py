@@ -214,7 +214,7 @@ s AS (
            lag(p.state) OVER w AS prev_state
     FROM parking_spot_state p JOIN devices d ON d.id = p.device_id
     WHERE {filter} AND d.family = 'parking_spot'
-      AND p.time >= %(lo)s - interval '2 days' AND p.time < %(hi)s
+      AND p.time >= %(lo)s - interval '2 days' AND p.time < %(hi)s + interval '1 day'
     WINDOW w AS (PARTITION BY p.device_id ORDER BY p.time)
 ),
 changes AS (
@@ -223,7 +223,8 @@ changes AS (
     FROM s WHERE prev_state IS DISTINCT FROM state
 )
 SELECT width_bucket(time, e.a) AS i, count(*) AS arrivals,
-       avg(extract(epoch FROM next_change - time)) AS mean_stay_s
+       avg(extract(epoch FROM next_change - time))
+         FILTER (WHERE next_change - time <= interval '1 day') AS mean_stay_s
 FROM changes CROSS JOIN e
 WHERE state = 'occupied' AND time >= %(lo)s AND time < %(hi)s
 GROUP BY 1
@@ -232,8 +233,9 @@ _TURNOVER_DOC = (
     "Arrivals = changes of a sensor to `occupied` (reports where its state changes; its "
     "first report within 2 days before counts as a change); `turnover` = arrivals per spot "
     "of the capacity; `mean_stay_s` = mean time from an arrival of the bucket to the "
-    "sensor's next change of state (free or unknown), over the arrivals whose stay ended "
-    "before the end of the range (null when none did). Buckets 1h, 1d, 1w, 1mo. "
+    "sensor's next change of state (free or unknown), over the arrivals of the bucket whose "
+    "stay ended within 24 hours (stays still going on and longer ones are left out; null "
+    "when none), whatever the end of the range. Buckets 1h, 1d, 1w, 1mo. "
     + FORMAT_DOC)
 _TURNOVER_COLUMNS = ("start", "end", "arrivals", "turnover", "mean_stay_s")
 _TURNOVER_BUCKETS = ("1h", "1d", "1w", "1mo")

@@ -355,20 +355,21 @@ def test_one_device_health_and_latest(city: City) -> None:
 # -- turnover -----------------------------------------------------------------------------
 def _turnover(c: City, spots: list[str], edges: list[datetime]) -> list[tuple[int, Any]]:
     """Per bucket: arrivals (changes to occupied, a first report included) and the mean
-    time to the next change of those whose next change is before the range's end."""
+    time to the next change of those whose next change came within 24 hours."""
     hi = edges[-1]
+    day = timedelta(days=1)
     arrivals = [0] * (len(edges) - 1)
     stays: list[list[float]] = [[] for _ in arrivals]
     for spot in spots:
         rows = sorted((r for r in c.rows["parking_spot_state"] if isinstance(r, ParkingSpotState)
-                       and r.device_id == spot and r.time < hi), key=lambda r: r.time)
+                       and r.device_id == spot and r.time < hi + day), key=lambda r: r.time)
         changes = [r for k, r in enumerate(rows) if k == 0 or rows[k - 1].state != r.state]
         for k, r in enumerate(changes):
             if r.state != "occupied" or not edges[0] <= r.time < hi:
                 continue
             i = max(j for j in range(len(arrivals)) if edges[j] <= r.time)
             arrivals[i] += 1
-            if k + 1 < len(changes):
+            if k + 1 < len(changes) and changes[k + 1].time - r.time <= day:
                 stays[i].append((changes[k + 1].time - r.time).total_seconds())
     return [(a, round(sum(s) / len(s)) if s else None) for a, s in zip(arrivals, stays,
                                                                        strict=True)]

@@ -8,7 +8,7 @@ import asyncio
 import secrets
 from collections.abc import AsyncIterator
 from dataclasses import replace
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, time, timedelta
 from typing import Any
 
 import psycopg
@@ -68,10 +68,12 @@ async def loaded(stack: Stack, settings: Settings, db_url: str) -> AsyncIterator
         store.import_registry(conn, reg)
     with psycopg.connect(db_url) as conn:
         token, _ = create_token(conn, f"{uid}-truth", ["read"])
-    # A 90-minute window aligned on half hours, well in the past (readings are refused
-    # more than 5 minutes in the future).
-    now = datetime.now(UTC)
-    start = now.replace(minute=0, second=0, microsecond=0) - timedelta(hours=3)
+    # A 90-minute window aligned on half hours, in the past (readings are refused more than
+    # 5 minutes in the future), at the same local time every day (09:00 yesterday in Paris):
+    # the simulated city then does not depend on when the test runs (at night a zone can
+    # have no parked car at all).
+    yesterday = datetime.now(_paris()).date() - timedelta(days=1)
+    start = datetime.combine(yesterday, time(9), tzinfo=_paris()).astimezone(UTC)
     s = ingest_settings(settings)
     sc = Scenario.model_validate({
         "name": "api", "start": start.isoformat(), "duration": "90m", "seed": 23,
