@@ -42,7 +42,7 @@ SESSIONS_SINCE = datetime(2000, 1, 1, tzinfo=UTC)
 RAW_TABLES = ("wifi_ap_stats", "parking_spot_state", "parking_transactions",
               "parking_meter_status", "grid_readings", "dead_letters")
 ROLLUP_HYPERTABLES = ("rollup_parking_spot_1h", "rollup_parking_zone_15m",
-                      "rollup_parking_tx_1h",
+                      "rollup_parking_turnover_1h", "rollup_parking_tx_1h",
                       "rollup_parking_faults_1h", "rollup_grid_1h", "rollup_grid_site_1h",
                       "rollup_wifi_ap_1h", "rollup_wifi_site_1h")
 
@@ -121,6 +121,21 @@ async def _roll_parking_spot(conn: Conn, h1: datetime, h2: datetime, tz: ZoneInf
         GROUP BY 1, 2""",
         {"edges": slot_edges(h1, h2, QUARTER), "lo": h1, "hi": h2,
          "stale": parking.STALE_AFTER, "lookback": lookback})
+
+
+async def _roll_parking_turnover(conn: Conn, h1: datetime, h2: datetime,
+                                 tz: ZoneInfo) -> None:
+    await conn.execute("DELETE FROM rollup_parking_turnover_1h WHERE hour >= %s AND hour < %s",
+                       (h1, h2))
+    inner = parking._TURNOVER_SQL.format(filter="true", dev="device_id,")
+    await conn.execute(f"""
+        INSERT INTO rollup_parking_turnover_1h (hour, site_id, device_id, arrivals, stays,
+                                                stay_s)
+        SELECT (%(edges)s::timestamptz[])[x.i], coalesce(d.site_id, ''),
+               coalesce(x.device_id, ''), sum(x.arrivals), sum(x.stays), sum(x.stay_s)
+        FROM ({inner}) x JOIN devices d ON d.id = x.device_id
+        GROUP BY GROUPING SETS ((x.i, d.site_id, x.device_id), (x.i, d.site_id))""",
+        {"edges": hour_edges(h1, h2), "lo": h1, "hi": h2})
 
 
 async def _roll_parking_meter(conn: Conn, h1: datetime, h2: datetime, tz: ZoneInfo) -> None:
@@ -403,6 +418,7 @@ Roll = Callable[[Conn, datetime, datetime, ZoneInfo], Awaitable[None]]
 #: name -> (raw tables it reads, computation)
 ROLLUPS: dict[str, tuple[tuple[str, ...], Roll]] = {
     "parking_spot": (("parking_spot_state",), _roll_parking_spot),
+    "parking_turnover": (("parking_spot_state",), _roll_parking_turnover),
     "parking_meter": (("parking_transactions", "parking_meter_status"), _roll_parking_meter),
     "grid": (("grid_readings",), _roll_grid),
     "wifi_ap": (("wifi_ap_stats",), _roll_wifi_ap),

@@ -203,15 +203,16 @@ async def zone_current(conn: Conn, _: Reader, zone_id: ZoneId) -> dict[str, Any]
     return {"zone": zone_id, "capacity": capacity, "sensors": sensors, **counts}
 
 
-# Arrivals: a sensor's reports where its state changes to `occupied` (its first report in
-# the lookback counts as a change); a stay lasts until the sensor's next change of state.
-# Changes are found over the range plus a 2-day lookback, so a state reported before the
-# range is not counted again as an arrival.
+# Arrivals: a sensor's reports where its state changes to `occupied`, or that come more
+# than 2 days after its previous report; a stay lasts until the sensor's next change of
+# state and counts when that comes within a day. Both rules look at most 2 days back and a
+# day ahead, so a bucket's answer does not depend on the range around it: per sensor and
+# hour this is also what the rollup stores (arrivals, stays, their total length).
 _TURNOVER_SQL = """
 WITH e AS (SELECT %(edges)s::timestamptz[] AS a),
 s AS (
     SELECT p.device_id, p.time, p.state,
-           lag(p.state) OVER w AS prev_state
+           lag(p.state) OVER w AS prev_state, lag(p.time) OVER w AS prev_time
     FROM parking_spot_state p JOIN devices d ON d.id = p.device_id
     WHERE {filter} AND d.family = 'parking_spot'
       AND p.time >= %(lo)s - interval '2 days' AND p.time < %(hi)s + interval '1 day'
@@ -220,18 +221,29 @@ s AS (
 changes AS (
     SELECT device_id, time, state,
            lead(time) OVER (PARTITION BY device_id ORDER BY time) AS next_change
-    FROM s WHERE prev_state IS DISTINCT FROM state
+    FROM s WHERE prev_state IS DISTINCT FROM state OR time - prev_time > interval '2 days'
 )
-SELECT width_bucket(time, e.a) AS i, count(*) AS arrivals,
-       avg(extract(epoch FROM next_change - time))
-         FILTER (WHERE next_change - time <= interval '1 day') AS mean_stay_s
+SELECT {dev} width_bucket(time, e.a) AS i, count(*) AS arrivals,
+       count(*) FILTER (WHERE next_change - time <= interval '1 day') AS stays,
+       coalesce(sum(extract(epoch FROM next_change - time))
+                FILTER (WHERE next_change - time <= interval '1 day'), 0)::float8 AS stay_s
 FROM changes CROSS JOIN e
 WHERE state = 'occupied' AND time >= %(lo)s AND time < %(hi)s
+GROUP BY {dev} width_bucket(time, e.a)
+"""
+# The same per bucket from the hourly rollup (a zone's rows have device_id '').
+_TURNOVER_ROLLUP_SQL = """
+WITH e AS (SELECT %(edges)s::timestamptz[] AS a)
+SELECT width_bucket(r.hour, e.a) AS i, sum(r.arrivals) AS arrivals, sum(r.stays) AS stays,
+       sum(r.stay_s) AS stay_s
+FROM rollup_parking_turnover_1h r CROSS JOIN e
+WHERE r.site_id = %(site)s AND r.device_id = %(dev_id)s AND r.hour >= %(lo)s
+  AND r.hour < %(hi)s
 GROUP BY 1
 """
 _TURNOVER_DOC = (
     "Arrivals = changes of a sensor to `occupied` (reports where its state changes; its "
-    "first report within 2 days before counts as a change); `turnover` = arrivals per spot "
+    "first report after 2 days of silence counts as a change); `turnover` = arrivals per spot "
     "of the capacity; `mean_stay_s` = mean time from an arrival of the bucket to the "
     "sensor's next change of state (free or unknown), over the arrivals of the bucket whose "
     "stay ended within 24 hours (stays still going on and longer ones are left out; null "
@@ -242,48 +254,62 @@ _TURNOVER_BUCKETS = ("1h", "1d", "1w", "1mo")
 
 
 async def _turnover(request: Request, conn: Conn, b: Buckets, filt: str,
-                    params: dict[str, Any], capacity: int, meta: dict[str, Any],
-                    filename: str) -> Response:
-    """Turnover per bucket of the sensors ``filt`` selects (``d`` = devices); the routes
-    check the bucket (`_TURNOVER_BUCKETS`) before looking the zone or spot up."""
-    rows = await fetch_all(conn, _TURNOVER_SQL.format(filter=filt), {
-        **params, "edges": b.edges, "lo": b.start, "hi": b.end})
-    by_i = {r["i"] - 1: r for r in rows}
-    out = []
-    for i in range(len(b)):
-        start, end = b.label(i)
-        r = by_i.get(i)
-        arrivals = int(r["arrivals"]) if r else 0
-        stay = r["mean_stay_s"] if r else None
-        out.append({"start": start, "end": end, "arrivals": arrivals,
-                    "turnover": round(arrivals / capacity, 3) if capacity else None,
-                    "mean_stay_s": round(float(stay)) if stay is not None else None})
-    return series_response(request, {**meta, "capacity": capacity}, out, _TURNOVER_COLUMNS,
-                           filename=filename)
+                    params: dict[str, Any], rollup_key: tuple[str, str], capacity: int,
+                    meta: dict[str, Any], filename: str, source: str) -> Response:
+    """Turnover per bucket of the sensors ``filt`` selects (``d`` = devices; rollup rows of
+    ``rollup_key`` = (site, device or '')); the routes check the bucket
+    (`_TURNOVER_BUCKETS`) before looking the zone or spot up."""
+    async def part(sub: Buckets, query: str, extra: dict[str, Any]) -> list[dict[str, Any]]:
+        rows = await fetch_all(conn, query, {**params, **extra, "edges": sub.edges,
+                                             "lo": sub.start, "hi": sub.end})
+        by_i = {r["i"] - 1: r for r in rows}
+        out = []
+        for i in range(len(sub)):
+            start, end = sub.label(i)
+            r = by_i.get(i)
+            arrivals = int(r["arrivals"]) if r else 0
+            stays = int(r["stays"]) if r else 0
+            out.append({"start": start, "end": end, "arrivals": arrivals,
+                        "turnover": round(arrivals / capacity, 3) if capacity else None,
+                        "mean_stay_s": round(float(r["stay_s"]) / stays) if r and stays
+                        else None})
+        return out
+
+    async def raw(sub: Buckets) -> list[dict[str, Any]]:
+        return await part(sub, _TURNOVER_SQL.format(filter=filt, dev=""), {})
+
+    async def rolled(sub: Buckets) -> list[dict[str, Any]]:
+        return await part(sub, _TURNOVER_ROLLUP_SQL,
+                          {"site": rollup_key[0], "dev_id": rollup_key[1]})
+
+    out, src = await combine(conn, b, source, "parking_turnover", rolled=rolled, raw=raw)
+    return series_response(request, {**meta, "capacity": capacity, "source": src}, out,
+                           _TURNOVER_COLUMNS, filename=filename)
 
 
 @router.get("/zones/{zone_id}/turnover", summary="Arrivals per spot and mean stay",
             description=_TURNOVER_DOC)
 async def zone_turnover(request: Request, conn: Conn, _: Reader, zone_id: ZoneId,
-                        b: Range) -> Response:
+                        b: Range, source: SourceParam = "auto") -> Response:
     """Turnover of a parking zone per bucket."""
     only_buckets(b, _TURNOVER_BUCKETS, "turnover is counted per hour or longer")
     site = await get_site(conn, zone_id, "parking_zone")
     return await _turnover(request, conn, b, "d.site_id = %(id)s", {"id": zone_id},
-                           site["capacity"] or 0, _meta(b, zone=zone_id),
-                           f"turnover-{zone_id}")
+                           (zone_id, ""), site["capacity"] or 0, _meta(b, zone=zone_id),
+                           f"turnover-{zone_id}", source)
 
 
 @router.get("/spots/{spot_id}/turnover", summary="Arrivals and mean stay at one spot",
             description="As the zone route, for one sensor (capacity 1: `turnover` = "
             "arrivals). " + _TURNOVER_DOC)
 async def spot_turnover(request: Request, conn: Conn, _: Reader, spot_id: SpotId,
-                        b: Range) -> Response:
+                        b: Range, source: SourceParam = "auto") -> Response:
     """Turnover of one parking spot per bucket."""
     only_buckets(b, _TURNOVER_BUCKETS, "turnover is counted per hour or longer")
-    await get_device(conn, spot_id, "parking_spot")
-    return await _turnover(request, conn, b, "d.id = %(id)s", {"id": spot_id}, 1,
-                           _meta(b, spot=spot_id), f"turnover-{spot_id}")
+    spot = await get_device(conn, spot_id, "parking_spot")
+    return await _turnover(request, conn, b, "d.id = %(id)s", {"id": spot_id},
+                           (spot["site_id"] or "", spot_id), 1, _meta(b, spot=spot_id),
+                           f"turnover-{spot_id}", source)
 
 
 _TX_SQL = """

@@ -141,6 +141,7 @@ def assert_same(rolled: dict[str, Any], raw: dict[str, Any]) -> None:
 ROUTES = [
     "/v1/parking/zones/{p}pz/occupancy", "/v1/parking/spots/{p}spot-3/occupancy",
     "/v1/parking/zones/{p}pz/revenue", "/v1/parking/meters/{p}pm-1/revenue",
+    "/v1/parking/zones/{p}pz/turnover", "/v1/parking/spots/{p}spot-2/turnover",
     "/v1/grid/districts/{p}dist/energy", "/v1/grid/meters/{p}linky-2/energy",
     "/v1/grid/districts/{p}dist/voltage", "/v1/grid/meters/{p}linky-3/voltage",
     "/v1/wifi/squares/{p}sq/clients", "/v1/wifi/aps/{p}ap-1/clients",
@@ -183,6 +184,10 @@ def test_data_is_not_trivial(world: World) -> None:
                   "&bucket=1d")
     assert sum(d["counter_resets"] for d in t["data"]) >= 1
     assert all(d["rx_bytes"] is None or d["rx_bytes"] >= 0 for d in t["data"])
+    turn = world.get(f"/v1/parking/zones/{world.p}pz/turnover?from=2025-10-26&to=2025-10-28"
+                     "&bucket=1d")
+    assert turn["source"] == "rollup"
+    assert all(d["arrivals"] > 0 and d["mean_stay_s"] for d in turn["data"])
 
 
 @pytest.mark.parametrize(("frm", "to", "bucket"), [
