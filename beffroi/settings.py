@@ -48,7 +48,13 @@ class Settings(BaseSettings):
     )
     ingest_receive_maximum: int = Field(
         20000, ge=1, le=65535,
-        description="Unacknowledged QoS 1 messages the broker may send us (MQTT 5)."
+        description="Unacknowledged QoS 1 messages the broker may send us (MQTT 5); the "
+        "ingestor also stops reading the socket at this many (docs/ingest.md, Memory)."
+    )
+    ingest_max_inflight_bytes: int = Field(
+        32 * 1024 * 1024, ge=0,
+        description="Stop reading the socket while unacknowledged messages hold this many "
+        "payload and topic bytes (0: no byte limit)."
     )
     ingest_max_payload_bytes: int = Field(65536, ge=64, description="Larger messages are rejected.")
     ingest_future_skew_s: float = Field(

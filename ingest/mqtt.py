@@ -9,8 +9,11 @@ transaction holding the message has committed, so nothing is acknowledged before
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import struct
+import sys
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Protocol
 
@@ -42,6 +45,70 @@ class Subscriber(Protocol):
         """True while connected."""
 
 
+class InflightGate:
+    """Messages (and their bytes) received but not yet acknowledged; closed above a limit.
+
+    With acknowledgement after commit, what the ingestor holds in memory is what it has read
+    from the socket and not yet acknowledged. The broker should stop at our Receive Maximum,
+    but Mosquitto 2.0.11 does not: draining a persistent session's backlog, it sent the whole
+    queue (760,000 of 1,000,000 messages unacknowledged at once, 800 MB resident). So the
+    ingestor holds the bound itself: while the gate is closed the subscriber stops reading
+    the socket and TCP backpressure keeps the rest of the backlog in the broker. It reopens
+    below ``RESUME_AT`` of both limits, so it does not flap on every commit.
+    """
+
+    RESUME_AT = 0.8
+
+    __slots__ = ("_open", "bytes", "closures", "max_bytes", "max_messages", "messages")
+
+    def __init__(self, max_messages: int, max_bytes: int = 0) -> None:
+        if max_messages < 1 or max_bytes < 0:
+            raise ValueError("max_messages must be >= 1 and max_bytes >= 0 (0: no byte limit)")
+        self.max_messages = max_messages
+        self.max_bytes = max_bytes or sys.maxsize
+        self.messages = 0
+        self.bytes = 0
+        self.closures = 0
+        self._open = asyncio.Event()
+        self._open.set()
+
+    @property
+    def is_open(self) -> bool:
+        """False while reading must wait."""
+        return self._open.is_set()
+
+    def add(self, size: int) -> None:
+        """A message of ``size`` bytes was received; close the gate at a limit."""
+        self.messages += 1
+        self.bytes += size
+        if (self.messages >= self.max_messages or self.bytes >= self.max_bytes) \
+                and self._open.is_set():
+            self._open.clear()
+            self.closures += 1
+
+    def release(self, messages: int, size: int) -> None:
+        """Messages were acknowledged (or given up to redelivery); reopen below the limits."""
+        self.messages -= messages
+        self.bytes -= size
+        if not self._open.is_set() and self.messages < self.max_messages * self.RESUME_AT \
+                and self.bytes < self.max_bytes * self.RESUME_AT:
+            self._open.set()
+
+    async def wait_open(self) -> None:
+        """Return once the gate is open."""
+        await self._open.wait()
+
+
+class _Acks:
+    """Packet ids (and their bytes) of the messages waiting for one commit."""
+
+    __slots__ = ("mids", "size")
+
+    def __init__(self) -> None:
+        self.mids: list[int] = []
+        self.size = 0
+
+
 class GmqttSubscriber:
     """A persistent-session MQTT 5 subscriber that acknowledges after the handler returns."""
 
@@ -49,6 +116,7 @@ class GmqttSubscriber:
                  topics: Sequence[str], handler: MessageHandler, receive_maximum: int,
                  stale_topics: Sequence[str] = (),
                  submit: SubmitHandler | None = None,
+                 max_inflight_bytes: int = 0,
                  session_expiry_s: int,
                  on_state: Callable[[bool], None] | None = None) -> None:
         self.host = host
@@ -59,6 +127,8 @@ class GmqttSubscriber:
         self._on_state = on_state
         self._subscribed = asyncio.Event()
         self.receive_maximum = receive_maximum
+        self.gate = InflightGate(receive_maximum, max_inflight_bytes)
+        self._gated = False
         self._refused: list[int] = []
         self._pending_subacks = 0
         self.client = gmqtt.Client(
@@ -81,23 +151,16 @@ class GmqttSubscriber:
         it ends; for a stream of small messages that machinery costs more than decoding them.
         Here its QoS 1 handler calls ``submit`` directly and sends the PUBACK when the returned
         future succeeds (never when it fails: the broker then redelivers). Messages without
-        MQTT 5 properties also skip gmqtt's generic property parser.
+        MQTT 5 properties also skip gmqtt's generic property parser. Every message counts
+        against the in-flight gate until its future is done (see ``InflightGate``).
         """
         handler = self.client._package_handler
         parse_properties = handler._parse_properties
         # Messages waiting for the same commit share one future: their PUBACKs leave in one
         # write when it resolves (a PUBACK with reason "success" is 4 bytes in MQTT 5).
-        pending: dict[asyncio.Future[None], list[int]] = {}
+        pending: dict[asyncio.Future[None], _Acks] = {}
         puback = struct.Struct("!BBH")
-        # Our own in-flight bound: Mosquitto 2.0.11 was seen sending far past the Receive
-        # Maximum when acknowledgements arrive in bursts, so stop reading the socket while
-        # that many messages wait for their commit (TCP backpressure does the rest).
-        limit = self.receive_maximum
-        state = {"inflight": 0, "paused": False}
-
-        def transport() -> Any:
-            conn = self.client._connection
-            return getattr(conn, "_transport", None) if conn is not None else None
+        gate = self.gate
 
         def fast_properties(packet: bytes) -> tuple[dict[str, Any] | None, bytes | None]:
             if packet[:1] == b"\x00":  # property length 0
@@ -111,34 +174,61 @@ class GmqttSubscriber:
             except Exception:
                 log.exception("message on %s could not be handled; not acknowledged", topic)
                 return
-            mids = pending.get(fut)
-            if mids is None:
-                mids = pending[fut] = []
+            acks = pending.get(fut)
+            if acks is None:
+                acks = pending[fut] = _Acks()
                 fut.add_done_callback(send_acks)
-            mids.append(mid)
-            state["inflight"] += 1
-            if state["inflight"] >= limit and not state["paused"]:
-                t = transport()
-                if t is not None:
-                    t.pause_reading()
-                    state["paused"] = True
+            size = len(packet) + len(topic)
+            acks.mids.append(mid)
+            acks.size += size
+            gate.add(size)
 
         def send_acks(fut: asyncio.Future[None]) -> None:
-            mids = pending.pop(fut, [])
-            state["inflight"] -= len(mids)
-            if state["paused"] and state["inflight"] < limit * 0.8:
-                t = transport()
-                if t is not None and not t.is_closing():
-                    t.resume_reading()
-                state["paused"] = False
+            acks = pending.pop(fut, None)
+            if acks is None:
+                return
+            gate.release(len(acks.mids), acks.size)
             if fut.cancelled() or fut.exception() is not None:
                 return  # not stored: no acknowledgement, the broker will redeliver
             conn = self.client._connection
-            if conn is not None and mids:
-                conn._protocol.write_data(b"".join(puback.pack(0x40, 2, m) for m in mids))
+            if conn is not None and acks.mids:
+                conn._protocol.write_data(b"".join(puback.pack(0x40, 2, m) for m in acks.mids))
 
         handler._parse_properties = fast_properties
         handler._handle_qos_1_publish_packet = on_qos1
+        self._gated = True
+
+    def _gate_reads(self) -> None:
+        """Make the current connection's read loop wait while the in-flight gate is closed.
+
+        gmqtt reads the socket in a loop through an ``asyncio.StreamReader``. Pausing the
+        transport from outside does not hold: the StreamReader pauses and resumes the same
+        transport for its own 128 KiB buffer, and resumes it as soon as the loop drains that
+        buffer (measured: the whole broker queue was read while our gate said "paused").
+        Holding the loop itself lets the StreamReader's buffer fill, the StreamReader pause
+        the transport and keep it paused, and TCP backpressure keep the rest in the broker.
+        """
+        conn = self.client._connection
+        protocol = getattr(conn, "_protocol", None)
+        if protocol is None or getattr(protocol, "_beffroi_gated", False):
+            return
+        read = protocol.read
+        gate = self.gate
+
+        async def gated_read(n: int = -1) -> bytes:
+            while not gate.is_open:
+                # Nothing is read while we wait, not even PINGRESP: keep gmqtt's keepalive
+                # from taking our own silence for a dead broker and reconnecting (which
+                # would only bring the same unacknowledged messages again). PINGREQs still
+                # leave; a dead broker shows as a failed write, or once reading resumes.
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(gate.wait_open(), max(1.0, conn.keepalive / 4))
+                conn._last_data_in = time.monotonic()
+            data: bytes = await read(n)
+            return data
+
+        protocol.read = gated_read
+        protocol._beffroi_gated = True
 
     @property
     def connected(self) -> bool:
@@ -152,6 +242,8 @@ class GmqttSubscriber:
     def _on_connect(self, client: Any, flags: Any, rc: Any, properties: Any) -> None:
         log.info("connected to the broker at %s:%d (session present: %s)", self.host,
                  self.port, bool(flags))
+        if self._gated:
+            self._gate_reads()  # a new connection (and read loop) after every reconnect
         if self._subscribed.is_set():
             # gmqtt does not resubscribe when the broker reports a session, but Mosquitto
             # 2.0 does not restore shared subscriptions from its persistence file after a

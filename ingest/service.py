@@ -163,7 +163,7 @@ class Ingestor:
             self.queue.put_nowait(batch)
         except asyncio.QueueFull:
             # Backpressure: the batch waits for room; its messages stay unacknowledged, so
-            # the broker stops sending once receive_maximum messages are in flight.
+            # the subscriber stops reading once receive_maximum messages are in flight.
             task = asyncio.ensure_future(self.queue.put(batch))
             self._sealing.add(task)
             task.add_done_callback(self._sealing.discard)
@@ -258,6 +258,7 @@ class Ingestor:
             stale_topics=subscription_topics(self.settings,
                                              shared=not self.shared), handler=self.on_message,
             receive_maximum=self.settings.ingest_receive_maximum,
+            max_inflight_bytes=self.settings.ingest_max_inflight_bytes,
             session_expiry_s=self.settings.ingest_session_expiry_s,
             on_state=lambda up: self.metrics.connected.set(1 if up else 0))
         self.subscriber = sub

@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-import os
-import secrets
 import signal
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -17,64 +13,12 @@ import orjson
 import pytest
 
 from beffroi.stack import Stack
+from tests.integration.ingest_helpers import IngestProcess
 from tests.integration.mqtt_helpers import Publisher, count, purge_session, register, wait_until
 
 pytestmark = [pytest.mark.stack, pytest.mark.slow]
 
 METERS = 20
-
-
-class IngestProcess:
-    """``beffroi ingest`` as a child process against the test database."""
-
-    def __init__(self, stack: Stack, db_url: str, log_path: Path, *, workers: int = 1) -> None:
-        host, port = stack.settings.broker_address()
-        user, password = stack.mqtt_credentials("admin")  # may read the test prefix
-        tag = secrets.token_hex(3)
-        self.client_ids = [f"crash-{tag}-{i}" for i in range(workers)]
-        self.env = os.environ | {
-            "BEFFROI_DATABASE_URL": db_url,
-            "BEFFROI_BROKER_URL": f"mqtt://{host}:{port}",
-            "BEFFROI_INGEST_MQTT_USERNAME": user,
-            "BEFFROI_INGEST_MQTT_PASSWORD": password,
-            "BEFFROI_STATE_DIR": str(stack.state_dir),
-            "BEFFROI_INGEST_CLIENT_ID": f"crash-{tag}",
-            "BEFFROI_INGEST_SHARE_GROUP": f"crash{tag}",
-            "BEFFROI_INGEST_METRICS_PORT": "0",
-            "BEFFROI_INGEST_BATCH_SIZE": "2000",
-            "BEFFROI_TOPIC_PREFIX": f"c{tag}",
-        }
-        self.prefix = f"c{tag}"
-        self.workers = workers
-        self.log_path = log_path
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        """Start and wait until every worker has subscribed."""
-        before = self.log_path.read_text() if self.log_path.exists() else ""
-        log = self.log_path.open("ab")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "beffroi.cli", "ingest", "--workers", str(self.workers),
-             "--no-progress"], env=self.env, stdout=log, stderr=log)
-        wait_until(lambda: self.log_path.read_text().count("subscribed as")
-                   - before.count("subscribed as") >= self.workers
-                   or self.proc is None or self.proc.poll() is not None,
-                   timeout=30, what=f"ingestor to subscribe (log: {self.log_path})")
-        assert self.proc.poll() is None, self.log_path.read_text()[-3000:]
-
-    def kill(self, sig: int = signal.SIGKILL) -> None:
-        """Send a signal and reap."""
-        assert self.proc is not None
-        if self.workers > 1 and sig == signal.SIGKILL:
-            subprocess.run(["pkill", "-KILL", "-P", str(self.proc.pid)], check=False)
-        self.proc.send_signal(sig)
-        self.proc.wait(timeout=60)
-
-    def stop(self) -> int:
-        """SIGTERM: flush and exit."""
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGTERM)
-        return self.proc.wait(timeout=60)
 
 
 @pytest.fixture
