@@ -51,6 +51,11 @@ class Settings(BaseSettings):
         description="Unacknowledged QoS 1 messages the broker may send us (MQTT 5); the "
         "ingestor also stops reading the socket at this many (docs/ingest.md, Memory)."
     )
+    ingest_gc_threshold: int = Field(
+        50_000, ge=0,
+        description="Allocations between two runs of Python's cyclic garbage collector in "
+        "an ingestor process (0: Python's default, 700); see docs/ingest.md, CPU."
+    )
     ingest_max_inflight_bytes: int = Field(
         32 * 1024 * 1024, ge=0,
         description="Stop reading the socket while unacknowledged messages hold this many "

@@ -99,6 +99,67 @@ class InflightGate:
         await self._open.wait()
 
 
+def _fast_reader(protocol: Any, conn: Any,
+                 on_qos1: Callable[[int, bytes, str, dict[str, Any]], None]
+                 ) -> Callable[[bytes], int]:
+    """gmqtt's ``_read_packet`` (split the bytes read into MQTT packets, return how many
+    bytes were used, -1 when malformed) with a short path for the packets of the stream:
+    a QoS 1 PUBLISH without MQTT 5 properties goes straight to ``on_qos1``, without gmqtt's
+    packet object, dispatch, generic parsing and debug logging (about a quarter of the
+    ingestor's CPU per message, profiled). Every other packet takes gmqtt's own path."""
+    put_package = conn.put_package
+    package = gmqtt.mqtt.protocol.Package
+    original = protocol._read_packet
+    monotonic = time.monotonic
+    no_properties: dict[str, Any] = {}
+
+    def read_packets(data: bytes) -> int:
+        if conn._handler.current_connection is not conn:
+            return int(original(data))  # a superseded connection: gmqtt drops its packets
+        n = len(data)
+        pos = 0
+        while n - pos >= 2:
+            i = pos + 1
+            size = 0
+            shift = 0
+            complete = False
+            while i < n:  # remaining length: 1 to 4 bytes of 7 bits
+                b = data[i]
+                i += 1
+                size |= (b & 0x7F) << shift
+                if b < 0x80:
+                    complete = True
+                    break
+                shift += 7
+                if shift > 21:
+                    return -1
+            if not complete:
+                break
+            end = i + size
+            if end > n:
+                break
+            cmd = data[pos]
+            if cmd & 0xF6 == 0x32 and size >= 5:  # PUBLISH, QoS 1
+                t1 = i + 2 + ((data[i] << 8) | data[i + 1])
+                if t1 + 3 <= end and data[t1 + 2] == 0:  # packet id, no properties
+                    try:
+                        topic = data[i + 2:t1].decode("utf-8")
+                    except UnicodeDecodeError:
+                        topic = ""
+                    if topic:
+                        on_qos1((data[t1] << 8) | data[t1 + 1], data[t1 + 3:end], topic,
+                                no_properties)
+                        pos = end
+                        continue
+            put_package(package(cmd, data[i:end]))
+            pos = end
+        if pos:
+            conn._last_data_in = monotonic()
+        return pos
+
+    return read_packets
+
+
 class _Acks:
     """Packet ids (and their bytes) of the messages waiting for one commit."""
 
@@ -129,6 +190,7 @@ class GmqttSubscriber:
         self.receive_maximum = receive_maximum
         self.gate = InflightGate(receive_maximum, max_inflight_bytes)
         self._gated = False
+        self._on_qos1: Callable[[int, bytes, str, dict[str, Any]], None] | None = None
         self._refused: list[int] = []
         self._pending_subacks = 0
         self.client = gmqtt.Client(
@@ -196,6 +258,7 @@ class GmqttSubscriber:
 
         handler._parse_properties = fast_properties
         handler._handle_qos_1_publish_packet = on_qos1
+        self._on_qos1 = on_qos1
         self._gated = True
 
     def _gate_reads(self) -> None:
@@ -229,6 +292,8 @@ class GmqttSubscriber:
 
         protocol.read = gated_read
         protocol._beffroi_gated = True
+        if self._on_qos1 is not None:
+            protocol._read_packet = _fast_reader(protocol, conn, self._on_qos1)
 
     @property
     def connected(self) -> bool:

@@ -59,12 +59,20 @@ class _Protocol:
     def write_data(self, data: bytes) -> None:
         self.written.append(data)
 
+    def _read_packet(self, data: bytes) -> int:
+        return len(data)
+
 
 class _Connection:
     def __init__(self) -> None:
         self._protocol = _Protocol()
+        self._handler = self
+        self.current_connection = self
         self.keepalive = 30
         self._last_data_in = 0.0
+
+    def put_package(self, pkg: Any) -> None:
+        pass
 
 
 def _subscriber(submit: Any, receive_maximum: int = 3) -> GmqttSubscriber:
