@@ -13,6 +13,7 @@ from fastapi.responses import JSONResponse
 from psycopg_pool import AsyncConnectionPool
 
 from api.errors import install_error_handlers
+from beffroi.gctune import tune_gc
 from beffroi.settings import Settings
 from beffroi.stack import Stack
 
@@ -33,6 +34,7 @@ def create_app(settings: Settings | None = None, *,
                                    kwargs={"application_name": "beffroi-api"})
         await pool.open(wait=False)
         app.state.pool = pool
+        tune_gc(settings.api_gc_threshold)
         task = (asyncio.create_task(_maintenance_loop(pool, settings, maintenance_interval_s))
                 if maintenance_interval_s > 0 else None)
         try:

@@ -18,7 +18,7 @@ from zoneinfo import ZoneInfo
 import psycopg
 from psycopg.rows import dict_row
 
-from api.rollups import DWELL_BOUNDS_S
+from api.rollups import DWELL_BOUNDS_S, forget_rolled_ranges
 from api.routes import grid, parking, wifi
 from beffroi.settings import Settings
 
@@ -435,6 +435,7 @@ async def _state(conn: Conn, name: str) -> dict[str, Any] | None:
 
 async def _save(conn: Conn, name: str, since: datetime, watermark: datetime,
                 now: datetime) -> None:
+    forget_rolled_ranges()
     await conn.execute("""
         INSERT INTO rollup_state (name, since, watermark, refreshed_at)
         VALUES (%s, %s, %s, %s)
@@ -585,6 +586,7 @@ async def retention(conn: Conn, settings: Settings, now: datetime, report: Repor
             await conn.execute(f"DELETE FROM {table} WHERE {col} < %s", (old,))
         await conn.execute("UPDATE rollup_state SET since = greatest(since, %s)",
                            (floor_hour(old) + HOUR,))
+        forget_rolled_ranges()
 
 
 async def run_once(conn: Conn, settings: Settings, now: datetime | None = None, *,

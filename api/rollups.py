@@ -14,6 +14,7 @@ are checked against).
 from __future__ import annotations
 
 import bisect
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -76,12 +77,32 @@ def split(b: Buckets, since: datetime | None, watermark: datetime | None,
     return Split(_sub(b, b.edges[:k + 1]), _sub(b, b.edges[k:]))
 
 
+#: How long a process trusts the rollup_state it read. A stale watermark only makes a
+#: few buckets come from raw rows (always right); the maintenance job clears the cache of
+#: its own process when it moves a watermark.
+STATE_TTL_S = 1.0
+_state_cache: dict[tuple[Any, ...], tuple[float, tuple[datetime | None, datetime | None]]] = {}
+
+
+def forget_rolled_ranges() -> None:
+    """Drop the cached rollup ranges (the maintenance job moved them)."""
+    _state_cache.clear()
+
+
 async def rolled_range(conn: psycopg.AsyncConnection[Any],
                        name: str) -> tuple[datetime | None, datetime | None]:
     """``(since, watermark)`` of a rollup, ``(None, None)`` before its first run."""
+    info = conn.info
+    key = (info.host, info.port, info.dbname, name)
+    now = time.monotonic()
+    hit = _state_cache.get(key)
+    if hit is not None and now - hit[0] < STATE_TTL_S:
+        return hit[1]
     row = await fetch_one(conn, "SELECT since, watermark FROM rollup_state WHERE name = %s",
                           (name,))
-    return (row["since"], row["watermark"]) if row else (None, None)
+    out = (row["since"], row["watermark"]) if row else (None, None)
+    _state_cache[key] = (now, out)
+    return out
 
 
 Part = Callable[[Buckets], Awaitable[Sequence[dict[str, Any]]]]

@@ -56,6 +56,11 @@ class Settings(BaseSettings):
         description="Allocations between two runs of Python's cyclic garbage collector in "
         "an ingestor process (0: Python's default, 700); see docs/ingest.md, CPU."
     )
+    api_gc_threshold: int = Field(
+        20_000, ge=0,
+        description="Allocations between two runs of Python's cyclic garbage collector in "
+        "the API process (0: Python's default, 700)."
+    )
     ingest_max_inflight_bytes: int = Field(
         32 * 1024 * 1024, ge=0,
         description="Stop reading the socket while unacknowledged messages hold this many "

@@ -112,6 +112,12 @@ def routes(year: Year) -> list[Route]:
         Route("grid-meter-year-1d",
               f"/v1/grid/meters/linky-baudimont-0001/energy?{y}&bucket=1d",
               "energy of one meter, a year per day"),
+        Route("parking-zone-month-turnover",
+              f"/v1/parking/zones/parking-grand-place/turnover?{m}&bucket=1d",
+              "turnover of a zone, a month per day"),
+        Route("grid-district-year-export",
+              f"/v1/grid/districts/baudimont/export?{y}&bucket=1mo",
+              "solar export of a district, a year per month"),
         Route("devices-list", "/v1/devices?family=grid_meter&limit=100",
               "inventory: 100 grid meters with health", raw=False),
     ]

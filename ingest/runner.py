@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import gc
 import logging
 import multiprocessing
 import os
@@ -12,6 +11,7 @@ from typing import Any
 
 from prometheus_client import start_http_server
 
+from beffroi.gctune import tune_gc
 from beffroi.settings import Settings
 from ingest.metrics import Metrics
 from ingest.service import BrokerConfig, Ingestor
@@ -22,7 +22,7 @@ log = logging.getLogger(__name__)
 async def run_worker(settings: Settings, db_url: str, broker: BrokerConfig, worker: int,
                      *, shared: bool, progress: bool | None = None) -> None:
     """Run one ingestor until SIGTERM or SIGINT, then stop gracefully."""
-    _tune_gc(settings.ingest_gc_threshold)
+    tune_gc(settings.ingest_gc_threshold)
     metrics = Metrics()
     if settings.ingest_metrics_port:
         port = settings.ingest_metrics_port + worker
@@ -49,18 +49,6 @@ def _worker_main(settings_json: str, db_url: str, broker: dict[str, Any], worker
     _install_uvloop()
     asyncio.run(run_worker(settings, db_url, BrokerConfig(**broker), worker, shared=shared,
                            progress=progress))
-
-
-def _tune_gc(threshold: int) -> None:
-    """Run the cyclic garbage collector less often. The hot path allocates millions of
-    short-lived objects without reference cycles (rows, payload bytes, futures); with
-    Python's default threshold (700 allocations) the collector keeps walking the batches in
-    memory for nothing. What exists at start-up is frozen out of its sight."""
-    if threshold <= 0:
-        return
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(threshold, 20, 50)
 
 
 def _install_uvloop() -> None:

@@ -228,20 +228,14 @@ def _meta(b: Buckets, **extra: Any) -> dict[str, Any]:
             "to": b.label(len(b) - 1)[1]}
 
 
-async def _meter_count(conn: Conn, district: str) -> int:
-    rows = await fetch_all(conn, "SELECT count(*) AS n FROM devices WHERE site_id = %s AND "
-                           "family = 'grid_meter'", (district,))
-    return int(rows[0]["n"])
-
-
 @router.get("/districts/{district_id}/energy", summary="Energy of a district per bucket",
             description=_ENERGY_DOC)
 async def district_energy(request: Request, conn: Conn, _: Reader, settings: SettingsDep,
                           district_id: DistrictId, b: Range,
                           source: SourceParam = "auto") -> Response:
     """Sum over the district's meters."""
-    await get_site(conn, district_id, "district")
-    n = await _meter_count(conn, district_id)
+    site = await get_site(conn, district_id, "district", count_family="grid_meter")
+    n = int(site["family_count"])
     rows, src = await _energy(conn, b, "d.site_id = %(id)s", {"id": district_id}, n, source,
                               site_days_tz=settings.timezone)
     return series_response(request, _meta(b, district=district_id, meters_total=n,
