@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import math
 import os
 import socket
@@ -111,6 +112,10 @@ async def measure(base: str, token: str, url: str, clients: int, *, seconds: flo
                   max_requests: int, min_requests: int) -> Stats:
     """Warm up (one request per client), then ``clients`` workers issue requests until
     ``seconds`` passed (and at least ``min_requests`` were made) or ``max_requests``."""
+    # The client's own garbage collections would show as server latency: keep them rare.
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(50_000, 20, 100)
     limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
     async with httpx.AsyncClient(base_url=base, limits=limits, timeout=600,
                                  headers={"Authorization": f"Bearer {token}"}) as client:
