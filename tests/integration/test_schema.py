@@ -21,7 +21,8 @@ HYPERTABLES = {
     "dead_letters": "received_at",
     **{f"rollup_{name}_1h": "hour" for name in (
         "parking_spot", "parking_tx", "parking_faults", "grid", "grid_site", "wifi_ap",
-        "wifi_site")},
+        "wifi_site", "parking_turnover")},
+    "rollup_parking_zone_15m": "slot",
 }
 
 
