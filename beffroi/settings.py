@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -112,7 +112,19 @@ class Settings(BaseSettings):
     )
     # Domain.
     topic_prefix: str = Field("city", pattern=r"^[A-Za-z0-9_-]{1,32}$")
+    bridge_prefix: str = Field(
+        "", pattern=r"^([A-Za-z0-9_-]{1,32})?$",
+        description="Topic level under which the ChirpStack and Linky bridges publish "
+        "(`<bridge_prefix>/application/...`, `<bridge_prefix>/teleinfo/...`); empty: at the "
+        "root, as they do by default. Must differ from topic_prefix.")
     timezone: str = "Europe/Paris"
+
+    @model_validator(mode="after")
+    def _check_prefixes(self) -> Settings:
+        if self.bridge_prefix and self.bridge_prefix == self.topic_prefix:
+            raise ValueError("bridge_prefix must differ from topic_prefix (the device topics "
+                             "would overlap the bridges' ones)")
+        return self
 
     @field_validator("broker_url")
     @classmethod

@@ -52,6 +52,7 @@ from bench.ingestlib.decode import make_router
 from bench.ingestlib.procstat import Group, Sampler, children, cmdline, descendants
 from bench.ingestlib.publisher import connect_packet
 from bench.ingestlib.stream import (
+    BRIDGE_PREFIX,
     PREFIX,
     Manifest,
     bench_ids,
@@ -61,6 +62,7 @@ from bench.ingestlib.stream import (
     publisher_files,
     read_records,
 )
+from devices.families import bridge_topics
 from devices.readings import PG_TYPES, READING_OF_TABLE, TABLE_OF
 from devices.registry import load_registry_file
 from devices.store import import_registry
@@ -73,7 +75,7 @@ RESULTS = ROOT / "bench" / "results"
 BENCH_DB = "beffroi_bench"
 TABLES = tuple(PG_TYPES)
 ALL_TABLES = (*TABLES, "dead_letters")
-TOPICS = (f"{PREFIX}/#", "application/+/device/+/event/up", "teleinfo/#")
+TOPICS = (f"{PREFIX}/#", *bridge_topics(BRIDGE_PREFIX))
 SEED = 20240514
 COPY_BATCH = 5000
 STALL_S = 60.0
@@ -398,6 +400,7 @@ class Ingestor:
             "BEFFROI_INGEST_SHARE_GROUP": f"bench{tag}",
             "BEFFROI_INGEST_METRICS_PORT": str(self.metrics_port),
             "BEFFROI_TOPIC_PREFIX": PREFIX,
+            "BEFFROI_BRIDGE_PREFIX": BRIDGE_PREFIX,
         } | env.extra_ingest_env
 
     @property

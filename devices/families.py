@@ -52,6 +52,17 @@ class DeviceTopic:
     kind: MessageKind
 
 
+#: Topic filters of the bridges: ChirpStack v4 uplink events, Linky TIC frames.
+CHIRPSTACK_UPLINKS = "application/+/device/+/event/up"
+TELEINFO_FRAMES = "teleinfo/#"
+
+
+def bridge_topics(bridge_prefix: str = "") -> tuple[str, str]:
+    """The bridges' topic filters, under ``bridge_prefix`` when they publish under one."""
+    root = f"{bridge_prefix}/" if bridge_prefix else ""
+    return f"{root}{CHIRPSTACK_UPLINKS}", f"{root}{TELEINFO_FRAMES}"
+
+
 def parse_device_topic(topic: str, prefix: str) -> DeviceTopic | None:
     """Parse ``{prefix}/{segment}/{device_id}/{message}``; None if the topic is not of that shape.
 

@@ -49,8 +49,10 @@ class Router:
     """Validates and decodes messages against the registry cache."""
 
     def __init__(self, *, prefix: str, registry: RegistryCache, hasher: MacHasher,
-                 max_payload_bytes: int, future_skew_s: float, max_age_days: float) -> None:
+                 max_payload_bytes: int, future_skew_s: float, max_age_days: float,
+                 bridge_prefix: str = "") -> None:
         self.prefix = prefix
+        self.bridge_root = f"{bridge_prefix}/" if bridge_prefix else ""
         self.registry = registry
         self.hasher = hasher
         self.max_payload_bytes = max_payload_bytes
@@ -86,15 +88,18 @@ class Router:
                     return Routed([], bad)
                 readings = decode_device_message(device_id, parsed.kind, payload, ctx,
                                                  content_type=content_type)
-            elif topic.startswith("application/") and topic.endswith("/event/up"):
-                parts = topic.split("/")
+            elif not topic.startswith(self.bridge_root):
+                return _reject(UNKNOWN_TOPIC, f"no decoder for topic {topic!r}")
+            elif (bridged := topic[len(self.bridge_root):]).startswith("application/") \
+                    and bridged.endswith("/event/up"):
+                parts = bridged.split("/")
                 device_id, kind, readings = decode_chirpstack_uplink(
                     payload, ctx, topic_dev_eui=parts[3] if len(parts) == 6 else None)
                 bad = self._check_device(device_id, kind)
                 if bad is not None:
                     return Routed([], bad)
-            elif topic.startswith("teleinfo/"):
-                meter_id = topic.split("/", 1)[1] or None
+            elif bridged.startswith("teleinfo/"):
+                meter_id = bridged.split("/", 1)[1] or None
                 device_id, readings = decode_teleinfo(meter_id, payload, ctx)
                 bad = self._check_device(device_id, None)
                 if bad is not None:

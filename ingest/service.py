@@ -16,6 +16,7 @@ import psycopg
 from prometheus_client import start_http_server
 
 from beffroi.settings import Settings
+from devices.families import bridge_topics
 from devices.privacy import MacHasher, scrub_macs, scrub_macs_bytes
 from ingest.batch import Batch, DeadLetterRow
 from ingest.keys import KeyRing
@@ -45,7 +46,7 @@ class BrokerConfig:
 
 def subscription_topics(settings: Settings, *, shared: bool = True) -> list[str]:
     """Topic filters of the ingestor, as a shared subscription so workers split the stream."""
-    topics = [f"{settings.topic_prefix}/#", "application/+/device/+/event/up", "teleinfo/#"]
+    topics = [f"{settings.topic_prefix}/#", *bridge_topics(settings.bridge_prefix)]
     if shared:
         return [f"$share/{settings.ingest_share_group}/{t}" for t in topics]
     return topics
@@ -70,6 +71,7 @@ class Ingestor:
         self.hasher = MacHasher(self.keys.key_for)
         self.router = Router(
             prefix=settings.topic_prefix, registry=self.registry, hasher=self.hasher,
+            bridge_prefix=settings.bridge_prefix,
             max_payload_bytes=settings.ingest_max_payload_bytes,
             future_skew_s=settings.ingest_future_skew_s,
             max_age_days=settings.ingest_max_age_days)

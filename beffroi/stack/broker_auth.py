@@ -10,6 +10,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from devices.families import bridge_topics
+
 # Mosquitto 2's password format: PBKDF2-HMAC-SHA512, 101 iterations, 12-byte salt.
 _ITERATIONS = 101
 _SALT_BYTES = 12
@@ -47,9 +49,10 @@ class BrokerAccount:
 
 def service_accounts(*, prefix: str, ingest_password: str, sim_password: str,
                      admin_password: str, ingest_user: str = "beffroi-ingest",
-                     sim_user: str = "beffroi-sim") -> list[BrokerAccount]:
+                     sim_user: str = "beffroi-sim",
+                     bridge_prefix: str = "") -> list[BrokerAccount]:
     """Beffroi's own accounts: the ingestor reads everything, the simulator writes devices'."""
-    device_topics = (f"{prefix}/#", "application/+/device/+/event/up", "teleinfo/#")
+    device_topics = (f"{prefix}/#", *bridge_topics(bridge_prefix))
     return [
         BrokerAccount(ingest_user, mosquitto_hash(ingest_password), read=device_topics),
         BrokerAccount(sim_user, mosquitto_hash(sim_password), write=device_topics),

@@ -210,7 +210,7 @@ class Stack:
         accounts = broker_auth.service_accounts(
             prefix=self.settings.topic_prefix, ingest_password=ingest_pw, sim_password=sim_pw,
             admin_password=self.secrets.admin_password, ingest_user=ingest_user,
-            sim_user=sim_user)
+            sim_user=sim_user, bridge_prefix=self.settings.bridge_prefix)
         mq.root.mkdir(parents=True, exist_ok=True)
         broker_auth.write_files(mq.passwd_file, mq.acl_file, [*accounts, *devices])
         if reload:

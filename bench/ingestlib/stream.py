@@ -34,8 +34,11 @@ import orjson
 
 log = logging.getLogger(__name__)
 
-STREAM_VERSION: Final = 4
+STREAM_VERSION: Final = 5
 PREFIX: Final = "bench"
+#: The bridges' topics (ChirpStack, Linky TIC) are under their own level, so that no
+#: other ingestor on the shared broker (``make demo``'s) subscribes to them.
+BRIDGE_PREFIX: Final = "bench-lns"
 SLOT_S: Final = 7
 TS_LEN: Final = 17  # b"1732571234.123456"
 PLACEHOLDER: Final = b"\x00"
@@ -395,10 +398,10 @@ def _generate(d: Path, *, messages: int, seed: int, publishers: int) -> Manifest
                 topic = f"{PREFIX}/{_segment(name)}/{dev.id}/{name.split('/')[-1]}"
             elif fmt == "chirpstack":
                 payload, n = gen.chirpstack(dev), 1
-                topic = f"application/bench-parking/device/{dev.dev_eui}/event/up"
+                topic = f"{BRIDGE_PREFIX}/application/bench-parking/device/{dev.dev_eui}/event/up"
             else:
                 payload, n = gen.tic(name, dev), 1
-                topic = f"teleinfo/{dev.meter_id}"
+                topic = f"{BRIDGE_PREFIX}/teleinfo/{dev.meter_id}"
             slots = payload.count(PLACEHOLDER)
             tb = topic.encode()
             p = dev.index % publishers

@@ -177,3 +177,53 @@ async def test_keys_are_shared_by_workers_and_destroyed_after_their_day(db_url: 
         # A late message from the destroyed day is hashed with the current key.
         late = datetime(2026, 3, 28, 23, 0, tzinfo=tz)
         assert worker_b.key_for(late) == worker_b.keys[date(2026, 3, 29)]
+
+
+async def test_bridges_under_their_own_topic_level(stack: Stack, settings: Settings,
+                                                   db_url: str, uid: str) -> None:
+    """With BEFFROI_BRIDGE_PREFIX the ingestor reads ChirpStack and Linky bridges under that
+    level only (a LoRaWAN network server shared with other services)."""
+    bridge = f"lns{uid[-6:]}".replace("_", "-")
+    s = ingest_settings(settings, bridge_prefix=bridge)
+    register(db_url, uid, {f"{uid}-spot": "parking_spot", f"{uid}-linky": "grid_meter"})
+    dev_eui, meter_id = _ids(db_url, uid)
+
+    def uplink(minutes: int, occupied: bool) -> str:
+        return json.dumps({
+            "time": (datetime.now(UTC) - timedelta(minutes=minutes)).isoformat(),
+            "deviceInfo": {"devEui": dev_eui, "deviceName": f"{uid}-spot"},
+            "fCnt": minutes, "fPort": 1, "object": {"occupied": occupied}})
+
+    tic = {"ADSC": {"raw": meter_id[-12:], "value": meter_id[-12:]},
+           "EAST": {"raw": "000001000", "value": 1000}}
+    pub = Publisher.as_role(stack, "admin")
+    try:
+        async with running_ingestor(stack, s, db_url) as ing:
+            # at the root: not this ingestor's topics any more (published first)
+            pub.publish(f"application/other-service/device/{dev_eui}/event/up",
+                        uplink(5, False))
+            pub.publish(f"{bridge}/application/parking/device/{dev_eui}/event/up",
+                        uplink(3, True))
+            pub.publish(f"{bridge}/teleinfo/{meter_id}", json.dumps(tic))
+
+            async def committed() -> bool:
+                return ing.committed_messages >= 2
+
+            await await_until(committed, timeout=20, what="two bridged messages committed")
+            metrics = generate_latest(ing.metrics.registry).decode()
+    finally:
+        pub.close()
+    with psycopg.connect(db_url) as conn:
+        spot = conn.execute("SELECT state FROM parking_spot_state WHERE device_id = %s",
+                            (f"{uid}-spot",)).fetchall()
+        grid = conn.execute("SELECT energy_import_wh FROM grid_readings WHERE device_id = %s",
+                            (f"{uid}-linky",)).fetchall()
+    assert spot == [("occupied",)] and grid == [(1000,)]
+    assert 'beffroi_ingest_messages_total{result="accepted"} 2.0' in metrics
+    assert 'beffroi_ingest_messages_total{result="rejected"} 0.0' in metrics
+
+
+def test_bridge_prefix_must_differ_from_the_topic_prefix(settings: Settings) -> None:
+    with pytest.raises(ValueError, match="bridge_prefix"):
+        Settings.model_validate({**settings.model_dump(), "bridge_prefix": "city",
+                                 "topic_prefix": "city"})
