@@ -7,7 +7,7 @@ from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
-from bench.ingestlib.stream import PREFIX, Device
+from bench.ingestlib.stream import BRIDGE_PREFIX, PREFIX, Device
 from devices.families import Family
 from devices.privacy import MacHasher
 from devices.readings import TABLE_OF
@@ -30,7 +30,8 @@ def registry_from_devices(devices: Iterable[Device]) -> RegistryCache:
 def make_router(devices: Iterable[Device]) -> Router:
     """The ingestor's router over the bench registry, with a throwaway MAC-hashing key."""
     key = os.urandom(32)
-    return Router(prefix=PREFIX, registry=registry_from_devices(devices),
+    return Router(prefix=PREFIX, bridge_prefix=BRIDGE_PREFIX,
+                  registry=registry_from_devices(devices),
                   hasher=MacHasher(lambda at: key), max_payload_bytes=65536,
                   future_skew_s=300, max_age_days=400)
 
