@@ -16,9 +16,14 @@ Query = str | sql.Composed | sql.SQL
 
 async def fetch_all(conn: psycopg.AsyncConnection[Any], query: Query,
                     params: dict[str, Any] | tuple[Any, ...] = ()) -> list[dict[str, Any]]:
-    """Rows as dicts."""
+    """Rows as dicts. Time-series queries (given bucket ``edges``) are never prepared:
+    psycopg prepares a statement after 5 runs, and PostgreSQL's generic plan for it cannot
+    exclude hypertable chunks by the requested range (measured: a month of a square per
+    hour, 13 ms planned for its parameters, 80 ms with the generic plan). The small
+    lookups around them stay prepared."""
+    prepare = False if isinstance(params, dict) and "edges" in params else None
     async with conn.cursor(row_factory=dict_row) as cur:
-        await cur.execute(query, params)
+        await cur.execute(query, params, prepare=prepare)
         return await cur.fetchall()
 
 
