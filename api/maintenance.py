@@ -27,6 +27,7 @@ log = logging.getLogger(__name__)
 LOCK_KEY = int.from_bytes(b"beffroi\x01", "big")  # pg advisory lock of the job
 HOUR = timedelta(hours=1)
 QUARTER = timedelta(minutes=15)
+HALF_HOUR = timedelta(minutes=30)
 #: Each refresh recomputes this much below the watermark (late data, gaps up to a day).
 REWIND = timedelta(hours=24)
 #: ...at least this often, and whenever a new hour has ended.
@@ -42,7 +43,7 @@ SESSIONS_SINCE = datetime(2000, 1, 1, tzinfo=UTC)
 RAW_TABLES = ("wifi_ap_stats", "parking_spot_state", "parking_transactions",
               "parking_meter_status", "grid_readings", "dead_letters")
 ROLLUP_HYPERTABLES = ("rollup_parking_spot_1h", "rollup_parking_zone_15m",
-                      "rollup_parking_turnover_1h", "rollup_parking_tx_1h",
+                      "rollup_grid_site_30m", "rollup_parking_turnover_1h", "rollup_parking_tx_1h",
                       "rollup_parking_faults_1h", "rollup_grid_1h", "rollup_grid_site_1h",
                       "rollup_wifi_ap_1h", "rollup_wifi_site_1h")
 
@@ -218,7 +219,34 @@ async def _roll_grid(conn: Conn, h1: datetime, h2: datetime, tz: ZoneInfo) -> No
                 AND g.power_w IS NOT NULL
               GROUP BY 1, 2) p
         ORDER BY site_id, time_bucket('1 hour', slot), pw DESC, slot""", p)
+    await _roll_grid_site_half_hours(conn, h1, h2)
     await _roll_grid_site_days(conn, h1, h2, tz)
+
+
+async def _roll_grid_site_half_hours(conn: Conn, h1: datetime, h2: datetime) -> None:
+    """Districts per half hour, from the raw readings as the route's 30m buckets."""
+    p: dict[str, Any] = {"edges": slot_edges(h1, h2, HALF_HOUR), "lo": h1, "hi": h2,
+                         "gap": grid.GAP_FACTOR}
+    await conn.execute("DELETE FROM rollup_grid_site_30m WHERE slot >= %(lo)s "
+                       "AND slot < %(hi)s", p)
+    inner = grid._ENERGY_SQL.format(filter="true", max_iv=grid.MAX_INTERVAL)
+    await conn.execute(f"""
+        WITH c AS (
+            SELECT y.device_id, y.i, coalesce(y.import_wh, 0) AS imp,
+                   coalesce(y.export_wh, 0) AS exp, y.covered_s AS cov, y.estimated,
+                   y.reset, y.gap
+            FROM ({inner}) y)
+        INSERT INTO rollup_grid_site_30m (slot, site_id, meters, complete_meters,
+            import_wh, export_wh, mean_power_w, covered_s, estimated, reset, gap)
+        SELECT (%(edges)s::timestamptz[])[c.i], d.site_id, count(*),
+               count(*) FILTER (WHERE c.cov >= 1800 - 0.5 AND NOT c.estimated
+                                AND NOT c.reset),
+               sum(c.imp), sum(c.exp),
+               coalesce(sum((c.imp - c.exp) * 3600 / c.cov) FILTER (WHERE c.cov <> 0), 0),
+               sum(c.cov), bool_or(c.estimated), bool_or(c.reset), bool_or(c.gap)
+        FROM c JOIN devices d ON d.id = c.device_id
+        WHERE d.site_id IS NOT NULL
+        GROUP BY c.i, d.site_id""", p)
 
 
 async def _roll_grid_site_days(conn: Conn, h1: datetime, h2: datetime, tz: ZoneInfo) -> None:

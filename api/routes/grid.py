@@ -12,7 +12,7 @@ from api.db import fetch_all, get_device, get_site
 from api.deps import ID_PATTERN, Conn, Range, Reader, SettingsDep, only_buckets
 from api.errors import ERROR_RESPONSES, error_body, not_found
 from api.output import CSV_RESPONSE, FORMAT_DOC, series_response
-from api.rollups import SourceParam, combine
+from api.rollups import SLOT_S, SourceParam, combine
 from api.timeq import Buckets
 
 router = APIRouter(prefix="/grid", tags=["grid"], responses={**ERROR_RESPONSES, **CSV_RESPONSE})
@@ -106,11 +106,20 @@ FROM x CROSS JOIN e GROUP BY 1, 2
 # A district's daily buckets in the configured time zone, precomputed per local day from the
 # same hourly cells (the maintenance job runs _ENERGY_ROLLUP_SQL with daily edges).
 _SITE_DAY_SQL = """
-SELECT day_start, meters, complete_meters, import_wh, export_wh, mean_power_w, covered_s,
-       estimated, reset, gap
+SELECT day_start AS start, meters, complete_meters, import_wh, export_wh, mean_power_w,
+       covered_s, estimated, reset, gap
 FROM rollup_grid_site_1d
 WHERE site_id = %(id)s AND tz = %(tz)s AND day_start >= %(lo)s AND day_start < %(hi)s
 """
+# ...and its half-hour buckets (the load curve), precomputed from the raw readings.
+_SITE_30M_SQL = """
+SELECT slot AS start, meters, complete_meters, import_wh, export_wh, mean_power_w,
+       covered_s, estimated, reset, gap
+FROM rollup_grid_site_30m
+WHERE site_id = %(id)s AND slot >= %(lo)s AND slot < %(hi)s
+"""
+
+HALF_HOUR_S = 1800  # slot of the districts' load-curve rollup
 
 #: Readings further apart than this make no interval (energy between them unknown).
 MAX_INTERVAL = "1 day"
@@ -140,10 +149,11 @@ async def _energy_cells_rollup(conn: Conn, b: Buckets, filt: str,
     return _cells(b, rows)
 
 
-async def _site_days(conn: Conn, b: Buckets, site: str, meters_total: int) -> list[dict[str, Any]]:
-    rows = await fetch_all(conn, _SITE_DAY_SQL, {"id": site, "tz": b.tz.key, "lo": b.start,
-                                                 "hi": b.end})
-    by_start = {r["day_start"]: r for r in rows}
+async def _site_buckets(conn: Conn, b: Buckets, query: str, site: str,
+                        meters_total: int) -> list[dict[str, Any]]:
+    rows = await fetch_all(conn, query, {"id": site, "tz": b.tz.key, "lo": b.start,
+                                         "hi": b.end})
+    by_start = {r["start"]: r for r in rows}
     out = []
     for i in range(len(b)):
         start, end = b.label(i)
@@ -161,17 +171,22 @@ async def _site_days(conn: Conn, b: Buckets, site: str, meters_total: int) -> li
 async def _energy(conn: Conn, b: Buckets, filt: str, params: dict[str, Any], meters: int,
                   source: str, *, site_days_tz: str | None = None) -> tuple[list[dict[str, Any]],
                                                                          str]:
-    """Energy rows; a district (``site_days_tz`` = the configured zone) reads its daily
-    rollup for daily buckets in that zone."""
+    """Energy rows; a district (``site_days_tz`` = the configured zone) reads its own
+    rollups for half-hour buckets and for daily buckets in that zone."""
+    district = site_days_tz is not None
+
     async def raw(sub: Buckets) -> list[dict[str, Any]]:
         return _energy_rows(sub, await _energy_cells(conn, sub, filt, params), meters)
 
     async def rolled(sub: Buckets) -> list[dict[str, Any]]:
-        if site_days_tz is not None and sub.bucket == "1d" and sub.tz.key == site_days_tz:
-            return await _site_days(conn, sub, params["id"], meters)
+        if district and sub.bucket == "30m":
+            return await _site_buckets(conn, sub, _SITE_30M_SQL, params["id"], meters)
+        if district and sub.bucket == "1d" and sub.tz.key == site_days_tz:
+            return await _site_buckets(conn, sub, _SITE_DAY_SQL, params["id"], meters)
         return _energy_rows(sub, await _energy_cells_rollup(conn, sub, filt, params), meters)
 
-    return await combine(conn, b, source, "grid", rolled=rolled, raw=raw)
+    return await combine(conn, b, source, "grid", rolled=rolled, raw=raw,
+                         slot_s=HALF_HOUR_S if district and b.bucket == "30m" else SLOT_S)
 
 
 def _num(x: float | None) -> float | None:

@@ -223,6 +223,20 @@ def test_district_days_come_from_the_daily_rollup(world: World) -> None:
     assert [d["reset"] for d in rolled["data"]] == [r[2] for r in rows]
 
 
+@pytest.mark.parametrize(("frm", "to"), [("2025-10-26", "2025-10-27"),  # 25 hours
+                                         ("2025-10-25T20:00Z", "2025-10-28T03:00Z")])
+def test_district_half_hours_equal_raw(world: World, frm: str, to: str) -> None:
+    url = f"/v1/grid/districts/{world.p}dist/energy?from={frm}&to={to}&bucket=30m"
+    rolled, raw = world.get(url), world.get(url + "&source=raw")
+    assert rolled["source"] == "rollup" and raw["source"] == "raw"
+    assert_same(rolled, raw)
+    assert any(d["estimated"] for d in rolled["data"])
+    assert sum(d["meters"] == 4 for d in rolled["data"]) > len(rolled["data"]) // 2
+    meter = world.get(f"/v1/grid/meters/{world.p}linky-1/energy?from={frm}&to={to}"
+                      "&bucket=30m")
+    assert meter["source"] == "raw"  # a meter's own rollup is hourly
+
+
 def test_short_buckets_and_unaligned_zones_read_raw(world: World) -> None:
     base = f"/v1/grid/districts/{world.p}dist/energy?from=2025-10-26&to=2025-10-27"
     assert world.get(base + "&bucket=15m")["source"] == "raw"

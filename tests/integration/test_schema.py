@@ -23,6 +23,7 @@ HYPERTABLES = {
         "parking_spot", "parking_tx", "parking_faults", "grid", "grid_site", "wifi_ap",
         "wifi_site", "parking_turnover")},
     "rollup_parking_zone_15m": "slot",
+    "rollup_grid_site_30m": "slot",
 }
 
 
