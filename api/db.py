@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
@@ -10,6 +11,7 @@ from psycopg import sql
 from psycopg.rows import dict_row
 
 from api.errors import not_found
+from api.timeq import Buckets
 
 Query = str | sql.Composed | sql.SQL
 
@@ -25,6 +27,23 @@ async def fetch_all(conn: psycopg.AsyncConnection[Any], query: Query,
     async with conn.cursor(row_factory=dict_row) as cur:
         await cur.execute(query, params, prepare=prepare)
         return await cur.fetchall()
+
+
+async def per_bucket(conn: psycopg.AsyncConnection[Any], b: Buckets, query: Query,
+                     params: dict[str, Any],
+                     row: Callable[[dict[str, Any] | None], dict[str, Any]]
+                     ) -> list[dict[str, Any]]:
+    """One answer row per bucket of ``b``: ``query`` (given ``edges``, ``lo``, ``hi``)
+    numbers its rows by bucket in ``i`` (1-based, ``width_bucket``); ``row`` turns a bucket's
+    row, or None for a bucket without one, into the values after ``start`` and ``end``."""
+    rows = await fetch_all(conn, query, {**params, "edges": b.edges, "lo": b.start,
+                                         "hi": b.end})
+    by_i = {r["i"] - 1: r for r in rows}
+    out = []
+    for i in range(len(b)):
+        start, end = b.label(i)
+        out.append({"start": start, "end": end, **row(by_i.get(i))})
+    return out
 
 
 async def fetch_one(conn: psycopg.AsyncConnection[Any], query: Query,

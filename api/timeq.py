@@ -15,6 +15,7 @@ import re
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from functools import cached_property
+from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from api.errors import invalid
@@ -108,6 +109,11 @@ class Buckets:
         """Local ISO start and end of bucket ``i``."""
         labels = self._labels
         return labels[i], labels[i + 1]
+
+    def meta(self, **extra: Any) -> dict[str, Any]:
+        """The fields that describe these buckets in an answer, after ``extra``."""
+        return {**extra, "bucket": self.bucket, "tz": self.tz.key, "from": self._labels[0],
+                "to": self._labels[-1]}
 
     def seconds(self, i: int) -> float:
         """Length of bucket ``i``."""

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Path, Request
 from fastapi.responses import Response
 
-from api.db import fetch_all, get_device, get_site
+from api.db import fetch_all, get_device, get_site, per_bucket
 from api.deps import ID_PATTERN, Conn, Range, Reader, SettingsDep, only_buckets
 from api.errors import ERROR_RESPONSES, error_body, not_found
 from api.output import CSV_RESPONSE, FORMAT_DOC, series_response
@@ -238,11 +238,6 @@ def _energy_rows(b: Buckets, cells: dict[int, list[dict[str, Any]]],
     return out
 
 
-def _meta(b: Buckets, **extra: Any) -> dict[str, Any]:
-    return {**extra, "bucket": b.bucket, "tz": b.tz.key, "from": b.label(0)[0],
-            "to": b.label(len(b) - 1)[1]}
-
-
 @router.get("/districts/{district_id}/energy", summary="Energy of a district per bucket",
             description=_ENERGY_DOC)
 async def district_energy(request: Request, conn: Conn, _: Reader, settings: SettingsDep,
@@ -253,7 +248,7 @@ async def district_energy(request: Request, conn: Conn, _: Reader, settings: Set
     n = int(site["family_count"])
     rows, src = await _energy(conn, b, "d.site_id = %(id)s", {"id": district_id}, n, source,
                               site_days_tz=settings.timezone)
-    return series_response(request, _meta(b, district=district_id, meters_total=n,
+    return series_response(request, b.meta(district=district_id, meters_total=n,
                                            source=src), rows, _ENERGY_COLS,
                            filename=f"energy-{district_id}")
 
@@ -265,7 +260,7 @@ async def meter_energy(request: Request, conn: Conn, _: Reader, meter_id: MeterI
     """One meter."""
     await get_device(conn, meter_id, "grid_meter")
     rows, src = await _energy(conn, b, "d.id = %(id)s", {"id": meter_id}, 1, source)
-    return series_response(request, _meta(b, meter=meter_id, source=src), rows,
+    return series_response(request, b.meta(meter=meter_id, source=src), rows,
                            _ENERGY_COLS, filename=f"energy-{meter_id}")
 
 
@@ -307,17 +302,9 @@ async def _peaks(request: Request, conn: Conn, b: Buckets, filt: str, params: di
     only_buckets(b, ("1d", "1w", "1mo"), "peaks are daily or longer")
 
     async def part(sub: Buckets, query: str) -> list[dict[str, Any]]:
-        rows = await fetch_all(conn, query,
-                               {**params, "edges": sub.edges, "lo": sub.start, "hi": sub.end})
-        by_i = {r["i"] - 1: r for r in rows}
-        out = []
-        for i in range(len(sub)):
-            start, end = sub.label(i)
-            r = by_i.get(i)
-            out.append({"start": start, "end": end,
-                        "peak_power_w": _num(r["power_w"]) if r else None,
-                        "peak_at": r["slot"].astimezone(sub.tz).isoformat() if r else None})
-        return out
+        return await per_bucket(conn, sub, query, params, lambda r: {
+            "peak_power_w": _num(r["power_w"]) if r else None,
+            "peak_at": r["slot"].astimezone(sub.tz).isoformat() if r else None})
 
     async def raw(sub: Buckets) -> list[dict[str, Any]]:
         return await part(sub, _PEAK_SQL.format(filter=filt))
@@ -343,7 +330,7 @@ async def district_peaks(request: Request, conn: Conn, _: Reader, district_id: D
     """Peak power of the district per day."""
     await get_site(conn, district_id, "district")
     return await _peaks(request, conn, b, "d.site_id = %(id)s", {"id": district_id},
-                        _meta(b, district=district_id), f"peaks-{district_id}", source,
+                        b.meta(district=district_id), f"peaks-{district_id}", source,
                         district=True)
 
 
@@ -354,7 +341,7 @@ async def meter_peaks(request: Request, conn: Conn, _: Reader, meter_id: MeterId
     """Peak power of the meter per day."""
     await get_device(conn, meter_id, "grid_meter")
     return await _peaks(request, conn, b, "d.id = %(id)s", {"id": meter_id},
-                        _meta(b, meter=meter_id), f"peaks-{meter_id}", source,
+                        b.meta(meter=meter_id), f"peaks-{meter_id}", source,
                         district=False)
 
 
@@ -384,6 +371,15 @@ WHERE {filter} AND d.family = 'grid_meter' AND r.v_n > 0
   AND r.hour >= %(lo)s AND r.hour < %(hi)s
 GROUP BY 1
 """
+def _voltage_row(r: dict[str, Any] | None) -> dict[str, Any]:
+    share = r["within"] / r["n"] if r and r["n"] else None
+    return {"values": int(r["n"]) if r else 0, "within": int(r["within"]) if r else 0,
+            "share_within": round(share, 4) if share is not None else None,
+            "compliant": share >= COMPLIANT_SHARE if share is not None else None,
+            "min_v": _num(r["min_v"]) if r else None,
+            "max_v": _num(r["max_v"]) if r else None}
+
+
 _VOLTAGE_DOC = ("EN 50160: share of the 10-minute mean voltages (per meter and phase) within "
                 "230 V ± 10 % (207-253 V); `compliant` when at least 95 %. " + FORMAT_DOC)
 
@@ -395,21 +391,8 @@ async def _voltage(request: Request, conn: Conn, b: Buckets, filt: str,
     vmin, vmax = NOMINAL_V * (1 - TOLERANCE), NOMINAL_V * (1 + TOLERANCE)
 
     async def part(sub: Buckets, query: str) -> list[dict[str, Any]]:
-        rows = await fetch_all(conn, query, {**params, "edges": sub.edges, "lo": sub.start,
-                                             "hi": sub.end, "vmin": vmin, "vmax": vmax})
-        by_i = {r["i"] - 1: r for r in rows}
-        out = []
-        for i in range(len(sub)):
-            start, end = sub.label(i)
-            r = by_i.get(i)
-            share = r["within"] / r["n"] if r and r["n"] else None
-            out.append({"start": start, "end": end, "values": int(r["n"]) if r else 0,
-                        "within": int(r["within"]) if r else 0,
-                        "share_within": round(share, 4) if share is not None else None,
-                        "compliant": share >= COMPLIANT_SHARE if share is not None else None,
-                        "min_v": _num(r["min_v"]) if r else None,
-                        "max_v": _num(r["max_v"]) if r else None})
-        return out
+        return await per_bucket(conn, sub, query, {**params, "vmin": vmin, "vmax": vmax},
+                                _voltage_row)
 
     async def raw(sub: Buckets) -> list[dict[str, Any]]:
         return await part(sub, _VOLTAGE_SQL.format(filter=filt))
@@ -430,7 +413,7 @@ async def district_voltage(request: Request, conn: Conn, _: Reader, district_id:
     """Voltage quality over the district's meters."""
     await get_site(conn, district_id, "district")
     return await _voltage(request, conn, b, "d.site_id = %(id)s", {"id": district_id},
-                          _meta(b, district=district_id), f"voltage-{district_id}", source)
+                          b.meta(district=district_id), f"voltage-{district_id}", source)
 
 
 @router.get("/meters/{meter_id}/voltage", summary="Voltage quality at one meter",
@@ -440,7 +423,7 @@ async def meter_voltage(request: Request, conn: Conn, _: Reader, meter_id: Meter
     """Voltage quality at one meter."""
     await get_device(conn, meter_id, "grid_meter")
     return await _voltage(request, conn, b, "d.id = %(id)s", {"id": meter_id},
-                          _meta(b, meter=meter_id), f"voltage-{meter_id}", source)
+                          b.meta(meter=meter_id), f"voltage-{meter_id}", source)
 
 
 # Solar export. The registry marks producing meters with `"solar": true` in their metadata
@@ -498,7 +481,7 @@ async def district_export(request: Request, conn: Conn, _: Reader, district_id: 
     n = int(rows[0]["n"])
     energy, src = await _energy(conn, b, f"d.site_id = %(id)s AND {_SOLAR}",
                                 {"id": district_id}, n, source)
-    return series_response(request, _meta(b, district=district_id, producers_total=n,
+    return series_response(request, b.meta(district=district_id, producers_total=n,
                                            source=src), _export_rows(energy), _EXPORT_COLS,
                            filename=f"export-{district_id}")
 
@@ -513,5 +496,5 @@ async def meter_export(request: Request, conn: Conn, _: Reader, meter_id: MeterI
     if (dev["metadata"] or {}).get("solar") is not True:
         raise not_found("solar meter", meter_id)
     energy, src = await _energy(conn, b, "d.id = %(id)s", {"id": meter_id}, 1, source)
-    return series_response(request, _meta(b, meter=meter_id, source=src),
+    return series_response(request, b.meta(meter=meter_id, source=src),
                            _export_rows(energy), _EXPORT_COLS, filename=f"export-{meter_id}")

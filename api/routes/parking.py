@@ -8,7 +8,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Path, Request
 from fastapi.responses import Response
 
-from api.db import fetch_all, get_device, get_site
+from api.db import fetch_all, get_device, get_site, per_bucket
 from api.deps import ID_PATTERN, Conn, Range, Reader, only_buckets
 from api.errors import ERROR_RESPONSES
 from api.output import CSV_RESPONSE, FORMAT_DOC, series_response
@@ -146,11 +146,6 @@ _OCC_COLUMNS = ("start", "end", "seconds", "capacity", "occupied_spot_s", "free_
                 "free_spots_mean")
 
 
-def _meta(b: Buckets, **extra: Any) -> dict[str, Any]:
-    return {**extra, "bucket": b.bucket, "tz": b.tz.key, "from": b.label(0)[0],
-            "to": b.label(len(b) - 1)[1]}
-
-
 @router.get("/zones/{zone_id}/occupancy", summary="Time-weighted occupancy of a zone",
             description="Per bucket: spot-seconds occupied, free and unknown (no report from "
             "the sensor for 3 heartbeats, or never), `occupancy` = occupied / (capacity x "
@@ -166,7 +161,7 @@ async def zone_occupancy(request: Request, conn: Conn, _: Reader, zone_id: ZoneI
                                        "family = 'parking_spot'", (zone_id,)))
     rows, src = await _occupancy(conn, b, "d.site_id = %(site)s", {"site": zone_id}, capacity,
                                  source, zone=True)
-    return series_response(request, _meta(b, zone=zone_id, source=src), rows, _OCC_COLUMNS,
+    return series_response(request, b.meta(zone=zone_id, source=src), rows, _OCC_COLUMNS,
                            filename=f"occupancy-{zone_id}")
 
 
@@ -177,7 +172,7 @@ async def spot_occupancy(request: Request, conn: Conn, _: Reader, spot_id: SpotI
     """Occupancy of one spot per bucket."""
     await get_device(conn, spot_id, "parking_spot")
     rows, src = await _occupancy(conn, b, "d.id = %(spot)s", {"spot": spot_id}, 1, source)
-    return series_response(request, _meta(b, spot=spot_id, source=src), rows, _OCC_COLUMNS,
+    return series_response(request, b.meta(spot=spot_id, source=src), rows, _OCC_COLUMNS,
                            filename=f"occupancy-{spot_id}")
 
 
@@ -259,21 +254,15 @@ async def _turnover(request: Request, conn: Conn, b: Buckets, filt: str,
     """Turnover per bucket of the sensors ``filt`` selects (``d`` = devices; rollup rows of
     ``rollup_key`` = (site, device or '')); the routes check the bucket
     (`_TURNOVER_BUCKETS`) before looking the zone or spot up."""
+    def row(r: dict[str, Any] | None) -> dict[str, Any]:
+        arrivals = int(r["arrivals"]) if r else 0
+        stays = int(r["stays"]) if r else 0
+        return {"arrivals": arrivals,
+                "turnover": round(arrivals / capacity, 3) if capacity else None,
+                "mean_stay_s": round(float(r["stay_s"]) / stays) if r and stays else None}
+
     async def part(sub: Buckets, query: str, extra: dict[str, Any]) -> list[dict[str, Any]]:
-        rows = await fetch_all(conn, query, {**params, **extra, "edges": sub.edges,
-                                             "lo": sub.start, "hi": sub.end})
-        by_i = {r["i"] - 1: r for r in rows}
-        out = []
-        for i in range(len(sub)):
-            start, end = sub.label(i)
-            r = by_i.get(i)
-            arrivals = int(r["arrivals"]) if r else 0
-            stays = int(r["stays"]) if r else 0
-            out.append({"start": start, "end": end, "arrivals": arrivals,
-                        "turnover": round(arrivals / capacity, 3) if capacity else None,
-                        "mean_stay_s": round(float(r["stay_s"]) / stays) if r and stays
-                        else None})
-        return out
+        return await per_bucket(conn, sub, query, {**params, **extra}, row)
 
     async def raw(sub: Buckets) -> list[dict[str, Any]]:
         return await part(sub, _TURNOVER_SQL.format(filter=filt, dev=""), {})
@@ -295,7 +284,7 @@ async def zone_turnover(request: Request, conn: Conn, _: Reader, zone_id: ZoneId
     only_buckets(b, _TURNOVER_BUCKETS, "turnover is counted per hour or longer")
     site = await get_site(conn, zone_id, "parking_zone")
     return await _turnover(request, conn, b, "d.site_id = %(id)s", {"id": zone_id},
-                           (zone_id, ""), site["capacity"] or 0, _meta(b, zone=zone_id),
+                           (zone_id, ""), site["capacity"] or 0, b.meta(zone=zone_id),
                            f"turnover-{zone_id}", source)
 
 
@@ -308,7 +297,7 @@ async def spot_turnover(request: Request, conn: Conn, _: Reader, spot_id: SpotId
     only_buckets(b, _TURNOVER_BUCKETS, "turnover is counted per hour or longer")
     spot = await get_device(conn, spot_id, "parking_spot")
     return await _turnover(request, conn, b, "d.id = %(id)s", {"id": spot_id},
-                           (spot["site_id"] or "", spot_id), 1, _meta(b, spot=spot_id),
+                           (spot["site_id"] or "", spot_id), 1, b.meta(spot=spot_id),
                            f"turnover-{spot_id}", source)
 
 
@@ -401,7 +390,7 @@ async def zone_revenue(request: Request, conn: Conn, _: Reader, zone_id: ZoneId,
     """Revenue of the zone's meters per bucket."""
     await get_site(conn, zone_id, "parking_zone")
     return await _revenue(request, conn, b, "d.site_id = %(id)s", {"id": zone_id},
-                          _meta(b, zone=zone_id), f"revenue-{zone_id}", source)
+                          b.meta(zone=zone_id), f"revenue-{zone_id}", source)
 
 
 @router.get("/meters/{meter_id}/revenue", summary="Revenue of one parking meter",
@@ -411,6 +400,6 @@ async def meter_revenue(request: Request, conn: Conn, _: Reader, meter_id: Meter
     """Revenue of one meter per bucket."""
     await get_device(conn, meter_id, "parking_meter")
     return await _revenue(request, conn, b, "d.id = %(id)s", {"id": meter_id},
-                          _meta(b, meter=meter_id), f"revenue-{meter_id}", source)
+                          b.meta(meter=meter_id), f"revenue-{meter_id}", source)
 
 

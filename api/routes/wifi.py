@@ -9,7 +9,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Path, Request
 from fastapi.responses import Response
 
-from api.db import fetch_all, get_device, get_site
+from api.db import fetch_all, get_device, get_site, per_bucket
 from api.deps import ID_PATTERN, Conn, Range, Reader, SettingsDep, only_buckets
 from api.errors import ERROR_RESPONSES
 from api.output import CSV_RESPONSE, FORMAT_DOC, series_response
@@ -147,26 +147,13 @@ GROUP BY 1, 2
 """
 
 
-def _meta(b: Buckets, **extra: Any) -> dict[str, Any]:
-    return {**extra, "bucket": b.bucket, "tz": b.tz.key, "from": b.label(0)[0],
-            "to": b.label(len(b) - 1)[1]}
-
-
 async def _clients(request: Request, conn: Conn, b: Buckets, filt: str, params: dict[str, Any],
                    meta: dict[str, Any], filename: str, source: str) -> Response:
     async def part(sub: Buckets, query: str) -> list[dict[str, Any]]:
-        rows = await fetch_all(conn, query, {"site": None, **params, "edges": sub.edges,
-                                             "lo": sub.start, "hi": sub.end})
-        by_i = {r["i"] - 1: r for r in rows}
-        out = []
-        for i in range(len(sub)):
-            start, end = sub.label(i)
-            r = by_i.get(i)
-            out.append({"start": start, "end": end,
-                        "clients_mean": round(r["clients_mean"], 2) if r else None,
-                        "clients_max": round(r["clients_max"], 2) if r else None,
-                        "aps_reporting": int(r["aps"]) if r else 0})
-        return out
+        return await per_bucket(conn, sub, query, {"site": None, **params}, lambda r: {
+            "clients_mean": round(r["clients_mean"], 2) if r else None,
+            "clients_max": round(r["clients_max"], 2) if r else None,
+            "aps_reporting": int(r["aps"]) if r else 0})
 
     async def raw(sub: Buckets) -> list[dict[str, Any]]:
         return await part(sub, _CLIENTS_SQL.format(filter=filt))
@@ -193,7 +180,7 @@ async def square_clients(request: Request, conn: Conn, _: Reader, square_id: Squ
     await get_site(conn, square_id, "square")
     return await _clients(request, conn, b, "d.site_id = %(id)s",
                           {"id": square_id, "site": square_id},
-                          _meta(b, square=square_id), f"clients-{square_id}", source)
+                          b.meta(square=square_id), f"clients-{square_id}", source)
 
 
 @router.get("/aps/{ap_id}/clients", summary="Connected clients on one access point",
@@ -203,7 +190,7 @@ async def ap_clients(request: Request, conn: Conn, _: Reader, ap_id: ApId,
     """Clients of one access point per bucket."""
     await get_device(conn, ap_id, "wifi_ap")
     return await _clients(request, conn, b, "d.id = %(id)s", {"id": ap_id},
-                          _meta(b, ap=ap_id), f"clients-{ap_id}", source)
+                          b.meta(ap=ap_id), f"clients-{ap_id}", source)
 
 
 _VISITORS_SQL = """
@@ -242,18 +229,10 @@ async def _visitors(request: Request, conn: Conn, settings: Settings, b: Buckets
     only_buckets(b, ("1h", "1d"), "client keys rotate daily")
 
     async def part(sub: Buckets, query: str) -> list[dict[str, Any]]:
-        rows = await fetch_all(conn, query, {**params, "site": site, "ap": ap,
-                                             "tz": settings.timezone, "edges": sub.edges,
-                                             "lo": sub.start, "hi": sub.end})
-        by_i = {r["i"] - 1: r for r in rows}
-        out = []
-        for i in range(len(sub)):
-            start, end = sub.label(i)
-            r = by_i.get(i) or {}
-            out.append({"start": start, "end": end,
-                        "unique_visitors": int(r.get("visitors", 0)),
-                        "associations": int(r.get("associations", 0))})
-        return out
+        return await per_bucket(
+            conn, sub, query, {**params, "site": site, "ap": ap, "tz": settings.timezone},
+            lambda r: {"unique_visitors": int(r["visitors"]) if r else 0,
+                       "associations": int(r["associations"]) if r else 0})
 
     async def raw(sub: Buckets) -> list[dict[str, Any]]:
         return await part(sub, _VISITORS_SQL.format(filter=filt))
@@ -282,7 +261,7 @@ async def square_visitors(request: Request, conn: Conn, _: Reader, settings: Set
     only_buckets(b, ("1h", "1d"), "client keys rotate daily")
     await get_site(conn, square_id, "square")
     return await _visitors(request, conn, settings, b, "d.site_id = %(id)s", {"id": square_id},
-                           square_id, "", _meta(b, square=square_id),
+                           square_id, "", b.meta(square=square_id),
                            f"visitors-{square_id}", source)
 
 
@@ -294,7 +273,7 @@ async def ap_visitors(request: Request, conn: Conn, _: Reader, settings: Setting
     only_buckets(b, ("1h", "1d"), "client keys rotate daily")
     dev = await get_device(conn, ap_id, "wifi_ap")
     return await _visitors(request, conn, settings, b, "d.id = %(id)s", {"id": ap_id},
-                           dev["site_id"], ap_id, _meta(b, ap=ap_id), f"visitors-{ap_id}",
+                           dev["site_id"], ap_id, b.meta(ap=ap_id), f"visitors-{ap_id}",
                            source)
 
 
@@ -306,24 +285,20 @@ _TRAFFIC_DOC = (
     "`counter_resets` says how many. " + FORMAT_DOC)
 
 
+def _traffic_row(r: dict[str, Any] | None) -> dict[str, Any]:
+    rx = int(r["rx_bytes"]) if r and r["rx_bytes"] is not None else None
+    tx = int(r["tx_bytes"]) if r and r["tx_bytes"] is not None else None
+    return {"rx_bytes": rx, "tx_bytes": tx,
+            "total_bytes": rx + tx if rx is not None and tx is not None else None,
+            "intervals": int(r["intervals"]) if r else 0,
+            "counter_resets": int(r["resets"]) if r else 0}
+
+
 async def _traffic(request: Request, conn: Conn, b: Buckets, filt: str,
                    params: dict[str, Any], meta: dict[str, Any], filename: str,
                    source: str) -> Response:
     async def part(sub: Buckets, query: str) -> list[dict[str, Any]]:
-        rows = await fetch_all(conn, query, {**params, "edges": sub.edges, "lo": sub.start,
-                                             "hi": sub.end})
-        by_i = {r["i"] - 1: r for r in rows}
-        out = []
-        for i in range(len(sub)):
-            start, end = sub.label(i)
-            r = by_i.get(i)
-            rx = int(r["rx_bytes"]) if r and r["rx_bytes"] is not None else None
-            tx = int(r["tx_bytes"]) if r and r["tx_bytes"] is not None else None
-            out.append({"start": start, "end": end, "rx_bytes": rx, "tx_bytes": tx,
-                        "total_bytes": rx + tx if rx is not None and tx is not None else None,
-                        "intervals": int(r["intervals"]) if r else 0,
-                        "counter_resets": int(r["resets"]) if r else 0})
-        return out
+        return await per_bucket(conn, sub, query, params, _traffic_row)
 
     async def raw(sub: Buckets) -> list[dict[str, Any]]:
         return await part(sub, _TRAFFIC_SQL.format(filter=filt, dev="", max_iv=MAX_INTERVAL))
@@ -344,7 +319,7 @@ async def square_traffic(request: Request, conn: Conn, _: Reader, square_id: Squ
     """Bytes through the square's access points per bucket."""
     await get_site(conn, square_id, "square")
     return await _traffic(request, conn, b, "d.site_id = %(id)s", {"id": square_id},
-                          _meta(b, square=square_id), f"traffic-{square_id}", source)
+                          b.meta(square=square_id), f"traffic-{square_id}", source)
 
 
 @router.get("/aps/{ap_id}/traffic", summary="Traffic volume of one access point",
@@ -354,7 +329,7 @@ async def ap_traffic(request: Request, conn: Conn, _: Reader, ap_id: ApId, b: Ra
     """Bytes through one access point per bucket."""
     await get_device(conn, ap_id, "wifi_ap")
     return await _traffic(request, conn, b, "d.id = %(id)s", {"id": ap_id},
-                          _meta(b, ap=ap_id), f"traffic-{ap_id}", source)
+                          b.meta(ap=ap_id), f"traffic-{ap_id}", source)
 
 
 _DWELL_COLS = ("start", "end", "sessions", "mean_dwell_s",
@@ -410,7 +385,7 @@ async def square_dwell(request: Request, conn: Conn, _: Reader, square_id: Squar
     """Ended sessions on the square's access points per bucket, by length."""
     await get_site(conn, square_id, "square")
     return await _dwell(request, conn, b, "d.site_id = %(id)s", "r.site_id = %(id)s",
-                        {"id": square_id}, _meta(b, square=square_id),
+                        {"id": square_id}, b.meta(square=square_id),
                         f"dwell-{square_id}", source)
 
 
@@ -421,4 +396,4 @@ async def ap_dwell(request: Request, conn: Conn, _: Reader, ap_id: ApId, b: Rang
     """Ended sessions on one access point per bucket, by length."""
     await get_device(conn, ap_id, "wifi_ap")
     return await _dwell(request, conn, b, "d.id = %(id)s", "r.device_id = %(id)s",
-                        {"id": ap_id}, _meta(b, ap=ap_id), f"dwell-{ap_id}", source)
+                        {"id": ap_id}, b.meta(ap=ap_id), f"dwell-{ap_id}", source)
