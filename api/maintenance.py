@@ -223,30 +223,41 @@ async def _roll_grid(conn: Conn, h1: datetime, h2: datetime, tz: ZoneInfo) -> No
     await _roll_grid_site_days(conn, h1, h2, tz)
 
 
+# A district's energy buckets from its meters' cells (``{cells}``: the energy SQL of the
+# route, per meter and bucket ``i`` of ``edges``), computed as the route computes them.
+_SITE_BUCKETS_SQL = """
+WITH e AS (SELECT %(edges)s::timestamptz[] AS a),
+c AS (
+    SELECT y.device_id, y.i, coalesce(y.import_wh, 0) AS imp,
+           coalesce(y.export_wh, 0) AS exp, y.covered_s AS cov, y.estimated, y.reset, y.gap
+    FROM ({cells}) y)
+SELECT c.i, e.a[c.i] AS start, d.site_id, count(*) AS meters,
+       count(*) FILTER (WHERE c.cov >= extract(epoch FROM e.a[c.i + 1] - e.a[c.i]) - 0.5
+                        AND NOT c.estimated AND NOT c.reset) AS complete_meters,
+       sum(c.imp) AS import_wh, sum(c.exp) AS export_wh,
+       coalesce(sum((c.imp - c.exp) * 3600 / c.cov) FILTER (WHERE c.cov <> 0), 0)
+         AS mean_power_w,
+       sum(c.cov) AS covered_s, bool_or(c.estimated) AS estimated, bool_or(c.reset) AS reset,
+       bool_or(c.gap) AS gap
+FROM c JOIN devices d ON d.id = c.device_id CROSS JOIN e
+WHERE d.site_id IS NOT NULL
+GROUP BY c.i, e.a, d.site_id
+"""
+_SITE_BUCKET_COLS = ("site_id, meters, complete_meters, import_wh, export_wh, mean_power_w, "
+                     "covered_s, estimated, reset, gap")
+
+
 async def _roll_grid_site_half_hours(conn: Conn, h1: datetime, h2: datetime) -> None:
     """Districts per half hour, from the raw readings as the route's 30m buckets."""
     p: dict[str, Any] = {"edges": slot_edges(h1, h2, HALF_HOUR), "lo": h1, "hi": h2,
                          "gap": grid.GAP_FACTOR}
     await conn.execute("DELETE FROM rollup_grid_site_30m WHERE slot >= %(lo)s "
                        "AND slot < %(hi)s", p)
-    inner = grid._ENERGY_SQL.format(filter="true", max_iv=grid.MAX_INTERVAL)
+    cells = grid._ENERGY_SQL.format(filter="true", max_iv=grid.MAX_INTERVAL)
     await conn.execute(f"""
-        WITH c AS (
-            SELECT y.device_id, y.i, coalesce(y.import_wh, 0) AS imp,
-                   coalesce(y.export_wh, 0) AS exp, y.covered_s AS cov, y.estimated,
-                   y.reset, y.gap
-            FROM ({inner}) y)
-        INSERT INTO rollup_grid_site_30m (slot, site_id, meters, complete_meters,
-            import_wh, export_wh, mean_power_w, covered_s, estimated, reset, gap)
-        SELECT (%(edges)s::timestamptz[])[c.i], d.site_id, count(*),
-               count(*) FILTER (WHERE c.cov >= 1800 - 0.5 AND NOT c.estimated
-                                AND NOT c.reset),
-               sum(c.imp), sum(c.exp),
-               coalesce(sum((c.imp - c.exp) * 3600 / c.cov) FILTER (WHERE c.cov <> 0), 0),
-               sum(c.cov), bool_or(c.estimated), bool_or(c.reset), bool_or(c.gap)
-        FROM c JOIN devices d ON d.id = c.device_id
-        WHERE d.site_id IS NOT NULL
-        GROUP BY c.i, d.site_id""", p)
+        INSERT INTO rollup_grid_site_30m (slot, {_SITE_BUCKET_COLS})
+        SELECT start, {_SITE_BUCKET_COLS} FROM ({_SITE_BUCKETS_SQL.format(cells=cells)}) x""",
+                       p)
 
 
 async def _roll_grid_site_days(conn: Conn, h1: datetime, h2: datetime, tz: ZoneInfo) -> None:
@@ -260,25 +271,11 @@ async def _roll_grid_site_days(conn: Conn, h1: datetime, h2: datetime, tz: ZoneI
                          "lo": days[0][1], "hi": days[-1][1], "tz": tz.key}
     await conn.execute("DELETE FROM rollup_grid_site_1d WHERE tz = %(tz)s "
                        "AND day_start >= %(lo)s AND day_start < %(hi)s", p)
-    inner = grid._ENERGY_ROLLUP_SQL.format(filter="true")
+    cells = grid._ENERGY_ROLLUP_SQL.format(filter="true")
     await conn.execute(f"""
-        WITH e AS (SELECT %(edges)s::timestamptz[] AS a),
-        c AS (
-            SELECT y.device_id, y.i, coalesce(y.import_wh, 0) AS imp,
-                   coalesce(y.export_wh, 0) AS exp, y.covered_s AS cov, y.estimated,
-                   y.reset, y.gap
-            FROM ({inner}) y)
-        INSERT INTO rollup_grid_site_1d (day, tz, day_start, site_id, meters, complete_meters,
-            import_wh, export_wh, mean_power_w, covered_s, estimated, reset, gap)
-        SELECT (%(days)s::date[])[c.i], %(tz)s, e.a[c.i], d.site_id, count(*),
-               count(*) FILTER (WHERE c.cov >= extract(epoch FROM e.a[c.i + 1] - e.a[c.i])
-                                               - 0.5 AND NOT c.estimated AND NOT c.reset),
-               sum(c.imp), sum(c.exp),
-               coalesce(sum((c.imp - c.exp) * 3600 / c.cov) FILTER (WHERE c.cov <> 0), 0),
-               sum(c.cov), bool_or(c.estimated), bool_or(c.reset), bool_or(c.gap)
-        FROM c JOIN devices d ON d.id = c.device_id CROSS JOIN e
-        WHERE d.site_id IS NOT NULL
-        GROUP BY c.i, e.a, d.site_id""", p)
+        INSERT INTO rollup_grid_site_1d (day, tz, day_start, {_SITE_BUCKET_COLS})
+        SELECT (%(days)s::date[])[x.i], %(tz)s, start, {_SITE_BUCKET_COLS}
+        FROM ({_SITE_BUCKETS_SQL.format(cells=cells)}) x""", p)
 
 
 async def _roll_wifi_ap(conn: Conn, h1: datetime, h2: datetime, tz: ZoneInfo) -> None:
