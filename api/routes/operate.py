@@ -207,24 +207,13 @@ def _filters(settings: Any, reason: str | None, device: str | None, topic_prefix
     hi = parse_instant(to, zone, param="to") if to else None
     if lo is not None and hi is not None and hi <= lo:
         raise invalid("'to' must be after 'from'", param="to")
-    where = ["TRUE"]
-    params: dict[str, Any] = {}
-    if reason is not None:
-        where.append("reason = %(reason)s")
-        params["reason"] = reason
-    if device is not None:
-        where.append("device_id = %(device)s")
-        params["device"] = device
-    if topic_prefix is not None:
-        where.append("starts_with(topic, %(prefix)s)")
-        params["prefix"] = topic_prefix
-    if lo is not None:
-        where.append("received_at >= %(lo)s")
-        params["lo"] = lo
-    if hi is not None:
-        where.append("received_at < %(hi)s")
-        params["hi"] = hi
-    return " AND ".join(where), params, lo, hi
+    conditions = {"reason": ("reason = %(reason)s", reason),
+                  "device": ("device_id = %(device)s", device),
+                  "prefix": ("starts_with(topic, %(prefix)s)", topic_prefix),
+                  "lo": ("received_at >= %(lo)s", lo), "hi": ("received_at < %(hi)s", hi)}
+    given = {k: (cond, v) for k, (cond, v) in conditions.items() if v is not None}
+    where = " AND ".join(["TRUE", *(cond for cond, _ in given.values())])
+    return where, {k: v for k, (_, v) in given.items()}, lo, hi
 
 
 def show_payload(data: bytes, stored_size: int, original_size: int) -> dict[str, Any]:
