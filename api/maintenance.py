@@ -173,52 +173,24 @@ async def _roll_grid(conn: Conn, h1: datetime, h2: datetime, tz: ZoneInfo) -> No
         SELECT (%(edges)s::timestamptz[])[x.i], x.device_id, x.intervals, x.import_wh,
                x.export_wh, x.covered_s, x.reset, x.gap, x.cross_start, x.cross_end, 0, 0
         FROM ({inner}) x""", p)
-    await conn.execute("""
-        WITH p AS (
-            SELECT g.device_id, time_bucket('10 minutes', g.time) AS slot,
-                   sum(g.power_w)::float8 AS pw
-            FROM grid_readings g JOIN devices d ON d.id = g.device_id
-            WHERE d.family = 'grid_meter' AND g.time >= %(lo)s AND g.time < %(hi)s
-              AND g.power_w IS NOT NULL
-            GROUP BY 1, 2),
-        pk AS (
-            SELECT DISTINCT ON (device_id, time_bucket('1 hour', slot))
-                   device_id, time_bucket('1 hour', slot) AS hour, slot, pw
-            FROM p ORDER BY device_id, time_bucket('1 hour', slot), pw DESC, slot),
-        m AS (
-            SELECT g.device_id, time_bucket('10 minutes', g.time) AS slot, v.phase,
-                   avg(v.volts)::float8 AS mean_v
-            FROM grid_readings g JOIN devices d ON d.id = g.device_id
-            CROSS JOIN LATERAL (VALUES (1, g.voltage_l1_v), (2, g.voltage_l2_v),
-                                       (3, g.voltage_l3_v)) v(phase, volts)
-            WHERE d.family = 'grid_meter' AND g.time >= %(lo)s AND g.time < %(hi)s
-              AND v.volts IS NOT NULL
-            GROUP BY 1, 2, 3),
-        vq AS (
-            SELECT device_id, time_bucket('1 hour', slot) AS hour, count(*) AS n,
-                   count(*) FILTER (WHERE mean_v BETWEEN %(vmin)s AND %(vmax)s) AS within,
-                   min(mean_v) AS mn, max(mean_v) AS mx
-            FROM m GROUP BY 1, 2)
+    peaks = grid._PEAK_SQL.format(filter="true", key="g.device_id")
+    volts = grid._VOLTAGE_SQL.format(filter="true", key="g.device_id")
+    await conn.execute(f"""
+        WITH pk AS ({peaks}), vq AS ({volts})
         INSERT INTO rollup_grid_1h (hour, device_id, intervals, covered_s, reset, gap,
             cross_start, cross_end, peak_w, peak_slot, v_n, v_within, v_min, v_max)
-        SELECT coalesce(pk.hour, vq.hour), coalesce(pk.device_id, vq.device_id), 0, 0,
-               false, false, false, false, pk.pw, pk.slot, coalesce(vq.n, 0),
-               coalesce(vq.within, 0), vq.mn, vq.mx
-        FROM pk FULL JOIN vq ON vq.device_id = pk.device_id AND vq.hour = pk.hour
+        SELECT (%(edges)s::timestamptz[])[coalesce(pk.i, vq.i)], coalesce(pk.grp, vq.grp),
+               0, 0, false, false, false, false, pk.power_w, pk.slot, coalesce(vq.n, 0),
+               coalesce(vq.within, 0), vq.min_v, vq.max_v
+        FROM pk FULL JOIN vq ON vq.grp = pk.grp AND vq.i = pk.i
         ON CONFLICT (device_id, hour) DO UPDATE SET
             peak_w = EXCLUDED.peak_w, peak_slot = EXCLUDED.peak_slot, v_n = EXCLUDED.v_n,
             v_within = EXCLUDED.v_within, v_min = EXCLUDED.v_min, v_max = EXCLUDED.v_max""", p)
-    await conn.execute("""
+    site_peaks = grid._PEAK_SQL.format(filter="true", key="d.site_id")
+    await conn.execute(f"""
         INSERT INTO rollup_grid_site_1h (hour, site_id, peak_w, peak_slot)
-        SELECT DISTINCT ON (site_id, time_bucket('1 hour', slot))
-               time_bucket('1 hour', slot), site_id, pw, slot
-        FROM (SELECT d.site_id, time_bucket('10 minutes', g.time) AS slot,
-                     sum(g.power_w)::float8 AS pw
-              FROM grid_readings g JOIN devices d ON d.id = g.device_id
-              WHERE d.family = 'grid_meter' AND g.time >= %(lo)s AND g.time < %(hi)s
-                AND g.power_w IS NOT NULL
-              GROUP BY 1, 2) p
-        ORDER BY site_id, time_bucket('1 hour', slot), pw DESC, slot""", p)
+        SELECT (%(edges)s::timestamptz[])[x.i], x.grp, x.power_w, x.slot
+        FROM ({site_peaks}) x""", p)
     await _roll_grid_site_half_hours(conn, h1, h2)
     await _roll_grid_site_days(conn, h1, h2, tz)
 

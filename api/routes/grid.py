@@ -265,18 +265,20 @@ async def meter_energy(request: Request, conn: Conn, _: Reader, meter_id: MeterI
 
 
 # Peak: the highest power reported (meter), or the highest sum over the district's meters
-# of the powers stamped on the same 10-minute mark (district).
+# of the powers stamped on the same 10-minute mark (district). ``{key}`` groups the answer
+# (the routes: one group, NULL; the rollups: per meter or per district, as ``grp``).
 _PEAK_SQL = """
 WITH e AS (SELECT %(edges)s::timestamptz[] AS a),
 p AS (
-    SELECT time_bucket('10 minutes', g.time) AS slot, sum(g.power_w)::float8 AS power_w
+    SELECT {key} AS grp, time_bucket('10 minutes', g.time) AS slot,
+           sum(g.power_w)::float8 AS power_w
     FROM grid_readings g JOIN devices d ON d.id = g.device_id
     WHERE {filter} AND d.family = 'grid_meter' AND g.time >= %(lo)s AND g.time < %(hi)s
       AND g.power_w IS NOT NULL
-    GROUP BY 1
+    GROUP BY 1, 2
 )
-SELECT DISTINCT ON (i) width_bucket(slot, e.a) AS i, slot, power_w
-FROM p CROSS JOIN e ORDER BY i, power_w DESC, slot
+SELECT DISTINCT ON (grp, i) grp, width_bucket(slot, e.a) AS i, slot, power_w
+FROM p CROSS JOIN e ORDER BY grp, i, power_w DESC, slot
 """
 # From the rollups: the meter's hourly peaks, or the district's (sums over its meters).
 _PEAK_ROLLUP_SQL = """
@@ -307,7 +309,7 @@ async def _peaks(request: Request, conn: Conn, b: Buckets, filt: str, params: di
             "peak_at": r["slot"].astimezone(sub.tz).isoformat() if r else None})
 
     async def raw(sub: Buckets) -> list[dict[str, Any]]:
-        return await part(sub, _PEAK_SQL.format(filter=filt))
+        return await part(sub, _PEAK_SQL.format(filter=filt, key="NULL::text"))
 
     async def rolled(sub: Buckets) -> list[dict[str, Any]]:
         return await part(sub, _SITE_PEAK_ROLLUP_SQL if district
@@ -345,22 +347,24 @@ async def meter_peaks(request: Request, conn: Conn, _: Reader, meter_id: MeterId
                         district=False)
 
 
+# Voltage: the 10-minute mean voltages per meter and phase, counted per bucket (and per
+# ``{key}`` as ``grp``, as in the peak query).
 _VOLTAGE_SQL = """
 WITH e AS (SELECT %(edges)s::timestamptz[] AS a),
 m AS (
-    SELECT g.device_id, time_bucket('10 minutes', g.time) AS slot, v.phase,
+    SELECT {key} AS grp, g.device_id, time_bucket('10 minutes', g.time) AS slot, v.phase,
            avg(v.volts)::float8 AS mean_v
     FROM grid_readings g JOIN devices d ON d.id = g.device_id
     CROSS JOIN LATERAL (VALUES (1, g.voltage_l1_v), (2, g.voltage_l2_v),
                                (3, g.voltage_l3_v)) v(phase, volts)
     WHERE {filter} AND d.family = 'grid_meter' AND g.time >= %(lo)s AND g.time < %(hi)s
       AND v.volts IS NOT NULL
-    GROUP BY 1, 2, 3
+    GROUP BY 1, 2, 3, 4
 )
-SELECT width_bucket(slot, e.a) AS i, count(*) AS n,
+SELECT grp, width_bucket(slot, e.a) AS i, count(*) AS n,
        count(*) FILTER (WHERE mean_v BETWEEN %(vmin)s AND %(vmax)s) AS within,
        min(mean_v) AS min_v, max(mean_v) AS max_v
-FROM m CROSS JOIN e GROUP BY 1
+FROM m CROSS JOIN e GROUP BY 1, 2
 """
 _VOLTAGE_ROLLUP_SQL = """
 WITH e AS (SELECT %(edges)s::timestamptz[] AS a)
@@ -395,7 +399,7 @@ async def _voltage(request: Request, conn: Conn, b: Buckets, filt: str,
                                 _voltage_row)
 
     async def raw(sub: Buckets) -> list[dict[str, Any]]:
-        return await part(sub, _VOLTAGE_SQL.format(filter=filt))
+        return await part(sub, _VOLTAGE_SQL.format(filter=filt, key="NULL::text"))
 
     async def rolled(sub: Buckets) -> list[dict[str, Any]]:
         return await part(sub, _VOLTAGE_ROLLUP_SQL.format(filter=filt))
