@@ -293,21 +293,37 @@ async def _roll_wifi_ap(conn: Conn, h1: datetime, h2: datetime, tz: ZoneInfo) ->
             counter_resets = EXCLUDED.counter_resets""", p)
 
 
+def _visitors_sql(period: str, where: str) -> str:
+    """Distinct clients and associations of the wifi sessions ``where`` selects, per
+    ``period`` (an expression of ``s.time``), per access point and per square (device_id
+    empty): rows (period, site_id, device_id, visitors, associations)."""
+    return f"""
+        SELECT x.period, x.site_id, coalesce(x.device_id, '') AS device_id,
+               count(DISTINCT x.client_key) AS visitors,
+               count(*) FILTER (WHERE x.event = 'associated') AS associations
+        FROM (SELECT {period} AS period, s.device_id, s.client_key, s.event, d.site_id
+              FROM wifi_sessions s JOIN devices d ON d.id = s.device_id
+              WHERE d.family = 'wifi_ap' AND {where}) x
+        GROUP BY GROUPING SETS ((x.period, x.site_id, x.device_id), (x.period, x.site_id))"""
+
+
+_HOUR = "time_bucket('1 hour', s.time)"
+_LOCAL_DAY = "(s.time AT TIME ZONE %(tz)s)::date"
+# Sessions added to rows already aggregated: counts add up.
+_ADD_VISITORS = """
+    visitors = v.visitors + EXCLUDED.visitors,
+    associations = v.associations + EXCLUDED.associations"""
+
+
 async def _aggregate_session_hours(conn: Conn, h1: datetime, h2: datetime,
                                    cutoff: datetime | None) -> None:
     p: dict[str, Any] = {"edges": hour_edges(h1, h2), "lo": h1, "hi": h2,
                          "bounds": list(DWELL_BOUNDS_S), "cutoff": cutoff}
     for table in ("wifi_visitors_1h", "wifi_dwell_1h"):
         await conn.execute(f"DELETE FROM {table} WHERE hour >= %(lo)s AND hour < %(hi)s", p)
-    committed = _committed(cutoff)
-    await conn.execute(f"""
-        INSERT INTO wifi_visitors_1h (hour, site_id, device_id, visitors, associations)
-        SELECT time_bucket('1 hour', s.time), d.site_id, coalesce(s.device_id, ''),
-               count(DISTINCT s.client_key), count(*) FILTER (WHERE s.event = 'associated')
-        FROM wifi_sessions s JOIN devices d ON d.id = s.device_id
-        WHERE d.family = 'wifi_ap' AND s.time >= %(lo)s AND s.time < %(hi)s AND {committed}
-        GROUP BY GROUPING SETS ((time_bucket('1 hour', s.time), d.site_id, s.device_id),
-                                (time_bucket('1 hour', s.time), d.site_id))""", p)
+    where = f"s.time >= %(lo)s AND s.time < %(hi)s AND {_committed(cutoff)}"
+    await conn.execute("INSERT INTO wifi_visitors_1h (hour, site_id, device_id, visitors, "
+                       f"associations) {_visitors_sql(_HOUR, where)}", p)
     inner = wifi._DWELL_SQL.format(filter="true", dev="x.device_id,",
                                    max_session=wifi.MAX_SESSION)
     await conn.execute(f"""
@@ -323,16 +339,13 @@ async def _aggregate_session_day(conn: Conn, day: date, tz: ZoneInfo,
     end = datetime.combine(day + timedelta(days=1), time(0), tzinfo=tz).astimezone(UTC)
     p = {"day": day, "tz": tz.key, "start": start, "end": end, "cutoff": cutoff}
     await conn.execute("DELETE FROM wifi_visitors_1d WHERE tz = %(tz)s AND day = %(day)s", p)
-    committed = _committed(cutoff)
+    where = f"s.time >= %(start)s AND s.time < %(end)s AND {_committed(cutoff)}"
     await conn.execute(f"""
         INSERT INTO wifi_visitors_1d (day, tz, day_start, site_id, device_id, visitors,
                                       associations)
-        SELECT %(day)s, %(tz)s, %(start)s, d.site_id, coalesce(s.device_id, ''),
-               count(DISTINCT s.client_key), count(*) FILTER (WHERE s.event = 'associated')
-        FROM wifi_sessions s JOIN devices d ON d.id = s.device_id
-        WHERE d.family = 'wifi_ap' AND s.time >= %(start)s AND s.time < %(end)s
-          AND {committed}
-        GROUP BY GROUPING SETS ((d.site_id, s.device_id), (d.site_id))""", p)
+        SELECT %(day)s, %(tz)s, %(start)s, y.site_id, y.device_id, y.visitors,
+               y.associations
+        FROM ({_visitors_sql("0", where)}) y""", p)
     return start, end
 
 
@@ -372,12 +385,10 @@ async def _add_late_sessions(conn: Conn, prev: datetime, cutoff: datetime,
     the days before ``days_before`` (already aggregated); returns how many rows."""
     p: dict[str, Any] = {"prev": prev, "cutoff": cutoff, "hb": hours_before,
                          "db": days_before, "tz": tz.key}
-    late = f"""
-        SELECT s.time, s.device_id, s.client_key, s.event, d.site_id
-        FROM wifi_sessions s JOIN devices d ON d.id = s.device_id
-        WHERE d.family = 'wifi_ap' AND {_committed(cutoff, upper=False)}"""
-    cur = await conn.execute(f"SELECT count(*) FROM ({late}) l WHERE l.time < %(hb)s "
-                             "OR l.time < %(db)s", p)
+    late = _committed(cutoff, upper=False)
+    cur = await conn.execute("SELECT count(*) FROM wifi_sessions s JOIN devices d ON "
+                             f"d.id = s.device_id WHERE d.family = 'wifi_ap' AND {late} "
+                             "AND (s.time < %(hb)s OR s.time < %(db)s)", p)
     row = await cur.fetchone()
     n = int(row[0]) if row else 0
     if n == 0:
@@ -386,27 +397,16 @@ async def _add_late_sessions(conn: Conn, prev: datetime, cutoff: datetime,
         await conn.execute(f"""
             INSERT INTO wifi_visitors_1h AS v (hour, site_id, device_id, visitors,
                                                associations)
-            SELECT time_bucket('1 hour', l.time), l.site_id, coalesce(l.device_id, ''),
-                   count(DISTINCT l.client_key), count(*) FILTER (WHERE l.event = 'associated')
-            FROM ({late}) l WHERE l.time < %(hb)s
-            GROUP BY GROUPING SETS ((time_bucket('1 hour', l.time), l.site_id, l.device_id),
-                                    (time_bucket('1 hour', l.time), l.site_id))
-            ON CONFLICT (site_id, device_id, hour) DO UPDATE SET
-                visitors = v.visitors + EXCLUDED.visitors,
-                associations = v.associations + EXCLUDED.associations""", p)
+            {_visitors_sql(_HOUR, f"{late} AND s.time < %(hb)s")}
+            ON CONFLICT (site_id, device_id, hour) DO UPDATE SET {_ADD_VISITORS}""", p)
     if days_before is not None:
         await conn.execute(f"""
             INSERT INTO wifi_visitors_1d AS v (day, tz, day_start, site_id, device_id,
                                                visitors, associations)
-            SELECT x.day, %(tz)s, x.day::timestamp AT TIME ZONE %(tz)s, x.site_id,
-                   coalesce(x.device_id, ''), count(DISTINCT x.client_key),
-                   count(*) FILTER (WHERE x.event = 'associated')
-            FROM (SELECT l.*, (l.time AT TIME ZONE %(tz)s)::date AS day
-                  FROM ({late}) l WHERE l.time < %(db)s) x
-            GROUP BY GROUPING SETS ((x.day, x.site_id, x.device_id), (x.day, x.site_id))
-            ON CONFLICT (site_id, device_id, tz, day) DO UPDATE SET
-                visitors = v.visitors + EXCLUDED.visitors,
-                associations = v.associations + EXCLUDED.associations""", p)
+            SELECT y.period, %(tz)s, y.period::timestamp AT TIME ZONE %(tz)s, y.site_id,
+                   y.device_id, y.visitors, y.associations
+            FROM ({_visitors_sql(_LOCAL_DAY, f"{late} AND s.time < %(db)s")}) y
+            ON CONFLICT (site_id, device_id, tz, day) DO UPDATE SET {_ADD_VISITORS}""", p)
     return n
 
 
