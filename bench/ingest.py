@@ -50,7 +50,6 @@ from beffroi.settings import Settings
 from beffroi.stack import Stack
 from bench.ingestlib.decode import make_router
 from bench.ingestlib.procstat import Group, Sampler, children, cmdline, descendants
-from bench.ingestlib.publisher import connect_packet
 from bench.ingestlib.stream import (
     BRIDGE_PREFIX,
     PREFIX,
@@ -66,6 +65,7 @@ from devices.families import bridge_topics
 from devices.readings import PG_TYPES, READING_OF_TABLE, TABLE_OF
 from devices.registry import load_registry_file
 from devices.store import import_registry
+from simulators.wire import connect_packet
 
 log = logging.getLogger("bench.ingest")
 

@@ -30,29 +30,10 @@ import time
 from typing import Any
 
 from bench.ingestlib.stream import TS_LEN, Record, fill, read_records
+from simulators.wire import connect_packet, field, varint
 
 CHUNK = 256
 _PIDS = [struct.pack("!H", i) for i in range(65536)]
-
-
-def _varint(n: int) -> bytes:
-    out = bytearray()
-    while True:
-        b, n = n % 128, n // 128
-        out.append(b | (0x80 if n else 0))
-        if not n:
-            return bytes(out)
-
-
-def _field(b: bytes) -> bytes:
-    return struct.pack("!H", len(b)) + b
-
-
-def connect_packet(client_id: str, user: str, password: str) -> bytes:
-    """MQTT 3.1.1 CONNECT: clean session, user name and password, keepalive off."""
-    vh = _field(b"MQTT") + bytes([4, 0xC2]) + struct.pack("!H", 0)
-    payload = _field(client_id.encode()) + _field(user.encode()) + _field(password.encode())
-    return b"\x10" + _varint(len(vh) + len(payload)) + vh + payload
 
 
 def _recv_exact(sock: socket.socket, n: int) -> bytes:
@@ -85,7 +66,7 @@ class RawPublisher:
         heads = []
         for r in records:
             size = 2 + len(r.topic) + 2 + sum(map(len, r.parts)) + r.slots * TS_LEN
-            heads.append(b"\x32" + _varint(size) + _field(r.topic))
+            heads.append(b"\x32" + varint(size) + field(r.topic))
         n = len(records)
         sock = self.sock
         sent = acked = 0

@@ -16,6 +16,7 @@ import psycopg
 from paho.mqtt.enums import CallbackAPIVersion
 
 from beffroi.stack import Stack
+from simulators.wire import connect_packet, field, varint
 
 
 class Publisher:
@@ -76,19 +77,6 @@ class Publisher:
         self.client.loop_stop()
 
 
-def _mqtt_string(b: bytes) -> bytes:
-    return struct.pack("!H", len(b)) + b
-
-
-def _varint(n: int) -> bytes:
-    out = bytearray()
-    while True:
-        b, n = n % 128, n // 128
-        out.append(b | (0x80 if n else 0))
-        if not n:
-            return bytes(out)
-
-
 def publish_fast(stack: Stack, messages: Iterable[tuple[str, bytes]], *, role: str = "admin",
                  window: int = 10_000, timeout: float = 120) -> int:
     """Publish at QoS 1 over a bare MQTT 3.1.1 socket, pipelined; return once all are acked.
@@ -100,12 +88,9 @@ def publish_fast(stack: Stack, messages: Iterable[tuple[str, bytes]], *, role: s
         raise ValueError("window must be below the 65,535 packet ids")
     user, password = stack.mqtt_credentials(role)
     host, port = stack.settings.broker_address()
-    vh = _mqtt_string(b"MQTT") + bytes([4, 0xC2]) + struct.pack("!H", 0)
-    body = _mqtt_string(f"pub-{secrets.token_hex(4)}".encode()) + _mqtt_string(user.encode()) \
-        + _mqtt_string(password.encode())
     deadline = time.monotonic() + timeout
     with socket.create_connection((host, port), timeout=timeout) as sock:
-        sock.sendall(b"\x10" + _varint(len(vh) + len(body)) + vh + body)
+        sock.sendall(connect_packet(f"pub-{secrets.token_hex(4)}", user, password))
         ack = b""
         while len(ack) < 4:
             chunk = sock.recv(4 - len(ack))
@@ -138,8 +123,8 @@ def publish_fast(stack: Stack, messages: Iterable[tuple[str, bytes]], *, role: s
                     sock.sendall(b"".join(out))
                     out.clear()
                 read_acks()
-            var = _mqtt_string(topic.encode()) + struct.pack("!H", sent % 65_535 + 1)
-            out.append(b"\x32" + _varint(len(var) + len(payload)) + var + payload)
+            var = field(topic.encode()) + struct.pack("!H", sent % 65_535 + 1)
+            out.append(b"\x32" + varint(len(var) + len(payload)) + var + payload)
             sent += 1
             if len(out) >= 256:
                 sock.sendall(b"".join(out))

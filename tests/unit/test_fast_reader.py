@@ -8,15 +8,7 @@ from typing import Any
 from gmqtt.mqtt.package import Package
 
 from ingest.mqtt import _fast_reader
-
-
-def _varint(n: int) -> bytes:
-    out = bytearray()
-    while True:
-        b, n = n & 0x7F, n >> 7
-        out.append(b | (0x80 if n else 0))
-        if not n:
-            return bytes(out)
+from simulators.wire import varint
 
 
 def publish(topic: str, payload: bytes, *, qos: int = 1, mid: int = 7,
@@ -26,7 +18,7 @@ def publish(topic: str, payload: bytes, *, qos: int = 1, mid: int = 7,
     if qos:
         body += mid.to_bytes(2, "big")
     body += props + payload
-    return bytes([0x30 | (qos << 1) | (0x08 if dup else 0)]) + _varint(len(body)) + body
+    return bytes([0x30 | (qos << 1) | (0x08 if dup else 0)]) + varint(len(body)) + body
 
 
 class FakeConn:
