@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import Field, PrivateAttr, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PORTS = frozenset({"pg_port", "mqtt_port"})
+PORTS_FILE = "ports.json"
 
 
 class Settings(BaseSettings):
@@ -26,9 +30,11 @@ class Settings(BaseSettings):
     broker_url: str | None = Field(
         None, description="mqtt://host:port of an existing MQTT broker (credentials apart)."
     )
-    # The local stack.
+    # The local stack. Unless set, a port the stack found taken by another program (another
+    # checkout's stack) is replaced by a free one, recorded in ``<state_dir>/ports.json``.
     pg_port: int = Field(55432, ge=1024, le=65535)
     mqtt_port: int = Field(51883, ge=1024, le=65535)
+    _explicit_ports: frozenset[str] = PrivateAttr(default_factory=frozenset)
     db_name: str = Field("beffroi", pattern=r"^[a-z_][a-z0-9_]{0,62}$")
     startup_timeout_s: float = Field(60.0, gt=0)
     # Broker accounts of Beffroi's own processes (generated for the local stack).
@@ -118,6 +124,22 @@ class Settings(BaseSettings):
         "(`<bridge_prefix>/application/...`, `<bridge_prefix>/teleinfo/...`); empty: at the "
         "root, as they do by default. Must differ from topic_prefix.")
     timezone: str = "Europe/Paris"
+
+    @model_validator(mode="after")
+    def _stack_ports(self) -> Settings:
+        self._explicit_ports = frozenset(PORTS & self.model_fields_set)
+        try:
+            recorded = json.loads((self.state_dir / PORTS_FILE).read_text())
+        except (OSError, ValueError):
+            return self
+        for name in PORTS - self._explicit_ports:
+            if isinstance(recorded.get(name), int):
+                setattr(self, name, recorded[name])
+        return self
+
+    def port_is_explicit(self, name: str) -> bool:
+        """True when ``pg_port`` / ``mqtt_port`` was set (environment, .env, argument)."""
+        return name in self._explicit_ports
 
     @model_validator(mode="after")
     def _check_prefixes(self) -> Settings:

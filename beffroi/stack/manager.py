@@ -13,13 +13,13 @@ from pathlib import Path
 import psycopg
 from psycopg import sql
 
-from beffroi.settings import Settings
+from beffroi.settings import PORTS_FILE, Settings
 from beffroi.stack import broker_auth, install
 from beffroi.stack.broker_auth import BrokerAccount
 from beffroi.stack.errors import StackError
 from beffroi.stack.mosquitto import Mosquitto
 from beffroi.stack.postgres import Postgres
-from beffroi.stack.process import service_user, user_can_reach
+from beffroi.stack.process import port_free, port_open, service_user, user_can_reach
 from beffroi.stack.secrets import LocalSecrets, load_or_create
 
 log = logging.getLogger(__name__)
@@ -90,12 +90,16 @@ class Stack:
         bins = install.ensure_installed()
         if not s.external_database:
             pg = self._postgres(bins.pg_bin)
+            if pg.pid() is None and self._moved_off_taken_port("pg_port", "PostgreSQL"):
+                pg = self._postgres(bins.pg_bin)
             started = pg.start()
             self.ensure_database(s.db_name)
             done.append(("started" if started else "already running") +
                         f": PostgreSQL {bins.pg_major} + TimescaleDB on 127.0.0.1:{pg.port}")
         if not s.external_broker:
             mq = self._mosquitto(bins.mosquitto)
+            if mq.pid() is None and self._moved_off_taken_port("mqtt_port", "Mosquitto"):
+                mq = self._mosquitto(bins.mosquitto)
             if mq.pid() is None:
                 mq.write_config()
                 self.write_broker_auth(reload=False)
@@ -103,6 +107,26 @@ class Stack:
             done.append(("started" if started else "already running") +
                         f": Mosquitto on 127.0.0.1:{mq.port}")
         return done
+
+    def _moved_off_taken_port(self, name: str, what: str) -> bool:
+        """When the port ``name`` (not set explicitly) is taken by another program, take a
+        free one and record it for every later process; True if moved."""
+        port: int = getattr(self.settings, name)
+        if self.settings.port_is_explicit(name) or not port_open("127.0.0.1", port):
+            return False
+        new = next((p for p in range(port + 1, min(port + 200, 65536)) if port_free(p)), None)
+        if new is None:
+            return False  # start() then says the port is taken
+        path = self.state_dir / PORTS_FILE
+        try:
+            recorded = json.loads(path.read_text())
+        except (OSError, ValueError):
+            recorded = {}
+        path.write_text(json.dumps({**recorded, name: new}) + "\n")
+        setattr(self.settings, name, new)
+        log.warning("port %d is taken by another program (another stack?): %s of this stack "
+                    "uses %d, recorded in %s", port, what, new, path)
+        return True
 
     def down(self) -> list[str]:
         """Stop exactly the processes this stack started."""

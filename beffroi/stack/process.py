@@ -80,6 +80,16 @@ def port_open(host: str, port: int, timeout: float = 0.5) -> bool:
         return False
 
 
+def port_free(port: int, host: str = "127.0.0.1") -> bool:
+    """True when a server could listen on host:port now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+    return not port_open(host, port)
+
+
 def wait_for_port(host: str, port: int, *, timeout: float, what: str, log: Path) -> None:
     """Wait until host:port accepts connections, or raise pointing at the log file."""
     deadline = time.monotonic() + timeout

@@ -11,6 +11,7 @@ import pytest
 
 from beffroi.settings import Settings
 from beffroi.stack import Stack
+from beffroi.stack.errors import StackError
 from beffroi.stack.process import pid_alive, port_open
 
 pytestmark = [pytest.mark.stack, pytest.mark.slow]
@@ -30,6 +31,35 @@ def private_stack(tmp_path: Path) -> Iterator[Stack]:
                         mqtt_port=_free_port()))
     yield st
     st.reset()
+
+
+def test_a_second_stack_moves_off_ports_another_program_holds(tmp_path: Path) -> None:
+    """Another checkout's stack holds the default ports: this one takes free ports, records
+    them, and every later process of this checkout finds them."""
+    holder = socket.socket()
+    holder.bind(("127.0.0.1", 0))
+    holder.listen()
+    taken = holder.getsockname()[1]
+    state = tmp_path / "state"
+    state.mkdir()
+    (state / "ports.json").write_text(f'{{"pg_port": {taken}, "mqtt_port": {taken}}}')
+    st = Stack(Settings(state_dir=state))
+    assert st.settings.pg_port == taken and not st.settings.port_is_explicit("pg_port")
+    try:
+        st.up()
+        later = Settings(state_dir=state)  # what the next process sees
+        assert taken not in (later.pg_port, later.mqtt_port)
+        assert (later.pg_port, later.mqtt_port) == (st.settings.pg_port, st.settings.mqtt_port)
+        with psycopg.connect(Stack(later).database_url()) as conn:
+            assert conn.execute("SELECT 1").fetchone() == (1,)
+        assert port_open("127.0.0.1", later.mqtt_port)
+        # an explicit port is never moved: the stack says it is taken
+        explicit = Stack(Settings(state_dir=tmp_path / "other", pg_port=taken))
+        with pytest.raises(StackError, match="taken by another program"):
+            explicit.up()
+    finally:
+        holder.close()
+        st.reset()
 
 
 def test_up_from_nothing_is_idempotent_and_down_leaves_nothing(private_stack: Stack) -> None:
