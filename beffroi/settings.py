@@ -124,6 +124,10 @@ class Settings(BaseSettings):
         "(`<bridge_prefix>/application/...`, `<bridge_prefix>/teleinfo/...`); empty: at the "
         "root, as they do by default. Must differ from topic_prefix.")
     timezone: str = "Europe/Paris"
+    dashboard_tile_url: str = Field(
+        "", pattern=r"^(https?://[^\s'\"]+)?$",
+        description="Map tiles of the dashboard (`https://tiles.example/{z}/{x}/{y}.png`); "
+        "empty: the sites are drawn over a plain background (no tile server needed).")
 
     @model_validator(mode="after")
     def _stack_ports(self) -> Settings:

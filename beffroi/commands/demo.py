@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import signal
 import subprocess
 import sys
 import time
+import urllib.request
+from datetime import datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import psycopg
 
@@ -30,6 +34,10 @@ def register(sub: Any) -> None:
                    help="simulator scenario to play (default: weekday)")
     p.add_argument("--speed", default="600", help="simulation speed factor (default: 600)")
     p.add_argument("--duration", default=None, help="override the scenario's duration")
+    p.add_argument("--start", default=None, metavar="WHEN",
+                   help="simulated start (local time, e.g. '2025-11-18 07:00'); default: the "
+                   "scenario's duration before now, so that the replay ends at the present "
+                   "and the dashboard shows the city now; 'scenario': the scenario's own start")
     p.add_argument("--api-port", type=int, default=8000)
     p.add_argument("--exit-after-scenario", action="store_true",
                    help="stop everything once the scenario has been played")
@@ -76,13 +84,22 @@ def _demo(ctx: Context, args: argparse.Namespace) -> int:
         sim_argv = ["simulate", "run", args.scenario, "--speed", str(args.speed)]
         if args.duration:
             sim_argv += ["--duration", args.duration]
+        start = _start(ctx, args)
+        if start:
+            sim_argv += ["--start", start]
         sim = spawn("simulator", _beffroi(*sim_argv))
         host, port = ctx.settings.broker_address()
+        api_base = f"http://127.0.0.1:{args.api_port}"
+        link = _dashboard_link(url, api_base)
         print("\nBeffroi demo running:\n"
               f"  database   {ctx.stack.status()[0].where}\n"
               f"  broker     mqtt://{host}:{port}\n"
               f"  ingestor   metrics on http://127.0.0.1:{ctx.settings.ingest_metrics_port}/metrics\n"
-              f"  API        http://127.0.0.1:{args.api_port}/docs\n"
+              f"  API        {api_base}/docs\n"
+              f"  dashboard  {api_base}/\n"
+              f"  sign in    {link or 'the API did not answer: beffroi tokens create'}\n"
+              "             (a one-time link, valid 5 minutes; the token itself never goes "
+              "in an address)\n"
               f"  simulator  scenario {args.scenario} at x{args.speed}\n"
               "Ctrl-C stops the ingestor, the API and the simulator (the stack keeps running; "
               "`beffroi stack down` stops it).\n", flush=True)
@@ -108,3 +125,42 @@ def _demo(ctx: Context, args: argparse.Namespace) -> int:
                 log.warning("%s did not stop in time; killing it", name)
                 proc.kill()
     return 0
+
+
+def _start(ctx: Context, args: argparse.Namespace) -> str | None:
+    """The simulated start: explicit, the scenario's own, or (default) the scenario's
+    duration before now, in local time, so that its last readings are the present's."""
+    if args.start == "scenario":
+        return None
+    if args.start:
+        return str(args.start)
+    from simulators.scenario import find_scenario, parse_duration
+
+    sc = find_scenario(args.scenario)
+    seconds = parse_duration(args.duration) if args.duration else sc.duration
+    zone = ZoneInfo(ctx.settings.timezone)
+    begin = datetime.now(zone) - timedelta(seconds=seconds)
+    return begin.strftime("%Y-%m-%d %H:%M")
+
+
+DEMO_TOKEN = "demo-dashboard"
+
+
+def _dashboard_link(db_url: str, api_base: str, timeout_s: float = 30.0) -> str | None:
+    """A one-time sign-in link to the dashboard, for a fresh read + operate token of the
+    demo (the previous demo token is revoked); None if the API does not come up."""
+    from api.tokens import create_token, revoke_token
+
+    with psycopg.connect(db_url) as conn:
+        revoke_token(conn, name=DEMO_TOKEN)
+        token, _ = create_token(conn, DEMO_TOKEN, ["read", "operate"])
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        req = urllib.request.Request(f"{api_base}/v1/dashboard/links",  # noqa: S310 (http)
+                                     method="POST", headers={"Authorization": f"Bearer {token}"})
+        try:
+            with urllib.request.urlopen(req, timeout=2) as r:  # noqa: S310
+                return f"{api_base}{json.loads(r.read())['path']}"
+        except OSError:
+            time.sleep(0.5)
+    return None
