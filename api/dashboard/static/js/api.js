@@ -24,7 +24,7 @@ export function query(params) {
   return s ? `?${s}` : '';
 }
 
-async function call(method, path, params, body, auth = true) {
+async function call(method, path, params, body, auth = true, notify = true) {
   const headers = { Accept: 'application/json' };
   if (auth) headers.Authorization = `Bearer ${token()}`;
   if (body !== undefined) headers['Content-Type'] = 'application/json';
@@ -38,12 +38,14 @@ async function call(method, path, params, body, auth = true) {
   try { data = await r.json(); } catch { data = null; }
   if (!r.ok) {
     const err = new ApiError(r.status, data?.error || 'error', data?.detail ?? r.statusText);
-    if (r.status === 401 && auth) onUnauthorized(err);
+    if (r.status === 401 && auth && notify) onUnauthorized(err);
     throw err;
   }
   return data;
 }
 
 export const get = (path, params) => call('GET', path, params);
+// while signing in, a refused token is answered on the sign-in page itself
+export const check = (path, params) => call('GET', path, params, undefined, true, false);
 export const post = (path, body) => call('POST', path, undefined, body ?? {});
 export const postNoAuth = (path, body) => call('POST', path, undefined, body, false);

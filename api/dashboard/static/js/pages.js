@@ -2,7 +2,7 @@
 // clean-up function (timers, charts) called when the user leaves it.
 import { t } from './i18n.js';
 import * as f from './fmt.js';
-import { get, post, postNoAuth, setToken, clearToken, ApiError } from './api.js';
+import { get, check, post, postNoAuth, setToken, clearToken, ApiError } from './api.js';
 import { el, clear, errorText } from './dom.js';
 import { seriesPanel } from './series.js';
 import { PARKING, ENERGY, WIFI, DEVICE } from './metrics.js';
@@ -39,7 +39,7 @@ export async function signIn(main, params, app) {
 
   async function verify() {
     try {
-      await get('/v1/sites', { limit: 1 });
+      await check('/v1/sites', { limit: 1 });
       app.signedIn();
       location.hash = '#/ville';
     } catch (err) {
@@ -126,7 +126,7 @@ export async function overview(main, params, app) {
   main.append(updated);
   let sites;
   try { sites = (await get('/v1/sites', { limit: 1000 })).data; } catch (err) { failure(main, err); return () => {}; }
-  const mapBox = el('div', { id: 'ov-map', class: 'map', role: 'img', 'aria-label': t('ov.map_label') });
+  const mapBox = el('div', { id: 'ov-map', class: 'map', role: 'region', 'aria-label': t('ov.map_label') });
   const siteTable = el('table', { id: 'ov-sites', class: 'data' });
   const dayBox = el('div', { id: 'ov-day' });
   const devBox = el('div', { id: 'ov-devices' });
