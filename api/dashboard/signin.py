@@ -11,6 +11,7 @@ import hashlib
 import secrets
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 CODE_TTL_S = 300.0
@@ -22,13 +23,14 @@ class SignInCodes:
     """Codes waiting to be exchanged: SHA-256 of the code -> (token, deadline)."""
 
     ttl_s: float = CODE_TTL_S
+    clock: Callable[[], float] = time.monotonic
     _codes: dict[bytes, tuple[str, float]] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def issue(self, token: str) -> tuple[str, float]:
         """A new code for ``token``; returns the code and its lifetime in seconds."""
         code = secrets.token_urlsafe(24)
-        now = time.monotonic()
+        now = self.clock()
         with self._lock:
             self._drop_expired(now)
             if len(self._codes) >= MAX_CODES:
@@ -38,7 +40,7 @@ class SignInCodes:
 
     def redeem(self, code: str) -> str | None:
         """The token of a valid code, which can then not be used again; else None."""
-        now = time.monotonic()
+        now = self.clock()
         with self._lock:
             self._drop_expired(now)
             got = self._codes.pop(_digest(code), None)

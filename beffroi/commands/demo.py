@@ -11,9 +11,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from datetime import datetime, timedelta
 from typing import Any
-from zoneinfo import ZoneInfo
 
 import psycopg
 
@@ -35,9 +33,9 @@ def register(sub: Any) -> None:
     p.add_argument("--speed", default="600", help="simulation speed factor (default: 600)")
     p.add_argument("--duration", default=None, help="override the scenario's duration")
     p.add_argument("--start", default=None, metavar="WHEN",
-                   help="simulated start (local time, e.g. '2025-11-18 07:00'); default: the "
-                   "scenario's duration before now, so that the replay ends at the present "
-                   "and the dashboard shows the city now; 'scenario': the scenario's own start")
+                   help="override the scenario's simulated start: 'now' with '--speed 1' "
+                   "plays the city live (the dashboard's overview then moves with it); "
+                   "default: the scenario's own (weekday: last Tuesday)")
     p.add_argument("--api-port", type=int, default=8000)
     p.add_argument("--exit-after-scenario", action="store_true",
                    help="stop everything once the scenario has been played")
@@ -84,9 +82,8 @@ def _demo(ctx: Context, args: argparse.Namespace) -> int:
         sim_argv = ["simulate", "run", args.scenario, "--speed", str(args.speed)]
         if args.duration:
             sim_argv += ["--duration", args.duration]
-        start = _start(ctx, args)
-        if start:
-            sim_argv += ["--start", start]
+        if args.start:
+            sim_argv += ["--start", args.start]
         sim = spawn("simulator", _beffroi(*sim_argv))
         host, port = ctx.settings.broker_address()
         api_base = f"http://127.0.0.1:{args.api_port}"
@@ -125,22 +122,6 @@ def _demo(ctx: Context, args: argparse.Namespace) -> int:
                 log.warning("%s did not stop in time; killing it", name)
                 proc.kill()
     return 0
-
-
-def _start(ctx: Context, args: argparse.Namespace) -> str | None:
-    """The simulated start: explicit, the scenario's own, or (default) the scenario's
-    duration before now, in local time, so that its last readings are the present's."""
-    if args.start == "scenario":
-        return None
-    if args.start:
-        return str(args.start)
-    from simulators.scenario import find_scenario, parse_duration
-
-    sc = find_scenario(args.scenario)
-    seconds = parse_duration(args.duration) if args.duration else sc.duration
-    zone = ZoneInfo(ctx.settings.timezone)
-    begin = datetime.now(zone) - timedelta(seconds=seconds)
-    return begin.strftime("%Y-%m-%d %H:%M")
 
 
 DEMO_TOKEN = "demo-dashboard"

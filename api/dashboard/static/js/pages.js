@@ -100,7 +100,8 @@ function drawMap(node, sites, values, tileUrl) {
   if (tileUrl) L.tileLayer(tileUrl, { maxZoom: 19 }).addTo(map);
   const placed = sites.filter((s) => s.latitude !== null && s.longitude !== null);
   const layer = L.layerGroup().addTo(map);
-  if (placed.length) map.fitBounds(L.latLngBounds(placed.map((s) => [s.latitude, s.longitude])).pad(0.25));
+  // room on the right for the labels
+  if (placed.length) map.fitBounds(L.latLngBounds(placed.map((s) => [s.latitude, s.longitude])), { paddingTopLeft: [40, 40], paddingBottomRight: [280, 50] });
   else map.setView([46.6, 2.4], 5);
   const maxOf = {};
   for (const s of placed) {
@@ -123,7 +124,8 @@ function drawMap(node, sites, values, tileUrl) {
 export async function overview(main, params, app) {
   heading(main, 'ov.title', 'ov.intro');
   const updated = el('p', { id: 'ov-updated', class: 'updated', 'aria-live': 'off' });
-  main.append(updated);
+  const stale = el('p', { id: 'ov-stale', class: 'msg warn', hidden: true }, t('ov.all_stale'));
+  main.append(updated, stale);
   let sites;
   try { sites = (await get('/v1/sites', { limit: 1000 })).data; } catch (err) { failure(main, err); return () => {}; }
   const mapBox = el('div', { id: 'ov-map', class: 'map', role: 'region', 'aria-label': t('ov.map_label') });
@@ -173,6 +175,7 @@ export async function overview(main, params, app) {
       return;
     }
     if (!alive) return;
+    stale.hidden = sites.some((s) => values[s.id].value !== null);
     // sites: map and table
     clear(siteTable);
     siteTable.append(el('caption', {}, t('ov.sites_caption')),
