@@ -53,9 +53,13 @@ def main() -> int:
         page.wait_for_selector("#ov-updated:not(:empty)", timeout=60_000)
         for route in args.pages:
             page.goto(f"{args.api}/#/{route}")
-            page.wait_for_load_state("networkidle")
             if route.startswith("ville"):
                 page.wait_for_selector("#ov-updated:not(:empty)", timeout=60_000)
+            elif route.split("?")[0] in ("stationnement", "energie", "wifi"):
+                page.wait_for_selector("#p-msg", state="attached", timeout=60_000)
+                page.wait_for_function("() => !document.querySelector('#p-msg').textContent"
+                                       ".startsWith('Chargement')", timeout=60_000)
+            page.wait_for_load_state("networkidle")
             name = re.sub(r"[^a-z0-9]+", "-", route.lower()).strip("-")
             path = args.out / f"dashboard-{name}.png"
             page.screenshot(path=str(path), full_page=False)

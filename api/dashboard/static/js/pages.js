@@ -101,7 +101,7 @@ function drawMap(node, sites, values, tileUrl) {
   const placed = sites.filter((s) => s.latitude !== null && s.longitude !== null);
   const layer = L.layerGroup().addTo(map);
   // room on the right for the labels
-  if (placed.length) map.fitBounds(L.latLngBounds(placed.map((s) => [s.latitude, s.longitude])), { paddingTopLeft: [40, 40], paddingBottomRight: [280, 50] });
+  if (placed.length) map.fitBounds(L.latLngBounds(placed.map((s) => [s.latitude, s.longitude])), { paddingTopLeft: [130, 40], paddingBottomRight: [280, 50] });
   else map.setView([46.6, 2.4], 5);
   const maxOf = {};
   for (const s of placed) {
