@@ -10,7 +10,7 @@ BIN := $(VENV)/bin
 BEFFROI := $(BIN)/beffroi
 PYTEST_ARGS ?=
 
-.PHONY: help venv demo test lint typecheck check stack-up stack-down stack-status bench bench-ingest bench-api clean browser-deps dashboard-vendor
+.PHONY: help venv demo test lint typecheck check stack-up stack-down stack-status bench bench-ingest bench-api bench-dashboard clean browser-deps dashboard-vendor
 
 help:
 	@echo "make demo        start the stack, load the demo city, run simulators, ingestor and API"
@@ -63,13 +63,16 @@ browser-deps:
 dashboard-vendor:
 	@$(PYTHON) scripts/dashboard_vendor.py
 
-bench: bench-ingest bench-api
+bench: bench-ingest bench-api bench-dashboard
 
 bench-ingest: venv stack-up
 	@$(BIN)/python -m bench.ingest
 
 bench-api: venv stack-up
 	@$(BIN)/python -m bench.api
+
+bench-dashboard: venv stack-up browser-deps
+	@$(BIN)/python -m bench.dashboard
 
 clean:
 	rm -rf $(VENV) build *.egg-info .mypy_cache .ruff_cache .pytest_cache
