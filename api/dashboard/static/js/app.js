@@ -88,12 +88,10 @@ async function render() {
 }
 
 async function boot() {
-  try {
-    const r = await fetch('/dashboard/config.json');
-    if (r.ok) app.config = await r.json();
-  } catch { /* defaults */ }
-  setTimeZone(app.config.timezone || 'Europe/Paris');
+  const config = fetch('/dashboard/config.json').then((r) => (r.ok ? r.json() : null)).catch(() => null);
   await loadLang(savedLang());
+  app.config = (await config) || app.config;
+  setTimeZone(app.config.timezone || 'Europe/Paris');
   setUnauthorizedHandler(() => {
     clearToken();
     location.hash = '#/connexion?reason=expired';

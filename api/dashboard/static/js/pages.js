@@ -152,23 +152,26 @@ export async function overview(main, params, app) {
     const values = {};
     const health = {};
     const dayRows = { parking: [], wifi: [], energy: [] };
+    // every request of the refresh at once (the API serves them concurrently)
+    const dayOf = (s) => {
+      const enc = encodeURIComponent(s.id);
+      if (s.kind === 'parking_zone') {
+        return Promise.all([get(`/v1/parking/zones/${enc}/revenue`, day), get(`/v1/parking/zones/${enc}/occupancy`, day)])
+          .then(([rev, occ]) => dayRows.parking.push([s, occ.data[0].occupancy_of_known === null ? '—' : f.pct(occ.data[0].occupancy_of_known, 0), f.num(rev.data[0].transactions, 0), f.euros(rev.data[0].revenue_cents)]));
+      }
+      if (s.kind === 'square') {
+        return get(`/v1/wifi/squares/${enc}/visitors`, day).then((v) => dayRows.wifi.push([s, f.num(v.data[0].unique_visitors, 0)]));
+      }
+      return get(`/v1/grid/districts/${enc}/energy`, day)
+        .then((e) => dayRows.energy.push([s, e.data[0].import_wh === null ? '—' : `${f.num(e.data[0].import_wh / 1000, 1)} kWh`]));
+    };
+    const side = Promise.all([get('/v1/dashboard/rejections', { minutes: 60 }), get('/v1/dashboard/ingest')]);
+    side.catch(() => {}); // answered below
     try {
-      await Promise.all(sites.map(async (s) => {
-        const enc = encodeURIComponent(s.id);
-        const [cur, h] = await Promise.all([currentOf(s), get(`/v1/health/sites/${enc}`)]);
-        values[s.id] = cur;
-        health[s.id] = h;
-        if (s.kind === 'parking_zone') {
-          const [rev, occ] = await Promise.all([get(`/v1/parking/zones/${enc}/revenue`, day), get(`/v1/parking/zones/${enc}/occupancy`, day)]);
-          dayRows.parking.push([s, occ.data[0].occupancy_of_known === null ? '—' : f.pct(occ.data[0].occupancy_of_known, 0), f.num(rev.data[0].transactions, 0), f.euros(rev.data[0].revenue_cents)]);
-        } else if (s.kind === 'square') {
-          const v = await get(`/v1/wifi/squares/${enc}/visitors`, day);
-          dayRows.wifi.push([s, f.num(v.data[0].unique_visitors, 0)]);
-        } else {
-          const e = await get(`/v1/grid/districts/${enc}/energy`, day);
-          dayRows.energy.push([s, e.data[0].import_wh === null ? '—' : `${f.num(e.data[0].import_wh / 1000, 1)} kWh`]);
-        }
-      }));
+      await Promise.all(sites.flatMap((s) => [
+        currentOf(s).then((cur) => { values[s.id] = cur; }),
+        get(`/v1/health/sites/${encodeURIComponent(s.id)}`).then((h) => { health[s.id] = h; }),
+        dayOf(s)]));
     } catch (err) {
       if (err instanceof ApiError && err.status === 401) return;
       app.status(errorText(err), 'error');
@@ -222,7 +225,7 @@ export async function overview(main, params, app) {
     el('p', {}, el('a', { href: '#/equipements?status=offline' }, t('ov.see_silent'))));
     // rejections and ingest rate
     try {
-      const [rej, ing] = await Promise.all([get('/v1/dashboard/rejections', { minutes: 60 }), get('/v1/dashboard/ingest')]);
+      const [rej, ing] = await side;
       clear(rejBox);
       rejBox.append(rej.total === 0 ? el('p', { id: 'ov-rej-none' }, t('ov.no_rejections'))
         : el('table', { class: 'data compact', id: 'ov-rej-table' }, el('caption', {}, t('ov.rej_caption', { n: f.num(rej.total, 0) })),
