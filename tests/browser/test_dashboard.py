@@ -242,3 +242,58 @@ def test_a_read_only_token_cannot_start_a_replay(dash: Dash, tab: Tab) -> None:
     expect(tab.page.locator("#op-forbidden")).to_contain_text("réservée aux exploitants")
     assert tab.page.locator("#op-start").count() == 0
     assert dash.api("/v1/operate/runs")["count"] == before
+
+
+# Every indicator of every page, on the DST day: the table holds the API's numbers.
+INDICATORS = [
+    ("stationnement", "pz", "turnover", "/v1/parking/zones/{}/turnover", ["arrivals"], "1h"),
+    ("stationnement", "pz", "stay", "/v1/parking/zones/{}/turnover", ["mean_stay_s"], "1h"),
+    ("stationnement", "pz", "revenue", "/v1/parking/zones/{}/revenue",
+     [f"revenue_cents_{m}" for m in ("card", "contactless", "coins", "mobile")], "1h"),
+    ("stationnement", "pz", "faults", "/v1/parking/zones/{}/revenue", ["meter_faults"], "1h"),
+    ("energie", "dist", "peaks", "/v1/grid/districts/{}/peaks", ["peak_power_w"], "1d"),
+    ("energie", "dist", "export", "/v1/grid/districts/{}/export", ["export_wh", "import_wh"],
+     "1h"),
+    ("energie", "dist", "voltage", "/v1/grid/districts/{}/voltage", ["share_within"], "1h"),
+    ("wifi", "sq", "visitors", "/v1/wifi/squares/{}/visitors", ["unique_visitors"], "1h"),
+    ("wifi", "sq", "dwell", "/v1/wifi/squares/{}/dwell", ["mean_dwell_s"], "1h"),
+    ("wifi", "sq", "traffic", "/v1/wifi/squares/{}/traffic", ["rx_bytes", "tx_bytes"], "1h"),
+]
+
+
+def test_every_indicator_shows_the_apis_numbers(dash: Dash, tab: Tab) -> None:
+    tab.sign_in(dash)
+    page = tab.page
+    shown = 0
+    for route, site, metric, path, keys, bucket in INDICATORS:
+        sid = dash.site(site)
+        tab.goto(dash, f"{route}?site={sid}&metric={metric}&from={DST_DAY}&to={DST_DAY}"
+                 f"&bucket={bucket}")
+        page.reload()
+        api = dash.api(path.format(sid), **{"from": DST_DAY, "to": "2026-10-26",
+                                            "bucket": bucket})["data"]
+        msg = page.locator("#p-msg")
+        expect(msg).not_to_have_text("Chargement…")
+        if "Aucune donnée" in msg.inner_text():
+            assert all(not r[k] for r in api for k in keys), (metric, "no data shown")
+            continue
+        expect(msg).to_contain_text(f"{len(api)} point")
+        for key in keys:
+            _same(_values(tab, key), [r[key] for r in api])
+        shown += 1
+    assert shown >= len(INDICATORS) - 2  # the tiny city's day has data for nearly all
+
+
+def test_a_device_page_shows_its_latest_readings_and_history(dash: Dash, tab: Tab) -> None:
+    tab.sign_in(dash)
+    spot = next(d.id for d in dash.registry.devices if d.family == "parking_spot")
+    tab.goto(dash, "equipements")
+    tab.page.click(f"#dev-table tr[data-device='{spot}'] a")
+    expect(tab.page.locator("#dev-facts-list")).to_contain_text(spot)
+    tab.goto(dash, f"equipements?device={spot}&from={DST_DAY}&to={DST_DAY}&bucket=1h")
+    tab.page.reload()
+    expect(tab.page.locator("#p-msg")).to_contain_text("25 points")
+    api = dash.api(f"/v1/parking/spots/{spot}/occupancy",
+                   **{"from": DST_DAY, "to": "2026-10-26", "bucket": "1h"})["data"]
+    _same(_values(tab, "occupancy"), [r["occupancy"] for r in api])
+    assert "device=" in tab.page.url

@@ -371,11 +371,9 @@ async function devicePage(main, params) {
   main.append(lat);
   const metrics = DEVICE[d.family];
   if (!metrics) return () => {};
-  const panel = seriesPanel(main, { id: 'p', route: 'equipements', title: 'dev.history', sites: [{ id: d.id, name: d.name || d.id }], metrics, params: { ...params, site: d.id } });
-  // keep the device in the address when the panel rewrites it
-  const fix = () => { if (!location.hash.includes('device=')) history.replaceState(null, '', location.hash.replace('?', `?device=${encodeURIComponent(d.id)}&`)); };
-  const timer = setInterval(fix, 500);
-  return () => { clearInterval(timer); panel.destroy(); };
+  const panel = seriesPanel(main, { id: 'p', route: 'equipements', title: 'dev.history', sites: [{ id: d.id, name: d.name || d.id }],
+    metrics, params: { ...params, site: d.id }, keep: { device: d.id } });
+  return () => panel.destroy();
 }
 
 // -- operations ------------------------------------------------------------------------------

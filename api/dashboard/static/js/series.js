@@ -107,7 +107,7 @@ export function seriesPanel(root, cfg) {
   }
 
   function remember() {
-    const q = new URLSearchParams({ site: state.site || '', metric: state.metric, bucket: state.bucket || '' });
+    const q = new URLSearchParams({ ...(cfg.keep || {}), site: state.site || '', metric: state.metric, bucket: state.bucket || '' });
     if (state.range === 'custom') { q.set('from', state.from); q.set('to', state.to); } else q.set('range', state.range);
     const hash = `#/${cfg.route}?${q}`;
     if (location.hash !== hash) history.replaceState(null, '', hash);
