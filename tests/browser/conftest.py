@@ -146,7 +146,7 @@ def _write_run_scenarios(d: Path, reg: RegistryFile) -> None:
         "seed: 3\nstart: yesterday 00:00\nduration: 1d\nspeed: 60\n", encoding="utf-8")
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def dash(stack: Stack, settings: Settings,
          tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dash]:
     """A database with the tiny city's DST day ingested through broker and ingestor, and the
@@ -204,9 +204,11 @@ def dash(stack: Stack, settings: Settings,
             ingest.stop()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def playwright() -> Iterator[Playwright]:
-    """Playwright, driving Debian's chromium (browser downloads are impossible here)."""
+    """Playwright, driving Debian's chromium (browser downloads are impossible here).
+    Module-scoped: while it runs, the sync API keeps an event loop running in the main
+    thread, which other modules' ``asyncio.run`` must not meet."""
     if not CHROMIUM.exists():
         pytest.fail("the browser tests need Debian's chromium: run `make browser-deps` "
                     "(sudo bash beffroi/stack/install-browser.sh)")
@@ -214,7 +216,7 @@ def playwright() -> Iterator[Playwright]:
         yield p
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser(playwright: Playwright) -> Iterator[Browser]:
     b = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
     yield b
