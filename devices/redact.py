@@ -47,6 +47,7 @@ MAX_DEPTH: Final = 32  # deeper JSON is summarised, so that redaction cannot rec
 
 _NUMBER_KEYS: Final = frozenset({"v", "s", "t", "bt", "ut", "bv", "bs", "bver"})  # SenML
 _QUOTED: Final = re.compile(r"'(?:[^'\\]|\\.)*'" r'|"(?:[^"\\]|\\.)*"')
+_SQL_NAME: Final = re.compile(r"[a-z][a-z0-9]*(?:_[a-z0-9]+)+")
 _HEX: Final = frozenset(string.hexdigits)
 _DIGITS: Final = frozenset(string.digits)
 _PUNCTUATION: Final = frozenset(string.punctuation)
@@ -220,12 +221,15 @@ def redact_payload(payload: bytes, kind: str | None, device_id: str | None, *,
 
 def redact_detail(detail: str) -> str:
     """A detail of a personal topic: every quoted text that is not a documented key or word
-    becomes a placeholder, then MACs and plates are scrubbed from what is left."""
+    nor a database name (``parking_transactions_amount_cents_check``: lower case, with an
+    underscore, as the database quotes its tables and constraints) becomes a placeholder,
+    then MACs and plates are scrubbed from what is left."""
     vocab = vocabulary()
 
     def quoted(m: re.Match[str]) -> str:
         inner = m.group()[1:-1]
-        return m.group() if inner in vocab else placeholder(inner)
+        keep = inner in vocab or _SQL_NAME.fullmatch(inner) is not None
+        return m.group() if keep else placeholder(inner)
 
     return scrub_personal(_QUOTED.sub(quoted, detail))
 

@@ -199,6 +199,14 @@ def test_detail_keeps_documented_words_only() -> None:
     )
 
 
+def test_detail_keeps_database_names() -> None:
+    detail = ('new row for relation "parking_transactions" violates check constraint '
+              '"parking_transactions_amount_cents_check"')
+    assert redact_detail(detail) == detail
+    assert redact_detail("device 'ab 123 cd' and 'john_smith_'") == (
+        "device <str len=9 class=hex+space> and <str len=11 class=alpha_>")
+
+
 @pytest.mark.parametrize(
     ("text", "expected"),
     [("a4:c3:f0:85:1b:2e", "hex:"), ("AB-123-CD", "hex-"), ("1234 AB 62", "hex+space"),
