@@ -60,9 +60,11 @@ class DecodeError(Exception):
     """A message that cannot become readings.
 
     ``reason`` is a stable code (see the module constants); ``detail`` explains it to a human.
-    The detail is scrubbed of anything that looks like a MAC address when the error is built,
-    so it is safe to log and to store. ``device_id`` is set when the decoder had already
-    resolved the device (ChirpStack DevEUI, Linky meter id) before failing.
+    The detail is scrubbed of anything that looks like a MAC address or a licence plate when
+    the error is built, so it is safe to log; the ingestor also replaces any quoted text of a
+    personal topic's detail that is not a documented word (``devices.redact``). ``device_id``
+    is set when the decoder had already resolved the device (ChirpStack DevEUI, Linky meter
+    id) before failing.
     """
 
     reason: str
@@ -71,9 +73,9 @@ class DecodeError(Exception):
 
     def __init__(self, reason: str, detail: str, *, device_id: str | None = None) -> None:
         # Imported here: devices.privacy raises DecodeError, so a top-level import would cycle.
-        from devices.privacy import scrub_macs
+        from devices.privacy import scrub_personal
 
-        detail = scrub_macs(detail)
+        detail = scrub_personal(detail)
         super().__init__(reason, detail)
         self.reason = reason
         self.detail = detail

@@ -17,7 +17,8 @@ from prometheus_client import start_http_server
 
 from beffroi.settings import Settings
 from devices.families import bridge_topics
-from devices.privacy import MacHasher, scrub_macs, scrub_macs_bytes
+from devices.privacy import MacHasher
+from devices.redact import dead_letter_parts, source
 from ingest.batch import Batch, DeadLetterRow
 from ingest.keys import KeyRing
 from ingest.logsafe import guard_loggers
@@ -141,11 +142,16 @@ class Ingestor:
 
     def _dead_row(self, received_at: datetime, topic: str, device_id: str | None,
                   reason: str, detail: str, payload: bytes) -> DeadLetterRow:
-        limit = self.settings.ingest_dead_letter_max_bytes
-        # Scrub before truncating so a MAC cut in half cannot survive; bound the work first.
-        kept = scrub_macs_bytes(payload[: limit + 64])[:limit]
-        return (received_at, scrub_macs(topic), device_id, reason, scrub_macs(detail), kept,
-                len(payload))
+        """The row of a refused message: redacted by allow-list when its topic or its device
+        may carry personal data, else scrubbed of MACs and plates (see ``devices.redact``)."""
+        dev = self.registry.by_id.get(device_id) if device_id is not None else None
+        src = source(topic, self.settings.topic_prefix, self.settings.bridge_prefix,
+                     dev.family if dev is not None else None)
+        kept_topic, kept_device, kept_detail, kept = dead_letter_parts(
+            src, topic, device_id, detail, payload,
+            limit=self.settings.ingest_dead_letter_max_bytes,
+            max_parse_bytes=self.settings.ingest_max_payload_bytes)
+        return (received_at, kept_topic, kept_device, reason, kept_detail, kept, len(payload))
 
     def _open_batch(self) -> Batch:
         loop = asyncio.get_running_loop()
