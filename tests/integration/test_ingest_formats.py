@@ -302,3 +302,42 @@ async def test_linky_frames_across_dst_changes(stack: Stack, settings: Settings,
                                 " WHERE device_id = %s ORDER BY time", (device,)).fetchall()
             assert rows == sorted(expected), device
     assert f'beffroi_ingest_messages_total{{result="accepted"}} {2.0 * len(stamps)}' in metrics
+
+
+async def test_chirpstack_event_naming_another_device_is_refused(
+        stack: Stack, settings: Settings, db_url: str, uid: str) -> None:
+    """An uplink whose deviceInfo.devEui differs from its topic's DevEUI is dead-lettered,
+    although both DevEUIs are registered; the matching one is stored."""
+    s = ingest_settings(settings)
+    register(db_url, uid, {f"{uid}-a": "parking_spot", f"{uid}-b": "parking_spot"})
+    with psycopg.connect(db_url) as conn:
+        rows = conn.execute("SELECT id, dev_eui FROM devices WHERE id = ANY(%s)",
+                            ([f"{uid}-a", f"{uid}-b"],)).fetchall()
+    euis: dict[str, str] = dict(rows)
+
+    def uplink(dev_eui: str) -> str:
+        return json.dumps({"time": (datetime.now(UTC) - timedelta(minutes=1)).isoformat(),
+                           "deviceInfo": {"devEui": dev_eui}, "object": {"occupied": True}})
+
+    topic_b = f"application/parking/device/{euis[f'{uid}-b']}/event/up"
+    topic_a = f"application/parking/device/{euis[f'{uid}-a'].upper()}/event/up"
+    pub = Publisher.as_role(stack, "admin")
+    try:
+        async with running_ingestor(stack, s, db_url) as ing:
+            pub.publish(topic_b, uplink(euis[f"{uid}-a"]))  # a's event on b's topic
+            pub.publish(topic_a, uplink(euis[f"{uid}-a"]))  # a's event on its own topic
+
+            async def committed() -> bool:
+                return ing.committed_messages >= 2
+
+            await await_until(committed, timeout=20, what="two uplinks committed")
+    finally:
+        pub.close()
+    with psycopg.connect(db_url) as conn:
+        stored = conn.execute("SELECT device_id FROM parking_spot_state WHERE device_id ="
+                              " ANY(%s)", ([f"{uid}-a", f"{uid}-b"],)).fetchall()
+        dead = conn.execute("SELECT reason, detail, device_id FROM dead_letters"
+                            " WHERE topic = %s", (topic_b,)).fetchall()
+    assert stored == [(f"{uid}-a",)]
+    assert dead == [("invalid_payload", "deviceInfo.devEui differs from the topic's DevEUI",
+                     None)]

@@ -41,7 +41,7 @@ SPOT = KIND_BY_TOPIC["parking", "state"]
 TRANSACTION = KIND_BY_TOPIC["parking", "transaction"]
 METER_STATUS = KIND_BY_TOPIC["parking", "status"]
 GRID = KIND_BY_TOPIC["grid", "reading"]
-DEV_EUIS = {"70b3d57ed0051a2b": "spot-042"}
+DEV_EUIS = {"70b3d57ed0051a2b": "spot-042", "70b3d57ed0051a2d": "spot-043"}
 METERS = {"041876097283": "linky-mairie", "012345678901": "linky-ecole",
           "30001610071843": "linky-gymnase"}  # fmt: skip
 
@@ -411,6 +411,15 @@ def test_chirpstack_unknown_device() -> None:
     info = {**CHIRPSTACK_UPLINK["deviceInfo"], "devEui": "70B3D57ED0051A2C"}
     err = chirpstack_reject(uplink(deviceInfo=info), "unknown_device")
     assert "70b3d57ed0051a2c" in err.detail
+    assert err.device_id is None
+
+
+@pytest.mark.parametrize("topic", ["70b3d57ed0051a2d", "70b3d57ed0051a2c", "not-an-eui"])
+def test_chirpstack_event_of_another_device_than_its_topic_is_refused(topic: str) -> None:
+    """deviceInfo.devEui says spot-042; the topic names another device (spot-043, an unknown
+    one, or no DevEUI at all): neither is believed."""
+    err = chirpstack_reject(CHIRPSTACK_UPLINK, "invalid_payload", topic_dev_eui=topic)
+    assert "differs from the topic's DevEUI" in err.detail
     assert err.device_id is None
 
 
