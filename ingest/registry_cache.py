@@ -40,7 +40,7 @@ class KnownDevice:
 
 
 class RegistryCache:
-    """Device lookups by id, DevEUI and meter id without a database round trip."""
+    """Device lookups by id, DevEUI and Linky number without a database round trip."""
 
     def __init__(self, *, min_refresh_interval_s: float = 5.0) -> None:
         self.by_id: dict[str, KnownDevice] = {}

@@ -113,9 +113,9 @@ def _digits(frame: dict[str, object], label: str, length: int) -> str | None:
     if label not in frame:
         return None
     text = _text(frame[label])
-    if text is not None and text.isdigit() and len(text) < length:
+    if text is not None and _DIGITS_RE.fullmatch(text) and len(text) < length:
         text = text.zfill(length)
-    if text is None or not text.isdigit() or len(text) != length:
+    if text is None or not text.isascii() or not text.isdigit() or len(text) != length:
         raise DecodeError(INVALID_PAYLOAD, f"TIC {label} must be {length} digits")
     return text
 
@@ -139,10 +139,12 @@ def _local_to_utc(local: datetime, offset: timezone, received_at: datetime) -> d
     means the meter's clock or its flag cannot be trusted: the frame is timed at reception,
     as with a desynchronised clock.
     """
-    utc = local.replace(tzinfo=offset).astimezone(UTC)
-    if utc.astimezone(_french_time()).utcoffset() != offset.utcoffset(None):
-        return received_at
-    return utc
+    try:
+        utc = local.replace(tzinfo=offset).astimezone(UTC)
+        legal = utc.astimezone(_french_time()).utcoffset()
+    except (OverflowError, ValueError):
+        raise DecodeError(BAD_TIMESTAMP, "TIC DATE is out of range") from None
+    return received_at if legal != offset.utcoffset(None) else utc
 
 
 def _wall_clock(d: str) -> datetime:

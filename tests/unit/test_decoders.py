@@ -582,6 +582,15 @@ def test_teleinfo2mqtt_date_with_a_real_offset_is_taken_as_is() -> None:
     assert teleinfo(frame)[1][0].time == datetime(2024, 5, 14, 8, 42, 17, tzinfo=UTC)
 
 
+@pytest.mark.parametrize("date", ["0001-01-01T00:30:00.000Z", "2024-05-14T10:42:17",
+                                  "tomorrow", "0001-01-01T00:00:00+01:00"])
+def test_teleinfo2mqtt_bad_dates(date: str) -> None:
+    timestamp = {"date": date, "dst": "winter"}
+    frame = {"ADSC": "041876097283", "DATE": {"raw": "", "value": "", "timestamp": timestamp},
+             "EAST": 1}
+    teleinfo_reject(frame, "bad_timestamp")
+
+
 @pytest.mark.parametrize("dst", [None, "", "E", "Summer", 1])
 def test_teleinfo2mqtt_date_without_season(dst: object) -> None:
     timestamp = {"date": "2024-05-14T10:42:17.000Z", "dst": dst}
@@ -654,7 +663,7 @@ def test_teleinfo_rejections_carry_the_device(frame: dict[str, Any], reason: str
 
 
 @pytest.mark.parametrize("adsc", ["ABCDEF123456", "0418760972831234", "30001610071843",
-                                  "0418760972831", "", None, True])
+                                  "0418760972831", "\u0664" * 12, "", None, True])
 def test_bad_meter_ids(adsc: object) -> None:
     teleinfo_reject({"ADSC": adsc, "EAST": 1}, "invalid_payload", "041876097283")
 
