@@ -2,7 +2,9 @@
 
 ``python -m devices.democity > devices/data/demo-city.json`` regenerates the committed file.
 Two pedestrian squares with 8 wifi APs, three parking zones with 300 spot sensors
-(LoRaWAN, each with a DevEUI) and 12 parking meters, two districts with 500 Linky meters.
+(LoRaWAN, each with a DevEUI) and 12 parking meters, two districts with 500 Linky meters
+(each with its delivery point's 14-digit PRM and its own 12-digit serial, the ADSC of its
+TIC frames).
 """
 
 from __future__ import annotations
@@ -108,6 +110,18 @@ def _prm(rng: random.Random, taken: set[str]) -> str:
             return prm
 
 
+def _serial(rng: random.Random, installed: str, phases: int, taken: set[str]) -> str:
+    """A unique 12-digit Linky serial (ADSC) laid out like Enedis's: manufacturer code (2),
+    year of manufacture (2), meter type (2: single- or three-phase), number (6)."""
+    year = int(installed[2:4]) - rng.randrange(2)
+    kind = rng.choice(("61", "64")) if phases == 1 else "63"
+    while True:
+        serial = f"{rng.choice(('02', '03', '04', '06'))}{year:02d}{kind}{rng.randrange(10**6):06d}"
+        if serial not in taken:
+            taken.add(serial)
+            return serial
+
+
 def build_demo_city(seed: int = DEFAULT_SEED) -> dict[str, list[dict[str, Any]]]:
     """The demo city as a registry document ``{"sites": [...], "devices": [...]}``."""
     rng = random.Random(seed)
@@ -156,6 +170,10 @@ def build_demo_city(seed: int = DEFAULT_SEED) -> dict[str, list[dict[str, Any]]]
             })
 
     prms: set[str] = set()
+    serials: set[str] = set()
+    # Serials come from a generator of their own, so that adding them left every other
+    # value of the city as it was.
+    serial_rng = random.Random(f"{seed}/meter-serials")
     for d in DISTRICTS:
         sites.append({"id": d.id, "kind": "district", "name": d.name, "insee": INSEE,
                       "latitude": d.lat, "longitude": d.lon, "capacity": None,
@@ -166,11 +184,14 @@ def build_demo_city(seed: int = DEFAULT_SEED) -> dict[str, list[dict[str, Any]]]
             pref = (rng.choice((36, 24, 18)) if professional
                     else rng.choice((6, 6, 9, 9, 12)) if phases == 1 else rng.choice((9, 12, 15)))
             lat, lon = _scatter(rng, d.lat, d.lon, d.radius_m)
+            prm = _prm(rng, prms)
+            installed = _installed(rng, datetime(2018, 6, 1, tzinfo=UTC), 900)
             devices.append({
                 "id": f"linky-{d.short}-{n:04d}", "family": "grid_meter", "site_id": d.id,
                 "name": f"Compteur Linky {d.name.removeprefix('Quartier ')} {n}",
-                "latitude": lat, "longitude": lon, "meter_id": _prm(rng, prms),
-                "installed_at": _installed(rng, datetime(2018, 6, 1, tzinfo=UTC), 900),
+                "latitude": lat, "longitude": lon, "meter_id": prm,
+                "meter_serial": _serial(serial_rng, installed, phases, serials),
+                "installed_at": installed,
                 "metadata": {"profile": "professional" if professional else "residential",
                              "phases": phases, "pref_kva": pref,
                              "solar": rng.random() < 0.08},

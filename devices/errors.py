@@ -27,7 +27,7 @@ SENML_INVALID: Final = "senml_invalid"
 UNIT_MISMATCH: Final = "unit_mismatch"
 """A SenML record whose unit does not fit the measurement its name maps to."""
 UNKNOWN_DEVICE: Final = "unknown_device"
-"""A ChirpStack DevEUI or a Linky meter id that the registry does not know."""
+"""A ChirpStack DevEUI or a Linky meter serial (or PRM) that the registry does not know."""
 
 DECODER_REASONS: Final = frozenset(
     {

@@ -1,9 +1,10 @@
 """The device registry: sites and devices, and the JSON/CSV files that describe them.
 
 The models mirror the CHECK constraints of ``sql/001_registry.sql``, so that a file that
-validates here never fails a constraint on import. Two rules are stricter than SQL: a
-``meter_id`` has 12 (ADSC) or 14 (PRM) digits, never 13, and ``installed_at`` must carry
-a time zone (it is stored in UTC).
+validates here never fails a constraint on import. A Linky has two numbers: ``meter_id``
+is its delivery point's PRM (14 digits, kept when the meter is replaced) and
+``meter_serial`` the meter's own serial (12 digits, ``ADSC``/``ADCO`` in its TIC frames,
+which are matched on it). ``installed_at`` must carry a time zone (it is stored in UTC).
 
 File formats (see ``docs/registry.md``):
 
@@ -12,8 +13,8 @@ File formats (see ``docs/registry.md``):
   without it every row is a device. Empty cells mean "not given"; ``metadata`` holds a
   JSON object.
 
-Loading validates every row and cross-checks the file (duplicate ids, DevEUIs and meter
-ids; each device's site exists and its kind suits the device's family), then raises one
+Loading validates every row and cross-checks the file (duplicate ids, DevEUIs, PRMs and
+meter serials; each device's site exists and its kind suits the device's family), then raises one
 :class:`RegistryFileError` listing every problem found.
 """
 
@@ -45,7 +46,8 @@ from devices.families import DEVICE_ID_RE, Family
 SITE_ID_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 INSEE_RE = re.compile(r"^([0-9]{5}|2[AB][0-9]{3})$")
 DEV_EUI_RE = re.compile(r"^[0-9a-f]{16}$")
-METER_ID_RE = re.compile(r"^([0-9]{12}|[0-9]{14})$")
+PRM_RE = re.compile(r"^[0-9]{14}$")
+METER_SERIAL_RE = re.compile(r"^[0-9]{12}$")
 _EUI_SEPARATORS = re.compile(r"[\s:-]")
 _PG_INT_MAX = 2**31 - 1  # SQL ``integer``
 MAX_REPORT_INTERVAL_S = 7 * 24 * 3600  # SQL CHECK: one week
@@ -122,6 +124,7 @@ class Device(BaseModel):
     longitude: Longitude | None = None
     dev_eui: str | None = None
     meter_id: str | None = None
+    meter_serial: str | None = None
     report_interval_s: int = Field(ge=1, le=MAX_REPORT_INTERVAL_S)
     installed_at: AwareDatetime | None = None
     active: bool = True
@@ -162,20 +165,36 @@ class Device(BaseModel):
     @field_validator("meter_id", mode="before")
     @classmethod
     def _check_meter_id(cls, value: Any) -> Any:
-        if value is None or value == "":
-            return None
-        if not isinstance(value, str):
-            # A JSON number would lose a PRM's leading zeros.
-            raise ValueError("a meter id is a string of digits (write it in quotes)")
-        meter = re.sub(r"\s", "", value)
-        if not METER_ID_RE.match(meter):
-            raise ValueError(f"a meter id is 12 digits (ADSC) or 14 digits (PRM), got {value!r}")
-        return meter
+        meter = _digits(value, "a PRM")
+        if meter is None or PRM_RE.match(meter):
+            return meter
+        if METER_SERIAL_RE.match(meter):
+            raise ValueError(f"{value!r} has 12 digits: a meter's serial (ADSC/ADCO), to give "
+                             "as meter_serial; meter_id is the 14-digit PRM")
+        raise ValueError(f"a PRM is 14 digits, got {value!r}")
+
+    @field_validator("meter_serial", mode="before")
+    @classmethod
+    def _check_meter_serial(cls, value: Any) -> Any:
+        serial = _digits(value, "a meter serial")
+        if serial is not None and not METER_SERIAL_RE.match(serial):
+            raise ValueError(f"a meter serial (ADSC/ADCO) is 12 digits, got {value!r}")
+        return serial
 
     @field_validator("installed_at")
     @classmethod
     def _to_utc(cls, value: datetime | None) -> datetime | None:
         return None if value is None else value.astimezone(UTC)
+
+
+def _digits(value: Any, what: str) -> str | None:
+    """A Linky number without its spaces, None when not given."""
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str):
+        # A JSON number would lose leading zeros.
+        raise ValueError(f"{what} is a string of digits (write it in quotes)")
+    return re.sub(r"\s", "", value)
 
 
 @dataclass(frozen=True)
@@ -387,10 +406,11 @@ def cross_check(sites: list[tuple[str, Site]], devices: list[tuple[str, Device]]
             continue
         first_site[site.id] = where
         site_kind[site.id] = site.kind
-    seen: dict[str, dict[str, str]] = {"device id": {}, "DevEUI": {}, "meter id": {}}
+    seen: dict[str, dict[str, str]] = {"device id": {}, "DevEUI": {}, "PRM": {},
+                                       "meter serial": {}}
     for where, dev in devices:
         for label, value in (("device id", dev.id), ("DevEUI", dev.dev_eui),
-                             ("meter id", dev.meter_id)):
+                             ("PRM", dev.meter_id), ("meter serial", dev.meter_serial)):
             if value is None:
                 continue
             if value in seen[label]:

@@ -30,7 +30,8 @@ IMPORT_LOCK_ID = 0x62656667  # advisory lock: two imports never interleave their
 
 _SITE_COLS = ("id", "kind", "name", "insee", "latitude", "longitude", "capacity", "metadata")
 _DEVICE_COLS = ("id", "family", "site_id", "name", "latitude", "longitude", "dev_eui",
-                "meter_id", "report_interval_s", "installed_at", "active", "metadata")
+                "meter_id", "meter_serial", "report_interval_s", "installed_at", "active",
+                "metadata")
 
 
 def _upsert_sql(table: str, cols: Sequence[str]) -> str:
@@ -60,8 +61,8 @@ def import_registry(conn: psycopg.Connection[Any], reg: RegistryFile, *,
     """Upsert the file's sites and devices in one transaction; all or nothing.
 
     Checks the file against the database first: devices may refer to sites already in the
-    database, a DevEUI or meter id may not belong to another device there, and a site whose
-    kind changes must still suit the devices left on it. Raises ``RegistryFileError``
+    database, a DevEUI, PRM or meter serial may not belong to another device there, and a
+    site whose kind changes must still suit the devices left on it. Raises ``RegistryFileError``
     listing every problem. With ``dry_run`` everything is checked and rolled back.
     """
     result = ImportResult()
@@ -107,7 +108,8 @@ def _site_params(s: Site) -> tuple[Any, ...]:
 
 def _device_params(d: Device) -> tuple[Any, ...]:
     return (d.id, d.family.value, d.site_id, d.name, d.latitude, d.longitude, d.dev_eui,
-            d.meter_id, d.report_interval_s, d.installed_at, d.active, Jsonb(d.metadata))
+            d.meter_id, d.meter_serial, d.report_interval_s, d.installed_at, d.active,
+            Jsonb(d.metadata))
 
 
 def _check_against_db(conn: psycopg.Connection[Any], reg: RegistryFile) -> list[RowError]:
@@ -120,7 +122,8 @@ def _check_against_db(conn: psycopg.Connection[Any], reg: RegistryFile) -> list[
     errors = cross_check([(where, s) for s in reg.sites], [(where, d) for d in reg.devices],
                          known_sites=known)
     # Unique identifiers held by other devices of the database.
-    for col, label in (("dev_eui", "DevEUI"), ("meter_id", "meter id")):
+    for col, label in (("dev_eui", "DevEUI"), ("meter_id", "PRM"),
+                       ("meter_serial", "meter serial")):
         mine = {getattr(d, col): d.id for d in reg.devices if getattr(d, col) is not None}
         if not mine:
             continue

@@ -154,7 +154,7 @@ def _list(ctx: Context, args: argparse.Namespace) -> int:
                          indent=2))
         return 0
     _table([(d.id, d.family.value, d.site_id, d.report_interval_s, "yes" if d.active else "no",
-             d.dev_eui or d.meter_id, d.name) for d in devices],
+             d.dev_eui or d.meter_serial or d.meter_id, d.name) for d in devices],
            ("ID", "FAMILY", "SITE", "INTERVAL_S", "ACTIVE", "DEVEUI/METER", "NAME"))
     print(f"({len(devices)} devices)", file=sys.stderr)
     return 0

@@ -16,7 +16,7 @@ import pytest
 from devices.privacy import MacHasher
 from devices.readings import GridReading, ParkingSpotState, Reading, WifiApStats
 from devices.registry import RegistryFile, parse_registry
-from ingest.registry_cache import KnownDevice, RegistryCache
+from ingest.registry_cache import KnownDevice, RegistryCache, meter_index
 from ingest.router import Router
 from simulators.model import FAULTS, OUT_OF_ORDER, SimMessage
 from simulators.recording import read_recording, write_jsonl
@@ -56,6 +56,7 @@ def tiny_city(prefix: str = "") -> RegistryFile:
              {"profile": "residential", "phases": 3, "pref_kva": 12, "solar": False}]
     devices += [{"id": f"{p}linky-{i}", "family": "grid_meter", "site_id": f"{p}dist",
                  "name": f"Linky {i}", "meter_id": f"{10**13 + tag % 10**8 * 10 + i:014d}",
+                 "meter_serial": f"{10**11 + tag % 10**8 * 10 + i:012d}",
                  "metadata": metas[i - 1]} for i in range(1, 5)]
     return parse_registry({"sites": sites, "devices": devices})
 
@@ -79,7 +80,7 @@ def router_for(reg: RegistryFile) -> Router:
     cache = RegistryCache()
     cache.by_id = {d.id: KnownDevice(d.id, d.family, d.active) for d in reg.devices}
     cache.by_dev_eui = {d.dev_eui: d.id for d in reg.devices if d.dev_eui}
-    cache.by_meter_id = {d.meter_id: d.id for d in reg.devices if d.meter_id}
+    cache.by_meter_id = meter_index((d.id, d.meter_id, d.meter_serial) for d in reg.devices)
     cache.loaded_at = float("inf")
     return Router(prefix="city", registry=cache, hasher=MacHasher(lambda at: b"k" * 32),
                   max_payload_bytes=65536, future_skew_s=300, max_age_days=3650)
