@@ -194,9 +194,10 @@ class Ingestor:
             for table, n in written.items():
                 self.metrics.readings.labels(table).inc(n)
                 self.committed_readings += n
-            accepted = batch.n_messages - len(batch.dead)
-            self.metrics.messages.labels("accepted").inc(accepted)
-            self.metrics.messages.labels("rejected").inc(len(batch.dead))
+            refused = len(batch.dead) + batch.refused
+            self.rejected += batch.refused
+            self.metrics.messages.labels("accepted").inc(batch.n_messages - refused)
+            self.metrics.messages.labels("rejected").inc(refused)
             self.metrics.batch_size.observe(batch.n_messages)
             batch.done.set_result(None)
 
