@@ -94,6 +94,11 @@ class Settings(BaseSettings):
         9108, ge=0, le=65535, description="Prometheus endpoint (0: off); worker i uses port+i."
     )
     ingest_registry_refresh_s: float = Field(30.0, gt=0)
+    ingest_stop_timeout_s: float = Field(
+        10.0, gt=0, le=600,
+        description="On SIGTERM, wait at most this long for the last commits; messages not "
+        "committed by then stay unacknowledged and the broker delivers them again."
+    )
     # Retention (run by the maintenance job, `beffroi maintain`; see docs/rollups.md).
     retention_raw_days: int = Field(
         400, ge=1, le=36500, description="Raw readings are dropped (whole chunks) past this age."

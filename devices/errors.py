@@ -50,9 +50,14 @@ INACTIVE_DEVICE: Final = "inactive_device"
 FUTURE_TIMESTAMP: Final = "future_timestamp"
 TOO_OLD: Final = "too_old"
 OVERSIZED: Final = "oversized"
+DB_REJECTED: Final = "db_rejected"
+"""The database refused the row for a reason the ingestor does not check itself."""
+CONFLICT: Final = "conflict"
+"""A reading whose key is already stored (or earlier in the batch) with other values."""
 
 INGEST_REASONS: Final = frozenset(
-    {UNKNOWN_TOPIC, FAMILY_MISMATCH, INACTIVE_DEVICE, FUTURE_TIMESTAMP, TOO_OLD, OVERSIZED}
+    {UNKNOWN_TOPIC, FAMILY_MISMATCH, INACTIVE_DEVICE, FUTURE_TIMESTAMP, TOO_OLD, OVERSIZED,
+     DB_REJECTED, CONFLICT}
 )
 
 

@@ -33,6 +33,7 @@ log = logging.getLogger(__name__)
 PUBACK_SUCCESS = 0
 PROGRESS_EVERY_S = 5.0
 MAINTENANCE_EVERY_S = 30.0
+CLOSE_TIMEOUT_S = 5.0
 
 
 @dataclass(frozen=True)
@@ -200,9 +201,10 @@ class Ingestor:
             for table, n in written.items():
                 self.metrics.readings.labels(table).inc(n)
                 self.committed_readings += n
-            accepted = batch.n_messages - len(batch.dead)
-            self.metrics.messages.labels("accepted").inc(accepted)
-            self.metrics.messages.labels("rejected").inc(len(batch.dead))
+            refused = len(batch.dead) + batch.refused
+            self.rejected += batch.refused
+            self.metrics.messages.labels("accepted").inc(batch.n_messages - refused)
+            self.metrics.messages.labels("rejected").inc(refused)
             self.metrics.batch_size.observe(batch.n_messages)
             batch.done.set_result(None)
 
@@ -282,12 +284,45 @@ class Ingestor:
         await self._started.wait()
 
     async def shutdown(self) -> None:
-        """Flush the open batch, wait for commits and acknowledgements, disconnect."""
+        """Flush, commit and acknowledge what the database takes within the stop timeout.
+
+        Past ``ingest_stop_timeout_s`` (the database down, say) the writer is cancelled and
+        the messages not yet committed are left unacknowledged: the broker keeps them in the
+        session and delivers them again, so a stop is bounded and loses nothing.
+        """
         if self._stopping:
             return
         self._stopping = True
-        log.info("worker %d stopping: flushing %d unacknowledged messages", self.worker,
-                 self.unacked)
+        limit = self.settings.ingest_stop_timeout_s
+        log.info("worker %d stopping: flushing %d unacknowledged messages (at most %.0f s)",
+                 self.worker, self.unacked, limit)
+        try:
+            async with asyncio.timeout(limit):
+                await self._flush()
+        except TimeoutError:
+            log.warning("worker %d: nothing committed for %.0f s; stopping with %d messages "
+                        "unacknowledged, which the broker will deliver again", self.worker,
+                        limit, self.unacked)
+        for task in (*self._tasks, *self._sealing):
+            task.cancel()
+        for task in (*self._tasks, *self._sealing):
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        # Disconnecting and closing are quick unless a peer hangs: bound them too.
+        with contextlib.suppress(TimeoutError, OSError, psycopg.Error):
+            async with asyncio.timeout(CLOSE_TIMEOUT_S):
+                if self.subscriber is not None:
+                    await self.subscriber.stop()
+        with contextlib.suppress(TimeoutError, OSError, psycopg.Error):
+            async with asyncio.timeout(CLOSE_TIMEOUT_S):
+                await self.writer.close()
+                if self._maint_conn is not None:
+                    await self._maint_conn.close()
+        log.info("worker %d stopped: %d readings committed, %d messages rejected",
+                 self.worker, self.committed_readings, self.rejected)
+
+    async def _flush(self) -> None:
+        """Seal the open batch, wait for every commit and the acknowledgements it sends."""
         if self.current is not None:
             self._seal(self.current)
         while self._sealing:
@@ -299,18 +334,6 @@ class Ingestor:
                 break
             await asyncio.sleep(0.01)
         await asyncio.sleep(0)
-        if self.subscriber is not None:
-            await self.subscriber.stop()
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        await self.writer.close()
-        if self._maint_conn is not None:
-            await self._maint_conn.close()
-        log.info("worker %d stopped: %d readings committed, %d messages rejected",
-                 self.worker, self.committed_readings, self.rejected)
 
 
 def start_metrics_server(port: int) -> None:

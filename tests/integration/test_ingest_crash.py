@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import signal
+import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -150,3 +151,52 @@ def test_two_workers_split_the_stream(stack: Stack, db_url: str, uid: str,
                   for line in log.splitlines() if "stopped: " in line]
     assert len(per_worker) == 2 and sum(per_worker) == n, per_worker
     assert min(per_worker) > n // 4, f"uneven split {per_worker}"
+
+
+def test_sigterm_during_database_outage_exits_in_bounded_time(
+        stack: Stack, db_url: str, uid: str, tmp_path: Path) -> None:
+    """A stop ends within the stop timeout whatever the database does; what was not
+    committed stays unacknowledged, and the next run stores it exactly once."""
+    n = 4_000
+    stop_timeout_s = 3.0
+    margin_s = 7.0  # process exit, disconnect and interpreter shutdown, on a loaded machine
+    _register_meters(db_url, uid)
+    proc = IngestProcess(stack, db_url, tmp_path / "ingest-stop.log",
+                         env={"BEFFROI_INGEST_STOP_TIMEOUT_S": str(stop_timeout_s)})
+    proc.start()
+    pub = Publisher.as_role(stack, "admin")
+    msgs = _messages(proc.prefix, uid, n)
+    try:
+        pub.publish_many(msgs[: n // 2])
+        wait_until(lambda: _rows(db_url, uid) >= n // 2, timeout=60, what="first half written")
+        stack.postgres().stop()
+        try:
+            pub.publish_many(msgs[n // 2:])  # accepted by the broker, not writable
+            wait_until(lambda: "database unavailable" in proc.log_path.read_text(),
+                       timeout=60, what="the writer retrying against the stopped database")
+            assert proc.proc is not None
+            t0 = time.monotonic()
+            proc.proc.send_signal(signal.SIGTERM)
+            try:
+                code = proc.proc.wait(timeout=stop_timeout_s + margin_s)
+            except subprocess.TimeoutExpired:
+                pytest.fail(f"still running {stop_timeout_s + margin_s:.0f} s after SIGTERM "
+                            "with the database down")
+            elapsed = time.monotonic() - t0
+        finally:
+            stack.postgres().start()
+        assert code == 0, proc.log_path.read_text()[-3000:]
+        assert elapsed >= stop_timeout_s * 0.9, f"exited after {elapsed:.1f} s, before trying"
+        assert "the broker will deliver again" in proc.log_path.read_text()
+        assert _rows(db_url, uid) == n // 2
+        proc.start()  # same client id: the broker delivers what was never acknowledged
+        wait_until(lambda: _rows(db_url, uid) >= n, timeout=120, what="every message written")
+        assert proc.stop() == 0
+    finally:
+        pub.close()
+        if proc.proc is not None and proc.proc.poll() is None:
+            proc.kill()
+        for cid in proc.client_ids:
+            purge_session(stack, cid)
+    assert _rows(db_url, uid) == n
+    assert count(db_url, "dead_letters", "topic LIKE %s", (f"%{uid}%",)) == 0

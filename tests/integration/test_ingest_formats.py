@@ -19,6 +19,7 @@ from prometheus_client import generate_latest
 
 from beffroi.settings import Settings
 from beffroi.stack import Stack
+from devices.errors import DecodeError
 from ingest.keys import KeyRing
 from tests.integration.ingest_helpers import ingest_settings, running_ingestor
 from tests.integration.mqtt_helpers import Publisher, await_until, register
@@ -174,9 +175,12 @@ async def test_keys_are_shared_by_workers_and_destroyed_after_their_day(db_url: 
         assert [r[0] for r in rows] == [date(2026, 3, 29)]
         assert all(bytes(r[1]) != old_key for r in rows)
         assert list(worker_b.keys) == [date(2026, 3, 29)]
-        # A late message from the destroyed day is hashed with the current key.
+        # A late message from the destroyed day is refused, never hashed with the current
+        # key (which would link it to the new day's clients).
         late = datetime(2026, 3, 28, 23, 0, tzinfo=tz)
-        assert worker_b.key_for(late) == worker_b.keys[date(2026, 3, 29)]
+        with pytest.raises(DecodeError) as err:
+            worker_b.key_for(late)
+        assert err.value.reason == "too_old"
 
 
 async def test_bridges_under_their_own_topic_level(stack: Stack, settings: Settings,

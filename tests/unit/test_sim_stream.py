@@ -7,7 +7,7 @@ import io
 import json
 import zlib
 from collections import Counter, defaultdict
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +24,7 @@ from simulators.scenario import Scenario, find_scenario, named_scenarios
 from simulators.stream import Simulation
 
 NOW = datetime(2025, 11, 20, 12, 0, tzinfo=UTC)
+START = datetime(2025, 11, 18, 6, 0, tzinfo=UTC)  # the scenarios' start, 07:00 in Paris
 ALL_FORMATS: dict[str, Any] = {
     "wifi_ap": {"native": 1, "senml": 1},
     "parking_spot": {"native": 1, "senml": 1, "chirpstack": 1},
@@ -87,7 +88,9 @@ def router_for(reg: RegistryFile) -> Router:
 
 
 def route(router: Router, m: SimMessage) -> tuple[list[Reading], str | None]:
-    routed = router.route(m.topic, m.payload, datetime(2025, 11, 21, tzinfo=UTC), m.content_type)
+    # Received when published (a wifi session received days later would be too old).
+    received = START + timedelta(seconds=m.offset + 1)
+    routed = router.route(m.topic, m.payload, received, m.content_type)
     return routed.readings, routed.rejection.reason if routed.rejection else None
 
 
