@@ -24,9 +24,9 @@ import threading
 import time
 import zlib
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import paho.mqtt.client as mqtt
@@ -227,22 +227,42 @@ def progress_line(stats: RunStats, sim_start: datetime | None) -> str:
             + (f" | faults {faults}" if faults else ""))
 
 
+def pacer(t0: float, speed: float | None, clock_start: datetime | None,
+          wall_now: datetime) -> Callable[[float], float] | None:
+    """When (monotonic) the message at ``offset`` s is due; None: as fast as possible.
+
+    ``t0`` is the monotonic time matching ``wall_now``. With ``clock_start`` (the simulated
+    start), a message is never due before the wall clock reaches its simulated time.
+    """
+    if clock_start is None:
+        return None if speed is None else (lambda offset: t0 + offset / speed)
+    start = t0 + (clock_start - wall_now).total_seconds()
+    if speed is None:
+        return lambda offset: start + offset
+    return lambda offset: max(t0 + offset / speed, start + offset)
+
+
 def publish_stream(messages: Iterable[SimMessage], fleet: Fleet, router: Router, *,
                    speed: float | None, sim_start: datetime | None = None,
                    stop: threading.Event | None = None, progress_s: float = 5.0,
-                   drain_timeout: float = 60.0) -> RunStats:
+                   drain_timeout: float = 60.0, follow_clock: bool = False) -> RunStats:
     """Publish ``messages`` paced at ``speed`` (None: as fast as possible).
 
+    With ``follow_clock`` (and ``sim_start``), no message goes out before its simulated
+    time: the past is replayed at ``speed``, then the run follows the wall clock. This is
+    how a demo shows today's data, which per-client rules (24 h) and the ingestor's
+    future-time check both accept.
     Stops early when ``stop`` is set or on Ctrl-C (``stats.interrupted``); always waits up
     to ``drain_timeout`` for acknowledgements of what was sent, then returns the stats.
     """
     stats = RunStats()
     t0 = time.monotonic()
+    due_at = pacer(t0, speed, sim_start if follow_clock else None, datetime.now(UTC))
     next_progress = t0 + progress_s
     try:
         for m in messages:
-            if speed is not None:
-                due = t0 + m.offset / speed
+            if due_at is not None:
+                due = due_at(m.offset)
                 while True:
                     now = time.monotonic()
                     if stop is not None and stop.is_set():
@@ -284,6 +304,7 @@ __all__ = [
     "Router",
     "RunStats",
     "accounts_for",
+    "pacer",
     "progress_line",
     "publish_stream",
 ]

@@ -69,6 +69,10 @@ def register(sub: Any) -> None:
     run.add_argument("--issue-credentials", action="store_true",
                      help="per-device: issue new credentials to the scenario's devices now "
                      "(replaces their passwords; local stack only)")
+    run.add_argument("--follow-clock", action="store_true",
+                     help="never publish a message before its simulated time: the part of "
+                     "the scenario already past is played at --speed, the rest in real time "
+                     "(use with --start today)")
     run.add_argument("--truth", type=Path, metavar="FILE", help="also write the ground truth")
     run.set_defaults(handler=_run)
 
@@ -287,14 +291,15 @@ def _summary(stats: RunStats, elapsed: float) -> None:
 
 def _publish(ctx: Context, args: argparse.Namespace, messages: Any, *, accounts: dict[
         str, tuple[str, str]], router: Router, speed: float | None, sim_start: Any,
-        retry_s: float = 2.0) -> RunStats:
+        retry_s: float = 2.0, follow_clock: bool = False) -> RunStats:
     host, port = ctx.settings.broker_address()
     fleet = Fleet(host, port, accounts, client_prefix=f"beffroi-sim-{int(time.time()) % 100000}")
     _connect(fleet, retry_s=retry_s)
     started = time.monotonic()
     try:
         stats = publish_stream(messages, fleet, router, speed=speed, sim_start=sim_start,
-                               stop=_stop_event(), progress_s=args.progress)
+                               stop=_stop_event(), progress_s=args.progress,
+                               follow_clock=follow_clock)
     finally:
         fleet.close()
     log.info("%s", progress_line(stats, sim_start))
@@ -318,7 +323,8 @@ def _run(ctx: Context, args: argparse.Namespace) -> int:
         router = Router(mode="pool", pool_size=args.pool_size, prefix=ctx.settings.topic_prefix)
     stats = _publish(ctx, args, sim.messages(), accounts=accounts, router=router, speed=speed,
                      sim_start=sim.window.start,
-                     retry_s=10.0 if args.issue_credentials else 2.0)
+                     retry_s=10.0 if args.issue_credentials else 2.0,
+                     follow_clock=args.follow_clock)
     if args.truth is not None:
         if stats.interrupted:
             log.warning("run interrupted: no ground truth written")
