@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import defaultdict
+from math import fsum
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Request
@@ -225,13 +226,14 @@ def _energy_rows(b: Buckets, cells: dict[int, list[dict[str, Any]]],
             out.append(_energy_row(start, end, None, None, None, 0.0, 0, 0, meters_total,
                                    False, False, False))
             continue
+        # fsum: exactly rounded whatever the order of the meters' rows (repeatable).
         out.append(_energy_row(
-            start, end, sum(c["import_wh"] or 0.0 for c in cs),
-            sum(c["export_wh"] or 0.0 for c in cs),
+            start, end, fsum(c["import_wh"] or 0.0 for c in cs),
+            fsum(c["export_wh"] or 0.0 for c in cs),
             # Sum of each meter's mean power over the time its readings cover.
-            sum(((c["import_wh"] or 0.0) - (c["export_wh"] or 0.0)) * 3600 / c["covered_s"]
-                for c in cs if c["covered_s"]),
-            sum(c["covered_s"] for c in cs) / len(cs), len(cs),
+            fsum(((c["import_wh"] or 0.0) - (c["export_wh"] or 0.0)) * 3600 / c["covered_s"]
+                 for c in cs if c["covered_s"]),
+            fsum(c["covered_s"] for c in cs) / len(cs), len(cs),
             sum(1 for c in cs if c["complete"]), meters_total,
             any(c["estimated"] for c in cs), any(c["reset"] for c in cs),
             any(c["gap"] for c in cs)))
@@ -265,13 +267,16 @@ async def meter_energy(request: Request, conn: Conn, _: Reader, meter_id: MeterI
 
 
 # Peak: the highest power reported (meter), or the highest sum over the district's meters
-# of the powers stamped on the same 10-minute mark (district). ``{key}`` groups the answer
-# (the routes: one group, NULL; the rollups: per meter or per district, as ``grp``).
+# of the powers stamped on the same 10-minute mark (district). ``power_w`` is float4:
+# summed in float4 the result depends on the order of the rows (430,521.8 or .9 W); cast
+# first, the float8 sum of float4 values is exact, so every run gives the same answer.
+# ``{key}`` groups the answer (the routes: one group, NULL; the rollups: per meter or per
+# district, as ``grp``).
 _PEAK_SQL = """
 WITH e AS (SELECT %(edges)s::timestamptz[] AS a),
 p AS (
     SELECT {key} AS grp, time_bucket('10 minutes', g.time) AS slot,
-           sum(g.power_w)::float8 AS power_w
+           sum(g.power_w::float8) AS power_w
     FROM grid_readings g JOIN devices d ON d.id = g.device_id
     WHERE {filter} AND d.family = 'grid_meter' AND g.time >= %(lo)s AND g.time < %(hi)s
       AND g.power_w IS NOT NULL
@@ -353,7 +358,7 @@ _VOLTAGE_SQL = """
 WITH e AS (SELECT %(edges)s::timestamptz[] AS a),
 m AS (
     SELECT {key} AS grp, g.device_id, time_bucket('10 minutes', g.time) AS slot, v.phase,
-           avg(v.volts)::float8 AS mean_v
+           avg(v.volts::float8) AS mean_v
     FROM grid_readings g JOIN devices d ON d.id = g.device_id
     CROSS JOIN LATERAL (VALUES (1, g.voltage_l1_v), (2, g.voltage_l2_v),
                                (3, g.voltage_l3_v)) v(phase, volts)
