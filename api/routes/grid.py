@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import defaultdict
+from datetime import timedelta
 from math import fsum
 from typing import Annotated, Any
 
@@ -13,7 +14,7 @@ from api.db import fetch_all, get_device, get_site, per_bucket
 from api.deps import ID_PATTERN, Conn, Range, Reader, SettingsDep, only_buckets
 from api.errors import ERROR_RESPONSES, error_body, not_found
 from api.output import CSV_RESPONSE, FORMAT_DOC, series_response
-from api.rollups import SLOT_S, SourceParam, combine
+from api.rollups import SLOT_S, Answer, SourceParam, combine
 from api.timeq import Buckets
 
 router = APIRouter(prefix="/grid", tags=["grid"], responses={**ERROR_RESPONSES, **CSV_RESPONSE})
@@ -124,6 +125,7 @@ HALF_HOUR_S = 1800  # slot of the districts' load-curve rollup
 
 #: Readings further apart than this make no interval (energy between them unknown).
 MAX_INTERVAL = "1 day"
+MAX_INTERVAL_TD = timedelta(days=1)  # the same: how far before a bucket raw energy reads
 
 
 def _cells(b: Buckets, rows: list[dict[str, Any]]) -> dict[int, list[dict[str, Any]]]:
@@ -170,8 +172,7 @@ async def _site_buckets(conn: Conn, b: Buckets, query: str, site: str,
 
 
 async def _energy(conn: Conn, b: Buckets, filt: str, params: dict[str, Any], meters: int,
-                  source: str, *, site_days_tz: str | None = None) -> tuple[list[dict[str, Any]],
-                                                                         str]:
+                  source: str, *, site_days_tz: str | None = None) -> Answer:
     """Energy rows; a district (``site_days_tz`` = the configured zone) reads its own
     rollups for half-hour buckets and for daily buckets in that zone."""
     district = site_days_tz is not None
@@ -186,8 +187,9 @@ async def _energy(conn: Conn, b: Buckets, filt: str, params: dict[str, Any], met
             return await _site_buckets(conn, sub, _SITE_DAY_SQL, params["id"], meters)
         return _energy_rows(sub, await _energy_cells_rollup(conn, sub, filt, params), meters)
 
-    return await combine(conn, b, source, "grid", rolled=rolled, raw=raw,
-                         slot_s=HALF_HOUR_S if district and b.bucket == "30m" else SLOT_S)
+    return await combine(conn, b, source, "grid", rolled=rolled, raw=raw, columns=_ENERGY_COLS,
+                         slot_s=HALF_HOUR_S if district and b.bucket == "30m" else SLOT_S,
+                         lookback=MAX_INTERVAL_TD)
 
 
 def _num(x: float | None) -> float | None:
@@ -248,10 +250,10 @@ async def district_energy(request: Request, conn: Conn, _: Reader, settings: Set
     """Sum over the district's meters."""
     site = await get_site(conn, district_id, "district", count_family="grid_meter")
     n = int(site["family_count"])
-    rows, src = await _energy(conn, b, "d.site_id = %(id)s", {"id": district_id}, n, source,
-                              site_days_tz=settings.timezone)
+    ans = await _energy(conn, b, "d.site_id = %(id)s", {"id": district_id}, n, source,
+                        site_days_tz=settings.timezone)
     return series_response(request, b.meta(district=district_id, meters_total=n,
-                                           source=src), rows, _ENERGY_COLS,
+                                           **ans.meta()), ans.rows, _ENERGY_COLS,
                            filename=f"energy-{district_id}")
 
 
@@ -261,8 +263,8 @@ async def meter_energy(request: Request, conn: Conn, _: Reader, meter_id: MeterI
                        b: Range, source: SourceParam = "auto") -> Response:
     """One meter."""
     await get_device(conn, meter_id, "grid_meter")
-    rows, src = await _energy(conn, b, "d.id = %(id)s", {"id": meter_id}, 1, source)
-    return series_response(request, b.meta(meter=meter_id, source=src), rows,
+    ans = await _energy(conn, b, "d.id = %(id)s", {"id": meter_id}, 1, source)
+    return series_response(request, b.meta(meter=meter_id, **ans.meta()), ans.rows,
                            _ENERGY_COLS, filename=f"energy-{meter_id}")
 
 
@@ -320,9 +322,10 @@ async def _peaks(request: Request, conn: Conn, b: Buckets, filt: str, params: di
         return await part(sub, _SITE_PEAK_ROLLUP_SQL if district
                           else _PEAK_ROLLUP_SQL.format(filter=filt))
 
-    out, src = await combine(conn, b, source, "grid", rolled=rolled, raw=raw)
-    return series_response(request, {**meta, "source": src}, out,
-                           ("start", "end", "peak_power_w", "peak_at"), filename=filename)
+    cols = ("start", "end", "peak_power_w", "peak_at")
+    ans = await combine(conn, b, source, "grid", rolled=rolled, raw=raw, columns=cols)
+    return series_response(request, {**meta, **ans.meta()}, ans.rows, cols,
+                           filename=filename)
 
 
 _PEAK_DOC = ("Per day (or week, month): the highest 10-minute power (W) and when. For a "
@@ -409,10 +412,11 @@ async def _voltage(request: Request, conn: Conn, b: Buckets, filt: str,
     async def rolled(sub: Buckets) -> list[dict[str, Any]]:
         return await part(sub, _VOLTAGE_ROLLUP_SQL.format(filter=filt))
 
-    out, src = await combine(conn, b, source, "grid", rolled=rolled, raw=raw)
-    return series_response(request, {**meta, "limits_v": [vmin, vmax], "source": src}, out,
-                           ("start", "end", "values", "within", "share_within", "compliant",
-                            "min_v", "max_v"), filename=filename)
+    cols = ("start", "end", "values", "within", "share_within", "compliant", "min_v",
+            "max_v")
+    ans = await combine(conn, b, source, "grid", rolled=rolled, raw=raw, columns=cols)
+    return series_response(request, {**meta, "limits_v": [vmin, vmax], **ans.meta()},
+                           ans.rows, cols, filename=filename)
 
 
 @router.get("/districts/{district_id}/voltage", summary="Voltage quality of a district",
@@ -488,11 +492,11 @@ async def district_export(request: Request, conn: Conn, _: Reader, district_id: 
     rows = await fetch_all(conn, "SELECT count(*) AS n FROM devices d WHERE d.site_id = %(id)s "
                            f"AND d.family = 'grid_meter' AND {_SOLAR}", {"id": district_id})
     n = int(rows[0]["n"])
-    energy, src = await _energy(conn, b, f"d.site_id = %(id)s AND {_SOLAR}",
-                                {"id": district_id}, n, source)
+    ans = await _energy(conn, b, f"d.site_id = %(id)s AND {_SOLAR}", {"id": district_id}, n,
+                        source)
     return series_response(request, b.meta(district=district_id, producers_total=n,
-                                           source=src), _export_rows(energy), _EXPORT_COLS,
-                           filename=f"export-{district_id}")
+                                           **ans.meta()), _export_rows(ans.rows),
+                           _EXPORT_COLS, filename=f"export-{district_id}")
 
 
 @router.get("/meters/{meter_id}/export", summary="Solar export of one meter",
@@ -504,6 +508,6 @@ async def meter_export(request: Request, conn: Conn, _: Reader, meter_id: MeterI
     dev = await get_device(conn, meter_id, "grid_meter")
     if (dev["metadata"] or {}).get("solar") is not True:
         raise not_found("solar meter", meter_id)
-    energy, src = await _energy(conn, b, "d.id = %(id)s", {"id": meter_id}, 1, source)
-    return series_response(request, b.meta(meter=meter_id, source=src),
-                           _export_rows(energy), _EXPORT_COLS, filename=f"export-{meter_id}")
+    ans = await _energy(conn, b, "d.id = %(id)s", {"id": meter_id}, 1, source)
+    return series_response(request, b.meta(meter=meter_id, **ans.meta()),
+                           _export_rows(ans.rows), _EXPORT_COLS, filename=f"export-{meter_id}")
