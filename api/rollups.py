@@ -34,9 +34,11 @@ DWELL_BOUNDS_S = (60, 300, 900, 1800, 3600, 7200, 14400)
 DWELL_LABELS = ("lt_1m", "1m_5m", "5m_15m", "15m_30m", "30m_1h", "1h_2h", "2h_4h", "ge_4h")
 
 SourceParam = Annotated[Literal["auto", "raw"], Query(
-    description="`auto` (default): rollups where they exist (hourly or longer buckets in "
-    "the rolled-up past), raw rows elsewhere; `raw`: always compute from the raw rows "
-    "(slower; the baseline the rollups equal)")]
+    description="`auto` (default): each bucket from the rollups where they cover it "
+    "(hourly or longer buckets in the rolled-up past), from the raw rows elsewhere; `raw`: "
+    "always compute from the raw rows (slower; the baseline the rollups equal). Buckets "
+    "whose raw rows retention dropped and no rollup covers are null, listed with the "
+    "reason in `unavailable`")]
 
 
 #: The raw tables each rollup (by its rollup_state name) is computed from: the raw
