@@ -62,6 +62,12 @@ class Settings(BaseSettings):
         description="Allocations between two runs of Python's cyclic garbage collector in "
         "an ingestor process (0: Python's default, 700); see docs/ingest.md, CPU."
     )
+    api_statement_timeout_s: float = Field(
+        10.0, ge=0, le=3600,
+        description="Longest a statement of an API request may run (PostgreSQL "
+        "statement_timeout; 0: no limit): past it the query is cancelled and the request "
+        "answered 503, so a few heavy requests cannot hold the connection pool."
+    )
     api_gc_threshold: int = Field(
         20_000, ge=0,
         description="Allocations between two runs of Python's cyclic garbage collector in "

@@ -130,7 +130,9 @@ def test_past_days_read_from_the_aggregates(db: tuple[str, str, Settings]) -> No
         assert [d["unique_visitors"] for d in r["data"]] == [0, 4]
         raw = client.get(f"/v1/wifi/squares/{p}sq/visitors?from=2025-11-18&to=2025-11-19"
                          "&bucket=1d&source=raw", headers=h).json()
-        assert raw["data"][0]["unique_visitors"] == 0  # raw rows are gone (CNIL)
+        # raw rows are gone (CNIL): unknown, with the reason, never a zero
+        assert raw["data"][0]["unique_visitors"] is None and raw["source"] == "none"
+        assert "gone (retention)" in raw["unavailable"][0]["reason"]
         hourly = client.get(f"/v1/wifi/aps/{p}ap-1/visitors?from=2025-11-18T09:00Z"
                             "&to=2025-11-18T15:00Z&bucket=1h", headers=h).json()
         assert [d["unique_visitors"] for d in hourly["data"]] == [1, 0, 0, 0, 0, 1]
