@@ -17,7 +17,7 @@ from __future__ import annotations
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
 
 import psycopg
@@ -97,14 +97,18 @@ def _slot_name(slot_s: int) -> str:
 
 
 def split(b: Buckets, cov: Coverage, source: str = "auto", *, slot_s: int = SLOT_S,
-          unusable: str = "") -> list[Segment]:
+          unusable: str = "", now: datetime | None = None) -> list[Segment]:
     """Each bucket answered from where its data is: the rollup when the bucket lies in its
     rolled-up range with edges on whole slots, else the raw rows when they are all still
     there, else nothing (a reason instead). ``unusable``: why the rollup cannot answer
-    this request at all (empty when it can)."""
+    this request at all (empty when it can). A bucket starting at or after ``now`` has no
+    data yet: it is answered null (a zero would read as "no car, no euro")."""
     kinds: list[tuple[Kind, str]] = []
     for i in range(len(b)):
         lo, hi = b.edges[i], b.edges[i + 1]
+        if now is not None and lo >= now:
+            kinds.append(("gone", "in the future: no data yet"))
+            continue
         if source == "raw":
             why = "source=raw was asked"
         elif unusable:
@@ -199,7 +203,7 @@ async def combine(conn: psycopg.AsyncConnection[Any], b: Buckets, source: str, n
     ``slot_s`` is the rollup's slot; ``lookback`` how far before a bucket the raw query
     reads; ``unusable`` why the rollup cannot answer this request (e.g. another zone)."""
     cov = await coverage(conn, name, lookback)
-    parts = split(b, cov, source, slot_s=slot_s, unusable=unusable)
+    parts = split(b, cov, source, slot_s=slot_s, unusable=unusable, now=datetime.now(UTC))
     out: list[dict[str, Any]] = []
     unavailable: list[dict[str, str]] = []
     for seg in parts:

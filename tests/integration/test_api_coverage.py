@@ -213,3 +213,18 @@ def test_days_of_a_whole_hour_zone_still_come_from_the_hourly_rollups(past: Past
     body = past.get(_url("/v1/wifi/squares/{p}sq/dwell", past.p, "2025-10-26", "2025-10-27",
                          "1d", "America/New_York"))
     assert body["source"] == "rollup" and body["data"][0]["sessions"] > 0
+
+
+@pytest.mark.parametrize(("route", "col"), [(r, c) for r, c, _ in ROUTES])
+def test_buckets_that_have_not_started_are_null_not_zero(past: Past, route: str,
+                                                         col: str) -> None:
+    today = datetime.now(UTC).date()
+    frm, to = today - timedelta(days=1), today + timedelta(days=3)
+    body = past.get(_url(route, past.p, frm.isoformat(), to.isoformat(), "1d"))
+    later = [d for d in body["data"]
+             if datetime.fromisoformat(d["start"]) > datetime.now(UTC)]
+    assert len(later) >= 2
+    assert all(d[col] is None for d in later)
+    gap = body["unavailable"][-1]
+    assert gap["reason"] == "in the future: no data yet"
+    assert gap["from"] == later[0]["start"] and gap["to"] == later[-1]["end"]

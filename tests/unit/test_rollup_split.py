@@ -51,3 +51,13 @@ def test_unaligned_zones_and_unusable_rollups_read_raw_or_nothing() -> None:
     assert _kinds(split(b, COV, slot_s=QUARTER_S)) == [("rollup", 8)]
     segs = split(make_buckets(_t(6), _t(9), "1h", PARIS), COV, unusable="not in this zone")
     assert segs[0].kind == "gone" and segs[0].reason.startswith("not in this zone")
+
+
+def test_buckets_that_have_not_started_are_answered_null_with_a_reason() -> None:
+    # Asked at 10:30Z on the 9th: the 10:00 bucket is answered so far, later ones are null.
+    b = make_buckets(_t(9, 8), _t(9, 14), "1h", ZoneInfo("UTC"))
+    segs = split(b, COV, now=_t(9, 10, 30))
+    assert _kinds(segs) == [("rollup", 3), ("gone", 3)]
+    assert segs[1].buckets.edges[0] == _t(9, 11)
+    assert segs[1].reason == "in the future: no data yet"
+    assert _kinds(split(b, COV, "raw", now=_t(9, 10, 30))) == [("raw", 3), ("gone", 3)]
