@@ -37,11 +37,22 @@ class Settings(BaseSettings):
     _explicit_ports: frozenset[str] = PrivateAttr(default_factory=frozenset)
     db_name: str = Field("beffroi", pattern=r"^[a-z_][a-z0-9_]{0,62}$")
     startup_timeout_s: float = Field(60.0, gt=0)
-    # Broker accounts of Beffroi's own processes (generated for the local stack).
-    ingest_mqtt_username: str = "beffroi-ingest"
+    # Broker accounts of Beffroi's own processes (generated for the local stack). One account
+    # per connection, each bound to one client id: `{n}` in a user name is the connection
+    # number (ingestor worker n, simulator connection n); see docs/registry.md.
+    ingest_mqtt_username: str = Field(
+        "beffroi-ingest-{n}", pattern=r"^[A-Za-z0-9_.{}-]{1,64}$",
+        description="Broker user of ingestor worker n ({n} replaced by n; without {n}, every "
+        "worker uses the same account, which an external broker then cannot bind).")
     ingest_mqtt_password: SecretStr | None = None
-    sim_mqtt_username: str = "beffroi-sim"
+    sim_mqtt_username: str = Field(
+        "beffroi-sim-{n}", pattern=r"^[A-Za-z0-9_.{}-]{1,64}$",
+        description="Broker user (and client id) of simulator connection n.")
     sim_mqtt_password: SecretStr | None = None
+    ingest_max_workers: int = Field(
+        16, ge=1, le=256, description="Ingestor worker accounts on the local broker.")
+    sim_max_connections: int = Field(
+        16, ge=1, le=256, description="Simulator connection accounts on the local broker.")
     # Ingestor (defaults chosen by `make bench-ingest`, see docs/ingest.md).
     ingest_batch_size: int = Field(
         5000, ge=1, le=65535, description="Readings per COPY batch (flush on size)."

@@ -41,7 +41,7 @@ from pydantic import (
     model_validator,
 )
 
-from devices.families import DEVICE_ID_RE, Family
+from devices.families import DEVICE_ID_RE, Family, reserved_device_id
 
 SITE_ID_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 INSEE_RE = re.compile(r"^([0-9]{5}|2[AB][0-9]{3})$")
@@ -148,6 +148,10 @@ class Device(BaseModel):
         if not DEVICE_ID_RE.match(value):
             raise ValueError("a device id is 1-64 characters among A-Z a-z 0-9 _ . -, "
                              "starting with a letter or digit")
+        if reserved_device_id(value):
+            raise ValueError("a device id may not start with 'beffroi-' nor be 'chirpstack' or "
+                             "'teleinfo': it is the device's broker user name, and those are "
+                             "Beffroi's and the bridges' accounts")
         return value
 
     @field_validator("dev_eui", mode="before")

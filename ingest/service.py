@@ -16,6 +16,7 @@ import psycopg
 from prometheus_client import start_http_server
 
 from beffroi.settings import Settings
+from beffroi.stack.broker_auth import connection_user
 from devices.families import bridge_topics
 from devices.privacy import MacHasher
 from devices.redact import dead_letter_parts, source
@@ -259,9 +260,11 @@ class Ingestor:
         ]
         if self.progress:
             self._tasks.append(asyncio.create_task(self._progress_loop(), name="ingest-progress"))
+        # Worker n has an account and a client id of its own: the broker binds one to the other.
         client_id = f"{self.settings.ingest_client_id}-{self.worker}"
         sub = GmqttSubscriber(
-            host=self.broker.host, port=self.broker.port, username=self.broker.username,
+            host=self.broker.host, port=self.broker.port,
+            username=connection_user(self.broker.username, self.worker),
             password=self.broker.password, client_id=client_id,
             topics=subscription_topics(self.settings, shared=self.shared),
             submit=self.submit,

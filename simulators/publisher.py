@@ -4,12 +4,17 @@ All connections are driven from the calling thread (paho's external-loop API wit
 selector), so hundreds of per-device connections need no thread each, and Ctrl-C lands in
 one place. Two ways to connect:
 
-- ``pool``: a few connections with the simulator's broker account, messages spread over
-  them by topic (so each device's messages stay in order);
+- ``pool``: a few connections with the simulator's broker accounts (connection n:
+  ``beffroi-sim-<n>``), messages spread over them by topic (so each device's messages stay
+  in order);
 - ``per-device``: one connection per device, user name = device id, with the device's own
   password; LoRaWAN uplinks and Linky frames (which in reality come from a network server and
   a TIC bridge) and messages of unknown devices go through one connection with the
-  simulator's account.
+  simulator's account ``beffroi-sim-0``.
+
+The broker binds every account to one client id, its user name (docs/registry.md), so a
+connection's client id is its user name unless ``client_ids`` names another (for the admin
+account, which is not bound).
 
 QoS 1 publishes count as sent when the broker acknowledged them; the number unacknowledged
 is bounded (backpressure).
@@ -34,6 +39,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
+from beffroi.stack.broker_auth import connection_user
 from simulators.model import SimMessage
 
 log = logging.getLogger(__name__)
@@ -85,15 +91,15 @@ class Fleet:
     """A set of MQTT connections driven by one thread."""
 
     def __init__(self, host: str, port: int, accounts: Mapping[str, tuple[str, str]], *,
-                 client_prefix: str = "beffroi-sim") -> None:
+                 client_ids: Mapping[str, str] | None = None) -> None:
         self.host, self.port = host, port
         self.conns: dict[str, _Conn] = {}
         self.selector = selectors.DefaultSelector()
         self.unacked = 0
         self.acked = 0
         self._last_misc = 0.0
-        for n, (key, (user, password)) in enumerate(sorted(accounts.items())):
-            conn = _Conn(key, user, password, f"{client_prefix}-{n}")
+        for key, (user, password) in sorted(accounts.items()):
+            conn = _Conn(key, user, password, (client_ids or {}).get(key, user))
             conn.client.on_connect = self._on_connect(conn)
             conn.client.on_publish = self._on_publish
             self.conns[key] = conn
@@ -201,13 +207,20 @@ class Router:
 
 
 def accounts_for(*, mode: str, pool_size: int, sim: tuple[str, str],
-                 device_passwords: Mapping[str, str] | None = None) -> dict[str, tuple[str, str]]:
-    """Connection key -> (user, password) of a fleet."""
+                 device_passwords: Mapping[str, str] | None = None,
+                 first: int = 0) -> dict[str, tuple[str, str]]:
+    """Connection key -> (user, password) of a fleet.
+
+    ``sim`` is the simulator's user name template (``{n}``: the connection number) and
+    password; the fleet's connections are numbered from ``first``.
+    """
+    user, password = sim
     if mode == "per-device":
-        out = {SIM_KEY: sim}
+        out = {SIM_KEY: (connection_user(user, first), password)}
         out.update({d: (d, pw) for d, pw in (device_passwords or {}).items()})
         return out
-    return {f"{SIM_KEY}-{i}": sim for i in range(pool_size)}
+    return {f"{SIM_KEY}-{i}": (connection_user(user, first + i), password)
+            for i in range(pool_size)}
 
 
 def _fmt_offset(seconds: float) -> str:

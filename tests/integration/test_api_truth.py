@@ -92,7 +92,8 @@ async def loaded(stack: Stack, settings: Settings, db_url: str) -> AsyncIterator
     router = Router(mode="pool", pool_size=2, prefix=s.topic_prefix)
 
     def publish() -> None:
-        fleet = Fleet(host, port, accounts, client_prefix=f"api-truth-{uid}")
+        fleet = Fleet(host, port, accounts,
+                      client_ids={k: f"api-truth-{uid}-{k}" for k in accounts})
         fleet.connect()
         try:
             stats = publish_stream(msgs, fleet, router, speed=None)
