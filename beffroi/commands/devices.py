@@ -271,7 +271,8 @@ def _credentials(ctx: Context, args: argparse.Namespace) -> int:
         for dev_id, reason in change.skipped:
             print(f"skipped {dev_id}: {reason}", file=sys.stderr)
         if change.revoked:
-            print(f"revoked {len(change.revoked)} device(s)", file=sys.stderr)
+            what = "bridge" if args.bridge else "device"
+            print(f"revoked {len(change.revoked)} {what}(s)", file=sys.stderr)
         if change.changed:
             _apply(ctx, conn, args.export)
     return 0
