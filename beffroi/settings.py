@@ -41,12 +41,12 @@ class Settings(BaseSettings):
     # per connection, each bound to one client id: `{n}` in a user name is the connection
     # number (ingestor worker n, simulator connection n); see docs/registry.md.
     ingest_mqtt_username: str = Field(
-        "beffroi-ingest-{n}", pattern=r"^[A-Za-z0-9_.{}-]{1,64}$",
+        "beffroi-ingest-{n}",
         description="Broker user of ingestor worker n ({n} replaced by n; without {n}, every "
         "worker uses the same account, which an external broker then cannot bind).")
     ingest_mqtt_password: SecretStr | None = None
     sim_mqtt_username: str = Field(
-        "beffroi-sim-{n}", pattern=r"^[A-Za-z0-9_.{}-]{1,64}$",
+        "beffroi-sim-{n}",
         description="Broker user (and client id) of simulator connection n.")
     sim_mqtt_password: SecretStr | None = None
     ingest_max_workers: int = Field(

@@ -110,7 +110,7 @@ class Binding:
     role: str
 
 
-#: Roles made by Beffroi carry this prefix (others on the broker are left alone).
+#: Roles made by Beffroi carry this prefix.
 ROLE_PREFIX = "beffroi-subscribe-"
 AclRule = dict[str, str | int | bool]
 

@@ -17,7 +17,7 @@ from typing import Any
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
-from beffroi.stack.broker_auth import ROLE_PREFIX, AclRule, Binding
+from beffroi.stack.broker_auth import AclRule, Binding
 
 log = logging.getLogger(__name__)
 
@@ -103,11 +103,12 @@ def current_roles(ctl: DynsecControl) -> set[str]:
 
 
 def sync(ctl: DynsecControl, bindings: Mapping[str, Binding],
-         roles: Mapping[str, list[AclRule]], *, remove: bool) -> int:
-    """Create or fix the ``bindings`` (and their roles); with ``remove``, delete the others.
+         roles: Mapping[str, list[AclRule]]) -> int:
+    """Create or fix the ``bindings`` and their roles; return the number of commands applied.
 
-    Returns the number of commands applied. Bind before an account appears in the password
-    file and unbind after it left, so that no account is ever usable unbound.
+    Call it before the password file gains new accounts, so that no account is ever usable
+    unbound. Bindings of accounts that left are kept until the broker restarts: without a
+    password entry they let nobody in, whereas deleting them could race the reload.
     """
     have, have_roles = current_bindings(ctl), current_roles(ctl)
     commands: list[dict[str, Any]] = [
@@ -119,12 +120,6 @@ def sync(ctl: DynsecControl, bindings: Mapping[str, Binding],
             commands.append({"command": "createClient", **fields})
         elif have[user] != b:
             commands.append({"command": "modifyClient", **fields})
-    if remove:
-        commands += [{"command": "deleteClient", "username": user}
-                     for user in sorted(set(have) - set(bindings))]
-        commands += [{"command": "deleteRole", "rolename": name}
-                     for name in sorted(have_roles - set(roles))
-                     if name.startswith(ROLE_PREFIX)]
     if not commands:
         return 0
     errors = [f"{c['command']} {c.get('username') or c.get('rolename')}: {r['error']}"

@@ -242,20 +242,15 @@ class Stack:
             broker_auth.write_files(mq.passwd_file, mq.acl_file, accounts,
                                     dynsec_file=mq.dynsec_file)
             return
-        bind = mq.binds_client_ids()
-        if not bind:
+        if mq.binds_client_ids():
+            # Bind new accounts before the password file lets them in.
+            with self._dynsec() as ctl:
+                dynsec.sync(ctl, *broker_auth.dynsec_plan(accounts))
+        else:
             log.warning("the running broker was started without client-id bindings; restart "
                         "it (`beffroi stack down` then `beffroi stack up`) to apply them")
-        bindings, roles = broker_auth.dynsec_plan(accounts)
-        # Bind new accounts before the password file lets them in; unbind the accounts that
-        # left only once the reloaded password file has dropped them.
-        with self._dynsec() if bind else contextlib.nullcontext() as ctl:
-            if ctl is not None:
-                dynsec.sync(ctl, bindings, roles, remove=False)
-            broker_auth.write_files(mq.passwd_file, mq.acl_file, accounts)
-            mq.reload()
-            if ctl is not None:
-                dynsec.sync(ctl, bindings, roles, remove=True)
+        broker_auth.write_files(mq.passwd_file, mq.acl_file, accounts)
+        mq.reload()
 
     def service_accounts(self) -> list[BrokerAccount]:
         """Beffroi's own broker accounts on the local broker (ingest workers, simulator, admin)."""
