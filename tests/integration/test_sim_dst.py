@@ -269,8 +269,8 @@ def _parking_city(p: str, n: int) -> RegistryFile:
 async def test_every_clean_uplink_is_a_row_of_its_own(day: date, stack: Stack,
                                                       settings: Settings, db_url: str) -> None:
     """300 spot sensors through the night of the change: each clean message is one stored
-    row and ``expected_rows`` counts exactly the stored rows. (With this seed a heartbeat
-    and a change uplink were once due on the same second: two readings, one key.)"""
+    row and ``expected_rows`` counts exactly the stored rows. (With this seed and zone, a
+    heartbeat and a change uplink used to fall on the same second: two readings, one key.)"""
     p = "dstkeys-"  # fixed: the zone id seeds the zone's random stream
     reg = _parking_city(p, 300)
     ids = [d.id for d in reg.devices]
