@@ -278,3 +278,12 @@ def test_a_runs_progress_clock_is_local_elapsed_time() -> None:
     line = progress_line(stats, _local(SPRING, 0))
     assert "2026-03-29 04:00:00+0200 (+3h00m00s)" in line, line
     assert _local(SPRING, 0) + timedelta(hours=3) != _zoneinfo_after(_local(SPRING, 0), 10800)
+
+
+@pytest.mark.parametrize(("spec", "start"), [
+    ("2026-03-29 02:30", "2026-03-29T03:30:00+02:00"),  # does not exist: offset before
+    ("2026-10-25 02:30", "2026-10-25T02:30:00+02:00"),  # twice: the first
+    ("2026-10-25T02:30+01:00", "2026-10-25T02:30:00+01:00"),  # the second, by its offset
+])
+def test_local_starts_in_a_change_hour(spec: str, start: str) -> None:
+    assert _sim(spec, "1h").window.start.isoformat() == start
