@@ -109,7 +109,8 @@ def resolve_start(spec: str, *, now: datetime, tz: ZoneInfo) -> datetime:
             "'last <weekday> [HH:MM]' or an ISO date-time") from None
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=tz)
-    return parsed.astimezone(tz)
+    # Through UTC: astimezone to the same zone would keep a clock time that does not exist.
+    return parsed.astimezone(UTC).astimezone(tz)
 
 
 Share = Annotated[float, Field(ge=0.0, le=1.0)]
