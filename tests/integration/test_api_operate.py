@@ -216,9 +216,11 @@ def test_bad_run_requests_are_4xx(ops: Ops, body: dict[str, Any], status: int) -
 
 
 def test_unknown_and_malformed_run_ids(ops: Ops) -> None:
-    assert ops.get("/v1/operate/runs/0123456789ab").status_code == 404
-    assert ops.get("/v1/operate/runs/x'%20OR%201=1").status_code == 422
-    assert ops.post("/v1/operate/runs/0123456789ab/stop").status_code == 404
+    for r, status, error in (
+            (ops.get("/v1/operate/runs/0123456789ab"), 404, "not_found"),
+            (ops.get("/v1/operate/runs/x'%20OR%201=1"), 422, "invalid_parameter"),
+            (ops.post("/v1/operate/runs/0123456789ab/stop"), 404, "not_found")):
+        assert r.status_code == status and r.json()["error"] == error, r.text
 
 
 def _expected(ops: Ops, **overrides: Any) -> Counter[str]:
