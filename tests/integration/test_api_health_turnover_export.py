@@ -326,6 +326,8 @@ def test_silent_lists_active_devices_that_stopped(city: City) -> None:
 def test_site_health_counts_and_lowest_battery(city: City) -> None:
     at = datetime.now(UTC)
     body = city.get("/v1/health/sites/{p}pz")
+    assert set(body["families"]) == {city.family[d] for d, s in city.site.items()
+                                     if s == f"{city.p}pz"}
     for fam, got in body["families"].items():
         devs = [d for d, s in city.site.items() if s == f"{city.p}pz" and city.family[d] == fam]
         health = {d: _expected_health(city, d) for d in devs}

@@ -132,7 +132,9 @@ def test_truth_periods_are_consecutive_instants_labelled_in_local_time(day: str)
                       for s in range(0, duration, 900)]
     assert [datetime.fromisoformat(x).timestamp() - start for x in labels] == list(
         range(0, duration, 900))
-    for meter in {r["meter"] for r in doc["grid_energy"]}:
+    meters = {r["meter"] for r in doc["grid_energy"]}
+    assert len(meters) == 4
+    for meter in meters:
         rows = [r["period_start"] for r in doc["grid_energy"] if r["meter"] == meter]
         assert rows == [_zoneinfo_after(sim.window.start, s).isoformat()
                         for s in range(0, duration, 1800)]
