@@ -16,6 +16,7 @@ from devices.families import KINDS_OF_FAMILY, Family
 from devices.registry import (
     SITE_KIND_OF_FAMILY,
     Device,
+    ParkingPlace,
     RegistryFile,
     RegistryFileError,
     RowError,
@@ -43,6 +44,12 @@ def _upsert_sql(table: str, cols: Sequence[str]) -> str:
 
 _UPSERT_SITE = _upsert_sql("sites", _SITE_COLS)
 _UPSERT_DEVICE = _upsert_sql("devices", _DEVICE_COLS)
+PARKING_COLS = ("site_id", *ParkingPlace.model_fields)
+_UPSERT_PARKING = (
+    f"INSERT INTO parking_places ({', '.join(PARKING_COLS)}) "
+    f"VALUES ({', '.join(['%s'] * len(PARKING_COLS))}) ON CONFLICT (site_id) DO UPDATE SET "
+    + ", ".join(f"{c} = EXCLUDED.{c}" for c in PARKING_COLS if c != "site_id")
+    + ", updated_at = now()")
 
 
 @dataclass(frozen=True)
@@ -72,6 +79,7 @@ def import_registry(conn: psycopg.Connection[Any], reg: RegistryFile, *,
             if errors:
                 raise RegistryFileError("import", errors)
             site_counts = _upsert(conn, _UPSERT_SITE, [_site_params(s) for s in reg.sites])
+            _write_parking_places(conn, reg.sites)
             dev_counts = _upsert(conn, _UPSERT_DEVICE, [_device_params(d) for d in reg.devices])
             result = ImportResult(*site_counts, *dev_counts)
             if dry_run:
@@ -98,6 +106,26 @@ def _upsert(conn: psycopg.Connection[Any], query: str,
             if not cur.nextset():
                 break
     return inserted, len(params) - inserted
+
+
+def _write_parking_places(conn: psycopg.Connection[Any], sites: Sequence[Site]) -> None:
+    """A site of the file is described whole: its parking place is written, or removed
+    when the site no longer has one."""
+    with conn.cursor() as cur:
+        rows = [(s.id, *s.parking.model_dump().values()) for s in sites if s.parking]
+        if rows:
+            cur.executemany(_UPSERT_PARKING, rows)
+        gone = [s.id for s in sites if s.parking is None]
+        if gone:
+            cur.execute("DELETE FROM parking_places WHERE site_id = ANY(%s)", (gone,))
+
+
+def parking_places(conn: psycopg.Connection[Any]) -> dict[str, ParkingPlace]:
+    """The parking place of each site that has one, by site id."""
+    with conn.cursor(row_factory=dict_row) as cur:
+        rows = cur.execute(f"SELECT {', '.join(PARKING_COLS)} FROM parking_places "
+                           "ORDER BY site_id").fetchall()
+    return {r.pop("site_id"): ParkingPlace.model_validate(r) for r in rows}
 
 
 def _site_params(s: Site) -> tuple[Any, ...]:
@@ -215,4 +243,5 @@ __all__ = [
     "last_message_at",
     "list_devices",
     "list_sites",
+    "parking_places",
 ]

@@ -152,7 +152,7 @@ def test_database_checks_list_every_problem_and_import_nothing(
     assert store.get_device(rconn, f"ok-{uid}") is None
     # A site whose kind changes must still suit the devices the database has on it.
     gare = next(s for s in load_registry_file(DEMO_CITY_FILE).sites if s.id == "parking-gare")
-    moved = {"sites": [{**gare.model_dump(mode="json"), "kind": "district"}]}
+    moved = {"sites": [{**gare.model_dump(mode="json"), "kind": "district", "parking": None}]}
     with pytest.raises(RegistryFileError, match="does not suit device 'spot-gare-001'"):
         store.import_registry(rconn, parse_registry(moved))
 
