@@ -56,8 +56,8 @@ async def sites(conn: Conn) -> list[Site]:
     for r in rows:
         place = (ParkingPlace.model_validate({c: r[f"p_{c}"] for c in PARKING_COLS[1:]})
                  if r["has_parking"] else None)
-        out.append(Site.model_construct(**{c: r[c] for c in _SITE_COLS},
-                                        kind=SiteKind(r["kind"]), parking=place))
+        out.append(Site.model_construct(**{**{c: r[c] for c in _SITE_COLS},
+                                           "kind": SiteKind(r["kind"]), "parking": place}))
     return out
 
 

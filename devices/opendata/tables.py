@@ -129,7 +129,8 @@ def _parking(period: str) -> Table:
                 f"{period} (known free spot-time / duration).", decimals=2,
                 constraints=NON_NEGATIVE),
          Column("arrivees", "integer", f"Vehicles arriving in the {period} (sensor changes to "
-                "occupied).", required=True, constraints=NON_NEGATIVE),
+                "occupied); empty when no sensor state is known in the period.",
+                constraints=NON_NEGATIVE),
          Column("rotation", "number", "Arrivals per spot of the capacity.", decimals=3,
                 constraints=NON_NEGATIVE),
          Column("duree_moyenne_stationnement_s", "integer", "Mean stay in seconds of the "
