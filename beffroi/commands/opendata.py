@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import logging
 from datetime import date, datetime, time, timedelta
 from pathlib import Path
@@ -76,6 +77,21 @@ async def publish(url: str, settings: Settings, out: Path, start: datetime,
     log.info("opendata: %d file(s) written, %d unchanged, in %s", len(result.written),
              len(result.unchanged), out)
     return result.written
+
+
+async def publish_if_due(url: str, settings: Settings, now: datetime | None = None) -> bool:
+    """Publish the default period into the served directory unless the package there
+    already ends at the last local midnight (``beffroi maintain``, once a day)."""
+    start, end = default_period(settings, now)
+    out = settings.opendata_path()
+    try:
+        doc = json.loads((out / "datapackage.json").read_text(encoding="utf-8"))
+        if doc["temporal"]["end"] == end.isoformat():
+            return False
+    except (OSError, ValueError, KeyError, TypeError):
+        pass  # nothing published yet, or unreadable: publish
+    await publish(url, settings, out, start, end)
+    return True
 
 
 def _publish(ctx: Context, args: argparse.Namespace) -> int:

@@ -28,7 +28,7 @@ from pydantic import SecretStr
 from api.maintenance import run_once
 from api.opendata.collect import Period
 from api.opendata.publish import PACKAGE_FILE, build, write
-from beffroi.commands.opendata import publish
+from beffroi.commands.opendata import publish, publish_if_due
 from beffroi.settings import Settings
 from beffroi.stack import Stack
 from devices import store
@@ -384,3 +384,13 @@ def test_open_data_can_be_switched_off_and_is_rate_limited(world: World) -> None
     assert codes[:3] == [200, 200, 200] and 429 in codes, codes
     refused = next(a for a in answers if a.status_code == 429)
     assert refused.json()["error"] == "too_many_requests" and refused.headers["retry-after"]
+
+
+def test_maintain_publishes_once_a_day(world: World, tmp_path: Path) -> None:
+    s = world.settings.model_copy(update={"opendata_dir": tmp_path, "opendata_days": 1})
+    now = datetime.now(TZ)
+    assert asyncio.run(publish_if_due(world.url, s, now))
+    doc = json.loads((tmp_path / PACKAGE_FILE).read_text(encoding="utf-8"))
+    midnight = now.replace(hour=0, minute=0, second=0, microsecond=0)
+    assert doc["temporal"]["end"] == midnight.isoformat()
+    assert not asyncio.run(publish_if_due(world.url, s, now))  # already published today
