@@ -11,7 +11,7 @@ import json
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -117,16 +117,16 @@ async def _parking(conn: Conn, zones: Sequence[Site], period: Period,
 _WIFI_MEASURES = ("visitors", "associations", "sessions")
 
 
-def _wifi_row(sq: Site, start: str, end: str, aps: int, m: dict[str, int], dwell_s: int,
-              secret: bool, *, monthly: bool) -> Row:
+def _wifi_row(sq: Site, start: str, end: str, aps: int, m: dict[str, int | None],
+              dwell_s: int, secret: bool, *, monthly: bool) -> Row:
     shown = aps > 0 and not secret
     visitors_col = "visiteurs_jours" if monthly else "visiteurs_uniques"
+    sessions = m["sessions"]
     return {**_site_cols("place", sq), "debut": start, "fin": end, "bornes_actives": aps,
             visitors_col: m["visitors"] if shown else None,
             "associations": m["associations"] if shown else None,
-            "sessions_terminees": m["sessions"] if shown else None,
-            "duree_moyenne_s": (round(dwell_s / m["sessions"]) if shown and m["sessions"]
-                                else None),
+            "sessions_terminees": sessions if shown else None,
+            "duree_moyenne_s": round(dwell_s / sessions) if shown and sessions else None,
             "secret_statistique": aps > 0 and secret}
 
 
@@ -134,35 +134,43 @@ async def _wifi(conn: Conn, squares: Sequence[Site], period: Period, settings: S
                 th: Thresholds, progress: Progress) -> tuple[list[Row], list[Row]]:
     tz_key = settings.timezone
     month_b = collect.months(period.start, period.end, period.tz)
+    # A cut day is counted from the raw sessions, which live a few hours only: past that,
+    # its visitors are unknown (empty), not zero.
+    sessions_since = datetime.now(UTC) - timedelta(hours=settings.retention_wifi_sessions_hours)
     daily: list[Row] = []
     monthly: list[Row] = []
     for k, sq in enumerate(squares, start=1):
         progress(f"wifi use: square {sq.id} ({k}/{len(squares)})")
-        # Per month: the totals of its days, and what the unpublished days hold.
-        totals: list[dict[str, int]] = [dict.fromkeys(_WIFI_MEASURES, 0) for _ in month_b.edges[1:]]
+        # Per month: the totals of its days (None once a day is unknown), and what the
+        # unpublished days hold.
+        totals: list[dict[str, int | None]] = [dict.fromkeys(_WIFI_MEASURES, 0)
+                                               for _ in month_b.edges[1:]]
         hidden: list[dict[str, list[int]]] = [{m: [] for m in _WIFI_MEASURES}
                                               for _ in month_b.edges[1:]]
         for part in collect.days(period.start, period.end, period.tz):
             aps = await collect.wifi_aps(conn, sq.id, part)
             visits = await collect.wifi_visitors(conn, sq.id, part, tz_key)
             dwell = await collect.wifi_dwell(conn, sq.id, part)
+            lost = part.bucket != "1d" and part.start < sessions_since
             for i in range(len(part)):
-                m = {"visitors": visits[i]["visitors"],
-                     "associations": visits[i]["associations"], "sessions": dwell[i][0]}
+                m: dict[str, int | None] = {
+                    "visitors": None if lost else visits[i]["visitors"],
+                    "associations": None if lost else visits[i]["associations"],
+                    "sessions": dwell[i][0]}
                 secret = any(too_small(m[x], th.wifi) for x in _WIFI_MEASURES)
                 start, end = part.label(i)
                 daily.append(_wifi_row(sq, start, end, aps[i], m, dwell[i][1], secret,
                                        monthly=False))
                 j = _bucket_of(month_b.edges, part.edges[i])
                 for x in _WIFI_MEASURES:
-                    totals[j][x] += m[x]
-                    if (secret or aps[i] == 0) and m[x] > 0:
-                        hidden[j][x].append(m[x])
+                    value, total = m[x], totals[j][x]
+                    totals[j][x] = None if value is None or total is None else total + value
+                    if (secret or aps[i] == 0) and value:
+                        hidden[j][x].append(value)
         aps_m = await collect.wifi_aps(conn, sq.id, month_b)
         dwell_m = await collect.wifi_dwell(conn, sq.id, month_b)
         for j in range(len(month_b)):
-            m = totals[j]
-            m["sessions"] = dwell_m[j][0]
+            m = {**totals[j], "sessions": dwell_m[j][0]}
             secret = any(too_small(m[x], th.wifi)
                          or recoverable(hidden[j][x], th.wifi, same_units=False)
                          for x in _WIFI_MEASURES)
