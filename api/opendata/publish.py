@@ -301,7 +301,7 @@ async def build(conn: Conn, settings: Settings, period: Period,
                   {k: official[k] for k in ("fields", "missingValues", "primaryKey")},
                   stationnement.SCHEMA_URL),
         FileEntry(f"{ptable.name}-geojson", f"{ptable.name}.geojson",
-                  f"{ptable.title} (GeoJSON)", "The same places as GeoJSON points (WGS 84).",
+                  f"{ptable.title} (GeoJSON)", "Les mêmes lieux en points GeoJSON (WGS 84).",
                   stationnement.geojson(places), "geojson", None, stationnement.SCHEMA_URL),
     ]
     hourly, daily = await _parking(conn, zones, period, say)
@@ -326,8 +326,9 @@ async def build(conn: Conn, settings: Settings, period: Period,
                         "ThreePhaseAcMeasurement)"}
     for key, path in NGSI_FILES.items():
         files.append(FileEntry(path.removesuffix(".json"), path, titles[key],
-                               "FIWARE Smart Data Models entities, NGSI-LD normalized form, "
-                               f"observed at {ngsild.iso(t)} (the API serves them live).",
+                               "Entités FIWARE Smart Data Models, forme NGSI-LD normalisée, "
+                               f"observées à {ngsild.iso(t)} (l'API les sert en temps réel "
+                               "sous /ngsi-ld/v1/entities).",
                                entities_json(ngsi[key]), "json"))
     coords = [(s.longitude, s.latitude) for s in sites
               if s.longitude is not None and s.latitude is not None]

@@ -75,15 +75,18 @@ def descriptor(files: Sequence[FileEntry], coverage: Coverage, *, producer: str,
         "title": f"{producer} : équipements connectés (stationnement, wifi public, "
                  "électricité)",
         "description": (
-            "Aggregates of the city's connected equipment: parking places (national schema "
-            "etalab/schema-stationnement), parking occupancy per zone and hour or day, "
-            "public wifi use per square and day or month, electricity per district and day "
-            "or month, and NGSI-LD entities of the FIWARE Smart Data Models. No row concerns "
-            "a person, a household or a transaction. Statistical secrecy: wifi cells resting "
-            f"on fewer than {thresholds.wifi} devices or sessions and electricity aggregates "
-            f"over fewer than {thresholds.energy_points} delivery points (decree 2020-196 of "
-            "4 March 2020) are empty and flagged secret_statistique = true. Times are local "
-            f"({coverage.timezone}) with their UTC offset."),
+            "Agrégats des équipements connectés de la ville : lieux de stationnement (schéma "
+            "national etalab/schema-stationnement), occupation des zones de stationnement par "
+            "heure et par jour, fréquentation du wifi public par place et par jour ou mois, "
+            "consommation électrique par quartier et par jour ou mois, et entités NGSI-LD des "
+            "FIWARE Smart Data Models. Aucune ligne ne concerne une personne, un foyer ou une "
+            "transaction. Secret statistique : les cellules wifi reposant sur moins de "
+            f"{thresholds.wifi} appareils ou sessions et les agrégats électriques sur moins de "
+            f"{thresholds.energy_points} points de livraison (décret n° 2020-196 du 4 mars "
+            "2020) sont vides et marqués secret_statistique = true. Heures locales "
+            f"({coverage.timezone}) avec leur décalage UTC. / Aggregates of the city's "
+            "connected equipment; small counts suppressed and flagged; local times with their "
+            "UTC offset."),
         "licenses": [LICENCE],
         "contributors": [{"title": producer, "path": producer_url, "role": "publisher"}],
         "keywords": ["stationnement", "wifi", "électricité", "smart city", "open data",

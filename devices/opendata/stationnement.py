@@ -50,8 +50,9 @@ def table() -> Table:
     cols = tuple(Column(f["name"], f["type"], f.get("description", ""),
                         decimals=_decimals(f["name"])) for f in fields)
     return Table(RESOURCE, "Lieux de stationnement (schéma national)",
-                 "The city's parking zones in the national parking-places schema "
-                 f"etalab/schema-stationnement {SCHEMA_VERSION}.", cols, ("id",))
+                 "Les zones de stationnement de la ville au schéma national des lieux de "
+                 f"stationnement etalab/schema-stationnement {SCHEMA_VERSION}.", cols,
+                 ("id",))
 
 
 def place_row(site: Site, place: ParkingPlace) -> dict[str, Any]:

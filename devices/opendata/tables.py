@@ -81,116 +81,129 @@ class Table:
 
 RATIO = {"minimum": 0, "maximum": 1}
 NON_NEGATIVE = {"minimum": 0}
-SECRET_DOC = ("true when the counts of this row are not published because they rest on too "
-              "few {unit} (statistical secrecy, threshold in the package description); the "
-              "suppressed cells are then empty. false otherwise.")
+SECRET_DOC = ("true quand les comptages de la ligne ne sont pas publiés parce qu'ils reposent "
+              "sur trop peu {unit} (secret statistique, seuil dans la description du "
+              "jeu de données) : les cellules masquées sont alors vides. false sinon.")
+
+
+_OF = {"hour": "de l'heure", "day": "du jour", "month": "du mois"}
+_IN = {"hour": "dans l'heure", "day": "dans la journée", "month": "dans le mois"}
 
 
 def _period(kind: str) -> tuple[Column, ...]:
     return (
-        Column("debut", "datetime", f"Start of the {kind}, local time (Europe/Paris) with its "
-               "UTC offset, ISO 8601.", required=True),
-        Column("fin", "datetime", f"End of the {kind} (excluded), same form. A month cut by "
-               "the start or end of the publication ends or starts there.", required=True),
+        Column("debut", "datetime", f"Début {_OF[kind]}, heure locale (Europe/Paris) avec son "
+               "décalage UTC, ISO 8601.", required=True),
+        Column("fin", "datetime", f"Fin {_OF[kind]} (exclue), même forme. Un jour ou un mois "
+               "coupé par le début ou la fin de la publication commence ou finit là.",
+               required=True),
     )
 
 
-def _site(prefix: str, what: str) -> tuple[Column, ...]:
+def _site(prefix: str, of_what: str) -> tuple[Column, ...]:
     return (
-        Column(f"id_{prefix}", "string", f"Identifier of the {what} in the city's registry.",
+        Column(f"id_{prefix}", "string", f"Identifiant {of_what} dans le registre de la ville.",
                required=True),
-        Column(f"nom_{prefix}", "string", f"Name of the {what}.", required=True),
-        Column("insee", "string", "INSEE code of the commune.", required=True,
+        Column(f"nom_{prefix}", "string", f"Nom {of_what}.", required=True),
+        Column("insee", "string", "Code INSEE de la commune.", required=True,
                constraints={"pattern": "^([013-9][0-9]|2[AB1-9])[0-9]{3}$"}),
     )
 
 
 def _parking(period: str) -> Table:
     name = "horaire" if period == "hour" else "journaliere"
+    unit = "heure" if period == "hour" else "jour"
     return Table(
         f"occupation-stationnement-{name}",
-        f"Occupation des zones de stationnement par {'heure' if period == 'hour' else 'jour'}",
-        f"Per parking zone and {period} (local time): time-weighted occupancy measured by the "
-        "spot sensors, mean free spots, arrivals and turnover.",
-        (*_site("zone", "parking zone"),
-         Column("id_lieu", "string", "National id of the parking place (schema-stationnement "
-                "id), empty when the zone is not published as a parking place."),
+        f"Occupation des zones de stationnement par {unit}",
+        f"Par zone de stationnement et par {unit} (heure locale) : occupation pondérée par le "
+        "temps mesurée par les capteurs de places, places libres en moyenne, arrivées et "
+        "rotation.",
+        (*_site("zone", "de la zone de stationnement"),
+         Column("id_lieu", "string", "Identifiant national du lieu de stationnement (id du "
+                "schéma etalab/schema-stationnement) ; vide si la zone n'est pas publiée comme "
+                "lieu de stationnement."),
          *_period(period),
-         Column("capacite", "integer", "Spots of the zone.", required=True,
+         Column("capacite", "integer", "Nombre de places de la zone.", required=True,
                 constraints=NON_NEGATIVE),
-         Column("taux_occupation", "number", "Occupied spot-time / (capacity x duration), "
-                "0..1; empty when the zone has no capacity.", decimals=4, constraints=RATIO),
-         Column("taux_occupation_connu", "number", "Occupied / (occupied + free) spot-time, "
-                "over the spots whose state is known, 0..1; empty when none is known.",
+         Column("taux_occupation", "number", "Temps-place occupé / (capacité x durée), de 0 "
+                "à 1 ; vide si l'état d'aucune place n'est connu.", decimals=4,
+                constraints=RATIO),
+         Column("taux_occupation_connu", "number", "Temps-place occupé / (occupé + libre), "
+                "sur les places dont l'état est connu, de 0 à 1 ; vide si aucun n'est connu.",
                 decimals=4, constraints=RATIO),
-         Column("part_inconnue", "number", "Share of spot-time of unknown state (sensor silent "
-                "for 3 heartbeats, or no sensor), 0..1.", decimals=4, constraints=RATIO),
-         Column("places_libres_moyenne", "number", "Free spots on average over the "
-                f"{period} (known free spot-time / duration).", decimals=2,
+         Column("part_inconnue", "number", "Part du temps-place d'état inconnu (capteur muet "
+                "depuis 3 battements, ou place sans capteur), de 0 à 1.", decimals=4,
+                constraints=RATIO),
+         Column("places_libres_moyenne", "number", f"Places libres en moyenne {_IN[period]} "
+                "(temps-place libre connu / durée) ; vide si aucun état n'est connu.",
+                decimals=2, constraints=NON_NEGATIVE),
+         Column("arrivees", "integer", f"Véhicules arrivés {_IN[period]} (passages d'un "
+                "capteur à occupé) ; vide si aucun état n'est connu.",
                 constraints=NON_NEGATIVE),
-         Column("arrivees", "integer", f"Vehicles arriving in the {period} (sensor changes to "
-                "occupied); empty when no sensor state is known in the period.",
+         Column("rotation", "number", "Arrivées par place de la capacité.", decimals=3,
                 constraints=NON_NEGATIVE),
-         Column("rotation", "number", "Arrivals per spot of the capacity.", decimals=3,
-                constraints=NON_NEGATIVE),
-         Column("duree_moyenne_stationnement_s", "integer", "Mean stay in seconds of the "
-                "arrivals whose stay ended within 24 hours; empty when none.",
-                constraints=NON_NEGATIVE)),
+         Column("duree_moyenne_stationnement_s", "integer", "Durée moyenne de stationnement, "
+                "en secondes, des arrivées dont le stationnement a fini dans les 24 heures ; "
+                "vide s'il n'y en a pas.", constraints=NON_NEGATIVE)),
         ("id_zone", "debut"))
 
 
 def _wifi(period: str) -> Table:
     monthly = period == "month"
+    unit = "mois" if monthly else "jour"
     visitors = (
-        Column("visiteurs_jours", "integer", "Sum over the days of the month of the daily "
-               "unique visitors (devices are counted once per day: their pseudonymous keys "
-               "change every day, so a person seen on 3 days counts 3).",
+        Column("visiteurs_jours", "integer", "Somme sur les jours du mois des visiteurs "
+               "uniques de chaque jour (un appareil est compté une fois par jour : ses clés "
+               "pseudonymes changent chaque jour, une personne vue 3 jours compte donc 3).",
                constraints=NON_NEGATIVE)
         if monthly else
-        Column("visiteurs_uniques", "integer", "Distinct devices seen on the square's access "
-               "points that day.", constraints=NON_NEGATIVE))
+        Column("visiteurs_uniques", "integer", "Appareils distincts vus par les bornes de la "
+               "place ce jour-là.", constraints=NON_NEGATIVE))
     return Table(
         f"frequentation-wifi-{'mensuelle' if monthly else 'journaliere'}",
-        f"Fréquentation du wifi public par place et par {'mois' if monthly else 'jour'}",
-        f"Per square and {'month' if monthly else 'day'} (local time): use of the public "
-        "wifi. Counts under the threshold are suppressed.",
-        (*_site("place", "square"), *_period(period),
-         Column("bornes_actives", "integer", "Access points of the square that reported in "
-                "the period; 0: no measure (the other cells are then empty).", required=True,
+        f"Fréquentation du wifi public par place et par {unit}",
+        f"Par place piétonne et par {unit} (heure locale) : usage du wifi public. Les "
+        "comptages sous le seuil du secret statistique sont masqués.",
+        (*_site("place", "de la place"), *_period(period),
+         Column("bornes_actives", "integer", "Bornes de la place ayant émis dans la période ; "
+                "0 : pas de mesure (les autres cellules sont alors vides).", required=True,
                 constraints=NON_NEGATIVE),
          visitors,
-         Column("associations", "integer", "Connections (associations) to the access points.",
+         Column("associations", "integer", "Connexions (associations) aux bornes.",
                 constraints=NON_NEGATIVE),
-         Column("sessions_terminees", "integer", "Sessions that ended (disassociations) with "
-                "a known length.", constraints=NON_NEGATIVE),
-         Column("duree_moyenne_s", "integer", "Mean length of those sessions, seconds.",
+         Column("sessions_terminees", "integer", "Sessions terminées (déconnexions) de durée "
+                "connue.", constraints=NON_NEGATIVE),
+         Column("duree_moyenne_s", "integer", "Durée moyenne de ces sessions, en secondes.",
                 constraints=NON_NEGATIVE),
-         Column("secret_statistique", "boolean", SECRET_DOC.format(unit="devices or sessions"),
-                required=True)),
+         Column("secret_statistique", "boolean", SECRET_DOC.format(unit="d'appareils ou de "
+                "sessions"), required=True)),
         ("id_place", "debut"))
 
 
 def _energy(period: str) -> Table:
     monthly = period == "month"
+    unit = "mois" if monthly else "jour"
     return Table(
         f"consommation-electrique-{'mensuelle' if monthly else 'journaliere'}",
-        f"Consommation électrique par quartier et par {'mois' if monthly else 'jour'}",
-        f"Per district and {'month' if monthly else 'day'} (local time): energy drawn from "
-        "and fed into the grid by the smart meters, and how many delivery points it sums. "
-        "Aggregates over fewer delivery points than the threshold are not published.",
-        (*_site("quartier", "district"), *_period(period),
-         Column("nb_points_livraison", "integer", "Delivery points (meters) with readings in "
-                "the period.", required=True, constraints=NON_NEGATIVE),
-         Column("energie_soutiree_kwh", "number", "Energy drawn from the grid, kWh.",
+        f"Consommation électrique par quartier et par {unit}",
+        f"Par quartier et par {unit} (heure locale) : énergie soutirée du réseau et injectée "
+        "par les compteurs communicants, et le nombre de points de livraison qu'elle somme. "
+        "Un agrégat sur moins de points de livraison que le seuil n'est pas publié.",
+        (*_site("quartier", "du quartier"), *_period(period),
+         Column("nb_points_livraison", "integer", "Points de livraison (compteurs) ayant des "
+                "relevés dans la période.", required=True, constraints=NON_NEGATIVE),
+         Column("energie_soutiree_kwh", "number", "Énergie soutirée du réseau, kWh.",
                 decimals=3, constraints=NON_NEGATIVE),
-         Column("energie_injectee_kwh", "number", "Energy fed into the grid (e.g. solar), kWh.",
-                decimals=3, constraints=NON_NEGATIVE),
-         Column("complet", "boolean", "Every meter of the district has readings at both ends "
-                "of the period.", required=True),
-         Column("estime", "boolean", "Part of the energy is shared across a communication gap "
-                "in proportion to time, or a meter was replaced.", required=True),
-         Column("secret_statistique", "boolean", SECRET_DOC.format(unit="delivery points"),
-                required=True)),
+         Column("energie_injectee_kwh", "number", "Énergie injectée dans le réseau (par "
+                "exemple photovoltaïque), kWh.", decimals=3, constraints=NON_NEGATIVE),
+         Column("complet", "boolean", "Chaque compteur du quartier a des relevés aux deux "
+                "bornes de la période.", required=True),
+         Column("estime", "boolean", "Une part de l'énergie est répartie au prorata du temps "
+                "sur un trou de communication, ou un compteur a été remplacé.",
+                required=True),
+         Column("secret_statistique", "boolean", SECRET_DOC.format(unit="de points de "
+                "livraison"), required=True)),
         ("id_quartier", "debut"))
 
 
