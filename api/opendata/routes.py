@@ -170,7 +170,8 @@ async def _compute(conn: Conn, settings: Settings, now: datetime) -> list[dict[s
         if d.kind.value != "district":
             continue
         (r,) = await collect.district_energy(conn, d.id, counts.get(d.id, 0),
-                                             Buckets("period", tz, [start, end]),
+                                             # one local day: its daily rollup
+                                             Buckets("1d", tz, [start, end]),
                                              settings.timezone)
         districts.append(ngsild.DistrictEnergy(
             d.id, d.name, d.insee, d.latitude, d.longitude, r["meters"],
