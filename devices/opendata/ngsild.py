@@ -34,6 +34,7 @@ LINK_HEADER = (f'<{SDM_CONTEXT}>; rel="http://www.w3.org/ns/json-ld#context"; '
 
 SCHEMA_FILES: Mapping[str, str] = {
     "OnStreetParking": "smart-data-models/dataModel.Parking/OnStreetParking/schema.json",
+    "OffStreetParking": "smart-data-models/dataModel.Parking/OffStreetParking/schema.json",
     "ParkingSpot": "smart-data-models/dataModel.Parking/ParkingSpot/schema.json",
     "AccessPoint": "smart-data-models/dataModel.WifiNetwork/AccessPoint/schema.json",
     "WifiPointOfInterest":
@@ -119,19 +120,23 @@ class ZoneState:
 
 
 def parking(zones: Iterable[ZoneState], at: datetime, origin: Origin) -> list[dict[str, Any]]:
-    """OnStreetParking per zone and ParkingSpot per sensor (free / occupied / unknown)."""
+    """OnStreetParking (or OffStreetParking) per zone and ParkingSpot per sensor (free /
+    occupied / unknown)."""
     out: list[dict[str, Any]] = []
     for z in zones:
-        zone_urn = urn("OnStreetParking", z.insee, z.id)
+        kind = "OnStreetParking" if z.on_street else "OffStreetParking"
+        zone_urn = urn(kind, z.insee, z.id)
         e: dict[str, Any] = {
-            "id": zone_urn, "type": "OnStreetParking", "name": prop(z.name),
+            "id": zone_urn, "type": kind, "name": prop(z.name),
             "location": point(z.lat, z.lon),
             "totalSpotNumber": prop(z.capacity, at),
             "availableSpotNumber": prop(z.free, at),
             "occupiedSpotNumber": prop(z.occupied, at),
             "occupancyDetectionType": prop(["singleSpaceDetection"]),
-            "refParkingSpot": rel_list([urn("ParkingSpot", z.insee, s.id) for s in z.spots]),
             **origin.attrs()}
+        if z.on_street:  # OffStreetParking's schema takes one spot there, not a list
+            e["refParkingSpot"] = rel_list([urn("ParkingSpot", z.insee, s.id)
+                                            for s in z.spots])
         if z.paid is not None:
             e["category"] = prop(["feeCharged" if z.paid else "free"])
         if z.address:

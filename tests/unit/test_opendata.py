@@ -114,3 +114,17 @@ def test_rate_limiter_counts_per_address_and_minute() -> None:
     assert [lim.allow("a", 2, now=60.0) for _ in range(3)] == [True, True, False]
     assert lim.allow("b", 2, now=61.0)
     assert lim.allow("a", 2, now=120.0)  # a new minute
+
+
+def test_off_street_zones_are_off_street_parking() -> None:
+    at = datetime(2025, 11, 18, 10, tzinfo=UTC)
+    org = ngsild.Origin("Ville", "https://ville.example")
+    spot = ngsild.SpotState("s1", "Place 1", 50.29, 2.78, "occupied")
+    zones = [ngsild.ZoneState(f"z{on}", "Parc", "62041", 50.29, 2.78, on, 10, 4, 5,
+                              "Rue X, 62000 Arras", True, [spot]) for on in (True, False)]
+    entities = ngsild.parking(zones, at, org)
+    assert [e["type"] for e in entities] == ["OnStreetParking", "ParkingSpot",
+                                             "OffStreetParking", "ParkingSpot"]
+    assert entities[3]["category"]["value"] == ["offStreet"]
+    assert entities[3]["refParkingSite"]["object"] == entities[2]["id"]
+    assert [err for e in entities for err in ngsild.schema_errors(e)] == []
