@@ -212,10 +212,12 @@ def get_device(conn: psycopg.Connection[Any], device_id: str) -> Device | None:
 
 
 def list_sites(conn: psycopg.Connection[Any]) -> list[Site]:
-    """Every site, by id."""
+    """Every site, by id, with its parking place where it has one (so that a listing
+    imported back keeps it)."""
     with conn.cursor(row_factory=dict_row) as cur:
         rows = cur.execute(f"SELECT {', '.join(_SITE_COLS)} FROM sites ORDER BY id").fetchall()
-    return [_site_from_row(r) for r in rows]
+    places = parking_places(conn)
+    return [_site_from_row({**r, "parking": places.get(r["id"])}) for r in rows]
 
 
 def device_counts(conn: psycopg.Connection[Any]) -> dict[str, int]:

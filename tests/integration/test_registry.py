@@ -197,3 +197,24 @@ def test_show_with_latest_message(demo: store.ImportResult, rconn: psycopg.Conne
     assert [d["id"] for d in listed] == ["ap-heros-01", "ap-heros-02", "ap-heros-03"]
     assert cli.main(["devices", "sites"]) == 0
     assert "parking-gare" in capsys.readouterr().out
+
+
+def test_parking_places_follow_their_site(demo: store.ImportResult,
+                                          rconn: psycopg.Connection[Any]) -> None:
+    sites = {s.id: s for s in store.list_sites(rconn)}
+    gare = sites["parking-gare"]
+    assert gare.parking is not None and gare.parking.national_id == "62041-P-002"
+    assert gare.parking.tariff_24h_eur == 6.5 and sites["grand-place"].parking is None
+    # A listing imported back keeps the place; a zone imported without it loses it.
+    doc = {"sites": [gare.model_dump(mode="json")]}
+    store.import_registry(rconn, parse_registry(doc))
+    assert store.parking_places(rconn)["parking-gare"] == gare.parking
+    try:
+        store.import_registry(rconn, parse_registry(
+            {"sites": [{**doc["sites"][0], "parking": None}]}))
+        assert "parking-gare" not in store.parking_places(rconn)
+    finally:
+        store.import_registry(rconn, parse_registry(doc))
+    with pytest.raises(psycopg.errors.CheckViolation):
+        rconn.execute("UPDATE parking_places SET national_id = '62041-9' "
+                      "WHERE site_id = 'parking-gare'")
