@@ -114,3 +114,6 @@ def _include_routers(app: FastAPI) -> None:
     for module in (inventory, parking, wifi, grid):
         app.include_router(module.router, prefix="/v1")
     app.include_router(__import__("api.routes.operate", fromlist=["router"]).router, prefix="/v1")
+    from api.opendata.routes import router as opendata
+
+    app.include_router(opendata)  # no token: docs/opendata.md
