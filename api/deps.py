@@ -25,8 +25,21 @@ async def get_conn(request: Request) -> AsyncIterator[psycopg.AsyncConnection[An
         async with pool.connection(timeout=5) as conn:
             await conn.set_autocommit(True)
             yield conn
+    except psycopg.errors.QueryCanceled as exc:
+        raise statement_cancelled(exc, request.app.state.settings) from exc
     except psycopg.OperationalError as exc:
         raise ApiError(503, "unavailable", "database unreachable") from exc
+
+
+def statement_cancelled(exc: psycopg.errors.QueryCanceled, settings: Settings) -> ApiError:
+    """The 503 of a query PostgreSQL cancelled: past the statement timeout (a range too
+    large to compute in time), or by an operator."""
+    if "statement timeout" in str(exc):
+        return ApiError(503, "unavailable", (
+            f"the query ran longer than the {settings.api_statement_timeout_s:g} s statement "
+            "timeout and was cancelled: ask a shorter range or a larger bucket (or "
+            "source=auto, which reads the rollups)"))
+    return ApiError(503, "unavailable", "the query was cancelled by the database; retry")
 
 
 Conn = Annotated[psycopg.AsyncConnection[Any], Depends(get_conn)]

@@ -8,10 +8,12 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import psycopg
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse
 from psycopg_pool import AsyncConnectionPool
 
+from api.disconnect import CancelOnDisconnect
 from api.errors import install_error_handlers
 from beffroi.gctune import tune_gc
 from beffroi.settings import Settings
@@ -30,12 +32,14 @@ def create_app(settings: Settings | None = None, *,
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        timeout_ms = round(settings.api_statement_timeout_s * 1000)
         pool = AsyncConnectionPool(db_url, min_size=1, max_size=10, open=False,
-                                   kwargs={"application_name": "beffroi-api"})
+                                   kwargs={"application_name": "beffroi-api",
+                                           "options": f"-c statement_timeout={timeout_ms}"})
         await pool.open(wait=False)
         app.state.pool = pool
         tune_gc(settings.api_gc_threshold)
-        task = (asyncio.create_task(_maintenance_loop(pool, settings, maintenance_interval_s))
+        task = (asyncio.create_task(_maintenance_loop(db_url, settings, maintenance_interval_s))
                 if maintenance_interval_s > 0 else None)
         try:
             yield
@@ -52,6 +56,7 @@ def create_app(settings: Settings | None = None, *,
                   "errors are `{\"error\": code, \"detail\": ...}`. See docs/api.md.")
     app.state.settings = settings
     install_error_handlers(app)
+    app.add_middleware(CancelOnDisconnect)
     _include_routers(app)
 
     @app.get("/health", tags=["health"], summary="The process is alive")
@@ -83,16 +88,17 @@ def create_app(settings: Settings | None = None, *,
     return app
 
 
-async def _maintenance_loop(pool: AsyncConnectionPool, settings: Settings,
-                            interval_s: float) -> None:
+async def _maintenance_loop(db_url: str, settings: Settings, interval_s: float) -> None:
     """Run the maintenance job every ``interval_s`` (an advisory lock keeps concurrent API
-    processes from running it together); a failure is logged and retried next time."""
+    processes from running it together); a failure is logged and retried next time. It has
+    its own connection: outside the requests' pool and their statement timeout."""
     from api.maintenance import run_once
 
     while True:
         try:
-            async with pool.connection(timeout=10) as conn:
-                await conn.set_autocommit(True)
+            async with await psycopg.AsyncConnection.connect(
+                    db_url, autocommit=True, application_name="beffroi-maintenance",
+                    connect_timeout=10) as conn:
                 report = await run_once(conn, settings, max_steps=4)
             if report.rolled or report.deleted_sessions:
                 log.info("maintenance: rolled %s, deleted %d wifi session rows",
@@ -108,6 +114,10 @@ def _include_routers(app: FastAPI) -> None:
     for module in (inventory, parking, wifi, grid):
         app.include_router(module.router, prefix="/v1")
     app.include_router(__import__("api.routes.operate", fromlist=["router"]).router, prefix="/v1")
+    from api.opendata.routes import router as opendata
+
+    app.include_router(opendata)  # no token: docs/opendata.md
+
     from api.dashboard import install as install_dashboard
 
     install_dashboard(app)

@@ -18,7 +18,7 @@ from zoneinfo import ZoneInfo
 import psycopg
 from psycopg.rows import dict_row
 
-from api.rollups import DWELL_BOUNDS_S, forget_rolled_ranges
+from api.rollups import DWELL_BOUNDS_S, RETENTION_PREFIX, forget_rolled_ranges
 from api.routes import grid, parking, wifi
 from beffroi.settings import Settings
 
@@ -554,6 +554,17 @@ async def aggregate_sessions(conn: Conn, settings: Settings, now: datetime,
         day += timedelta(days=1)
 
 
+async def _record_cutoff(conn: Conn, table: str, cutoff: datetime) -> None:
+    """Remember that rows of ``table`` before ``cutoff`` may be gone: the routes answer
+    null (with the reason), not a zero, for buckets that would need them and that no
+    rollup covers (the ``watermark`` of rollup_state row ``retention:<table>``)."""
+    await conn.execute("""
+        INSERT INTO rollup_state (name, watermark, refreshed_at) VALUES (%s, %s, now())
+        ON CONFLICT (name) DO UPDATE SET refreshed_at = EXCLUDED.refreshed_at,
+            watermark = greatest(rollup_state.watermark, EXCLUDED.watermark)""",
+                       (RETENTION_PREFIX + table, cutoff))
+
+
 async def retention(conn: Conn, settings: Settings, now: datetime, report: Report) -> None:
     """Drop old chunks of raw tables; delete raw wifi sessions past 24 h and ended keys."""
     for table in RAW_TABLES:
@@ -562,6 +573,7 @@ async def retention(conn: Conn, settings: Settings, now: datetime, report: Repor
                                  "older_than => %s::timestamptz)", (table, cutoff))
         row = await cur.fetchone()
         report.dropped_chunks[table] = int(row[0]) if row else 0
+        await _record_cutoff(conn, table, cutoff)
     cutoff = now - timedelta(hours=settings.retention_wifi_sessions_hours)
     cur = await conn.execute("SELECT count(*) FROM drop_chunks('wifi_sessions', "
                              "older_than => %s::timestamptz)", (cutoff,))
@@ -569,6 +581,8 @@ async def retention(conn: Conn, settings: Settings, now: datetime, report: Repor
     report.dropped_chunks["wifi_sessions"] = int(row[0]) if row else 0
     cur = await conn.execute("DELETE FROM wifi_sessions WHERE time < %s", (cutoff,))
     report.deleted_sessions = cur.rowcount
+    await _record_cutoff(conn, "wifi_sessions", cutoff)
+    forget_rolled_ranges()
     today = now.astimezone(ZoneInfo(settings.timezone)).date()
     cur = await conn.execute("DELETE FROM privacy_keys WHERE day < %s", (today,))
     report.deleted_keys = cur.rowcount
@@ -581,8 +595,9 @@ async def retention(conn: Conn, settings: Settings, now: datetime, report: Repor
                            ("wifi_visitors_1d", "day_start"),
                            ("rollup_grid_site_1d", "day_start")):
             await conn.execute(f"DELETE FROM {table} WHERE {col} < %s", (old,))
-        await conn.execute("UPDATE rollup_state SET since = greatest(since, %s)",
-                           (floor_hour(old) + HOUR,))
+        await conn.execute("UPDATE rollup_state SET since = greatest(since, %s) "
+                           "WHERE NOT starts_with(name, %s)",
+                           (floor_hour(old) + HOUR, RETENTION_PREFIX))
         forget_rolled_ranges()
 
 

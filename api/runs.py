@@ -28,6 +28,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
 
+from api.runworker import POOL_SIZE
 from beffroi.settings import Settings
 from beffroi.stack import Stack
 from simulators.scenario import (
@@ -81,6 +82,7 @@ class Run:
     finished_at: datetime | None = None
     error: str | None = None
     stop_requested: bool = False
+    slot: int = field(default=0, repr=False)  # which simulator accounts it publishes with
     proc: subprocess.Popen[str] | None = field(default=None, repr=False)
     ended: threading.Event = field(default_factory=threading.Event, repr=False)
     log_tail: collections.deque[str] = field(
@@ -210,12 +212,18 @@ class RunManager:
             if len(active) >= self.max_active:
                 raise RunConflict(f"{len(active)} run(s) already active (at most "
                                   f"{self.max_active}): stop one first")
+            # Each active run publishes with accounts of its own (the broker binds each
+            # simulator account to one client id): the last ones, away from the CLI's first.
+            slot = min(set(range(self.max_active)) - {r.slot for r in active})
             run = Run(id=uuid.uuid4().hex[:12], scenario=sc.name, speed=speed,
                       duration_s=sc.duration, seed=sc.seed, requested_start=sc.start,
-                      started_at=datetime.now(UTC))
+                      started_at=datetime.now(UTC), slot=slot)
+            sim_connections = (self._settings.sim_max_connections if self._settings
+                               else Settings.model_fields["sim_max_connections"].default)
             spec = {"run_id": run.id, "scenario": sc.model_dump(mode="json"),
                     "speed": speed, "host": broker.host, "port": broker.port,
                     "username": broker.username, "password": broker.password,
+                    "first_connection": max(0, sim_connections - (slot + 1) * POOL_SIZE),
                     "prefix": broker.prefix, "database_url": self.database_url,
                     "progress_s": self.progress_s}
             proc = subprocess.Popen(

@@ -29,6 +29,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any, TextIO
 
+from beffroi.stack.broker_auth import CONNECTION_PLACEHOLDER
 from devices.democity import DEMO_CITY_FILE
 from devices.registry import RegistryFile, load_registry_file
 from simulators.model import SimMessage
@@ -98,11 +99,15 @@ def run(spec: dict[str, Any], stop: threading.Event, out: TextIO) -> int:
         sc = Scenario.model_validate(spec["scenario"])
         sim = Simulation(sc, _registry(sc.city.source, spec.get("database_url")),
                          prefix=spec["prefix"], start=spec.get("start"))
-        accounts = accounts_for(mode="pool", pool_size=POOL_SIZE,
-                                sim=(spec["username"], spec["password"]))
+        user = spec["username"]
+        accounts = accounts_for(mode="pool", pool_size=POOL_SIZE, sim=(user, spec["password"]),
+                                first=int(spec.get("first_connection", 0)))
         router = Router(mode="pool", pool_size=POOL_SIZE, prefix=spec["prefix"])
-        fleet = Fleet(spec["host"], int(spec["port"]), accounts,
-                      client_prefix=f"beffroi-run-{spec['run_id']}")
+        # Per-connection accounts are bound to client id = user name; a single account (not
+        # bound: the admin one in tests) gets client ids of this run's own.
+        ids = (None if CONNECTION_PLACEHOLDER in user
+               else {k: f"beffroi-run-{spec['run_id']}-{k}" for k in accounts})
+        fleet = Fleet(spec["host"], int(spec["port"]), accounts, client_ids=ids)
         fleet.connect(timeout=10.0)
     except Exception as exc:  # everything that prevents the start is reported as is
         rep.emit("error", message=f"{type(exc).__name__}: {exc}")

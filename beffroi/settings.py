@@ -37,11 +37,22 @@ class Settings(BaseSettings):
     _explicit_ports: frozenset[str] = PrivateAttr(default_factory=frozenset)
     db_name: str = Field("beffroi", pattern=r"^[a-z_][a-z0-9_]{0,62}$")
     startup_timeout_s: float = Field(60.0, gt=0)
-    # Broker accounts of Beffroi's own processes (generated for the local stack).
-    ingest_mqtt_username: str = "beffroi-ingest"
+    # Broker accounts of Beffroi's own processes (generated for the local stack). One account
+    # per connection, each bound to one client id: `{n}` in a user name is the connection
+    # number (ingestor worker n, simulator connection n); see docs/registry.md.
+    ingest_mqtt_username: str = Field(
+        "beffroi-ingest-{n}",
+        description="Broker user of ingestor worker n ({n} replaced by n; without {n}, every "
+        "worker uses the same account, which an external broker then cannot bind).")
     ingest_mqtt_password: SecretStr | None = None
-    sim_mqtt_username: str = "beffroi-sim"
+    sim_mqtt_username: str = Field(
+        "beffroi-sim-{n}",
+        description="Broker user (and client id) of simulator connection n.")
     sim_mqtt_password: SecretStr | None = None
+    ingest_max_workers: int = Field(
+        16, ge=1, le=256, description="Ingestor worker accounts on the local broker.")
+    sim_max_connections: int = Field(
+        16, ge=1, le=256, description="Simulator connection accounts on the local broker.")
     # Ingestor (defaults chosen by `make bench-ingest`, see docs/ingest.md).
     ingest_batch_size: int = Field(
         5000, ge=1, le=65535, description="Readings per COPY batch (flush on size)."
@@ -61,6 +72,12 @@ class Settings(BaseSettings):
         50_000, ge=0,
         description="Allocations between two runs of Python's cyclic garbage collector in "
         "an ingestor process (0: Python's default, 700); see docs/ingest.md, CPU."
+    )
+    api_statement_timeout_s: float = Field(
+        10.0, ge=0, le=3600,
+        description="Longest a statement of an API request may run (PostgreSQL "
+        "statement_timeout; 0: no limit): past it the query is cancelled and the request "
+        "answered 503, so a few heavy requests cannot hold the connection pool."
     )
     api_gc_threshold: int = Field(
         20_000, ge=0,
@@ -94,6 +111,11 @@ class Settings(BaseSettings):
         9108, ge=0, le=65535, description="Prometheus endpoint (0: off); worker i uses port+i."
     )
     ingest_registry_refresh_s: float = Field(30.0, gt=0)
+    ingest_stop_timeout_s: float = Field(
+        10.0, gt=0, le=600,
+        description="On SIGTERM, wait at most this long for the last commits; messages not "
+        "committed by then stay unacknowledged and the broker delivers them again."
+    )
     # Retention (run by the maintenance job, `beffroi maintain`; see docs/rollups.md).
     retention_raw_days: int = Field(
         400, ge=1, le=36500, description="Raw readings are dropped (whole chunks) past this age."
@@ -128,6 +150,33 @@ class Settings(BaseSettings):
         "", pattern=r"^(https?://[^\s'\"]+)?$",
         description="Map tiles of the dashboard (`https://tiles.example/{z}/{x}/{y}.png`); "
         "empty: the sites are drawn over a plain background (no tile server needed).")
+    # Open data (docs/opendata.md).
+    opendata_enabled: bool = Field(
+        True, description="Serve /opendata and /ngsi-ld without a token (false: 404).")
+    opendata_dir: Path | None = Field(
+        None, description="Where `beffroi opendata publish` writes the package and the API "
+        "reads it; default <state_dir>/opendata.")
+    opendata_days: int = Field(
+        31, ge=1, le=3700, description="Local days a publication covers by default, ending "
+        "at the last local midnight.")
+    opendata_publish_daily: bool = Field(
+        False, description="`beffroi maintain` publishes the package once a day.")
+    opendata_wifi_min_count: int = Field(
+        10, ge=1, description="Wifi visitors, associations or sessions below this in a cell "
+        "are not published (statistical secrecy).")
+    opendata_energy_min_points: int = Field(
+        10, ge=1, description="An electricity aggregate over fewer delivery points is not "
+        "published (decree 2020-196 of 4 March 2020: 10).")
+    opendata_rate_per_minute: int = Field(
+        120, ge=1, description="Open-data requests per client address and minute.")
+    opendata_producer: str = Field(
+        "Ville d'Arras", min_length=1, max_length=200,
+        description="Producer named in the Data Package and the NGSI-LD entities.")
+    opendata_producer_url: str = Field("https://www.arras.fr", max_length=500)
+
+    def opendata_path(self) -> Path:
+        """The directory of the published open-data package."""
+        return self.opendata_dir or self.state_dir / "opendata"
 
     @model_validator(mode="after")
     def _stack_ports(self) -> Settings:

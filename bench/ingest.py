@@ -135,10 +135,10 @@ def prepare_database(stack: Stack) -> str:
         import_registry(conn, reg)
         devs = demo_devices()
         with conn.cursor() as cur:
-            cur.execute("UPDATE devices SET dev_eui = NULL, meter_id = NULL")
-            cur.executemany("UPDATE devices SET dev_eui = %s, meter_id = %s WHERE id = %s",
+            cur.execute("UPDATE devices SET dev_eui = NULL, meter_id = NULL, meter_serial = NULL")
+            cur.executemany("UPDATE devices SET dev_eui = %s, meter_serial = %s WHERE id = %s",
                             [(*bench_ids(d.index, d.family), d.id) for d in devs
-                             if d.dev_eui or d.meter_id])
+                             if d.dev_eui or d.meter_serial])
         conn.commit()
         on = conn.execute("SHOW track_commit_timestamp").fetchone()
     if on is None or on[0] != "on":

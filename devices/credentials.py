@@ -1,9 +1,14 @@
 """Per-device broker credentials: issue, rotate, revoke, and the broker accounts they give.
 
-A device's broker user name is its id. Only the Mosquitto ``$7$`` hash of its password is
-stored (table ``device_credentials``); the clear password exists once, in the
-:class:`IssuedCredential` returned to the caller. An active device with active
-credentials gets a broker account that may write ``{prefix}/{segment}/{id}/#`` only.
+A device's broker user name is its id, and so is the only client id the broker lets it
+use. Only the Mosquitto ``$7$`` hash of its password is stored (table ``device_credentials``);
+the clear password exists once, in the :class:`IssuedCredential` returned to the caller. An
+active device with active credentials gets a broker account that may write
+``{prefix}/{segment}/{id}/#`` only.
+
+The bridges (a LoRaWAN network server, a Linky TIC bridge) get accounts the same way (table
+``bridge_credentials``): user name = client id = ``chirpstack`` or ``teleinfo``, reading and
+writing their own topic tree only.
 """
 
 from __future__ import annotations
@@ -20,8 +25,8 @@ from typing import Any, TextIO
 
 import psycopg
 
-from beffroi.stack.broker_auth import BrokerAccount, mosquitto_hash, render
-from devices.families import SEGMENT_OF_FAMILY, Family
+from beffroi.stack.broker_auth import BrokerAccount, mosquitto_hash, render, render_dynsec
+from devices.families import BRIDGE_TREES, SEGMENT_OF_FAMILY, Family, bridge_tree
 
 log = logging.getLogger(__name__)
 
@@ -183,15 +188,98 @@ def device_write_topic(prefix: str, family: Family, device_id: str) -> str:
     return f"{prefix}/{SEGMENT_OF_FAMILY[family]}/{device_id}/#"
 
 
-def broker_accounts(conn: psycopg.Connection[Any], prefix: str) -> list[BrokerAccount]:
-    """Broker accounts of active devices with active credentials: write own topics, no read."""
+def broker_accounts(conn: psycopg.Connection[Any], prefix: str,
+                    bridge_prefix: str = "") -> list[BrokerAccount]:
+    """Broker accounts with active credentials, each bound to client id = user name.
+
+    Active devices write their own topics and read nothing; bridges read and write their
+    own tree (under ``bridge_prefix``).
+    """
     rows = conn.execute(
         "SELECT c.device_id, c.password_hash, d.family FROM device_credentials c"
         " JOIN devices d ON d.id = c.device_id"
         " WHERE c.revoked_at IS NULL AND d.active ORDER BY c.device_id").fetchall()
-    return [BrokerAccount(dev_id, pw_hash, read=(),
-                          write=(device_write_topic(prefix, Family(family), dev_id),))
-            for dev_id, pw_hash, family in rows]
+    bridges = conn.execute(
+        "SELECT bridge, password_hash FROM bridge_credentials WHERE revoked_at IS NULL"
+        " ORDER BY bridge").fetchall()
+    return [
+        *(BrokerAccount(dev_id, pw_hash, read=(),
+                        write=(device_write_topic(prefix, Family(family), dev_id),),
+                        client_id=dev_id)
+          for dev_id, pw_hash, family in rows),
+        *(BrokerAccount(name, pw_hash, read=(bridge_tree(name, bridge_prefix),),
+                        write=(bridge_tree(name, bridge_prefix),), client_id=name)
+          for name, pw_hash in bridges),
+    ]
+
+
+# -- bridges ------------------------------------------------------------------------------
+
+def issue_bridges(conn: psycopg.Connection[Any], names: Sequence[str], *,
+                  force: bool = False) -> CredentialChange:
+    """New credentials for bridges that have none active (all of them with ``force``)."""
+    return _change_bridges(conn, names, action="issue", force=force)
+
+
+def rotate_bridges(conn: psycopg.Connection[Any], names: Sequence[str]) -> CredentialChange:
+    """Replace the password of bridges with active credentials."""
+    return _change_bridges(conn, names, action="rotate")
+
+
+def revoke_bridges(conn: psycopg.Connection[Any], names: Sequence[str]) -> CredentialChange:
+    """Revoke bridges' active credentials: they lose their broker account."""
+    return _change_bridges(conn, names, action="revoke")
+
+
+def _change_bridges(conn: psycopg.Connection[Any], names: Sequence[str], *, action: str,
+                    force: bool = False) -> CredentialChange:
+    change = CredentialChange()
+    with conn.transaction():
+        rows = conn.execute(
+            "SELECT bridge, revoked_at IS NULL FROM bridge_credentials WHERE bridge = ANY(%s)"
+            " FOR UPDATE", (list(names),)).fetchall()
+        active: dict[str, bool] = {r[0]: r[1] for r in rows}
+        for name in dict.fromkeys(names):
+            state = active.get(name)  # None: never issued
+            if name not in BRIDGE_TREES:
+                change.skipped.append((name, "unknown bridge"))
+            elif action == "revoke":
+                if state:
+                    conn.execute("UPDATE bridge_credentials SET revoked_at = now()"
+                                 " WHERE bridge = %s", (name,))
+                    change.revoked.append(name)
+                else:
+                    change.skipped.append((name, "no active credentials"))
+            elif action == "rotate" and not state:
+                reason = "credentials are revoked" if state is False else "no credentials"
+                change.skipped.append((name, f"{reason} (use generate)"))
+            elif action == "issue" and state and not force:
+                change.skipped.append((name, "already has active credentials (use --force "
+                                             "or rotate)"))
+            else:
+                password = generate_password()
+                rotated = bool(state)
+                conn.execute(
+                    "INSERT INTO bridge_credentials (bridge, password_hash) VALUES (%s, %s)"
+                    " ON CONFLICT (bridge) DO UPDATE SET password_hash = EXCLUDED.password_hash,"
+                    " created_at = CASE WHEN %s THEN bridge_credentials.created_at"
+                    " ELSE now() END, rotated_at = CASE WHEN %s THEN now() END,"
+                    " revoked_at = NULL",
+                    (name, mosquitto_hash(password), rotated, rotated))
+                change.issued.append(IssuedCredential(name, password))
+    log.info("bridge credentials %s: %d changed, %d skipped", action,
+             len(change.issued) + len(change.revoked), len(change.skipped))
+    return change
+
+
+def list_bridge_credentials(conn: psycopg.Connection[Any]) -> list[tuple[str, str, datetime,
+                                                                        datetime | None,
+                                                                        datetime | None]]:
+    """(bridge, state, created_at, rotated_at, revoked_at) of the bridges' credentials."""
+    rows = conn.execute("SELECT bridge, created_at, rotated_at, revoked_at"
+                        " FROM bridge_credentials ORDER BY bridge").fetchall()
+    return [(r[0], "revoked" if r[3] is not None else "active", r[1], r[2], r[3])
+            for r in rows]
 
 
 def _open_private(path: Path) -> TextIO:
@@ -214,15 +302,19 @@ def write_passwords_file(issued: Iterable[IssuedCredential], path: Path) -> None
         write_passwords_csv(issued, fh)
 
 
-def export_broker_files(accounts: Iterable[BrokerAccount], directory: Path) -> tuple[Path, Path]:
-    """Write Mosquitto ``passwd`` and ``acl`` files of the device accounts (mode 600).
+def export_broker_files(accounts: Iterable[BrokerAccount],
+                        directory: Path) -> tuple[Path, Path, Path]:
+    """Write Mosquitto ``passwd`` and ``acl`` files of the device and bridge accounts, and
+    the dynamic-security plugin's ``dynamic-security.json`` binding each to its client id
+    (mode 600).
 
     For an external broker: merge them with that broker's own accounts.
     """
+    accounts = list(accounts)
     directory.mkdir(parents=True, exist_ok=True)
     passwd, acl = render(accounts)
-    paths = (directory / "passwd", directory / "acl")
-    for path, text in zip(paths, (passwd, acl), strict=True):
+    paths = (directory / "passwd", directory / "acl", directory / "dynamic-security.json")
+    for path, text in zip(paths, (passwd, acl, render_dynsec(accounts)), strict=True):
         with _open_private(path) as fh:
             fh.write(text)
     return paths
@@ -237,9 +329,13 @@ __all__ = [
     "export_broker_files",
     "generate_password",
     "issue",
+    "issue_bridges",
+    "list_bridge_credentials",
     "list_credentials",
     "revoke",
+    "revoke_bridges",
     "rotate",
+    "rotate_bridges",
     "write_passwords_csv",
     "write_passwords_file",
 ]

@@ -27,7 +27,7 @@ SENML_INVALID: Final = "senml_invalid"
 UNIT_MISMATCH: Final = "unit_mismatch"
 """A SenML record whose unit does not fit the measurement its name maps to."""
 UNKNOWN_DEVICE: Final = "unknown_device"
-"""A ChirpStack DevEUI or a Linky meter id that the registry does not know."""
+"""A ChirpStack DevEUI or a Linky meter serial (or PRM) that the registry does not know."""
 
 DECODER_REASONS: Final = frozenset(
     {
@@ -50,9 +50,14 @@ INACTIVE_DEVICE: Final = "inactive_device"
 FUTURE_TIMESTAMP: Final = "future_timestamp"
 TOO_OLD: Final = "too_old"
 OVERSIZED: Final = "oversized"
+DB_REJECTED: Final = "db_rejected"
+"""The database refused the row for a reason the ingestor does not check itself."""
+CONFLICT: Final = "conflict"
+"""A reading whose key is already stored (or earlier in the batch) with other values."""
 
 INGEST_REASONS: Final = frozenset(
-    {UNKNOWN_TOPIC, FAMILY_MISMATCH, INACTIVE_DEVICE, FUTURE_TIMESTAMP, TOO_OLD, OVERSIZED}
+    {UNKNOWN_TOPIC, FAMILY_MISMATCH, INACTIVE_DEVICE, FUTURE_TIMESTAMP, TOO_OLD, OVERSIZED,
+     DB_REJECTED, CONFLICT}
 )
 
 
@@ -60,9 +65,11 @@ class DecodeError(Exception):
     """A message that cannot become readings.
 
     ``reason`` is a stable code (see the module constants); ``detail`` explains it to a human.
-    The detail is scrubbed of anything that looks like a MAC address when the error is built,
-    so it is safe to log and to store. ``device_id`` is set when the decoder had already
-    resolved the device (ChirpStack DevEUI, Linky meter id) before failing.
+    The detail is scrubbed of anything that looks like a MAC address or a licence plate when
+    the error is built, so it is safe to log; the ingestor also replaces any quoted text of a
+    personal topic's detail that is not a documented word (``devices.redact``). ``device_id``
+    is set when the decoder had already resolved the device (ChirpStack DevEUI, Linky meter
+    id) before failing.
     """
 
     reason: str
@@ -71,9 +78,9 @@ class DecodeError(Exception):
 
     def __init__(self, reason: str, detail: str, *, device_id: str | None = None) -> None:
         # Imported here: devices.privacy raises DecodeError, so a top-level import would cycle.
-        from devices.privacy import scrub_macs
+        from devices.privacy import scrub_personal
 
-        detail = scrub_macs(detail)
+        detail = scrub_personal(detail)
         super().__init__(reason, detail)
         self.reason = reason
         self.detail = detail

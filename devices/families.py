@@ -63,6 +63,26 @@ def bridge_topics(bridge_prefix: str = "") -> tuple[str, str]:
     return f"{root}{CHIRPSTACK_UPLINKS}", f"{root}{TELEINFO_FRAMES}"
 
 
+#: Bridge broker accounts and the topic tree each owns (``ChirpStack``'s events and
+#: commands, teleinfo2mqtt's frames).
+BRIDGE_TREES: dict[str, str] = {"chirpstack": "application/#", "teleinfo": "teleinfo/#"}
+
+
+def bridge_tree(bridge: str, bridge_prefix: str = "") -> str:
+    """The topic tree of bridge account ``bridge``, under ``bridge_prefix`` if set."""
+    root = f"{bridge_prefix}/" if bridge_prefix else ""
+    return f"{root}{BRIDGE_TREES[bridge]}"
+
+
+#: Device ids that would clash with the broker accounts of Beffroi and of the bridges.
+RESERVED_ID_PREFIX = "beffroi-"
+
+
+def reserved_device_id(device_id: str) -> bool:
+    """True if ``device_id`` is a broker account name Beffroi keeps for itself."""
+    return device_id.startswith(RESERVED_ID_PREFIX) or device_id in BRIDGE_TREES
+
+
 def parse_device_topic(topic: str, prefix: str) -> DeviceTopic | None:
     """Parse ``{prefix}/{segment}/{device_id}/{message}``; None if the topic is not of that shape.
 

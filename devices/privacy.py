@@ -3,8 +3,10 @@
 CNIL guidance for audience measurement in public space: never store a raw MAC; key its hash
 with a secret that rotates at least daily and is destroyed afterwards. ``MacHasher`` does the
 hashing with the key the caller's provider says is in force; storing, rotating and destroying
-keys is the ingestor's job. ``scrub_macs`` removes MACs from anything about to be logged or
-stored (error details, dead-letter payloads).
+keys is the ingestor's job. ``scrub_personal`` removes MACs and licence plates from free
+text about to be logged or stored (log records, error details, topics, dead letters of
+topics that carry no personal data). It is a deny-list and can miss a form: dead letters of
+topics that may carry personal data are redacted by allow-list instead (``devices.redact``).
 """
 
 from __future__ import annotations
@@ -39,10 +41,35 @@ _SEPARATED = (
 # only as the value of a key containing "mac", in JSON (escaped or not), a Python repr or
 # key=value text. Group 1 (the key and separator) is kept.
 _KEYED = r"""(?i)(mac[\w-]*(?:\\?["'])?\s*[:=]\s*(?:\\?["'])?)[0-9a-f]{12}(?![0-9a-f])"""
-_SEPARATED_RE: Final = re.compile(_SEPARATED)
+# Twelve bare hex digits with at least one letter cannot be a meter id: scrubbed under any key,
+# when they stand alone (not inside a longer token, nor the last group of a UUID).
+_BARE = (
+    r"(?<![0-9A-Za-z])(?<![0-9A-Fa-f]{4}-)(?=[0-9]*[A-Fa-f])[0-9A-Fa-f]{12}(?![0-9A-Za-z])"
+)
+_SEPARATED_RE: Final = re.compile(f"{_SEPARATED}|{_BARE}")
 _KEYED_RE: Final = re.compile(_KEYED)
-_SEPARATED_BYTES_RE: Final = re.compile(_SEPARATED.encode())
+_SEPARATED_BYTES_RE: Final = re.compile(f"{_SEPARATED}|{_BARE}".encode())
 _KEYED_BYTES_RE: Final = re.compile(_KEYED.encode())
+
+PLATE_PLACEHOLDER: Final = "<plate>"
+# French licence plates as written on the plate: SIV ``AB-123-CD`` (since 2009) and FNI
+# ``1234 AB 62`` (before), with dashes, spaces or nothing between the groups. Capitals with
+# any separator; lower case only with dashes or nothing, so that English text such as
+# "in 100 ms" or "1 of 20" is left alone. Never inside a longer token, nor part of a time
+# or a date (``05-14T10:42``).
+_PLATE_LEFT = r"(?<![0-9A-Za-z])(?<!\d[-:./])"
+_PLATE_RIGHT = r"(?![0-9A-Za-z])(?![-:./]\d)"
+_FNI_DEPT = r"(?:\d{2}|2[AB]|97\d)"
+_PLATE = (
+    _PLATE_LEFT + "(?:"
+    r"[A-Z]{2}[- ]?\d{3}[- ]?[A-Z]{2}"
+    r"|\d{1,4}[- ]?[A-Z]{1,3}[- ]?" + _FNI_DEPT + "|"
+    r"(?i:[a-z]{2}(?P<s>-?)\d{3}(?P=s)[a-z]{2})"
+    r"|(?i:\d{1,4}(?P<f>-?)[a-z]{1,3}(?P=f)" + _FNI_DEPT + ")"
+    ")" + _PLATE_RIGHT
+)
+_PLATE_RE: Final = re.compile(_PLATE)
+_PLATE_BYTES_RE: Final = re.compile(_PLATE.encode())
 
 
 def normalize_mac(s: str) -> bytes:
@@ -101,9 +128,10 @@ class MacHasher:
 def scrub_macs(text: str) -> str:
     """``text`` with every MAC-looking substring replaced by ``<mac>``.
 
-    Replaces ``aa:bb:cc:dd:ee:ff``, ``aa-bb-..``, ``aabb.ccdd.eeff`` anywhere, and twelve
-    bare hex digits where they are the value of a key containing ``mac`` (any case), as in
-    ``{"client_mac": "aabbccddeeff"}``, ``'sta_mac': 'aabb…'`` or ``mac=aabb…``.
+    Replaces ``aa:bb:cc:dd:ee:ff``, ``aa-bb-..``, ``aabb.ccdd.eeff`` and twelve bare hex
+    digits holding a letter anywhere, and twelve bare digits where they are the value of a key
+    containing ``mac`` (any case), as in ``{"client_mac": "001122334455"}``, ``'sta_mac': '…'``
+    or ``mac=…``. Twelve bare digits elsewhere are kept: a Linky serial (ADSC) looks the same.
     """
     text = _SEPARATED_RE.sub(MAC_PLACEHOLDER, text)
     return _KEYED_RE.sub(r"\1" + MAC_PLACEHOLDER, text)
@@ -113,3 +141,18 @@ def scrub_macs_bytes(b: bytes) -> bytes:
     """``scrub_macs`` for raw payload bytes (any encoding that is ASCII-compatible)."""
     b = _SEPARATED_BYTES_RE.sub(MAC_PLACEHOLDER.encode(), b)
     return _KEYED_BYTES_RE.sub(rb"\1" + MAC_PLACEHOLDER.encode(), b)
+
+
+def scrub_plates(text: str) -> str:
+    """``text`` with every French licence plate (SIV or FNI form) replaced by ``<plate>``."""
+    return _PLATE_RE.sub(PLATE_PLACEHOLDER, text)
+
+
+def scrub_personal(text: str) -> str:
+    """``text`` without MACs nor licence plates: for logs, error details and topics."""
+    return scrub_plates(scrub_macs(text))
+
+
+def scrub_personal_bytes(b: bytes) -> bytes:
+    """``scrub_personal`` for raw payload bytes (any encoding that is ASCII-compatible)."""
+    return _PLATE_BYTES_RE.sub(PLATE_PLACEHOLDER.encode(), scrub_macs_bytes(b))

@@ -112,3 +112,18 @@ PG_TYPES: dict[str, tuple[str, ...]] = {
         "float4", "float4", "float4", "float4", "float4", "float4", "float4",
     ),
 }
+
+# Natural key of each table: the columns of its unique index (sql/002_readings.sql). A row
+# whose key is already stored is a redelivery when every other column matches, else a conflict.
+KEY_COLUMNS: dict[str, tuple[str, ...]] = {
+    "wifi_ap_stats": ("device_id", "time"),
+    "wifi_sessions": ("device_id", "client_key", "event", "time"),
+    "parking_spot_state": ("device_id", "time"),
+    "parking_transactions": ("device_id", "transaction_id", "time"),
+    "parking_meter_status": ("device_id", "time"),
+    "grid_readings": ("device_id", "time"),
+}
+
+# Readings about one person's device, keyed by a pseudonym under the daily key: they are kept
+# at most 24 h and only while their day's key lives (CNIL), see ingest.keys.
+PER_CLIENT: frozenset[type[Reading]] = frozenset({WifiSession})

@@ -1,19 +1,20 @@
 """The device registry: sites and devices, and the JSON/CSV files that describe them.
 
 The models mirror the CHECK constraints of ``sql/001_registry.sql``, so that a file that
-validates here never fails a constraint on import. Two rules are stricter than SQL: a
-``meter_id`` has 12 (ADSC) or 14 (PRM) digits, never 13, and ``installed_at`` must carry
-a time zone (it is stored in UTC).
+validates here never fails a constraint on import. A Linky has two numbers: ``meter_id``
+is its delivery point's PRM (14 digits, kept when the meter is replaced) and
+``meter_serial`` the meter's own serial (12 digits, ``ADSC``/``ADCO`` in its TIC frames,
+which are matched on it). ``installed_at`` must carry a time zone (it is stored in UTC).
 
 File formats (see ``docs/registry.md``):
 
 * JSON: ``{"sites": [...], "devices": [...]}``, one object per record, fields as below.
 * CSV: one row per record with a header. A ``record`` column says ``site`` or ``device``;
-  without it every row is a device. Empty cells mean "not given"; ``metadata`` holds a
-  JSON object.
+  without it every row is a device. Empty cells mean "not given"; ``metadata`` and
+  ``parking`` hold a JSON object.
 
-Loading validates every row and cross-checks the file (duplicate ids, DevEUIs and meter
-ids; each device's site exists and its kind suits the device's family), then raises one
+Loading validates every row and cross-checks the file (duplicate ids, DevEUIs, PRMs and
+meter serials; each device's site exists and its kind suits the device's family), then raises one
 :class:`RegistryFileError` listing every problem found.
 """
 
@@ -40,12 +41,16 @@ from pydantic import (
     model_validator,
 )
 
-from devices.families import DEVICE_ID_RE, Family
+from devices.families import DEVICE_ID_RE, Family, reserved_device_id
 
 SITE_ID_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 INSEE_RE = re.compile(r"^([0-9]{5}|2[AB][0-9]{3})$")
+#: The national parking id (schema-stationnement): ``<INSEE>-P-<3 digits>``.
+PARKING_ID_RE = re.compile(r"^([013-9][0-9]|2[AB1-9])[0-9]{3}-P-[0-9]{3}$")
+SIRET_RE = re.compile(r"^[0-9]{14}$")
 DEV_EUI_RE = re.compile(r"^[0-9a-f]{16}$")
-METER_ID_RE = re.compile(r"^([0-9]{12}|[0-9]{14})$")
+PRM_RE = re.compile(r"^[0-9]{14}$")
+METER_SERIAL_RE = re.compile(r"^[0-9]{12}$")
 _EUI_SEPARATORS = re.compile(r"[\s:-]")
 _PG_INT_MAX = 2**31 - 1  # SQL ``integer``
 MAX_REPORT_INTERVAL_S = 7 * 24 * 3600  # SQL CHECK: one week
@@ -77,6 +82,54 @@ _MODEL_CONFIG = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=Tru
                            allow_inf_nan=False)
 Latitude = Annotated[float, Field(ge=-90, le=90)]
 Longitude = Annotated[float, Field(ge=-180, le=180)]
+Euros = Annotated[float, Field(ge=0, le=100_000)]
+Spots = Annotated[int, Field(ge=0, le=_PG_INT_MAX)]
+
+
+class ParkingPlace(BaseModel):
+    """What the national parking-places schema (etalab/schema-stationnement) needs of a
+    parking zone beyond the site's own fields (name, INSEE code, coordinates, capacity).
+
+    Mirrors the CHECKs of ``sql/013_opendata.sql``; the open data exports these values as
+    they are (see docs/opendata.md), nothing is invented at export time.
+    """
+
+    model_config = _MODEL_CONFIG
+
+    national_id: str
+    address: str | None = Field(None, min_length=1, max_length=300)
+    url: str | None = Field(None, min_length=1, max_length=500, pattern=r"^https?://\S+$")
+    users: Literal["all", "subscribers"]
+    free: bool
+    pmr_spots: Spots
+    ev_spots: Spots | None = None
+    max_height_cm: int | None = Field(None, ge=1, le=10_000)
+    operator_siret: str
+    pmr_tariff: Literal["free", "normal", "special"] | None = None
+    tariff_1h_eur: Euros | None = None
+    tariff_2h_eur: Euros | None = None
+    tariff_3h_eur: Euros | None = None
+    tariff_4h_eur: Euros | None = None
+    tariff_24h_eur: Euros | None = None
+    resident_subscription_eur: Euros | None = None
+    non_resident_subscription_eur: Euros | None = None
+    structure: Literal["surface", "building"] | None = None
+    info: str | None = Field(None, min_length=1, max_length=1000)
+
+    @field_validator("national_id")
+    @classmethod
+    def _check_national_id(cls, value: str) -> str:
+        if not PARKING_ID_RE.match(value):
+            raise ValueError("a national parking id is <INSEE code>-P-<3 digits>, e.g. "
+                             "62041-P-001")
+        return value
+
+    @field_validator("operator_siret")
+    @classmethod
+    def _check_siret(cls, value: str) -> str:
+        if not SIRET_RE.match(value):
+            raise ValueError("a SIRET number is 14 digits (write it in quotes)")
+        return value
 
 
 class Site(BaseModel):
@@ -92,6 +145,23 @@ class Site(BaseModel):
     longitude: Longitude | None = None
     capacity: int | None = Field(None, ge=0, le=_PG_INT_MAX)
     metadata: dict[str, Any] = Field(default_factory=dict)
+    parking: ParkingPlace | None = None
+
+    @model_validator(mode="after")
+    def _check_parking(self) -> Site:
+        if self.parking is None:
+            return self
+        if self.kind is not SiteKind.PARKING_ZONE:
+            raise ValueError("parking: only a parking_zone site describes a parking place")
+        missing = [n for n in ("latitude", "longitude", "capacity") if getattr(self, n) is None]
+        if missing:
+            raise ValueError(f"parking: the national schema needs the site's "
+                             f"{', '.join(missing)}")
+        if self.capacity is not None and self.parking.pmr_spots > self.capacity:
+            raise ValueError("parking: pmr_spots is more than the capacity")
+        if not self.parking.national_id.startswith(self.insee):
+            raise ValueError("parking: national_id must start with the site's INSEE code")
+        return self
 
     @field_validator("id")
     @classmethod
@@ -122,6 +192,7 @@ class Device(BaseModel):
     longitude: Longitude | None = None
     dev_eui: str | None = None
     meter_id: str | None = None
+    meter_serial: str | None = None
     report_interval_s: int = Field(ge=1, le=MAX_REPORT_INTERVAL_S)
     installed_at: AwareDatetime | None = None
     active: bool = True
@@ -145,6 +216,10 @@ class Device(BaseModel):
         if not DEVICE_ID_RE.match(value):
             raise ValueError("a device id is 1-64 characters among A-Z a-z 0-9 _ . -, "
                              "starting with a letter or digit")
+        if reserved_device_id(value):
+            raise ValueError("a device id may not start with 'beffroi-' nor be 'chirpstack' or "
+                             "'teleinfo': it is the device's broker user name, and those are "
+                             "Beffroi's and the bridges' accounts")
         return value
 
     @field_validator("dev_eui", mode="before")
@@ -162,20 +237,36 @@ class Device(BaseModel):
     @field_validator("meter_id", mode="before")
     @classmethod
     def _check_meter_id(cls, value: Any) -> Any:
-        if value is None or value == "":
-            return None
-        if not isinstance(value, str):
-            # A JSON number would lose a PRM's leading zeros.
-            raise ValueError("a meter id is a string of digits (write it in quotes)")
-        meter = re.sub(r"\s", "", value)
-        if not METER_ID_RE.match(meter):
-            raise ValueError(f"a meter id is 12 digits (ADSC) or 14 digits (PRM), got {value!r}")
-        return meter
+        meter = _digits(value, "a PRM")
+        if meter is None or PRM_RE.match(meter):
+            return meter
+        if METER_SERIAL_RE.match(meter):
+            raise ValueError(f"{value!r} has 12 digits: a meter's serial (ADSC/ADCO), to give "
+                             "as meter_serial; meter_id is the 14-digit PRM")
+        raise ValueError(f"a PRM is 14 digits, got {value!r}")
+
+    @field_validator("meter_serial", mode="before")
+    @classmethod
+    def _check_meter_serial(cls, value: Any) -> Any:
+        serial = _digits(value, "a meter serial")
+        if serial is not None and not METER_SERIAL_RE.match(serial):
+            raise ValueError(f"a meter serial (ADSC/ADCO) is 12 digits, got {value!r}")
+        return serial
 
     @field_validator("installed_at")
     @classmethod
     def _to_utc(cls, value: datetime | None) -> datetime | None:
         return None if value is None else value.astimezone(UTC)
+
+
+def _digits(value: Any, what: str) -> str | None:
+    """A Linky number without its spaces, None when not given."""
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str):
+        # A JSON number would lose leading zeros.
+        raise ValueError(f"{what} is a string of digits (write it in quotes)")
+    return re.sub(r"\s", "", value)
 
 
 @dataclass(frozen=True)
@@ -321,12 +412,13 @@ def _rows_from_csv(text: str, source: str) -> list[_RawRow]:
         errors.extend(f"{k}: column does not apply to a {kind}" for k in cells
                       if k not in allowed)
         data: dict[str, Any] = {k: v for k, v in cells.items() if k in allowed}
-        if "metadata" in data:
-            try:
-                data["metadata"] = json.loads(data["metadata"])
-            except json.JSONDecodeError as exc:
-                errors.append(f"metadata: not valid JSON ({exc.msg})")
-                del data["metadata"]
+        for key in ("metadata", "parking"):
+            if key in data:
+                try:
+                    data[key] = json.loads(data[key])
+                except json.JSONDecodeError as exc:
+                    errors.append(f"{key}: not valid JSON ({exc.msg})")
+                    del data[key]
         rows.append(_RawRow(where, kind, data, errors))
     return rows
 
@@ -387,10 +479,11 @@ def cross_check(sites: list[tuple[str, Site]], devices: list[tuple[str, Device]]
             continue
         first_site[site.id] = where
         site_kind[site.id] = site.kind
-    seen: dict[str, dict[str, str]] = {"device id": {}, "DevEUI": {}, "meter id": {}}
+    seen: dict[str, dict[str, str]] = {"device id": {}, "DevEUI": {}, "PRM": {},
+                                       "meter serial": {}}
     for where, dev in devices:
         for label, value in (("device id", dev.id), ("DevEUI", dev.dev_eui),
-                             ("meter id", dev.meter_id)):
+                             ("PRM", dev.meter_id), ("meter serial", dev.meter_serial)):
             if value is None:
                 continue
             if value in seen[label]:
@@ -415,6 +508,7 @@ __all__ = [
     "DEFAULT_REPORT_INTERVAL_S",
     "SITE_KIND_OF_FAMILY",
     "Device",
+    "ParkingPlace",
     "RegistryFile",
     "RegistryFileError",
     "RowError",

@@ -16,6 +16,7 @@ from devices.families import KINDS_OF_FAMILY, Family
 from devices.registry import (
     SITE_KIND_OF_FAMILY,
     Device,
+    ParkingPlace,
     RegistryFile,
     RegistryFileError,
     RowError,
@@ -30,7 +31,8 @@ IMPORT_LOCK_ID = 0x62656667  # advisory lock: two imports never interleave their
 
 _SITE_COLS = ("id", "kind", "name", "insee", "latitude", "longitude", "capacity", "metadata")
 _DEVICE_COLS = ("id", "family", "site_id", "name", "latitude", "longitude", "dev_eui",
-                "meter_id", "report_interval_s", "installed_at", "active", "metadata")
+                "meter_id", "meter_serial", "report_interval_s", "installed_at", "active",
+                "metadata")
 
 
 def _upsert_sql(table: str, cols: Sequence[str]) -> str:
@@ -43,6 +45,12 @@ def _upsert_sql(table: str, cols: Sequence[str]) -> str:
 
 _UPSERT_SITE = _upsert_sql("sites", _SITE_COLS)
 _UPSERT_DEVICE = _upsert_sql("devices", _DEVICE_COLS)
+PARKING_COLS = ("site_id", *ParkingPlace.model_fields)
+_UPSERT_PARKING = (
+    f"INSERT INTO parking_places ({', '.join(PARKING_COLS)}) "
+    f"VALUES ({', '.join(['%s'] * len(PARKING_COLS))}) ON CONFLICT (site_id) DO UPDATE SET "
+    + ", ".join(f"{c} = EXCLUDED.{c}" for c in PARKING_COLS if c != "site_id")
+    + ", updated_at = now()")
 
 
 @dataclass(frozen=True)
@@ -60,8 +68,8 @@ def import_registry(conn: psycopg.Connection[Any], reg: RegistryFile, *,
     """Upsert the file's sites and devices in one transaction; all or nothing.
 
     Checks the file against the database first: devices may refer to sites already in the
-    database, a DevEUI or meter id may not belong to another device there, and a site whose
-    kind changes must still suit the devices left on it. Raises ``RegistryFileError``
+    database, a DevEUI, PRM or meter serial may not belong to another device there, and a
+    site whose kind changes must still suit the devices left on it. Raises ``RegistryFileError``
     listing every problem. With ``dry_run`` everything is checked and rolled back.
     """
     result = ImportResult()
@@ -72,6 +80,7 @@ def import_registry(conn: psycopg.Connection[Any], reg: RegistryFile, *,
             if errors:
                 raise RegistryFileError("import", errors)
             site_counts = _upsert(conn, _UPSERT_SITE, [_site_params(s) for s in reg.sites])
+            _write_parking_places(conn, reg.sites)
             dev_counts = _upsert(conn, _UPSERT_DEVICE, [_device_params(d) for d in reg.devices])
             result = ImportResult(*site_counts, *dev_counts)
             if dry_run:
@@ -100,6 +109,26 @@ def _upsert(conn: psycopg.Connection[Any], query: str,
     return inserted, len(params) - inserted
 
 
+def _write_parking_places(conn: psycopg.Connection[Any], sites: Sequence[Site]) -> None:
+    """A site of the file is described whole: its parking place is written, or removed
+    when the site no longer has one."""
+    with conn.cursor() as cur:
+        rows = [(s.id, *s.parking.model_dump().values()) for s in sites if s.parking]
+        if rows:
+            cur.executemany(_UPSERT_PARKING, rows)
+        gone = [s.id for s in sites if s.parking is None]
+        if gone:
+            cur.execute("DELETE FROM parking_places WHERE site_id = ANY(%s)", (gone,))
+
+
+def parking_places(conn: psycopg.Connection[Any]) -> dict[str, ParkingPlace]:
+    """The parking place of each site that has one, by site id."""
+    with conn.cursor(row_factory=dict_row) as cur:
+        rows = cur.execute(f"SELECT {', '.join(PARKING_COLS)} FROM parking_places "
+                           "ORDER BY site_id").fetchall()
+    return {r.pop("site_id"): ParkingPlace.model_validate(r) for r in rows}
+
+
 def _site_params(s: Site) -> tuple[Any, ...]:
     return (s.id, s.kind.value, s.name, s.insee, s.latitude, s.longitude, s.capacity,
             Jsonb(s.metadata))
@@ -107,7 +136,8 @@ def _site_params(s: Site) -> tuple[Any, ...]:
 
 def _device_params(d: Device) -> tuple[Any, ...]:
     return (d.id, d.family.value, d.site_id, d.name, d.latitude, d.longitude, d.dev_eui,
-            d.meter_id, d.report_interval_s, d.installed_at, d.active, Jsonb(d.metadata))
+            d.meter_id, d.meter_serial, d.report_interval_s, d.installed_at, d.active,
+            Jsonb(d.metadata))
 
 
 def _check_against_db(conn: psycopg.Connection[Any], reg: RegistryFile) -> list[RowError]:
@@ -120,7 +150,8 @@ def _check_against_db(conn: psycopg.Connection[Any], reg: RegistryFile) -> list[
     errors = cross_check([(where, s) for s in reg.sites], [(where, d) for d in reg.devices],
                          known_sites=known)
     # Unique identifiers held by other devices of the database.
-    for col, label in (("dev_eui", "DevEUI"), ("meter_id", "meter id")):
+    for col, label in (("dev_eui", "DevEUI"), ("meter_id", "PRM"),
+                       ("meter_serial", "meter serial")):
         mine = {getattr(d, col): d.id for d in reg.devices if getattr(d, col) is not None}
         if not mine:
             continue
@@ -184,10 +215,12 @@ def get_device(conn: psycopg.Connection[Any], device_id: str) -> Device | None:
 
 
 def list_sites(conn: psycopg.Connection[Any]) -> list[Site]:
-    """Every site, by id."""
+    """Every site, by id, with its parking place where it has one (so that a listing
+    imported back keeps it)."""
     with conn.cursor(row_factory=dict_row) as cur:
         rows = cur.execute(f"SELECT {', '.join(_SITE_COLS)} FROM sites ORDER BY id").fetchall()
-    return [_site_from_row(r) for r in rows]
+    places = parking_places(conn)
+    return [_site_from_row({**r, "parking": places.get(r["id"])}) for r in rows]
 
 
 def device_counts(conn: psycopg.Connection[Any]) -> dict[str, int]:
@@ -215,4 +248,5 @@ __all__ = [
     "last_message_at",
     "list_devices",
     "list_sites",
+    "parking_places",
 ]

@@ -15,7 +15,8 @@ DeadLetterRow = tuple[datetime, str, str | None, str, str, bytes, int]
 class Batch:
     """Messages whose readings are written in one transaction; ``done`` resolves on commit."""
 
-    __slots__ = ("dead", "done", "messages", "n_messages", "n_readings", "opened", "rows")
+    __slots__ = ("dead", "done", "messages", "n_messages", "n_readings", "opened", "refused",
+                 "rows")
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.rows: dict[str, list[tuple[Any, ...]]] = {}
@@ -24,6 +25,8 @@ class Batch:
         self.messages: list[tuple[str, bytes, datetime, list[Reading]]] = []
         self.n_messages = 0
         self.n_readings = 0
+        # Accepted messages that the writer dead-lettered (conflict, db_rejected).
+        self.refused = 0
         self.opened = time.monotonic()
         self.done: asyncio.Future[None] = loop.create_future()
 

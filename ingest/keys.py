@@ -9,11 +9,16 @@ from zoneinfo import ZoneInfo
 
 import psycopg
 
+from devices.errors import TOO_OLD, DecodeError
+
 log = logging.getLogger(__name__)
 
 # Create tomorrow's key this long before local midnight, so that every worker holds it when
 # the day turns (the key's life grows by at most this much).
 PREFETCH = timedelta(minutes=2)
+# Per-client readings older than this are refused (``too_old``) whatever key is held: a key
+# serves one local day, and per-client rows live at most 24 h (CNIL).
+PER_CLIENT_MAX_AGE = timedelta(hours=24)
 
 
 class KeyRing:
@@ -24,13 +29,22 @@ class KeyRing:
         self.keys: dict[date, bytes] = {}
 
     def key_for(self, at: datetime) -> bytes:
-        """Key of the local day of ``at``; the newest key when that day's is gone."""
+        """Key of the local day of ``at``.
+
+        A reading of a day whose key is destroyed is refused (``too_old``): hashing it with
+        a newer key would make it linkable to that day's clients. A day not begun for this
+        worker (its key not fetched yet) takes the newest key.
+        """
         day = at.astimezone(self.tz).date()
         key = self.keys.get(day)
         if key is not None:
             return key
         if not self.keys:
             raise RuntimeError("no pseudonymisation key loaded")
+        if day < min(self.keys):
+            raise DecodeError(TOO_OLD, f"per-client reading of {day.isoformat()} (local day): "
+                              "the pseudonymisation key of that day is destroyed once the "
+                              "day has ended (24 h rule)")
         return self.keys[max(self.keys)]
 
     async def refresh(self, conn: psycopg.AsyncConnection, now: datetime) -> None:

@@ -1,10 +1,10 @@
-"""Keep MAC addresses out of the ingestor's logs, including those of the MQTT client."""
+"""Keep MAC addresses and licence plates out of the ingestor's logs, the MQTT client's included."""
 
 from __future__ import annotations
 
 import logging
 
-from devices.privacy import scrub_macs
+from devices.privacy import scrub_personal
 
 # Loggers whose records may carry payload bytes: the MQTT client logs raw packets at DEBUG
 # and malformed ones at CRITICAL; our own modules log database errors that may quote values.
@@ -18,16 +18,16 @@ KNOWN_LOGGERS = (
 
 
 class MacScrubFilter(logging.Filter):
-    """Rewrites a record's message with every MAC-looking string replaced by ``<mac>``."""
+    """Rewrites a record's message with MACs replaced by ``<mac>``, plates by ``<plate>``."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         """Scrub the formatted message (and the exception text) in place; keep the record."""
         message = record.getMessage()
-        scrubbed = scrub_macs(message)
+        scrubbed = scrub_personal(message)
         if scrubbed != message:
             record.msg, record.args = scrubbed, None
         if record.exc_info and not record.exc_text:
-            record.exc_text = scrub_macs(logging.Formatter().formatException(record.exc_info))
+            record.exc_text = scrub_personal(logging.Formatter().formatException(record.exc_info))
             record.exc_info = None
         return True
 

@@ -26,6 +26,10 @@ class Metrics:
         self.duplicates = Counter("beffroi_ingest_duplicate_batches_total",
                                   "Batches that hit a unique key (redelivery) and were rewritten "
                                   "with ON CONFLICT DO NOTHING", registry=r)
+        self.conflicts = Counter("beffroi_ingest_conflicts_total",
+                                 "Readings whose key was already stored with other values (their "
+                                 "message is dead-lettered as conflict), by table", ["table"],
+                                 registry=r)
         self.batch_size = Histogram("beffroi_ingest_batch_messages",
                                     "Messages per committed batch",
                                     buckets=(1, 10, 100, 500, 1000, 2000, 5000, 10000, 20000),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import psycopg
@@ -11,6 +12,22 @@ import psycopg
 from devices.families import Family
 
 log = logging.getLogger(__name__)
+
+
+def meter_index(devices: Iterable[tuple[str, str | None, str | None]]) -> dict[str, str]:
+    """Device id by Linky number, from ``(device id, PRM, meter serial)``.
+
+    Every serial (12 digits) is a key; a PRM (14 digits) only for a device whose serial is
+    not registered, so that a frame from another meter at a known delivery point (after a
+    replacement) is refused rather than mixed with the old meter's indices.
+    """
+    index: dict[str, str] = {}
+    for device_id, prm, serial in devices:
+        if serial:
+            index[serial] = device_id
+        elif prm:
+            index[prm] = device_id
+    return index
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,7 +40,7 @@ class KnownDevice:
 
 
 class RegistryCache:
-    """Device lookups by id, DevEUI and meter id without a database round trip."""
+    """Device lookups by id, DevEUI and Linky number without a database round trip."""
 
     def __init__(self, *, min_refresh_interval_s: float = 5.0) -> None:
         self.by_id: dict[str, KnownDevice] = {}
@@ -35,12 +52,12 @@ class RegistryCache:
     async def load(self, conn: psycopg.AsyncConnection) -> None:
         """Replace the cache with the registry's current content."""
         cur = await conn.execute(
-            "SELECT id, family, active, dev_eui, meter_id FROM devices")
+            "SELECT id, family, active, dev_eui, meter_id, meter_serial FROM devices")
         rows = await cur.fetchall()
         await conn.commit()
         self.by_id = {r[0]: KnownDevice(r[0], Family(r[1]), r[2]) for r in rows}
         self.by_dev_eui = {r[3]: r[0] for r in rows if r[3]}
-        self.by_meter_id = {r[4]: r[0] for r in rows if r[4]}
+        self.by_meter_id = meter_index((r[0], r[4], r[5]) for r in rows)
         self.loaded_at = time.monotonic()
         log.debug("registry cache: %d devices", len(rows))
 
@@ -53,5 +70,5 @@ class RegistryCache:
         return self.by_dev_eui.get(dev_eui.lower())
 
     def device_by_meter_id(self, meter_id: str) -> str | None:
-        """Device id of a Linky ADSC/ADCO/PRM."""
+        """Device id of a Linky serial (ADSC/ADCO), or of a PRM (see ``meter_index``)."""
         return self.by_meter_id.get(meter_id)

@@ -14,7 +14,8 @@ from devices.decoders import (
 from devices.errors import DecodeError
 from devices.families import MessageKind, parse_device_topic
 from devices.privacy import MacHasher
-from devices.readings import Reading
+from devices.readings import PER_CLIENT, Reading
+from ingest.keys import PER_CLIENT_MAX_AGE
 from ingest.registry_cache import RegistryCache
 
 # Reason codes added by the ingestor (the decoders' are in devices.errors).
@@ -26,6 +27,7 @@ FUTURE_TIMESTAMP = "future_timestamp"
 TOO_OLD = "too_old"
 OVERSIZED = "oversized"
 DB_REJECTED = "db_rejected"
+CONFLICT = "conflict"
 
 
 @dataclass(slots=True)
@@ -112,6 +114,7 @@ class Router:
             return _reject("invalid_payload", "message holds no reading", device_id)
         latest = received_at + self.future_skew
         oldest = received_at - self.max_age
+        client_oldest = received_at - PER_CLIENT_MAX_AGE
         for r in readings:
             if r.time > latest:
                 return _reject(FUTURE_TIMESTAMP, f"reading time {r.time.isoformat()} is more than "
@@ -120,6 +123,10 @@ class Router:
             if r.time < oldest:
                 return _reject(TOO_OLD, f"reading time {r.time.isoformat()} is older than the "
                                f"retention window of {self.max_age.days} days", device_id)
+            if r.time < client_oldest and type(r) in PER_CLIENT:
+                return _reject(TOO_OLD, f"per-client reading time {r.time.isoformat()} is more "
+                               f"than {PER_CLIENT_MAX_AGE.total_seconds() / 3600:.0f} h old "
+                               "(pseudonymisation key lifetime, 24 h rule)", device_id)
         return Routed(readings)
 
     def _check_device(self, device_id: str, kind: MessageKind | None) -> Rejection | None:

@@ -16,8 +16,10 @@ import psycopg
 from prometheus_client import start_http_server
 
 from beffroi.settings import Settings
+from beffroi.stack.broker_auth import connection_user
 from devices.families import bridge_topics
-from devices.privacy import MacHasher, scrub_macs, scrub_macs_bytes
+from devices.privacy import MacHasher
+from devices.redact import dead_letter_parts, source
 from ingest.batch import Batch, DeadLetterRow
 from ingest.keys import KeyRing
 from ingest.logsafe import guard_loggers
@@ -32,6 +34,7 @@ log = logging.getLogger(__name__)
 PUBACK_SUCCESS = 0
 PROGRESS_EVERY_S = 5.0
 MAINTENANCE_EVERY_S = 30.0
+CLOSE_TIMEOUT_S = 5.0
 
 
 @dataclass(frozen=True)
@@ -141,11 +144,16 @@ class Ingestor:
 
     def _dead_row(self, received_at: datetime, topic: str, device_id: str | None,
                   reason: str, detail: str, payload: bytes) -> DeadLetterRow:
-        limit = self.settings.ingest_dead_letter_max_bytes
-        # Scrub before truncating so a MAC cut in half cannot survive; bound the work first.
-        kept = scrub_macs_bytes(payload[: limit + 64])[:limit]
-        return (received_at, scrub_macs(topic), device_id, reason, scrub_macs(detail), kept,
-                len(payload))
+        """The row of a refused message: redacted by allow-list when its topic or its device
+        may carry personal data, else scrubbed of MACs and plates (see ``devices.redact``)."""
+        dev = self.registry.by_id.get(device_id) if device_id is not None else None
+        src = source(topic, self.settings.topic_prefix, self.settings.bridge_prefix,
+                     dev.family if dev is not None else None)
+        kept_topic, kept_device, kept_detail, kept = dead_letter_parts(
+            src, topic, device_id, detail, payload,
+            limit=self.settings.ingest_dead_letter_max_bytes,
+            max_parse_bytes=self.settings.ingest_max_payload_bytes)
+        return (received_at, kept_topic, kept_device, reason, kept_detail, kept, len(payload))
 
     def _open_batch(self) -> Batch:
         loop = asyncio.get_running_loop()
@@ -194,9 +202,10 @@ class Ingestor:
             for table, n in written.items():
                 self.metrics.readings.labels(table).inc(n)
                 self.committed_readings += n
-            accepted = batch.n_messages - len(batch.dead)
-            self.metrics.messages.labels("accepted").inc(accepted)
-            self.metrics.messages.labels("rejected").inc(len(batch.dead))
+            refused = len(batch.dead) + batch.refused
+            self.rejected += batch.refused
+            self.metrics.messages.labels("accepted").inc(batch.n_messages - refused)
+            self.metrics.messages.labels("rejected").inc(refused)
             self.metrics.batch_size.observe(batch.n_messages)
             batch.done.set_result(None)
 
@@ -251,9 +260,11 @@ class Ingestor:
         ]
         if self.progress:
             self._tasks.append(asyncio.create_task(self._progress_loop(), name="ingest-progress"))
+        # Worker n has an account and a client id of its own: the broker binds one to the other.
         client_id = f"{self.settings.ingest_client_id}-{self.worker}"
         sub = GmqttSubscriber(
-            host=self.broker.host, port=self.broker.port, username=self.broker.username,
+            host=self.broker.host, port=self.broker.port,
+            username=connection_user(self.broker.username, self.worker),
             password=self.broker.password, client_id=client_id,
             topics=subscription_topics(self.settings, shared=self.shared),
             submit=self.submit,
@@ -276,12 +287,45 @@ class Ingestor:
         await self._started.wait()
 
     async def shutdown(self) -> None:
-        """Flush the open batch, wait for commits and acknowledgements, disconnect."""
+        """Flush, commit and acknowledge what the database takes within the stop timeout.
+
+        Past ``ingest_stop_timeout_s`` (the database down, say) the writer is cancelled and
+        the messages not yet committed are left unacknowledged: the broker keeps them in the
+        session and delivers them again, so a stop is bounded and loses nothing.
+        """
         if self._stopping:
             return
         self._stopping = True
-        log.info("worker %d stopping: flushing %d unacknowledged messages", self.worker,
-                 self.unacked)
+        limit = self.settings.ingest_stop_timeout_s
+        log.info("worker %d stopping: flushing %d unacknowledged messages (at most %.0f s)",
+                 self.worker, self.unacked, limit)
+        try:
+            async with asyncio.timeout(limit):
+                await self._flush()
+        except TimeoutError:
+            log.warning("worker %d: nothing committed for %.0f s; stopping with %d messages "
+                        "unacknowledged, which the broker will deliver again", self.worker,
+                        limit, self.unacked)
+        for task in (*self._tasks, *self._sealing):
+            task.cancel()
+        for task in (*self._tasks, *self._sealing):
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        # Disconnecting and closing are quick unless a peer hangs: bound them too.
+        with contextlib.suppress(TimeoutError, OSError, psycopg.Error):
+            async with asyncio.timeout(CLOSE_TIMEOUT_S):
+                if self.subscriber is not None:
+                    await self.subscriber.stop()
+        with contextlib.suppress(TimeoutError, OSError, psycopg.Error):
+            async with asyncio.timeout(CLOSE_TIMEOUT_S):
+                await self.writer.close()
+                if self._maint_conn is not None:
+                    await self._maint_conn.close()
+        log.info("worker %d stopped: %d readings committed, %d messages rejected",
+                 self.worker, self.committed_readings, self.rejected)
+
+    async def _flush(self) -> None:
+        """Seal the open batch, wait for every commit and the acknowledgements it sends."""
         if self.current is not None:
             self._seal(self.current)
         while self._sealing:
@@ -293,18 +337,6 @@ class Ingestor:
                 break
             await asyncio.sleep(0.01)
         await asyncio.sleep(0)
-        if self.subscriber is not None:
-            await self.subscriber.stop()
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        await self.writer.close()
-        if self._maint_conn is not None:
-            await self._maint_conn.close()
-        log.info("worker %d stopped: %d readings committed, %d messages rejected",
-                 self.worker, self.committed_readings, self.rejected)
 
 
 def start_metrics_server(port: int) -> None:

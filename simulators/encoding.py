@@ -155,17 +155,26 @@ class Encoder:
         return topic, orjson.dumps(body), None
 
     def _tic(self, e: Emission, dev: SimDevice) -> tuple[str, bytes, str | None]:
-        meter = dev.meter_id or "0" * 12
+        meter = dev.meter_serial or "0" * 12
         v = e.values
         local = datetime.fromtimestamp(self.ts_unix(e), UTC).astimezone(self.tz)
         offset = local.utcoffset()
         flag = _SEASON.get(int(offset.total_seconds()) if offset else 0, "h")
+        # teleinfo2mqtt writes the meter's local clock fields as if they were UTC and the
+        # season apart; a flag it cannot parse (lower case) stays as raw text here.
+        date: dict[str, Any] = {"raw": flag + local.strftime("%y%m%d%H%M%S"), "value": ""}
+        if flag in "EH":
+            date = {"raw": "", "value": "", "timestamp": {
+                "date": local.strftime("%Y-%m-%dT%H:%M:%S.000Z"),
+                "dst": "summer" if flag == "E" else "winter"}}
         frame: dict[str, Any] = {
             "ADSC": {"raw": meter, "value": int(meter)},
             "VTIC": {"raw": "02", "value": 2},
-            "DATE": {"raw": flag + local.strftime("%y%m%d%H%M%S"), "value": ""},
+            "DATE": date,
             "NGTF": {"raw": "     BASE     ", "value": "BASE"},
         }
+        if dev.meter_id:
+            frame["PRM"] = {"raw": dev.meter_id, "value": int(dev.meter_id)}
 
         def put(label: str, value: int, width: int) -> None:
             frame[label] = {"raw": f"{value:0{width}d}", "value": value}

@@ -51,7 +51,8 @@ class SimDevice:
     ts_style: str  # iso_utc | iso_local | unix
     skew_s: int = 0
     dev_eui: str | None = None
-    meter_id: str | None = None
+    meter_id: str | None = None  # PRM, 14 digits
+    meter_serial: str | None = None  # ADSC of its TIC frames, 12 digits
     metadata: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
 
 

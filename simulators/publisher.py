@@ -4,12 +4,17 @@ All connections are driven from the calling thread (paho's external-loop API wit
 selector), so hundreds of per-device connections need no thread each, and Ctrl-C lands in
 one place. Two ways to connect:
 
-- ``pool``: a few connections with the simulator's broker account, messages spread over
-  them by topic (so each device's messages stay in order);
+- ``pool``: a few connections with the simulator's broker accounts (connection n:
+  ``beffroi-sim-<n>``), messages spread over them by topic (so each device's messages stay
+  in order);
 - ``per-device``: one connection per device, user name = device id, with the device's own
   password; LoRaWAN uplinks and Linky frames (which in reality come from a network server and
   a TIC bridge) and messages of unknown devices go through one connection with the
-  simulator's account.
+  simulator's account ``beffroi-sim-0``.
+
+The broker binds every account to one client id, its user name (docs/registry.md), so a
+connection's client id is its user name unless ``client_ids`` names another (for the admin
+account, which is not bound).
 
 QoS 1 publishes count as sent when the broker acknowledged them; the number unacknowledged
 is bounded (backpressure).
@@ -24,9 +29,9 @@ import threading
 import time
 import zlib
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 import paho.mqtt.client as mqtt
@@ -34,7 +39,9 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
+from beffroi.stack.broker_auth import connection_user
 from simulators.model import SimMessage
+from simulators.scenario import add_elapsed
 
 log = logging.getLogger(__name__)
 
@@ -85,15 +92,15 @@ class Fleet:
     """A set of MQTT connections driven by one thread."""
 
     def __init__(self, host: str, port: int, accounts: Mapping[str, tuple[str, str]], *,
-                 client_prefix: str = "beffroi-sim") -> None:
+                 client_ids: Mapping[str, str] | None = None) -> None:
         self.host, self.port = host, port
         self.conns: dict[str, _Conn] = {}
         self.selector = selectors.DefaultSelector()
         self.unacked = 0
         self.acked = 0
         self._last_misc = 0.0
-        for n, (key, (user, password)) in enumerate(sorted(accounts.items())):
-            conn = _Conn(key, user, password, f"{client_prefix}-{n}")
+        for key, (user, password) in sorted(accounts.items()):
+            conn = _Conn(key, user, password, (client_ids or {}).get(key, user))
             conn.client.on_connect = self._on_connect(conn)
             conn.client.on_publish = self._on_publish
             self.conns[key] = conn
@@ -201,13 +208,20 @@ class Router:
 
 
 def accounts_for(*, mode: str, pool_size: int, sim: tuple[str, str],
-                 device_passwords: Mapping[str, str] | None = None) -> dict[str, tuple[str, str]]:
-    """Connection key -> (user, password) of a fleet."""
+                 device_passwords: Mapping[str, str] | None = None,
+                 first: int = 0) -> dict[str, tuple[str, str]]:
+    """Connection key -> (user, password) of a fleet.
+
+    ``sim`` is the simulator's user name template (``{n}``: the connection number) and
+    password; the fleet's connections are numbered from ``first``.
+    """
+    user, password = sim
     if mode == "per-device":
-        out = {SIM_KEY: sim}
+        out = {SIM_KEY: (connection_user(user, first), password)}
         out.update({d: (d, pw) for d, pw in (device_passwords or {}).items()})
         return out
-    return {f"{SIM_KEY}-{i}": sim for i in range(pool_size)}
+    return {f"{SIM_KEY}-{i}": (connection_user(user, first + i), password)
+            for i in range(pool_size)}
 
 
 def _fmt_offset(seconds: float) -> str:
@@ -219,30 +233,50 @@ def progress_line(stats: RunStats, sim_start: datetime | None) -> str:
     """One progress line: simulated clock, counts per family, rate."""
     clock = _fmt_offset(stats.last_offset)
     if sim_start is not None:
-        at = sim_start + timedelta(seconds=stats.last_offset)
-        clock = f"{at.strftime('%Y-%m-%d %H:%M:%S')} ({clock})"
+        at = add_elapsed(sim_start, stats.last_offset)
+        clock = f"{at.strftime('%Y-%m-%d %H:%M:%S%z')} ({clock})"
     fams = ", ".join(f"{f} {n}" for f, n in sorted(stats.sent.items()))
     faults = sum(stats.faults.values())
     return (f"sim {clock} | sent {stats.total} ({fams}) | {stats.rate():.0f} msg/s"
             + (f" | faults {faults}" if faults else ""))
 
 
+def pacer(t0: float, speed: float | None, clock_start: datetime | None,
+          wall_now: datetime) -> Callable[[float], float] | None:
+    """When (monotonic) the message at ``offset`` s is due; None: as fast as possible.
+
+    ``t0`` is the monotonic time matching ``wall_now``. With ``clock_start`` (the simulated
+    start), a message is never due before the wall clock reaches its simulated time.
+    """
+    if clock_start is None:
+        return None if speed is None else (lambda offset: t0 + offset / speed)
+    start = t0 + (clock_start - wall_now).total_seconds()
+    if speed is None:
+        return lambda offset: start + offset
+    return lambda offset: max(t0 + offset / speed, start + offset)
+
+
 def publish_stream(messages: Iterable[SimMessage], fleet: Fleet, router: Router, *,
                    speed: float | None, sim_start: datetime | None = None,
                    stop: threading.Event | None = None, progress_s: float = 5.0,
-                   drain_timeout: float = 60.0) -> RunStats:
+                   drain_timeout: float = 60.0, follow_clock: bool = False) -> RunStats:
     """Publish ``messages`` paced at ``speed`` (None: as fast as possible).
 
+    With ``follow_clock`` (and ``sim_start``), no message goes out before its simulated
+    time: the past is replayed at ``speed``, then the run follows the wall clock. This is
+    how a demo shows today's data, which per-client rules (24 h) and the ingestor's
+    future-time check both accept.
     Stops early when ``stop`` is set or on Ctrl-C (``stats.interrupted``); always waits up
     to ``drain_timeout`` for acknowledgements of what was sent, then returns the stats.
     """
     stats = RunStats()
     t0 = time.monotonic()
+    due_at = pacer(t0, speed, sim_start if follow_clock else None, datetime.now(UTC))
     next_progress = t0 + progress_s
     try:
         for m in messages:
-            if speed is not None:
-                due = t0 + m.offset / speed
+            if due_at is not None:
+                due = due_at(m.offset)
                 while True:
                     now = time.monotonic()
                     if stop is not None and stop.is_set():
@@ -284,6 +318,7 @@ __all__ = [
     "Router",
     "RunStats",
     "accounts_for",
+    "pacer",
     "progress_line",
     "publish_stream",
 ]

@@ -141,7 +141,7 @@ class Simulation:
         fmt = _pick(weights, float(u[0]))
         if fmt == "chirpstack" and not d.dev_eui:
             fmt = "native"
-        if fmt == "tic" and not d.meter_id:
+        if fmt == "tic" and not d.meter_serial:
             fmt = "native"
         ts_style = _pick(dict(s.timestamps) or {"iso_utc": 1.0}, float(u[1]))
         skew = 0
@@ -150,7 +150,7 @@ class Simulation:
             lo, hi = s.faults.clock_skew_s
             skew = int(rng.integers(lo, hi + 1)) * (1 if u[3] < 0.5 else -1)
         return SimDevice(d.id, d.family, d.site_id, index, d.report_interval_s, fmt, ts_style,
-                         skew, d.dev_eui, d.meter_id, dict(d.metadata))
+                         skew, d.dev_eui, d.meter_id, d.meter_serial, dict(d.metadata))
 
     def _silences(self) -> dict[str, list[tuple[int, int]]]:
         out: dict[str, list[tuple[int, int]]] = {}
@@ -287,7 +287,7 @@ class Simulation:
             meter = f"{int(rng.integers(10**13, 10**14 - 1)):014d}"
             pool.append(SimDevice(f"ghost-{dev.family.value.replace('_', '-')}-{n:04d}",
                                   dev.family, dev.site_id, -n, dev.report_interval_s,
-                                  dev.format, dev.ts_style, 0, eui, meter))
+                                  dev.format, dev.ts_style, 0, eui, meter, meter[1:13]))
             return pool[-1]
         return pool[int(rng.integers(len(pool)))]
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from collections import defaultdict
+from datetime import timedelta
+from math import fsum
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Request
@@ -12,7 +14,7 @@ from api.db import fetch_all, get_device, get_site, per_bucket
 from api.deps import ID_PATTERN, Conn, Range, Reader, SettingsDep, only_buckets
 from api.errors import ERROR_RESPONSES, error_body, not_found
 from api.output import CSV_RESPONSE, FORMAT_DOC, series_response
-from api.rollups import SLOT_S, SourceParam, combine
+from api.rollups import SLOT_S, Answer, SourceParam, combine
 from api.timeq import Buckets
 
 router = APIRouter(prefix="/grid", tags=["grid"], responses={**ERROR_RESPONSES, **CSV_RESPONSE})
@@ -123,6 +125,7 @@ HALF_HOUR_S = 1800  # slot of the districts' load-curve rollup
 
 #: Readings further apart than this make no interval (energy between them unknown).
 MAX_INTERVAL = "1 day"
+MAX_INTERVAL_TD = timedelta(days=1)  # the same: how far before a bucket raw energy reads
 
 
 def _cells(b: Buckets, rows: list[dict[str, Any]]) -> dict[int, list[dict[str, Any]]]:
@@ -169,8 +172,7 @@ async def _site_buckets(conn: Conn, b: Buckets, query: str, site: str,
 
 
 async def _energy(conn: Conn, b: Buckets, filt: str, params: dict[str, Any], meters: int,
-                  source: str, *, site_days_tz: str | None = None) -> tuple[list[dict[str, Any]],
-                                                                         str]:
+                  source: str, *, site_days_tz: str | None = None) -> Answer:
     """Energy rows; a district (``site_days_tz`` = the configured zone) reads its own
     rollups for half-hour buckets and for daily buckets in that zone."""
     district = site_days_tz is not None
@@ -185,8 +187,9 @@ async def _energy(conn: Conn, b: Buckets, filt: str, params: dict[str, Any], met
             return await _site_buckets(conn, sub, _SITE_DAY_SQL, params["id"], meters)
         return _energy_rows(sub, await _energy_cells_rollup(conn, sub, filt, params), meters)
 
-    return await combine(conn, b, source, "grid", rolled=rolled, raw=raw,
-                         slot_s=HALF_HOUR_S if district and b.bucket == "30m" else SLOT_S)
+    return await combine(conn, b, source, "grid", rolled=rolled, raw=raw, columns=_ENERGY_COLS,
+                         slot_s=HALF_HOUR_S if district and b.bucket == "30m" else SLOT_S,
+                         lookback=MAX_INTERVAL_TD)
 
 
 def _num(x: float | None) -> float | None:
@@ -225,13 +228,14 @@ def _energy_rows(b: Buckets, cells: dict[int, list[dict[str, Any]]],
             out.append(_energy_row(start, end, None, None, None, 0.0, 0, 0, meters_total,
                                    False, False, False))
             continue
+        # fsum: exactly rounded whatever the order of the meters' rows (repeatable).
         out.append(_energy_row(
-            start, end, sum(c["import_wh"] or 0.0 for c in cs),
-            sum(c["export_wh"] or 0.0 for c in cs),
+            start, end, fsum(c["import_wh"] or 0.0 for c in cs),
+            fsum(c["export_wh"] or 0.0 for c in cs),
             # Sum of each meter's mean power over the time its readings cover.
-            sum(((c["import_wh"] or 0.0) - (c["export_wh"] or 0.0)) * 3600 / c["covered_s"]
-                for c in cs if c["covered_s"]),
-            sum(c["covered_s"] for c in cs) / len(cs), len(cs),
+            fsum(((c["import_wh"] or 0.0) - (c["export_wh"] or 0.0)) * 3600 / c["covered_s"]
+                 for c in cs if c["covered_s"]),
+            fsum(c["covered_s"] for c in cs) / len(cs), len(cs),
             sum(1 for c in cs if c["complete"]), meters_total,
             any(c["estimated"] for c in cs), any(c["reset"] for c in cs),
             any(c["gap"] for c in cs)))
@@ -246,10 +250,10 @@ async def district_energy(request: Request, conn: Conn, _: Reader, settings: Set
     """Sum over the district's meters."""
     site = await get_site(conn, district_id, "district", count_family="grid_meter")
     n = int(site["family_count"])
-    rows, src = await _energy(conn, b, "d.site_id = %(id)s", {"id": district_id}, n, source,
-                              site_days_tz=settings.timezone)
+    ans = await _energy(conn, b, "d.site_id = %(id)s", {"id": district_id}, n, source,
+                        site_days_tz=settings.timezone)
     return series_response(request, b.meta(district=district_id, meters_total=n,
-                                           source=src), rows, _ENERGY_COLS,
+                                           **ans.meta()), ans.rows, _ENERGY_COLS,
                            filename=f"energy-{district_id}")
 
 
@@ -259,19 +263,22 @@ async def meter_energy(request: Request, conn: Conn, _: Reader, meter_id: MeterI
                        b: Range, source: SourceParam = "auto") -> Response:
     """One meter."""
     await get_device(conn, meter_id, "grid_meter")
-    rows, src = await _energy(conn, b, "d.id = %(id)s", {"id": meter_id}, 1, source)
-    return series_response(request, b.meta(meter=meter_id, source=src), rows,
+    ans = await _energy(conn, b, "d.id = %(id)s", {"id": meter_id}, 1, source)
+    return series_response(request, b.meta(meter=meter_id, **ans.meta()), ans.rows,
                            _ENERGY_COLS, filename=f"energy-{meter_id}")
 
 
 # Peak: the highest power reported (meter), or the highest sum over the district's meters
-# of the powers stamped on the same 10-minute mark (district). ``{key}`` groups the answer
-# (the routes: one group, NULL; the rollups: per meter or per district, as ``grp``).
+# of the powers stamped on the same 10-minute mark (district). ``power_w`` is float4:
+# summed in float4 the result depends on the order of the rows (430,521.8 or .9 W); cast
+# first, the float8 sum of float4 values is exact, so every run gives the same answer.
+# ``{key}`` groups the answer (the routes: one group, NULL; the rollups: per meter or per
+# district, as ``grp``).
 _PEAK_SQL = """
 WITH e AS (SELECT %(edges)s::timestamptz[] AS a),
 p AS (
     SELECT {key} AS grp, time_bucket('10 minutes', g.time) AS slot,
-           sum(g.power_w)::float8 AS power_w
+           sum(g.power_w::float8) AS power_w
     FROM grid_readings g JOIN devices d ON d.id = g.device_id
     WHERE {filter} AND d.family = 'grid_meter' AND g.time >= %(lo)s AND g.time < %(hi)s
       AND g.power_w IS NOT NULL
@@ -315,9 +322,10 @@ async def _peaks(request: Request, conn: Conn, b: Buckets, filt: str, params: di
         return await part(sub, _SITE_PEAK_ROLLUP_SQL if district
                           else _PEAK_ROLLUP_SQL.format(filter=filt))
 
-    out, src = await combine(conn, b, source, "grid", rolled=rolled, raw=raw)
-    return series_response(request, {**meta, "source": src}, out,
-                           ("start", "end", "peak_power_w", "peak_at"), filename=filename)
+    cols = ("start", "end", "peak_power_w", "peak_at")
+    ans = await combine(conn, b, source, "grid", rolled=rolled, raw=raw, columns=cols)
+    return series_response(request, {**meta, **ans.meta()}, ans.rows, cols,
+                           filename=filename)
 
 
 _PEAK_DOC = ("Per day (or week, month): the highest 10-minute power (W) and when. For a "
@@ -353,7 +361,7 @@ _VOLTAGE_SQL = """
 WITH e AS (SELECT %(edges)s::timestamptz[] AS a),
 m AS (
     SELECT {key} AS grp, g.device_id, time_bucket('10 minutes', g.time) AS slot, v.phase,
-           avg(v.volts)::float8 AS mean_v
+           avg(v.volts::float8) AS mean_v
     FROM grid_readings g JOIN devices d ON d.id = g.device_id
     CROSS JOIN LATERAL (VALUES (1, g.voltage_l1_v), (2, g.voltage_l2_v),
                                (3, g.voltage_l3_v)) v(phase, volts)
@@ -404,10 +412,11 @@ async def _voltage(request: Request, conn: Conn, b: Buckets, filt: str,
     async def rolled(sub: Buckets) -> list[dict[str, Any]]:
         return await part(sub, _VOLTAGE_ROLLUP_SQL.format(filter=filt))
 
-    out, src = await combine(conn, b, source, "grid", rolled=rolled, raw=raw)
-    return series_response(request, {**meta, "limits_v": [vmin, vmax], "source": src}, out,
-                           ("start", "end", "values", "within", "share_within", "compliant",
-                            "min_v", "max_v"), filename=filename)
+    cols = ("start", "end", "values", "within", "share_within", "compliant", "min_v",
+            "max_v")
+    ans = await combine(conn, b, source, "grid", rolled=rolled, raw=raw, columns=cols)
+    return series_response(request, {**meta, "limits_v": [vmin, vmax], **ans.meta()},
+                           ans.rows, cols, filename=filename)
 
 
 @router.get("/districts/{district_id}/voltage", summary="Voltage quality of a district",
@@ -483,11 +492,11 @@ async def district_export(request: Request, conn: Conn, _: Reader, district_id: 
     rows = await fetch_all(conn, "SELECT count(*) AS n FROM devices d WHERE d.site_id = %(id)s "
                            f"AND d.family = 'grid_meter' AND {_SOLAR}", {"id": district_id})
     n = int(rows[0]["n"])
-    energy, src = await _energy(conn, b, f"d.site_id = %(id)s AND {_SOLAR}",
-                                {"id": district_id}, n, source)
+    ans = await _energy(conn, b, f"d.site_id = %(id)s AND {_SOLAR}", {"id": district_id}, n,
+                        source)
     return series_response(request, b.meta(district=district_id, producers_total=n,
-                                           source=src), _export_rows(energy), _EXPORT_COLS,
-                           filename=f"export-{district_id}")
+                                           **ans.meta()), _export_rows(ans.rows),
+                           _EXPORT_COLS, filename=f"export-{district_id}")
 
 
 @router.get("/meters/{meter_id}/export", summary="Solar export of one meter",
@@ -499,6 +508,6 @@ async def meter_export(request: Request, conn: Conn, _: Reader, meter_id: MeterI
     dev = await get_device(conn, meter_id, "grid_meter")
     if (dev["metadata"] or {}).get("solar") is not True:
         raise not_found("solar meter", meter_id)
-    energy, src = await _energy(conn, b, "d.id = %(id)s", {"id": meter_id}, 1, source)
-    return series_response(request, b.meta(meter=meter_id, source=src),
-                           _export_rows(energy), _EXPORT_COLS, filename=f"export-{meter_id}")
+    ans = await _energy(conn, b, "d.id = %(id)s", {"id": meter_id}, 1, source)
+    return series_response(request, b.meta(meter=meter_id, **ans.meta()),
+                           _export_rows(ans.rows), _EXPORT_COLS, filename=f"export-{meter_id}")

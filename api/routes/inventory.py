@@ -236,8 +236,8 @@ async def one_device(conn: Conn, _: Reader, device_id: DeviceId) -> dict[str, An
             row.pop("device_id", None)
             latest[kind.name] = row
     out = {k: dev[k] for k in ("id", "family", "site_id", "name", "latitude", "longitude",
-                               "dev_eui", "meter_id", "report_interval_s", "installed_at",
-                               "active", "metadata")}
+                               "dev_eui", "meter_id", "meter_serial", "report_interval_s",
+                               "installed_at", "active", "metadata")}
     return {**out, "health": _health_row(health) if health else None, "latest": latest}
 
 

@@ -256,7 +256,8 @@ async def dead_letters(conn: Conn, _: Operator, settings: SettingsDep, page: Pag
     """Most recent first, filtered by reason, device, topic prefix and reception time.
     Payloads are shown as text when they are UTF-8, otherwise base64 (`payload_encoding`),
     cut at `payload_max` bytes; the ingestor already keeps at most 4 KiB of each
-    (`payload_size` is the original size) and replaces MAC addresses by `<mac>`."""
+    (`payload_size` is the original size), redacted as docs/ingest.md says ("What a dead
+    letter keeps"): no MAC nor licence plate."""
     where, params, _lo, _hi = _filters(settings, reason, device, topic_prefix, from_, to, tz)
     total = await fetch_all(conn, f"SELECT count(*) AS n FROM dead_letters WHERE {where}",
                             params)

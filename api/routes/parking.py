@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import defaultdict
+from datetime import timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Request
@@ -12,7 +13,7 @@ from api.db import fetch_all, get_device, get_site, per_bucket
 from api.deps import ID_PATTERN, Conn, Range, Reader, only_buckets
 from api.errors import ERROR_RESPONSES
 from api.output import CSV_RESPONSE, FORMAT_DOC, series_response
-from api.rollups import QUARTER_S, SLOT_S, SourceParam, combine
+from api.rollups import QUARTER_S, SLOT_S, Answer, SourceParam, combine
 from api.timeq import Buckets
 
 router = APIRouter(prefix="/parking", tags=["parking"],
@@ -101,8 +102,7 @@ async def _occupancy_rollup(conn: Conn, b: Buckets, query: str,
 
 
 async def _occupancy(conn: Conn, b: Buckets, filt: str, params: dict[str, Any],
-                     capacity: int, source: str = "raw", *,
-                     zone: bool = False) -> tuple[list[dict[str, Any]], str]:
+                     capacity: int, source: str = "raw", *, zone: bool = False) -> Answer:
     """A zone (``params["site"]``) reads its quarter-hour rollup, a spot its hourly one."""
     query = (_ZONE_OCCUPANCY_ROLLUP_SQL if zone
              else _OCCUPANCY_ROLLUP_SQL.format(filter=filt))
@@ -115,7 +115,8 @@ async def _occupancy(conn: Conn, b: Buckets, filt: str, params: dict[str, Any],
         return _occupancy_rows(part, await _occupancy_raw(conn, part, filt, params), capacity)
 
     return await combine(conn, b, source, "parking_spot", rolled=rolled, raw=raw,
-                         slot_s=QUARTER_S if zone else SLOT_S)
+                         columns=_OCC_COLUMNS, slot_s=QUARTER_S if zone else SLOT_S,
+                         lookback=timedelta(seconds=await _lookback(conn, filt, params)))
 
 
 def _occupancy_rows(b: Buckets, acc: dict[int, dict[str, float]],
@@ -159,10 +160,10 @@ async def zone_occupancy(request: Request, conn: Conn, _: Reader, zone_id: ZoneI
     if capacity is None:
         capacity = len(await fetch_all(conn, "SELECT 1 FROM devices WHERE site_id = %s AND "
                                        "family = 'parking_spot'", (zone_id,)))
-    rows, src = await _occupancy(conn, b, "d.site_id = %(site)s", {"site": zone_id}, capacity,
-                                 source, zone=True)
-    return series_response(request, b.meta(zone=zone_id, source=src), rows, _OCC_COLUMNS,
-                           filename=f"occupancy-{zone_id}")
+    ans = await _occupancy(conn, b, "d.site_id = %(site)s", {"site": zone_id}, capacity,
+                           source, zone=True)
+    return series_response(request, b.meta(zone=zone_id, **ans.meta()), ans.rows,
+                           _OCC_COLUMNS, filename=f"occupancy-{zone_id}")
 
 
 @router.get("/spots/{spot_id}/occupancy", summary="Time-weighted occupancy of one spot",
@@ -171,9 +172,9 @@ async def spot_occupancy(request: Request, conn: Conn, _: Reader, spot_id: SpotI
                          b: Range, source: SourceParam = "auto") -> Response:
     """Occupancy of one spot per bucket."""
     await get_device(conn, spot_id, "parking_spot")
-    rows, src = await _occupancy(conn, b, "d.id = %(spot)s", {"spot": spot_id}, 1, source)
-    return series_response(request, b.meta(spot=spot_id, source=src), rows, _OCC_COLUMNS,
-                           filename=f"occupancy-{spot_id}")
+    ans = await _occupancy(conn, b, "d.id = %(spot)s", {"spot": spot_id}, 1, source)
+    return series_response(request, b.meta(spot=spot_id, **ans.meta()), ans.rows,
+                           _OCC_COLUMNS, filename=f"occupancy-{spot_id}")
 
 
 @router.get("/zones/{zone_id}/current", summary="Free / occupied / unknown spots now")
@@ -245,6 +246,7 @@ _TURNOVER_DOC = (
     "when none), whatever the end of the range. Buckets 1h, 1d, 1w, 1mo. "
     + FORMAT_DOC)
 _TURNOVER_COLUMNS = ("start", "end", "arrivals", "turnover", "mean_stay_s")
+TURNOVER_LOOKBACK = timedelta(days=2)  # how far before a bucket the raw query reads
 _TURNOVER_BUCKETS = ("1h", "1d", "1w", "1mo")
 
 
@@ -271,8 +273,9 @@ async def _turnover(request: Request, conn: Conn, b: Buckets, filt: str,
         return await part(sub, _TURNOVER_ROLLUP_SQL,
                           {"site": rollup_key[0], "dev_id": rollup_key[1]})
 
-    out, src = await combine(conn, b, source, "parking_turnover", rolled=rolled, raw=raw)
-    return series_response(request, {**meta, "capacity": capacity, "source": src}, out,
+    ans = await combine(conn, b, source, "parking_turnover", rolled=rolled, raw=raw,
+                        columns=_TURNOVER_COLUMNS, lookback=TURNOVER_LOOKBACK)
+    return series_response(request, {**meta, "capacity": capacity, **ans.meta()}, ans.rows,
                            _TURNOVER_COLUMNS, filename=filename)
 
 
@@ -351,11 +354,11 @@ async def _revenue(request: Request, conn: Conn, b: Buckets, filt: str,
         return await part(sub, _TX_ROLLUP_SQL.format(filter=filt),
                           _FAULTS_ROLLUP_SQL.format(filter=filt))
 
-    out, src = await combine(conn, b, source, "parking_meter", rolled=rolled, raw=raw)
     cols = ("start", "end", "transactions", "revenue_cents",
             *(f"transactions_{m}" for m in METHODS), *(f"revenue_cents_{m}" for m in METHODS),
             "meter_faults")
-    return series_response(request, {**meta, "source": src}, out, cols, filename=filename)
+    ans = await combine(conn, b, source, "parking_meter", rolled=rolled, raw=raw, columns=cols)
+    return series_response(request, {**meta, **ans.meta()}, ans.rows, cols, filename=filename)
 
 
 def _revenue_rows(b: Buckets, rows: list[dict[str, Any]],

@@ -4,14 +4,16 @@ traffic volume from cumulative counters."""
 from __future__ import annotations
 
 from collections import defaultdict
+from datetime import UTC, datetime, time, timedelta
 from typing import Annotated, Any
+from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Path, Request
 from fastapi.responses import Response
 
 from api.db import fetch_all, get_device, get_site, per_bucket
 from api.deps import ID_PATTERN, Conn, Range, Reader, SettingsDep, only_buckets
-from api.errors import ERROR_RESPONSES
+from api.errors import ERROR_RESPONSES, invalid
 from api.output import CSV_RESPONSE, FORMAT_DOC, series_response
 from api.rollups import DWELL_BOUNDS_S, DWELL_LABELS, SourceParam, combine
 from api.timeq import Buckets
@@ -161,9 +163,9 @@ async def _clients(request: Request, conn: Conn, b: Buckets, filt: str, params: 
     async def rolled(sub: Buckets) -> list[dict[str, Any]]:
         return await part(sub, _CLIENTS_ROLLUP_SQL.format(filter=filt))
 
-    out, src = await combine(conn, b, source, "wifi_ap", rolled=rolled, raw=raw)
-    return series_response(request, {**meta, "source": src}, out,
-                           ("start", "end", "clients_mean", "clients_max", "aps_reporting"),
+    cols = ("start", "end", "clients_mean", "clients_max", "aps_reporting")
+    ans = await combine(conn, b, source, "wifi_ap", rolled=rolled, raw=raw, columns=cols)
+    return series_response(request, {**meta, **ans.meta()}, ans.rows, cols,
                            filename=filename)
 
 
@@ -219,7 +221,9 @@ _VISITORS_DOC = (
     "associations. Client keys change every local day (privacy), so longer buckets cannot "
     "count unique people: ask per day and sum. Raw sessions are kept 24 hours (CNIL); past "
     "hours and days are read from the aggregates the maintenance job makes before deleting "
-    "them (days in the server's time zone only; `source` in the answer says which). "
+    "them (days in the server's time zone only: a day of another zone spans a change of "
+    "keys and is refused, 422; `source` in the answer says which; hours whose raw sessions "
+    "are gone and that no aggregate covers are null, listed in `unavailable`). "
     + FORMAT_DOC)
 
 
@@ -240,16 +244,30 @@ async def _visitors(request: Request, conn: Conn, settings: Settings, b: Buckets
     async def rolled(sub: Buckets) -> list[dict[str, Any]]:
         return await part(sub, _VISITORS_1H_SQL if b.bucket == "1h" else _VISITORS_1D_SQL)
 
-    name = "wifi_visitors_1h"
-    if b.bucket == "1d":
-        # Daily aggregates exist for the server's time zone only.
-        name = "wifi_visitors_1d" if b.tz.key == settings.timezone else ""
-    if not name:
-        source = "raw"
-    out, src = await combine(conn, b, source, name, rolled=rolled, raw=raw)
-    return series_response(request, {**meta, "source": src}, out,
-                           ("start", "end", "unique_visitors", "associations"),
+    _check_key_days(b, settings.timezone)
+    # No bucket spans a change of keys: days are the server's days (the daily aggregates).
+    name = "wifi_visitors_1d" if b.bucket == "1d" else "wifi_visitors_1h"
+    cols = ("start", "end", "unique_visitors", "associations")
+    ans = await combine(conn, b, source, name, rolled=rolled, raw=raw, columns=cols)
+    return series_response(request, {**meta, **ans.meta()}, ans.rows, cols,
                            filename=filename)
+
+
+def _check_key_days(b: Buckets, server_tz: str) -> None:
+    """422 when a bucket spans a server-zone midnight: client keys change there, so the
+    same person counts twice and no source can give the bucket's unique visitors."""
+    if b.tz.key == server_tz:
+        return
+    zone = ZoneInfo(server_tz)
+    for i in range(len(b)):
+        day = b.edges[i].astimezone(zone).date() + timedelta(days=1)
+        if datetime.combine(day, time(0), tzinfo=zone).astimezone(UTC) < b.edges[i + 1]:
+            start, _ = b.label(i)
+            raise invalid(
+                f"unique visitors cannot be counted over a bucket that spans midnight in "
+                f"{server_tz}, when the daily client keys change (the same person would "
+                f"count twice): the {b.bucket} bucket from {start} does; ask tz={server_tz} "
+                "for days, or hours that do not span that midnight", param="tz")
 
 
 @router.get("/squares/{square_id}/visitors", summary="Unique visitors of a square",
@@ -306,10 +324,12 @@ async def _traffic(request: Request, conn: Conn, b: Buckets, filt: str,
     async def rolled(sub: Buckets) -> list[dict[str, Any]]:
         return await part(sub, _TRAFFIC_ROLLUP_SQL.format(filter=filt))
 
-    out, src = await combine(conn, b, source, "wifi_ap", rolled=rolled, raw=raw)
-    return series_response(request, {**meta, "source": src}, out,
-                           ("start", "end", "rx_bytes", "tx_bytes", "total_bytes",
-                            "intervals", "counter_resets"), filename=filename)
+    cols = ("start", "end", "rx_bytes", "tx_bytes", "total_bytes", "intervals",
+            "counter_resets")
+    ans = await combine(conn, b, source, "wifi_ap", rolled=rolled, raw=raw, columns=cols,
+                        lookback=timedelta(days=1))
+    return series_response(request, {**meta, **ans.meta()}, ans.rows, cols,
+                           filename=filename)
 
 
 @router.get("/squares/{square_id}/traffic", summary="Traffic volume of a square",
@@ -373,9 +393,10 @@ async def _dwell(request: Request, conn: Conn, b: Buckets, filt: str, rfilt: str
     async def rolled(sub: Buckets) -> list[dict[str, Any]]:
         return await part(sub, _DWELL_ROLLUP_SQL.format(filter=rfilt))
 
-    out, src = await combine(conn, b, source, "wifi_visitors_1h", rolled=rolled, raw=raw)
-    return series_response(request, {**meta, "bins_s": [0, *DWELL_BOUNDS_S], "source": src},
-                           out, _DWELL_COLS, filename=filename)
+    ans = await combine(conn, b, source, "wifi_visitors_1h", rolled=rolled, raw=raw,
+                        columns=_DWELL_COLS, lookback=timedelta(hours=12))
+    return series_response(request, {**meta, "bins_s": [0, *DWELL_BOUNDS_S], **ans.meta()},
+                           ans.rows, _DWELL_COLS, filename=filename)
 
 
 @router.get("/squares/{square_id}/dwell", summary="Dwell-time distribution on a square",

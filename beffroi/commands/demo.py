@@ -31,11 +31,11 @@ def register(sub: Any) -> None:
     p.add_argument("--scenario", default="weekday",
                    help="simulator scenario to play (default: weekday)")
     p.add_argument("--speed", default="600", help="simulation speed factor (default: 600)")
-    p.add_argument("--duration", default=None, help="override the scenario's duration")
-    p.add_argument("--start", default=None, metavar="WHEN",
-                   help="override the scenario's simulated start: 'now' with '--speed 1' "
-                   "plays the city live (the dashboard's overview then moves with it); "
-                   "default: the scenario's own (weekday: last Tuesday)")
+    p.add_argument("--start", default="today 00:00",
+                   help="when the scenario starts (default: today 00:00, local time). The part "
+                   "already past is played at --speed, then the city follows the clock: wifi "
+                   "sessions are per-client data, refused once their day is over")
+    p.add_argument("--duration", default="1d", help="the scenario's duration (default: 1d)")
     p.add_argument("--api-port", type=int, default=8000)
     p.add_argument("--exit-after-scenario", action="store_true",
                    help="stop everything once the scenario has been played")
@@ -79,11 +79,8 @@ def _demo(ctx: Context, args: argparse.Namespace) -> int:
     try:
         spawn("ingestor", _beffroi("ingest", "--progress"))
         spawn("api", _beffroi("api", "--port", str(args.api_port)))
-        sim_argv = ["simulate", "run", args.scenario, "--speed", str(args.speed)]
-        if args.duration:
-            sim_argv += ["--duration", args.duration]
-        if args.start:
-            sim_argv += ["--start", args.start]
+        sim_argv = ["simulate", "run", args.scenario, "--speed", str(args.speed),
+                    "--start", args.start, "--duration", args.duration, "--follow-clock"]
         sim = spawn("simulator", _beffroi(*sim_argv))
         host, port = ctx.settings.broker_address()
         api_base = f"http://127.0.0.1:{args.api_port}"
@@ -97,7 +94,8 @@ def _demo(ctx: Context, args: argparse.Namespace) -> int:
               f"  sign in    {link or 'the API did not answer: beffroi tokens create'}\n"
               "             (a one-time link, valid 5 minutes; the token itself never goes "
               "in an address)\n"
-              f"  simulator  scenario {args.scenario} at x{args.speed}\n"
+              f"  simulator  scenario {args.scenario} from {args.start}: the past at "
+              f"x{args.speed}, then live\n"
               "Ctrl-C stops the ingestor, the API and the simulator (the stack keeps running; "
               "`beffroi stack down` stops it).\n", flush=True)
         while not stopping:

@@ -14,14 +14,16 @@ from typing import Any
 import psycopg
 
 from beffroi.context import CommandError, Context
+from beffroi.stack.broker_auth import BrokerAccount
 from devices import credentials as creds
 from devices import store
-from devices.families import Family
+from devices.families import BRIDGE_TREES, Family
 from devices.registry import RegistryFileError, load_registry_file
 
 log = logging.getLogger(__name__)
 
 FAMILIES = [f.value for f in Family]
+BRIDGES = sorted(BRIDGE_TREES)
 
 
 def register(sub: Any) -> None:
@@ -55,10 +57,12 @@ def register(sub: Any) -> None:
 
     c = ds.add_parser(
         "credentials", help="per-device broker credentials",
-        description="Each device's broker user name is its id; it may publish only under "
-        "{prefix}/{segment}/{id}/. Clear passwords are printed once (CSV "
-        "device_id,username,password) and only their hash is stored. The local broker "
-        "applies changes without restarting; for an external broker use --export DIR.")
+        description="Each device's broker user name, and the only client id it may connect "
+        "with, is its id; it may publish only under {prefix}/{segment}/{id}/. The bridges "
+        "(--bridge chirpstack, --bridge teleinfo) get accounts of the same kind that own their "
+        "topic tree. Clear passwords are printed once (CSV device_id,username,password) and "
+        "only their hash is stored. The local broker applies changes without restarting; for "
+        "an external broker use --export DIR (docs/registry.md).")
     cs = c.add_subparsers(dest="credentials_command", required=True, metavar="ACTION")
     for name, helptext in (
         ("generate", "issue credentials to devices that have none active"),
@@ -74,16 +78,18 @@ def register(sub: Any) -> None:
             a.add_argument("--output", type=Path, metavar="FILE",
                            help="write the passwords CSV to FILE (mode 600) instead of stdout")
         a.add_argument("--export", type=Path, metavar="DIR",
-                       help="write Mosquitto passwd/acl files of the device accounts to DIR "
-                       "instead of updating the local broker")
+                       help="write Mosquitto passwd, acl and dynamic-security.json files of the "
+                       "device and bridge accounts to DIR instead of updating the local broker")
         a.set_defaults(handler=_credentials, credentials_action=name)
-    lc = cs.add_parser("list", help="show stored credentials (never passwords)")
+    lc = cs.add_parser("list", help="show stored credentials of devices and bridges "
+                       "(never passwords)")
     lc.add_argument("ids", nargs="*", metavar="ID")
     lc.add_argument("--family", choices=FAMILIES)
     lc.set_defaults(handler=_credentials_list)
     sy = cs.add_parser("sync", help="rewrite the broker's device accounts from the database")
     sy.add_argument("--export", type=Path, metavar="DIR",
-                    help="write Mosquitto passwd/acl files to DIR instead")
+                    help="write Mosquitto passwd, acl and dynamic-security.json files to "
+                    "DIR instead")
     sy.set_defaults(handler=_credentials_sync)
 
 
@@ -91,6 +97,9 @@ def _add_targets(p: argparse.ArgumentParser) -> None:
     p.add_argument("ids", nargs="*", metavar="ID", help="device ids")
     p.add_argument("--all", action="store_true", help="every device")
     p.add_argument("--family", choices=FAMILIES, help="every device of this family")
+    p.add_argument("--bridge", action="append", choices=BRIDGES, metavar="NAME",
+                   help="a bridge account instead of devices: chirpstack (LoRaWAN network "
+                   "server) or teleinfo (Linky TIC bridge); repeatable")
 
 
 @contextmanager
@@ -125,8 +134,7 @@ def _import(ctx: Context, args: argparse.Namespace) -> int:
             has_creds = not args.dry_run and _has_credentials(conn)
             if has_creds and not ctx.settings.external_broker:
                 # Devices made inactive lose their broker account now.
-                ctx.stack.write_broker_auth(creds.broker_accounts(
-                    conn, ctx.settings.topic_prefix))
+                ctx.stack.write_broker_auth(_accounts(ctx, conn))
     except RegistryFileError as exc:
         raise CommandError(str(exc)) from exc
     verb = "would import" if args.dry_run else "imported"
@@ -154,7 +162,7 @@ def _list(ctx: Context, args: argparse.Namespace) -> int:
                          indent=2))
         return 0
     _table([(d.id, d.family.value, d.site_id, d.report_interval_s, "yes" if d.active else "no",
-             d.dev_eui or d.meter_id, d.name) for d in devices],
+             d.dev_eui or d.meter_serial or d.meter_id, d.name) for d in devices],
            ("ID", "FAMILY", "SITE", "INTERVAL_S", "ACTIVE", "DEVEUI/METER", "NAME"))
     print(f"({len(devices)} devices)", file=sys.stderr)
     return 0
@@ -191,10 +199,17 @@ def _sites(ctx: Context, args: argparse.Namespace) -> int:
 
 # -- credentials --------------------------------------------------------------------------
 
+def _accounts(ctx: Context, conn: psycopg.Connection[Any]) -> list[BrokerAccount]:
+    return creds.broker_accounts(conn, ctx.settings.topic_prefix, ctx.settings.bridge_prefix)
+
+
 def _targets(conn: psycopg.Connection[Any], args: argparse.Namespace) -> list[str]:
-    chosen = sum((bool(args.ids), args.all, args.family is not None))
+    chosen = sum((bool(args.ids), args.all, args.family is not None, bool(args.bridge)))
     if chosen != 1:
-        raise CommandError("give device ids, or --all, or --family F (exactly one of them)")
+        raise CommandError("give device ids, or --all, or --family F, or --bridge NAME "
+                           "(exactly one of them)")
+    if args.bridge:
+        return list(dict.fromkeys(args.bridge))
     if args.ids:
         ids: list[str] = list(dict.fromkeys(args.ids))
         rows = conn.execute("SELECT id FROM devices WHERE id = ANY(%s)", (ids,)).fetchall()
@@ -207,14 +222,15 @@ def _targets(conn: psycopg.Connection[Any], args: argparse.Namespace) -> list[st
 
 
 def _apply(ctx: Context, conn: psycopg.Connection[Any], export: Path | None) -> None:
-    accounts = creds.broker_accounts(conn, ctx.settings.topic_prefix)
+    accounts = _accounts(ctx, conn)
     if export is not None:
-        passwd, acl = creds.export_broker_files(accounts, export)
-        print(f"wrote {passwd} and {acl} ({len(accounts)} device accounts); merge them with "
-              "the broker's own accounts and reload it", file=sys.stderr)
+        passwd, acl, bindings = creds.export_broker_files(accounts, export)
+        print(f"wrote {passwd}, {acl} and {bindings} ({len(accounts)} device and bridge "
+              "accounts); merge them with the broker's own accounts and restart it (its "
+              "dynamic-security plugin reads its file at start only)", file=sys.stderr)
         return
     ctx.stack.write_broker_auth(accounts)
-    print(f"broker updated: {len(accounts)} device accounts", file=sys.stderr)
+    print(f"broker updated: {len(accounts)} device and bridge accounts", file=sys.stderr)
 
 
 def _check_broker(ctx: Context, export: Path | None) -> None:
@@ -230,7 +246,14 @@ def _credentials(ctx: Context, args: argparse.Namespace) -> int:
         raise CommandError(f"{output.parent} is not a directory")
     with _connect(ctx) as conn:
         ids = _targets(conn, args)
-        if args.credentials_action == "generate":
+        if args.bridge:
+            if args.credentials_action == "generate":
+                change = creds.issue_bridges(conn, ids, force=args.force)
+            elif args.credentials_action == "rotate":
+                change = creds.rotate_bridges(conn, ids)
+            else:
+                change = creds.revoke_bridges(conn, ids)
+        elif args.credentials_action == "generate":
             change = creds.issue(conn, ids, force=args.force)
         elif args.credentials_action == "rotate":
             change = creds.rotate(conn, ids)
@@ -248,7 +271,8 @@ def _credentials(ctx: Context, args: argparse.Namespace) -> int:
         for dev_id, reason in change.skipped:
             print(f"skipped {dev_id}: {reason}", file=sys.stderr)
         if change.revoked:
-            print(f"revoked {len(change.revoked)} device(s)", file=sys.stderr)
+            what = "bridge" if args.bridge else "device"
+            print(f"revoked {len(change.revoked)} {what}(s)", file=sys.stderr)
         if change.changed:
             _apply(ctx, conn, args.export)
     return 0
@@ -257,14 +281,17 @@ def _credentials(ctx: Context, args: argparse.Namespace) -> int:
 def _credentials_list(ctx: Context, args: argparse.Namespace) -> int:
     with _connect(ctx) as conn:
         rows = creds.list_credentials(conn, args.ids or None)
+        bridges = [] if args.ids or args.family else creds.list_bridge_credentials(conn)
     if args.family:
         rows = [r for r in rows if r.family.value == args.family]
 
     def when(t: Any) -> str:
         return t.isoformat(timespec="seconds") if t is not None else ""
 
-    _table([(r.device_id, r.family.value, r.state, when(r.created_at), when(r.rotated_at),
-             when(r.revoked_at)) for r in rows],
+    _table([*((r.device_id, r.family.value, r.state, when(r.created_at), when(r.rotated_at),
+               when(r.revoked_at)) for r in rows),
+            *((name, "bridge", state, when(c), when(r), when(v))
+              for name, state, c, r, v in bridges)],
            ("DEVICE", "FAMILY", "STATE", "CREATED", "ROTATED", "REVOKED"))
     return 0
 

@@ -26,12 +26,17 @@ def register(sub: Any) -> None:
 
 
 def _ingest(ctx: Context, args: argparse.Namespace) -> int:
+    from beffroi.stack.broker_auth import CONNECTION_PLACEHOLDER
     from ingest.mqtt import SubscriptionRefused
     from ingest.runner import run
     from ingest.service import BrokerConfig
 
     host, port = ctx.settings.broker_address()
     user, password = ctx.stack.mqtt_credentials("ingest")
+    most = ctx.settings.ingest_max_workers
+    if CONNECTION_PLACEHOLDER in user and not ctx.settings.external_broker and args.workers > most:
+        raise CommandError(f"the local broker has accounts for {most} ingestor workers; set "
+                           "BEFFROI_INGEST_MAX_WORKERS and restart the stack for more")
     progress = args.progress if args.progress is not None else sys.stderr.isatty()
     try:
         return run(ctx.settings, ctx.database_url(), BrokerConfig(host, port, user, password),

@@ -69,6 +69,10 @@ def register(sub: Any) -> None:
     run.add_argument("--issue-credentials", action="store_true",
                      help="per-device: issue new credentials to the scenario's devices now "
                      "(replaces their passwords; local stack only)")
+    run.add_argument("--follow-clock", action="store_true",
+                     help="never publish a message before its simulated time: the part of "
+                     "the scenario already past is played at --speed, the rest in real time "
+                     "(use with --start today)")
     run.add_argument("--truth", type=Path, metavar="FILE", help="also write the ground truth")
     run.set_defaults(handler=_run)
 
@@ -96,7 +100,8 @@ def _publish_args(p: argparse.ArgumentParser) -> None:
                    help="1 = real time, N = N times faster, 'max' = as fast as possible "
                    "(default: the scenario's; 1 for replay)")
     p.add_argument("--qos", type=int, choices=(0, 1), help="override the QoS")
-    p.add_argument("--pool-size", type=int, default=4, help="connections in pool mode")
+    p.add_argument("--pool-size", type=int, default=4,
+                   help="connections in pool mode (accounts beffroi-sim-0..N-1)")
     p.add_argument("--progress", type=float, default=5.0, metavar="S",
                    help="seconds between progress lines")
 
@@ -251,7 +256,8 @@ def _device_passwords(ctx: Context, args: argparse.Namespace, sim: Simulation) -
 
         with psycopg.connect(ctx.database_url(), autocommit=True) as conn:
             change = creds.issue(conn, sorted(wanted), force=True)
-            ctx.stack.write_broker_auth(creds.broker_accounts(conn, ctx.settings.topic_prefix))
+            ctx.stack.write_broker_auth(creds.broker_accounts(
+                conn, ctx.settings.topic_prefix, ctx.settings.bridge_prefix))
         for dev_id, reason in change.skipped[:5]:
             log.warning("no credentials for %s: %s", dev_id, reason)
         if change.skipped:
@@ -285,16 +291,26 @@ def _summary(stats: RunStats, elapsed: float) -> None:
           f"faults: {faults}", file=sys.stderr)
 
 
+def _check_pool(ctx: Context, pool_size: int) -> None:
+    """The local broker has ``sim_max_connections`` simulator accounts, one per connection."""
+    most = ctx.settings.sim_max_connections
+    if not ctx.settings.external_broker and pool_size > most:
+        raise CommandError(f"--pool-size {pool_size}: the local broker has accounts for {most} "
+                           "simulator connections (BEFFROI_SIM_MAX_CONNECTIONS, then restart "
+                           "the stack)")
+
+
 def _publish(ctx: Context, args: argparse.Namespace, messages: Any, *, accounts: dict[
         str, tuple[str, str]], router: Router, speed: float | None, sim_start: Any,
-        retry_s: float = 2.0) -> RunStats:
+        retry_s: float = 2.0, follow_clock: bool = False) -> RunStats:
     host, port = ctx.settings.broker_address()
-    fleet = Fleet(host, port, accounts, client_prefix=f"beffroi-sim-{int(time.time()) % 100000}")
+    fleet = Fleet(host, port, accounts)
     _connect(fleet, retry_s=retry_s)
     started = time.monotonic()
     try:
         stats = publish_stream(messages, fleet, router, speed=speed, sim_start=sim_start,
-                               stop=_stop_event(), progress_s=args.progress)
+                               stop=_stop_event(), progress_s=args.progress,
+                               follow_clock=follow_clock)
     finally:
         fleet.close()
     log.info("%s", progress_line(stats, sim_start))
@@ -314,11 +330,13 @@ def _run(ctx: Context, args: argparse.Namespace) -> int:
         router = Router(mode="per-device", pool_size=1, prefix=ctx.settings.topic_prefix,
                         device_ids=passwords)
     else:
+        _check_pool(ctx, args.pool_size)
         accounts = accounts_for(mode="pool", pool_size=args.pool_size, sim=sim_user)
         router = Router(mode="pool", pool_size=args.pool_size, prefix=ctx.settings.topic_prefix)
     stats = _publish(ctx, args, sim.messages(), accounts=accounts, router=router, speed=speed,
                      sim_start=sim.window.start,
-                     retry_s=10.0 if args.issue_credentials else 2.0)
+                     retry_s=10.0 if args.issue_credentials else 2.0,
+                     follow_clock=args.follow_clock)
     if args.truth is not None:
         if stats.interrupted:
             log.warning("run interrupted: no ground truth written")
@@ -337,6 +355,7 @@ def _replay(ctx: Context, args: argparse.Namespace) -> int:
     if args.qos is not None:
         messages = (m.__class__(m.offset, m.topic, qos, m.payload, m.content_type)
                     for m in messages)
+    _check_pool(ctx, args.pool_size)
     accounts = accounts_for(mode="pool", pool_size=args.pool_size,
                             sim=ctx.stack.mqtt_credentials("sim"))
     router = Router(mode="pool", pool_size=args.pool_size, prefix=ctx.settings.topic_prefix)

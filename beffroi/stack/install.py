@@ -24,6 +24,7 @@ class Binaries:
     pg_bin: Path
     pg_major: str
     mosquitto: Path
+    dynsec_plugin: Path
 
 
 def pg_major_installed() -> str | None:
@@ -44,10 +45,17 @@ def _mosquitto() -> Path | None:
     return Path(found) if found else None
 
 
+def dynsec_plugin() -> Path | None:
+    """Mosquitto's dynamic-security plugin (Debian's ``mosquitto`` package ships it)."""
+    found = sorted(Path("/usr/lib").glob("*/mosquitto_dynamic_security.so"))
+    found += [p for p in (Path("/usr/lib/mosquitto_dynamic_security.so"),) if p.exists()]
+    return found[0] if found else None
+
+
 def missing() -> list[str]:
     """What is not installed yet (empty when everything is there)."""
     out: list[str] = []
-    if _mosquitto() is None:
+    if _mosquitto() is None or dynsec_plugin() is None:
         out.append("mosquitto")
     if shutil.which("mosquitto_sub") is None:
         out.append("mosquitto-clients")
@@ -94,6 +102,7 @@ def ensure_installed() -> Binaries:
         if still:
             raise StackError(f"still missing after install: {', '.join(still)}")
     major = pg_major_installed()
-    mosq = _mosquitto()
-    assert major is not None and mosq is not None
-    return Binaries(pg_bin=PG_ROOT / major / "bin", pg_major=major, mosquitto=mosq)
+    mosq, plugin = _mosquitto(), dynsec_plugin()
+    assert major is not None and mosq is not None and plugin is not None
+    return Binaries(pg_bin=PG_ROOT / major / "bin", pg_major=major, mosquitto=mosq,
+                    dynsec_plugin=plugin)

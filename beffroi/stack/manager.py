@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
 import shutil
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,7 +15,7 @@ import psycopg
 from psycopg import sql
 
 from beffroi.settings import PORTS_FILE, Settings
-from beffroi.stack import broker_auth, install
+from beffroi.stack import broker_auth, dynsec, install
 from beffroi.stack.broker_auth import BrokerAccount
 from beffroi.stack.errors import StackError
 from beffroi.stack.mosquitto import Mosquitto
@@ -77,7 +78,8 @@ class Stack:
         root = self.services_root(user)
         return Mosquitto(binary=binary or Path("/usr/sbin/mosquitto"), root=root / "mosquitto",
                          port=self.settings.mqtt_port, user=user,
-                         timeout=self.settings.startup_timeout_s)
+                         timeout=self.settings.startup_timeout_s,
+                         dynsec_plugin=install.dynsec_plugin())
 
     # -- commands -----------------------------------------------------------------------
     def up(self) -> list[str]:
@@ -187,7 +189,11 @@ class Stack:
                 sql.Identifier(name)))
 
     def mqtt_credentials(self, role: str) -> tuple[str, str]:
-        """User name and password of Beffroi's broker account ``ingest``, ``sim`` or ``admin``."""
+        """User name and password of Beffroi's broker account ``ingest``, ``sim`` or ``admin``.
+
+        The ingest and sim user names are templates: connection ``n`` replaces ``{n}`` (see
+        ``broker_auth.connection_user``).
+        """
         s = self.settings
         configured = {"ingest": s.ingest_mqtt_password, "sim": s.sim_mqtt_password}.get(role)
         if s.external_broker and configured is None:
@@ -203,7 +209,7 @@ class Stack:
             return s.sim_mqtt_username, (pw.get_secret_value() if pw else
                                          self.secrets.sim_password)
         if role == "admin":
-            return "beffroi-admin", self.secrets.admin_password
+            return broker_auth.ADMIN_USER, self.secrets.admin_password
         raise ValueError(f"unknown broker role {role!r}")
 
     @property
@@ -226,19 +232,56 @@ class Stack:
         devices: list[BrokerAccount] = []
         if self.device_accounts_file.exists():
             devices = [BrokerAccount(d["username"], d["password_hash"], tuple(d["read"]),
-                                     tuple(d["write"]))
+                                     tuple(d["write"]), d.get("client_id", d["username"]))
                        for d in json.loads(self.device_accounts_file.read_text())]
         mq = self._mosquitto()
+        accounts = [*self.service_accounts(), *devices]
+        mq.root.mkdir(parents=True, exist_ok=True)
+        running = reload and mq.pid() is not None
+        if not running:
+            broker_auth.write_files(mq.passwd_file, mq.acl_file, accounts,
+                                    dynsec_file=mq.dynsec_file)
+            return
+        if mq.binds_client_ids():
+            # Bind new accounts before the password file lets them in.
+            with self._dynsec() as ctl:
+                dynsec.sync(ctl, *broker_auth.dynsec_plan(accounts))
+        else:
+            log.warning("the running broker was started without client-id bindings; restart "
+                        "it (`beffroi stack down` then `beffroi stack up`) to apply them")
+        broker_auth.write_files(mq.passwd_file, mq.acl_file, accounts)
+        mq.reload()
+
+    def service_accounts(self) -> list[BrokerAccount]:
+        """Beffroi's own broker accounts on the local broker (ingest workers, simulator, admin)."""
+        s = self.settings
         ingest_user, ingest_pw = self.mqtt_credentials("ingest")
         sim_user, sim_pw = self.mqtt_credentials("sim")
-        accounts = broker_auth.service_accounts(
-            prefix=self.settings.topic_prefix, ingest_password=ingest_pw, sim_password=sim_pw,
-            admin_password=self.secrets.admin_password, ingest_user=ingest_user,
-            sim_user=sim_user, bridge_prefix=self.settings.bridge_prefix)
-        mq.root.mkdir(parents=True, exist_ok=True)
-        broker_auth.write_files(mq.passwd_file, mq.acl_file, [*accounts, *devices])
-        if reload:
-            mq.reload()
+        try:
+            return broker_auth.service_accounts(
+                prefix=s.topic_prefix, ingest_password=ingest_pw, sim_password=sim_pw,
+                admin_password=self.secrets.admin_password, ingest_user=ingest_user,
+                sim_user=sim_user, ingest_client_id=s.ingest_client_id,
+                ingest_connections=s.ingest_max_workers, sim_connections=s.sim_max_connections,
+                bridge_prefix=s.bridge_prefix)
+        except ValueError as exc:
+            raise StackError(str(exc)) from exc
+
+    @contextlib.contextmanager
+    def _dynsec(self) -> Iterator[dynsec.DynsecControl]:
+        host, port = self.settings.broker_address()
+        user, password = self.mqtt_credentials("admin")
+        try:
+            ctl = dynsec.DynsecControl(host, port, user, password,
+                                       timeout=self.settings.startup_timeout_s)
+        except dynsec.DynsecError as exc:
+            raise StackError(f"cannot update the broker's client-id bindings: {exc}") from exc
+        try:
+            yield ctl
+        except dynsec.DynsecError as exc:
+            raise StackError(f"cannot update the broker's client-id bindings: {exc}") from exc
+        finally:
+            ctl.close()
 
     def broker(self) -> Mosquitto:
         """The local broker (for restarts in tests and reloads)."""

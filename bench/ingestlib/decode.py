@@ -11,7 +11,7 @@ from bench.ingestlib.stream import BRIDGE_PREFIX, PREFIX, Device
 from devices.families import Family
 from devices.privacy import MacHasher
 from devices.readings import TABLE_OF
-from ingest.registry_cache import KnownDevice, RegistryCache
+from ingest.registry_cache import KnownDevice, RegistryCache, meter_index
 from ingest.router import Router
 
 
@@ -22,8 +22,7 @@ def registry_from_devices(devices: Iterable[Device]) -> RegistryCache:
         reg.by_id[d.id] = KnownDevice(d.id, Family(d.family), True)
         if d.dev_eui:
             reg.by_dev_eui[d.dev_eui] = d.id
-        if d.meter_id:
-            reg.by_meter_id[d.meter_id] = d.id
+    reg.by_meter_id = meter_index((d.id, None, d.meter_serial) for d in devices)
     return reg
 
 

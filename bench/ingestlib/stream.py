@@ -11,7 +11,7 @@ format carries a fixed time of its own (a per-device slot, 7 s apart, starting t
 before generation), so it can never collide with a native reading.
 
 SenML packs, ChirpStack uplinks and Linky TIC frames address devices through the bench
-database's registry, whose DevEUIs and meter ids are rewritten (see ``bench_ids``) so that
+database's registry, whose DevEUIs and meter serials are rewritten (see ``bench_ids``) so that
 another ingestor on the shared broker never takes them for its own demo-city devices.
 """
 
@@ -76,25 +76,25 @@ class Device:
     id: str
     family: str
     dev_eui: str | None
-    meter_id: str | None
+    meter_serial: str | None
 
 
 def bench_ids(index: int, family: str) -> tuple[str | None, str | None]:
-    """DevEUI and meter id of the ``index``-th demo-city device in the bench database."""
+    """DevEUI and meter serial of the ``index``-th demo-city device in the bench database."""
     if family == "parking_spot":
         return f"beef{index:012x}", None
     if family == "grid_meter":
-        return None, f"99{index:012d}"
+        return None, f"99{index:010d}"
     return None, None
 
 
 def demo_devices(path: Path = DEMO_CITY) -> list[Device]:
-    """The demo city's devices in file order, with the bench's DevEUIs and meter ids."""
+    """The demo city's devices in file order, with the bench's DevEUIs and meter serials."""
     raw = json.loads(path.read_text())
     out = []
     for i, d in enumerate(raw["devices"]):
-        dev_eui, meter_id = bench_ids(i, d["family"])
-        out.append(Device(i, d["id"], d["family"], dev_eui, meter_id))
+        dev_eui, meter_serial = bench_ids(i, d["family"])
+        out.append(Device(i, d["id"], d["family"], dev_eui, meter_serial))
     return out
 
 
@@ -336,9 +336,9 @@ class _Gen:
 
     def tic(self, kind: str, d: Device) -> bytes:
         v = self.grid_values(d)
-        assert d.meter_id is not None
+        assert d.meter_serial is not None
         if kind == "tic historic":
-            frame: dict[str, Any] = {"ADCO": d.meter_id, "OPTARIF": "BASE", "ISOUSC": 45,
+            frame: dict[str, Any] = {"ADCO": d.meter_serial, "OPTARIF": "BASE", "ISOUSC": 45,
                                      "BASE": v["energy_import_wh"], "PTEC": "TH..",
                                      "IINST": round(v["current_l1_a"]), "IMAX": 90,
                                      "PAPP": round(v["power_w"]), "MOTDETAT": "000000"}
@@ -349,7 +349,7 @@ class _Gen:
         flag = "E" if off == timedelta(hours=2) else "H"
         date = flag + local.strftime("%y%m%d%H%M%S")
         values: dict[str, Any] = {
-            "ADSC": d.meter_id, "VTIC": "02", "DATE": date, "NGTF": "BASE",
+            "ADSC": d.meter_serial, "VTIC": "02", "DATE": date, "NGTF": "BASE",
             "EAST": v["energy_import_wh"], "EASF01": v["energy_import_wh"],
             "IRMS1": round(v["current_l1_a"]), "URMS1": round(v["voltage_l1_v"]),
             "PREF": 9, "SINSTS": round(v["power_w"]), "SMAXSN": round(v["power_w"] * 1.4),
@@ -401,7 +401,7 @@ def _generate(d: Path, *, messages: int, seed: int, publishers: int) -> Manifest
                 topic = f"{BRIDGE_PREFIX}/application/bench-parking/device/{dev.dev_eui}/event/up"
             else:
                 payload, n = gen.tic(name, dev), 1
-                topic = f"{BRIDGE_PREFIX}/teleinfo/{dev.meter_id}"
+                topic = f"{BRIDGE_PREFIX}/teleinfo/{dev.meter_serial}"
             slots = payload.count(PLACEHOLDER)
             tb = topic.encode()
             p = dev.index % publishers

@@ -1,6 +1,8 @@
 """ChirpStack v4 uplink events (``application/<app>/device/<deveui>/event/up``).
 
-The device is found by ``deviceInfo.devEui`` (else the topic's DevEUI) in the registry. The
+The device is found by its DevEUI in the registry: the topic's, which must equal
+``deviceInfo.devEui`` when the event has one (an event naming another device than its topic
+is refused, whichever of the two the registry knows); without a topic DevEUI, the event's. The
 reading comes from ``object``, the payload decoded by the codec of the ChirpStack device
 profile; radio quality from the best gateway of ``rxInfo``. The only LoRaWAN family so far is
 ``parking_spot``, so every uplink is a ``parking/state`` reading:

@@ -72,7 +72,8 @@ class DecodeContext:
 
     ``received_at`` (aware, UTC) stands in for a missing time and anchors SenML relative
     times; the two lookups map a LoRaWAN DevEUI (16 lower-case hex digits) or a Linky meter
-    id (ADSC/ADCO/PRM) to a device id, None when unknown.
+    serial (ADSC/ADCO, 12 digits; or the PRM of a meter whose serial is not registered) to a
+    device id, None when unknown.
     """
 
     received_at: datetime

@@ -242,6 +242,8 @@ def _m(
 
 _COUNT: Final = {"": _PLAIN, "count": _PLAIN}
 _RATIO: Final = {"": _PLAIN, "/": _PLAIN, "%": _PLAIN}  # '%' is a legacy alias of the 0..1 ratio
+# RFC 8428's registered unit for a battery: remaining energy level, in percent.
+_BATTERY: Final = {**_RATIO, "%EL": (0.01, 0.0)}
 _RSSI: Final = {"": _PLAIN, "dBm": _PLAIN, "dBW": (1.0, 30.0)}
 _ENERGY: Final = {"": _PLAIN, "Wh": _PLAIN, "kWh": (1000.0, 0.0), "J": (1.0 / 3600.0, 0.0)}
 
@@ -264,12 +266,12 @@ MEASUREMENTS: Final[dict[str, dict[str, Measurement]]] = {
     "parking/state": {
         "occupied": _m("state", "occupancy", {"": _PLAIN, "/": _PLAIN}),
         "state": _m("state", "string", cast="str"),
-        "battery": _m("battery", "number", _RATIO),
+        "battery": _m("battery", "number", _BATTERY),
         "rssi": _m("rssi_dbm", "number", _RSSI, "round"),
         "snr": _m("snr_db", "number", {"": _PLAIN, "dB": _PLAIN}),
     },
     "parking/status": {
-        "battery": _m("battery", "number", _RATIO),
+        "battery": _m("battery", "number", _BATTERY),
         "paper": _m("paper", "number", _RATIO),
         "fault": _m("fault_code", "string", cast="str_or_none"),
     },

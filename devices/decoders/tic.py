@@ -13,14 +13,19 @@ and flat ``{"EAST": 2738033}`` (numbers or digit strings). Mapping to ``grid_rea
 ``DATE`` is a season flag and local time ``YYMMDDhhmmss``: ``E`` (summer) is +02:00, ``H``
 (winter) +01:00, which settles the hour repeated in October. A lower-case flag means the
 meter's clock lost synchronisation, and a missing flag or ``DATE`` leaves no reliable time:
-the frame is then timed at reception. teleinfo2mqtt's parsed ``timestamp.date`` is used as is.
+the frame is then timed at reception, and so is a flag French legal time did not have on
+that date. teleinfo2mqtt publishes ``DATE`` as ``{"raw": "", "value": "", "timestamp":
+{"date": "2024-10-27T02:30:00.000Z", "dst": "summer"}}``: the local clock fields written as
+if UTC, the season in ``dst``; they are read back as local time at the season's offset.
 """
 
 from __future__ import annotations
 
 import re
 from datetime import UTC, datetime, timedelta, timezone
+from functools import cache
 from typing import Final
+from zoneinfo import ZoneInfo
 
 from devices.decoders.common import DecodeContext, check_reading, loads, parse_iso
 from devices.errors import BAD_TIMESTAMP, INVALID_PAYLOAD, UNKNOWN_DEVICE, DecodeError
@@ -45,12 +50,12 @@ _HISTORIC_INDICES: Final = (
     "HCHC", "HCHP", "EJPHN", "EJPHPM",
     "BBRHCJB", "BBRHPJB", "BBRHCJW", "BBRHPJW", "BBRHCJR", "BBRHPJR",
 )  # fmt: skip
-_METER_ID_RE: Final = re.compile(r"[0-9]{12,14}")
 _DIGITS_RE: Final = re.compile(r"-?[0-9]+")
 _SEASON_OFFSETS: Final = {
     "E": timezone(timedelta(hours=2)),  # été: CEST
     "H": timezone(timedelta(hours=1)),  # hiver: CET
 }
+_DST_OFFSETS: Final = {"summer": _SEASON_OFFSETS["E"], "winter": _SEASON_OFFSETS["H"]}
 
 
 def is_tic_frame(data: object) -> bool:
@@ -100,20 +105,75 @@ def _real(frame: dict[str, object], label: str) -> float | None:
     return None if value is None else float(value)
 
 
-def frame_meter_id(frame: dict[str, object]) -> str | None:
-    """The meter id of a frame (``ADSC``, else ``ADCO``), None when it has neither.
+def _digits(frame: dict[str, object], label: str, length: int) -> str | None:
+    """The ``length``-digit number of ``label``, None when absent.
 
-    Leading zeros lost by bridges that turn ids into numbers are restored (ids are 12 digits).
+    Leading zeros lost by bridges that turn numbers into JSON numbers are restored.
     """
-    for label in ("ADSC", "ADCO"):
-        if label in frame:
-            text = _text(frame[label])
-            if text is not None and text.isdigit() and len(text) < 12:
-                text = text.zfill(12)
-            if text is None or _METER_ID_RE.fullmatch(text) is None:
-                raise DecodeError(INVALID_PAYLOAD, f"TIC {label} must be 12 to 14 digits")
-            return text
-    return None
+    if label not in frame:
+        return None
+    text = _text(frame[label])
+    if text is not None and _DIGITS_RE.fullmatch(text) and len(text) < length:
+        text = text.zfill(length)
+    if text is None or not text.isascii() or not text.isdigit() or len(text) != length:
+        raise DecodeError(INVALID_PAYLOAD, f"TIC {label} must be {length} digits")
+    return text
+
+
+def frame_meter_id(frame: dict[str, object]) -> str | None:
+    """The meter's serial in a frame (``ADSC``, else ``ADCO``: 12 digits), None without."""
+    serial = _digits(frame, "ADSC", 12)
+    return serial if serial is not None else _digits(frame, "ADCO", 12)
+
+
+@cache
+def _french_time() -> ZoneInfo:
+    """France's legal time, which a Linky's clock keeps (loaded on first use)."""
+    return ZoneInfo("Europe/Paris")
+
+
+def _local_to_utc(local: datetime, offset: timezone, received_at: datetime) -> datetime:
+    """UTC of the meter's wall-clock ``local`` at the season's ``offset``.
+
+    A season that French legal time did not have at that instant (``E`` on a January date)
+    means the meter's clock or its flag cannot be trusted: the frame is timed at reception,
+    as with a desynchronised clock.
+    """
+    try:
+        utc = local.replace(tzinfo=offset).astimezone(UTC)
+        legal = utc.astimezone(_french_time()).utcoffset()
+    except (OverflowError, ValueError):
+        raise DecodeError(BAD_TIMESTAMP, "TIC DATE is out of range") from None
+    return received_at if legal != offset.utcoffset(None) else utc
+
+
+def _wall_clock(d: str) -> datetime:
+    """The naive wall-clock time of ``YYMMDDhhmmss``."""
+    try:
+        return datetime(
+            2000 + int(d[0:2]), int(d[2:4]), int(d[4:6]), int(d[6:8]), int(d[8:10]), int(d[10:12])
+        )
+    except ValueError:
+        raise DecodeError(BAD_TIMESTAMP, "TIC DATE is not a valid date") from None
+
+
+def _teleinfo2mqtt_time(parsed: dict[str, object], received_at: datetime) -> datetime:
+    """The time of teleinfo2mqtt's ``{"date": ..., "dst": "summer"|"winter"}``.
+
+    teleinfo2mqtt writes the meter's local clock fields as if they were UTC (``Date.UTC``,
+    then ``toISOString``) and the season apart in ``dst``: the wall clock is read back from
+    ``date`` and placed at the season's offset. A ``date`` that carries a real, non-zero
+    offset is taken as it is.
+    """
+    text = str(parsed["date"])
+    date = parse_iso(text, "TIC DATE timestamp.date")
+    if datetime.fromisoformat(text).utcoffset() != timedelta(0):
+        return date
+    dst = parsed.get("dst")
+    offset = _DST_OFFSETS.get(dst) if isinstance(dst, str) else None
+    if offset is None:
+        raise DecodeError(BAD_TIMESTAMP, "TIC DATE timestamp.dst must be 'summer' or 'winter'")
+    return _local_to_utc(date.replace(tzinfo=None), offset, received_at)
 
 
 def _frame_time(frame: dict[str, object], received_at: datetime) -> datetime:
@@ -123,7 +183,7 @@ def _frame_time(frame: dict[str, object], received_at: datetime) -> datetime:
     if isinstance(entry, dict):
         parsed = entry.get("timestamp")
         if isinstance(parsed, dict) and isinstance(parsed.get("date"), str):
-            return parse_iso(parsed["date"], "TIC DATE")
+            return _teleinfo2mqtt_time(parsed, received_at)
     text = _text(entry)
     if text is None:
         raise DecodeError(BAD_TIMESTAMP, "TIC DATE must be a season flag and YYMMDDhhmmss")
@@ -131,18 +191,11 @@ def _frame_time(frame: dict[str, object], received_at: datetime) -> datetime:
         return received_at  # no season flag: local time of unknown offset
     if len(text) != 13 or not text[1:].isdigit() or text[0] not in "EHeh":
         raise DecodeError(BAD_TIMESTAMP, "TIC DATE must be a season flag and YYMMDDhhmmss")
+    local = _wall_clock(text[1:])
     offset = _SEASON_OFFSETS.get(text[0])
     if offset is None:
         return received_at  # lower-case flag: the meter's clock is not synchronised
-    d = text[1:]
-    try:
-        local = datetime(
-            2000 + int(d[0:2]), int(d[2:4]), int(d[4:6]),
-            int(d[6:8]), int(d[8:10]), int(d[10:12]), tzinfo=offset,
-        )  # fmt: skip
-    except ValueError:
-        raise DecodeError(BAD_TIMESTAMP, "TIC DATE is not a valid date") from None
-    return local.astimezone(UTC)
+    return _local_to_utc(local, offset, received_at)
 
 
 def decode_tic_frame(device_id: str, frame: dict[str, object], ctx: DecodeContext) -> GridReading:
@@ -193,14 +246,19 @@ def decode_teleinfo(
 ) -> tuple[str, list[Reading]]:
     """Device id and readings of a TIC frame published on ``teleinfo/<meter id>``.
 
-    The meter id is the frame's ``ADSC``/``ADCO``, else ``meter_id`` (from the topic); when
-    the registry does not know the frame's id, the topic's is tried too (it may be a PRM).
+    Frames are matched on the meter's serial: the frame's ``ADSC``/``ADCO``, else the
+    topic's id. A PRM (the frame's ``PRM`` label, or a 14-digit topic id) is tried next; the
+    registry lookup answers it only for a delivery point whose serial is not registered
+    (``ingest.registry_cache.meter_index``), so a frame from another meter is refused.
     Errors raised once the device is known carry its id in ``DecodeError.device_id``.
     """
     frame = loads(payload)
     if not isinstance(frame, dict):
         raise DecodeError(INVALID_PAYLOAD, "a TIC frame must be a JSON object")
-    candidates = [c for c in (frame_meter_id(frame), meter_id) if c]
+    serial = frame_meter_id(frame)
+    topic_id = meter_id or None
+    prms = [p for p in (_digits(frame, "PRM", 14), topic_id) if p and len(p) == 14]
+    candidates = [c for c in (serial or topic_id, *prms) if c]
     if not candidates:
         raise DecodeError(INVALID_PAYLOAD, "no ADSC/ADCO in the frame and no meter id in the topic")
     device_id = None

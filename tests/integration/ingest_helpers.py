@@ -43,10 +43,12 @@ def broker_config(stack: Stack) -> BrokerConfig:
 
 @contextlib.asynccontextmanager
 async def running_ingestor(stack: Stack, settings: Settings, db_url: str, *,
-                           worker: int = 0, purge: bool = True) -> AsyncIterator[Ingestor]:
-    """Start an ingestor, yield it once subscribed, stop it gracefully afterwards."""
-    ing = Ingestor(settings, db_url=db_url, broker=broker_config(stack), worker=worker,
-                   progress=False)
+                           worker: int = 0, purge: bool = True,
+                           broker: BrokerConfig | None = None) -> AsyncIterator[Ingestor]:
+    """Start an ingestor (by default with the admin account), yield it once subscribed, stop
+    it gracefully afterwards."""
+    ing = Ingestor(settings, db_url=db_url, broker=broker or broker_config(stack),
+                   worker=worker, progress=False)
     stop = asyncio.Event()
     task = asyncio.create_task(ing.run(stop))
     started = asyncio.create_task(ing.wait_started())

@@ -197,8 +197,9 @@ def register(db_url: str, uid: str, devices: dict[str, str]) -> None:
                 extra["dev_eui"] = f"{abs(hash(dev_id)) % (1 << 64):016x}"
             if family == "grid_meter":
                 extra["meter_id"] = f"{abs(hash(dev_id)) % (10 ** 14):014d}"
+                extra["meter_serial"] = f"{abs(hash(dev_id + '/serial')) % (10 ** 12):012d}"
             conn.execute(
                 "INSERT INTO devices (id, family, site_id, name, report_interval_s, dev_eui,"
-                " meter_id) VALUES (%s, %s, %s, %s, 60, %s, %s)",
+                " meter_id, meter_serial) VALUES (%s, %s, %s, %s, 60, %s, %s, %s)",
                 (dev_id, family, f"{uid}-{kinds[family].replace('_', '-')}", dev_id,
-                 extra.get("dev_eui"), extra.get("meter_id")))
+                 extra.get("dev_eui"), extra.get("meter_id"), extra.get("meter_serial")))

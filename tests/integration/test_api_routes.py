@@ -123,7 +123,8 @@ def test_scopes_and_revocation(world: World, token: str, status: int) -> None:
                                     "Bearer " + "x" * 5000, "bfr_token-without-scheme"])
 def test_bad_authorization_headers_are_401(world: World, header: str) -> None:
     r = world.get("/v1/sites", token="", headers={"Authorization": header})
-    assert r.status_code == 401
+    assert r.status_code == 401 and r.json()["error"] == "unauthorized", r.text
+    assert "data" not in r.json()
 
 
 def test_last_used_is_recorded(world: World, db_url: str) -> None:

@@ -10,10 +10,14 @@ Beffroi's own accounts (ingest, sim, admin) are never affected.
 
 from __future__ import annotations
 
+import asyncio
 import csv
+import json
+import secrets
 import stat
 import time
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -25,10 +29,14 @@ from paho.mqtt.enums import CallbackAPIVersion
 from beffroi import cli
 from beffroi.settings import Settings
 from beffroi.stack import Stack
-from beffroi.stack.broker_auth import mosquitto_verify
+from beffroi.stack.broker_auth import connection_user, mosquitto_verify
+from beffroi.stack.dynsec import DynsecControl, current_bindings
 from devices import credentials as creds
 from devices import store
 from devices.registry import parse_registry
+from ingest.service import BrokerConfig
+from tests.integration.ingest_helpers import ingest_settings, running_ingestor
+from tests.integration.mqtt_helpers import await_until, count
 
 pytestmark = pytest.mark.stack
 
@@ -92,7 +100,7 @@ def wait_connect_result(settings: Settings, uid: str, username: str, password: s
     attempt = 0
     while True:
         attempt += 1
-        peer = connect(settings, f"{uid}-{username}-{attempt}", username, password)
+        peer = connect(settings, username, username, password)  # bound: client id = user
         if peer.connack.is_failure != accepted:
             return peer
         if not peer.connack.is_failure:
@@ -206,7 +214,7 @@ def test_devices_publish_only_on_their_own_topics(
         dev_a.close()
 
     # Wrong password: refused at connect.
-    wrong = connect(settings, f"{uid}-wrong", a, password[a] + "x")
+    wrong = connect(settings, a, a, password[a] + "x")
     assert wrong.connack.is_failure
     assert wrong.connack.value in (134, 135)  # bad user name or password / not authorized
 
@@ -214,7 +222,7 @@ def test_devices_publish_only_on_their_own_topics(
     assert cli.main(["devices", "credentials", "revoke", a]) == 0
     refused = wait_connect_result(settings, uid, a, password[a], accepted=False)
     assert refused.connack.is_failure
-    dev_b = connect(settings, f"{uid}-b", b, password[b])
+    dev_b = connect(settings, b, b, password[b])
     assert not dev_b.connack.is_failure
     dev_b.close()
     row = conn.execute("SELECT revoked_at FROM device_credentials WHERE device_id = %s",
@@ -227,9 +235,175 @@ def test_export_for_an_external_broker(conn: psycopg.Connection[Any],
                                        settings: Settings) -> None:
     a, b, _ = registry
     creds.issue(conn, [a])
-    passwd, acl = creds.export_broker_files(creds.broker_accounts(conn, settings.topic_prefix),
-                                            tmp_path / "broker")
+    passwd, acl, bindings = creds.export_broker_files(
+        creds.broker_accounts(conn, settings.topic_prefix), tmp_path / "broker")
     assert stat.S_IMODE(passwd.stat().st_mode) == 0o600
     assert f"{a}:$7$" in passwd.read_text()
     assert f"user {a}\ntopic write {settings.topic_prefix}/wifi/{a}/#\n" in acl.read_text()
     assert f"user {b}\n" not in acl.read_text()
+    # The export binds each account to its client id for the broker's dynamic-security plugin.
+    doc = json.loads(bindings.read_text())
+    assert stat.S_IMODE(bindings.stat().st_mode) == 0o600
+    clients = {c["username"]: c for c in doc["clients"]}
+    assert clients[a]["clientid"] == a and b not in clients
+    assert all(c["clientid"] == c["username"] for c in doc["clients"])
+
+
+# -- client-id bindings (a stolen client id must not take over a session) -------------------
+
+async def test_a_stolen_client_id_is_refused_and_nothing_is_lost(
+        conn: psycopg.Connection[Any], registry: tuple[str, str, str], db_url: str,
+        stack: Stack, settings: Settings) -> None:
+    """A device connecting with the ingestor's client id and a clean start would discard the
+    ingestor's persistent session and its backlog: the broker must refuse it."""
+    a, _, _ = registry
+    prefix = settings.topic_prefix
+    password = creds.issue(conn, [a]).issued[0].password
+    stack.write_broker_auth(creds.broker_accounts(conn, prefix))
+    # The real ingest account of the last worker slot, so a developer's ingestor is not hit.
+    worker = settings.ingest_max_workers - 1
+    victim = f"{settings.ingest_client_id}-{worker}"
+    host, port = settings.broker_address()
+    broker = BrokerConfig(host, port, *stack.mqtt_credentials("ingest"))
+    s = ingest_settings(settings, topic_prefix=prefix, ingest_client_id=settings.ingest_client_id)
+    start = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=1)
+
+    def rows() -> int:
+        return count(db_url, "wifi_ap_stats", "device_id = %s", (a,))
+
+    async def scenario() -> None:
+        async with running_ingestor(stack, s, db_url, worker=worker, broker=broker,
+                                    purge=False):
+            pass  # leaves its persistent session (subscriptions, then a backlog)
+        try:
+            # Ingestor stopped: the device publishes 20 readings, queued in that session.
+            dev = await asyncio.to_thread(wait_connect_result, settings, "", a, password,
+                                          accepted=True)
+            infos = [dev.client.publish(
+                f"{prefix}/wifi/{a}/stats",
+                json.dumps({"ts": (start + timedelta(minutes=i)).isoformat(), "clients": i}),
+                qos=1) for i in range(20)]
+            await asyncio.to_thread(pump, [dev], lambda: all(
+                i.mid in dev.pubacks for i in infos), "20 PUBACKs")
+            assert not any(dev.pubacks[i.mid].is_failure for i in infos)
+            dev.close()
+            # The same device, then the simulator, with the ingestor's client id and a clean
+            # start: refused, "not authorised".
+            thief = await asyncio.to_thread(connect, settings, victim, a, password)
+            assert thief.connack.value == NOT_AUTHORIZED, thief.connack
+            sim_user, sim_pw = stack.mqtt_credentials("sim")
+            sim = await asyncio.to_thread(connect, settings, victim,
+                                          connection_user(sim_user, 0), sim_pw)
+            assert sim.connack.value == NOT_AUTHORIZED, sim.connack
+            assert rows() == 0
+        finally:
+            # Restarted, the ingestor finds its whole backlog (then purges its session).
+            async with running_ingestor(stack, s, db_url, worker=worker, broker=broker):
+                await await_until(lambda: asyncio.to_thread(lambda: rows() == 20),
+                                  timeout=30, what="the 20 readings stored")
+
+    await scenario()
+
+
+def test_every_account_is_bound_to_its_client_ids(stack: Stack, settings: Settings) -> None:
+    ingest_user, ingest_pw = stack.mqtt_credentials("ingest")
+    sim_user, sim_pw = stack.mqtt_credentials("sim")
+    admin_user, admin_pw = stack.mqtt_credentials("admin")
+    cases = [
+        # (client id, user, password, accepted)
+        (connection_user(sim_user, 1), connection_user(sim_user, 1), sim_pw, True),
+        (connection_user(sim_user, 2), connection_user(sim_user, 1), sim_pw, False),
+        ("beffroi-sim", connection_user(sim_user, 0), sim_pw, False),
+        (f"{settings.ingest_client_id}-0", connection_user(ingest_user, 1), ingest_pw, False),
+        ("anything", connection_user(ingest_user, 0), ingest_pw, False),
+        (f"admin-{secrets.token_hex(3)}", admin_user, admin_pw, True),  # the operator's
+    ]
+    for client_id, user, password, accepted in cases:
+        peer = connect(settings, client_id, user, password)
+        assert peer.connack.is_failure != accepted, (client_id, user, peer.connack)
+        if accepted:
+            peer.close()
+        else:
+            assert peer.connack.value == NOT_AUTHORIZED
+
+
+def test_bindings_follow_the_accounts_without_a_restart(
+        conn: psycopg.Connection[Any], registry: tuple[str, str, str], stack: Stack,
+        settings: Settings) -> None:
+    a, b, _ = registry
+    pid = stack.broker().pid()
+
+    def bindings() -> dict[str, str | None]:
+        """User name -> bound client id, as the running broker holds it."""
+        host, port = settings.broker_address()
+        ctl = DynsecControl(host, port, *stack.mqtt_credentials("admin"))
+        try:
+            return {u: None if b is None else b.client_id
+                    for u, b in current_bindings(ctl).items()}
+        finally:
+            ctl.close()
+
+    pw_a = creds.issue(conn, [a]).issued[0].password
+    stack.write_broker_auth(creds.broker_accounts(conn, settings.topic_prefix))
+    assert bindings()[a] == a and b not in bindings()
+    wait_connect_result(settings, "", a, pw_a, accepted=True).close()
+    assert connect(settings, b, a, pw_a).connack.value == NOT_AUTHORIZED
+    # A device added later is bound as soon as it gets an account.
+    pw_b = creds.issue(conn, [b]).issued[0].password
+    creds.revoke(conn, [a])
+    stack.write_broker_auth(creds.broker_accounts(conn, settings.topic_prefix))
+    assert bindings()[b] == b
+    wait_connect_result(settings, "", b, pw_b, accepted=True).close()
+    assert connect(settings, a, b, pw_b).connack.value == NOT_AUTHORIZED
+    # A revoked one keeps its (harmless) binding but no longer gets in.
+    wait_connect_result(settings, "", a, pw_a, accepted=False)
+    assert stack.broker().pid() == pid  # reloaded, not restarted
+
+
+# -- bridge accounts ------------------------------------------------------------------------
+
+LORA_UP = "application/1/device/0011223344556677/event/up"
+TIC_FRAME = "teleinfo/012345678901"
+
+
+@pytest.mark.parametrize(("bridge", "own", "foreign"), [
+    ("chirpstack", LORA_UP, TIC_FRAME), ("teleinfo", TIC_FRAME, LORA_UP)])
+def test_bridge_accounts_own_their_topic_tree(
+        bridge: str, own: str, foreign: str, db_url: str, settings: Settings,
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    root = f"{settings.bridge_prefix}/" if settings.bridge_prefix else ""
+    out = tmp_path / "bridge.csv"
+    monkeypatch.setenv("BEFFROI_DATABASE_URL", db_url)
+    assert cli.main(["devices", "credentials", "generate", "--bridge", bridge, "--force",
+                     "--output", str(out)]) == 0
+    with out.open(newline="") as fh:
+        (row,) = list(csv.DictReader(fh))
+    assert row["device_id"] == row["username"] == bridge
+    peer = wait_connect_result(settings, "", bridge, row["password"], accepted=True)
+    sub_results: list[Any] = []
+    peer.client.on_subscribe = lambda _c, _u, _m, rcs, _p: sub_results.extend(rcs)
+    try:
+        results = {}
+        for topic in (root + own, root + foreign, f"{settings.topic_prefix}/wifi/x/stats",
+                      own if root else f"other/{own}"):
+            mid = peer.client.publish(topic, b"{}", qos=1).mid
+            pump([peer], lambda: mid in peer.pubacks, f"PUBACK on {topic}")  # noqa: B023
+            results[topic] = peer.pubacks[mid]
+        first, *others = results.values()
+        assert not first.is_failure, results  # its own tree
+        assert all(rc.value == NOT_AUTHORIZED for rc in others), results
+        # It may read its own tree (ChirpStack takes downlink commands there), no other.
+        peer.client.subscribe([(root + own.split("/")[0] + "/#", 1),
+                               (root + foreign.split("/")[0] + "/#", 1),
+                               (f"{settings.topic_prefix}/#", 1)])
+        pump([peer], lambda: len(sub_results) == 3, "SUBACK")
+        assert [rc.is_failure for rc in sub_results] == [False, True, True], sub_results
+    finally:
+        peer.close()
+    # Bound to its own client id: any other is refused.
+    other = "chirpstack" if bridge == "teleinfo" else "teleinfo"
+    for cid in (other, f"{bridge}-2", f"{settings.ingest_client_id}-0"):
+        assert connect(settings, cid, bridge, row["password"]).connack.value == NOT_AUTHORIZED
+    # Revoked: no account any more.
+    assert cli.main(["devices", "credentials", "revoke", "--bridge", bridge]) == 0
+    wait_connect_result(settings, "", bridge, row["password"], accepted=False)

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import psycopg
 import pytest
@@ -25,6 +26,8 @@ from devices.democity import DEMO_CITY_FILE
 from devices.families import Family
 from devices.registry import RegistryFileError, load_registry_file, parse_registry
 from tests.conftest import throwaway_database
+from tests.integration.ingest_helpers import ingest_settings, running_ingestor
+from tests.integration.mqtt_helpers import Publisher, await_until
 
 pytestmark = pytest.mark.stack
 
@@ -72,6 +75,7 @@ def test_demo_city_import_counts(demo: store.ImportResult,
     assert _count(rconn, "devices WHERE id = ANY(%s) AND family = 'parking_spot'"
                   " AND dev_eui IS NOT NULL", ids) == 300
     assert _count(rconn, "devices WHERE id = ANY(%s) AND length(meter_id) = 14", ids) == 500
+    assert _count(rconn, "devices WHERE id = ANY(%s) AND length(meter_serial) = 12", ids) == 500
     row = rconn.execute("SELECT report_interval_s, installed_at, metadata FROM devices"
                         " WHERE id = 'spot-gare-042'").fetchone()
     assert row is not None
@@ -152,7 +156,7 @@ def test_database_checks_list_every_problem_and_import_nothing(
     assert store.get_device(rconn, f"ok-{uid}") is None
     # A site whose kind changes must still suit the devices the database has on it.
     gare = next(s for s in load_registry_file(DEMO_CITY_FILE).sites if s.id == "parking-gare")
-    moved = {"sites": [{**gare.model_dump(mode="json"), "kind": "district"}]}
+    moved = {"sites": [{**gare.model_dump(mode="json"), "kind": "district", "parking": None}]}
     with pytest.raises(RegistryFileError, match="does not suit device 'spot-gare-001'"):
         store.import_registry(rconn, parse_registry(moved))
 
@@ -197,3 +201,82 @@ def test_show_with_latest_message(demo: store.ImportResult, rconn: psycopg.Conne
     assert [d["id"] for d in listed] == ["ap-heros-01", "ap-heros-02", "ap-heros-03"]
     assert cli.main(["devices", "sites"]) == 0
     assert "parking-gare" in capsys.readouterr().out
+
+
+async def test_a_real_frame_matches_a_demo_meter(demo: store.ImportResult, registry_db: str,
+                                                 stack: Stack, settings: Settings) -> None:
+    """A frame as teleinfo2mqtt publishes it, from a demo meter's serial, is stored under that
+    meter; the same frame from a serial the registry does not hold is refused."""
+    meter = next(d for d in load_registry_file(DEMO_CITY_FILE).devices
+                 if d.id == "linky-saint-michel-0042")
+    assert meter.meter_serial is not None and meter.meter_id is not None
+    t = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=5)
+    local = t.astimezone(ZoneInfo("Europe/Paris"))
+    summer = local.utcoffset() == timedelta(hours=2)
+
+    def frame(serial: str) -> str:
+        return json.dumps({
+            "ADSC": {"raw": serial, "value": int(serial)},
+            "VTIC": {"raw": "02", "value": 2},
+            "DATE": {"raw": "", "value": "", "timestamp": {
+                "date": local.strftime("%Y-%m-%dT%H:%M:%S.000Z"),
+                "dst": "summer" if summer else "winter"}},
+            "EAST": {"raw": "004512345", "value": 4512345},
+            "PRM": {"raw": meter.meter_id, "value": int(meter.meter_id or 0)},
+            "SINSTS": {"raw": "01840", "value": 1840}})
+
+    s = ingest_settings(settings)
+    with psycopg.connect(registry_db, autocommit=True) as c:
+        c.execute("DELETE FROM grid_readings WHERE device_id = %s", (meter.id,))
+    pub = Publisher.as_role(stack, "admin")
+    try:
+        async with running_ingestor(stack, s, registry_db) as ing:
+            pub.publish(f"teleinfo/{meter.meter_serial}", frame(meter.meter_serial))
+            # Another meter at this delivery point (its PRM in the frame): not this device.
+            pub.publish(f"teleinfo/{meter.meter_id}", frame("021999000001"))
+
+            async def both() -> bool:
+                return ing.committed_messages >= 2
+
+            await await_until(both, timeout=20, what="two frames committed")
+    finally:
+        pub.close()
+    with psycopg.connect(registry_db) as c:
+        rows = c.execute("SELECT time, energy_import_wh FROM grid_readings WHERE device_id = %s",
+                         (meter.id,)).fetchall()
+        dead = c.execute("SELECT reason FROM dead_letters WHERE topic = %s",
+                         (f"teleinfo/{meter.meter_id}",)).fetchall()
+    assert rows == [(t, 4512345)]
+    assert dead == [("unknown_device",)]
+
+
+def test_import_refuses_a_serial_held_by_another_device(demo: store.ImportResult,
+                                                        rconn: psycopg.Connection[Any]) -> None:
+    held = store.get_device(rconn, "linky-baudimont-0001")
+    assert held is not None and held.meter_serial is not None
+    doc = {"devices": [{"id": "linky-new", "family": "grid_meter", "site_id": "baudimont",
+                        "name": "Nouveau", "meter_serial": held.meter_serial}]}
+    with pytest.raises(RegistryFileError, match=f"meter serial {held.meter_serial} already "
+                       "belongs to device 'linky-baudimont-0001'"):
+        store.import_registry(rconn, parse_registry(doc))
+
+
+def test_parking_places_follow_their_site(demo: store.ImportResult,
+                                          rconn: psycopg.Connection[Any]) -> None:
+    sites = {s.id: s for s in store.list_sites(rconn)}
+    gare = sites["parking-gare"]
+    assert gare.parking is not None and gare.parking.national_id == "62041-P-002"
+    assert gare.parking.tariff_24h_eur == 6.5 and sites["grand-place"].parking is None
+    # A listing imported back keeps the place; a zone imported without it loses it.
+    doc = {"sites": [gare.model_dump(mode="json")]}
+    store.import_registry(rconn, parse_registry(doc))
+    assert store.parking_places(rconn)["parking-gare"] == gare.parking
+    try:
+        store.import_registry(rconn, parse_registry(
+            {"sites": [{**doc["sites"][0], "parking": None}]}))
+        assert "parking-gare" not in store.parking_places(rconn)
+    finally:
+        store.import_registry(rconn, parse_registry(doc))
+    with pytest.raises(psycopg.errors.CheckViolation):
+        rconn.execute("UPDATE parking_places SET national_id = '62041-9' "
+                      "WHERE site_id = 'parking-gare'")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 import shutil
 from datetime import UTC, datetime
 from pathlib import Path
@@ -10,6 +11,7 @@ import psycopg
 import pytest
 
 from beffroi.migrate import MigrationError, default_sql_dir, migrate
+from beffroi.stack import Stack
 
 HYPERTABLES = {
     "wifi_ap_stats": "time",
@@ -70,3 +72,35 @@ def test_check_constraints_reject_absurd_values(conn: psycopg.Connection, uid: s
     with pytest.raises(psycopg.errors.CheckViolation):
         conn.execute("INSERT INTO wifi_sessions (time, device_id, client_key, event) VALUES "
                      "(now(), %s, '\\x00112233445566'::bytea, 'associated')", (uid,))
+
+
+def test_meter_serial_migration_moves_12_digit_meter_ids(stack: Stack, tmp_path: Path) -> None:
+    """Before 011 a Linky's ``meter_id`` held either its serial (12 digits) or its PRM (14);
+    011 moves serials to ``meter_serial`` and leaves ``meter_id`` to PRMs."""
+    old = tmp_path / "sql"
+    old.mkdir()
+    for path in default_sql_dir().glob("*.sql"):
+        if path.name < "011_meter_serial.sql":
+            shutil.copy(path, old / path.name)
+    name = f"beffroi_test_mig_{secrets.token_hex(3)}"
+    stack.ensure_database(name)
+    url = stack.database_url(name)
+    try:
+        migrate(url, old)
+        with psycopg.connect(url, autocommit=True) as c:
+            c.execute("INSERT INTO sites (id, kind, name, insee) VALUES"
+                      " ('d', 'district', 'D', '62041')")
+            c.execute("INSERT INTO devices (id, family, site_id, name, report_interval_s,"
+                      " meter_id) VALUES ('serial', 'grid_meter', 'd', 's', 600, '041876097283'),"
+                      " ('prm', 'grid_meter', 'd', 'p', 600, '30001610071843')")
+        migrate(url)
+        with psycopg.connect(url, autocommit=True) as c:
+            rows = c.execute("SELECT id, meter_id, meter_serial FROM devices ORDER BY id")
+            assert rows.fetchall() == [("prm", "30001610071843", None),
+                                       ("serial", None, "041876097283")]
+            for column, value in (("meter_id", "041876097283"), ("meter_serial", "30001610071843"),
+                                  ("meter_serial", "04187609728")):
+                with pytest.raises(psycopg.errors.CheckViolation):
+                    c.execute(f"UPDATE devices SET {column} = %s WHERE id = 'prm'", (value,))
+    finally:
+        stack.drop_database(name)

@@ -59,7 +59,10 @@ async def _publish(stack: Stack, sim: Simulation, accounts: dict[str, tuple[str,
     host, port = stack.settings.broker_address()
 
     def go() -> int:
-        fleet = Fleet(host, port, accounts, client_prefix=f"sim-test-{sim.scenario.seed}")
+        # The admin account is not bound to a client id: give its connections ids of their own.
+        ids = {k: f"sim-test-{sim.scenario.seed}-{k}" for k, (user, _) in accounts.items()
+               if user == stack.mqtt_credentials("admin")[0]}
+        fleet = Fleet(host, port, accounts, client_ids=ids)
         fleet.connect()
         try:
             stats = publish_stream(msgs if msgs is not None else sim.messages(), fleet, router,
@@ -143,7 +146,7 @@ async def test_per_device_connections_authenticate(stack: Stack, settings: Setti
         probe = {ids[0]: (ids[0], passwords[ids[0]])}
 
         def can_connect(accts: dict[str, tuple[str, str]]) -> bool:
-            fleet = Fleet(host, port, accts, client_prefix=f"probe-{uid}")
+            fleet = Fleet(host, port, accts)  # a device's client id is its id
             try:
                 fleet.connect(timeout=5)
             except PublishError:
@@ -176,7 +179,8 @@ def _merge_broker_accounts(stack: Stack, *, add: list[BrokerAccount] | None = No
     path = stack.device_accounts_file
     if path.exists():
         current = [BrokerAccount(d["username"], d["password_hash"], tuple(d["read"]),
-                                 tuple(d["write"])) for d in json.loads(path.read_text())]
+                                 tuple(d["write"]), d.get("client_id", d["username"]))
+                   for d in json.loads(path.read_text())]
     drop = (remove or set()) | {a.username for a in add or []}
     merged = [a for a in current if a.username not in drop] + list(add or [])
     stack.write_broker_auth(merged)

@@ -41,7 +41,7 @@ SPOT = KIND_BY_TOPIC["parking", "state"]
 TRANSACTION = KIND_BY_TOPIC["parking", "transaction"]
 METER_STATUS = KIND_BY_TOPIC["parking", "status"]
 GRID = KIND_BY_TOPIC["grid", "reading"]
-DEV_EUIS = {"70b3d57ed0051a2b": "spot-042"}
+DEV_EUIS = {"70b3d57ed0051a2b": "spot-042", "70b3d57ed0051a2d": "spot-043"}
 METERS = {"041876097283": "linky-mairie", "012345678901": "linky-ecole",
           "30001610071843": "linky-gymnase"}  # fmt: skip
 
@@ -414,6 +414,15 @@ def test_chirpstack_unknown_device() -> None:
     assert err.device_id is None
 
 
+@pytest.mark.parametrize("topic", ["70b3d57ed0051a2d", "70b3d57ed0051a2c", "not-an-eui"])
+def test_chirpstack_event_of_another_device_than_its_topic_is_refused(topic: str) -> None:
+    """deviceInfo.devEui says spot-042; the topic names another device (spot-043, an unknown
+    one, or no DevEUI at all): neither is believed."""
+    err = chirpstack_reject(CHIRPSTACK_UPLINK, "invalid_payload", topic_dev_eui=topic)
+    assert "differs from the topic's DevEUI" in err.detail
+    assert err.device_id is None
+
+
 def test_chirpstack_dev_eui_from_topic() -> None:
     message = uplink(deviceInfo=None)
     assert chirpstack(message, topic_dev_eui="70B3D57ED0051A2B")[0] == "spot-042"
@@ -450,7 +459,8 @@ def test_chirpstack_not_json() -> None:
 TELEINFO2MQTT_STANDARD: dict[str, Any] = {
     "ADSC": {"raw": "041876097283", "value": 41876097283},
     "VTIC": {"raw": "02", "value": 2},
-    "DATE": {"raw": "E240514104217", "value": ""},
+    "DATE": {"raw": "", "value": "",
+             "timestamp": {"date": "2024-05-14T10:40:00.000Z", "dst": "summer"}},
     "NGTF": {"raw": "      BASE      ", "value": "BASE"},
     "EAST": {"raw": "002738033", "value": 2738033},
     "EASF01": {"raw": "002738033", "value": 2738033},
@@ -478,8 +488,8 @@ def teleinfo_reject(frame: Any, reason: str, meter_id: str | None = None) -> Dec
 def test_teleinfo2mqtt_standard_mode() -> None:
     device_id, (r,) = teleinfo(TELEINFO2MQTT_STANDARD, "041876097283")
     assert device_id == "linky-mairie"
-    # E = summer time, +02:00
-    assert r == GridReading(datetime(2024, 5, 14, 8, 42, 17, tzinfo=UTC), "linky-mairie", 2738033,
+    # summer time, +02:00
+    assert r == GridReading(datetime(2024, 5, 14, 8, 40, tzinfo=UTC), "linky-mairie", 2738033,
                             1500, 1840.0, 231.0, None, None, 8.0, None, None, None)  # fmt: skip
 
 
@@ -510,16 +520,82 @@ def test_tic_date_season_flag_settles_dst(date: str, utc: datetime) -> None:
     assert teleinfo(frame)[1][0].time == utc
 
 
-@pytest.mark.parametrize("date", ["e240514104217", "h240514104217", "240514104217"])
+@pytest.mark.parametrize("date", ["e240514104217", "h240514104217", "240514104217",
+                                  "E240114104217", "H240714104217"])
 def test_tic_date_without_reliable_season_is_reception_time(date: str) -> None:
     assert teleinfo({"ADSC": "041876097283", "DATE": date, "EAST": 1})[1][0].time == NOW
 
 
-def test_tic_date_from_teleinfo2mqtt_timestamp() -> None:
-    timestamp = {"date": "2024-05-14T08:40:00.000Z", "dst": "summer"}
+def teleinfo2mqtt_date(date: str) -> dict[str, Any]:
+    """DATE as teleinfo2mqtt publishes it: the local clock fields written as if UTC
+    (``new Date(Date.UTC(...)).toISOString()``), the season in ``dst``, an empty value."""
+    flag, d = date[0], date[1:]
+    iso = f"20{d[0:2]}-{d[2:4]}-{d[4:6]}T{d[6:8]}:{d[8:10]}:{d[10:12]}.000Z"
+    return {"raw": "", "value": "",
+            "timestamp": {"date": iso, "dst": "winter" if flag == "H" else "summer"}}
+
+
+@pytest.mark.parametrize(
+    ("date", "utc"),
+    [
+        ("E241027023000", datetime(2024, 10, 27, 0, 30, tzinfo=UTC)),  # first 02:30, summer
+        ("H241027023000", datetime(2024, 10, 27, 1, 30, tzinfo=UTC)),  # repeated 02:30, winter
+        ("E261025025959", datetime(2026, 10, 25, 0, 59, 59, tzinfo=UTC)),
+        ("H261025020000", datetime(2026, 10, 25, 1, 0, tzinfo=UTC)),
+        ("H260329015959", datetime(2026, 3, 29, 0, 59, 59, tzinfo=UTC)),  # before spring jump
+        ("E260329030000", datetime(2026, 3, 29, 1, 0, tzinfo=UTC)),  # after spring jump
+        ("E240514120000", datetime(2024, 5, 14, 10, 0, tzinfo=UTC)),
+        ("H240114104217", datetime(2024, 1, 14, 9, 42, 17, tzinfo=UTC)),
+    ],
+)
+def test_tic_date_from_teleinfo2mqtt_timestamp(date: str, utc: datetime) -> None:
+    frame = {"ADSC": "041876097283", "DATE": teleinfo2mqtt_date(date), "EAST": 1}
+    assert teleinfo(frame)[1][0].time == utc
+    del frame["ADSC"]
+    (r,) = decode(GRID, frame)  # the same frame on a meter's own topic
+    assert r.time == utc
+
+
+def test_teleinfo2mqtt_repeated_october_hour_gives_two_times() -> None:
+    times = [teleinfo({"ADSC": "041876097283", "DATE": teleinfo2mqtt_date(d), "EAST": 1})[1][0]
+             .time for d in ("E241027023000", "H241027023000")]
+    assert times[1] - times[0] == timedelta(hours=1)
+
+
+@pytest.mark.parametrize(
+    "timestamp",
+    [{"date": "2024-01-14T10:42:17.000Z", "dst": "summer"},  # summer time in January
+     {"date": "2024-07-14T10:42:17.000Z", "dst": "winter"},
+     {"date": "2024-03-31T02:30:00.000Z", "dst": "summer"}],  # a time that did not exist
+)  # fmt: skip
+def test_teleinfo2mqtt_season_contradicting_the_calendar_is_reception_time(
+    timestamp: dict[str, str],
+) -> None:
+    date = {"raw": "", "value": "", "timestamp": timestamp}
+    assert teleinfo({"ADSC": "041876097283", "DATE": date, "EAST": 1})[1][0].time == NOW
+
+
+def test_teleinfo2mqtt_date_with_a_real_offset_is_taken_as_is() -> None:
+    timestamp = {"date": "2024-05-14T10:42:17+02:00", "dst": "summer"}
     date = {"raw": "", "value": "", "timestamp": timestamp}
     frame = {"ADSC": "041876097283", "DATE": date, "EAST": 1}
-    assert teleinfo(frame)[1][0].time == datetime(2024, 5, 14, 8, 40, tzinfo=UTC)
+    assert teleinfo(frame)[1][0].time == datetime(2024, 5, 14, 8, 42, 17, tzinfo=UTC)
+
+
+@pytest.mark.parametrize("date", ["0001-01-01T00:30:00.000Z", "2024-05-14T10:42:17",
+                                  "tomorrow", "0001-01-01T00:00:00+01:00"])
+def test_teleinfo2mqtt_bad_dates(date: str) -> None:
+    timestamp = {"date": date, "dst": "winter"}
+    frame = {"ADSC": "041876097283", "DATE": {"raw": "", "value": "", "timestamp": timestamp},
+             "EAST": 1}
+    teleinfo_reject(frame, "bad_timestamp")
+
+
+@pytest.mark.parametrize("dst", [None, "", "E", "Summer", 1])
+def test_teleinfo2mqtt_date_without_season(dst: object) -> None:
+    timestamp = {"date": "2024-05-14T10:42:17.000Z", "dst": dst}
+    date = {"raw": "", "value": "", "timestamp": timestamp}
+    teleinfo_reject({"ADSC": "041876097283", "DATE": date, "EAST": 1}, "bad_timestamp")
 
 
 @pytest.mark.parametrize("date", ["X240514104217", "E241314104217", "E24051410421", "E2405141042xx",
@@ -551,8 +627,20 @@ def test_historic_base_flat() -> None:
 def test_teleinfo_meter_id_from_topic_and_prm_fallback() -> None:
     frame = {"EAST": 10}
     assert teleinfo(frame, "041876097283")[0] == "linky-mairie"
+    # linky-gymnase has a PRM and no registered serial: its PRM identifies it.
     assert teleinfo({"ADSC": "099999999999", "EAST": 10}, "30001610071843")[0] == "linky-gymnase"
+    prm = {"raw": "30001610071843", "value": 30001610071843}
+    assert teleinfo({"ADSC": "099999999999", "PRM": prm, "EAST": 10})[0] == "linky-gymnase"
     teleinfo_reject(frame, "invalid_payload")
+
+
+def test_teleinfo_matches_the_serial_not_the_topic() -> None:
+    # The frame's serial decides; another serial in the topic does not stand in for it.
+    err = teleinfo_reject({"ADSC": "099999999999", "EAST": 10}, "unknown_device", "041876097283")
+    assert "099999999999" in err.detail
+    # PRM 30001610071844 is linky-mairie's, whose serial is registered: the lookup (built by
+    # meter_index) does not answer it, so a frame from another meter there is refused.
+    teleinfo_reject({"ADSC": "099999999999", "EAST": 10}, "unknown_device", "30001610071844")
 
 
 def test_teleinfo_unknown_meter() -> None:
@@ -574,7 +662,8 @@ def test_teleinfo_rejections_carry_the_device(frame: dict[str, Any], reason: str
     assert teleinfo_reject(frame, reason).device_id == "linky-mairie"
 
 
-@pytest.mark.parametrize("adsc", ["ABCDEF123456", "0418760972831234", "", None, True])
+@pytest.mark.parametrize("adsc", ["ABCDEF123456", "0418760972831234", "30001610071843",
+                                  "0418760972831", "\u0664" * 12, "", None, True])
 def test_bad_meter_ids(adsc: object) -> None:
     teleinfo_reject({"ADSC": adsc, "EAST": 1}, "invalid_payload", "041876097283")
 
@@ -589,7 +678,7 @@ def test_tic_on_a_device_topic() -> None:
     frame = copy.deepcopy(TELEINFO2MQTT_STANDARD)
     del frame["ADSC"]
     (r,) = decode(GRID, frame)
-    assert (r.device_id, r.time) == ("dev-1", datetime(2024, 5, 14, 8, 42, 17, tzinfo=UTC))
+    assert (r.device_id, r.time) == ("dev-1", datetime(2024, 5, 14, 8, 40, tzinfo=UTC))
     frame["ADSC"] = "099999999999"  # a meter the registry does not know: the topic decides
     assert decode(GRID, frame)[0].device_id == "dev-1"
     frame["ADSC"] = "041876097283"  # registered to linky-mairie, not dev-1

@@ -15,7 +15,14 @@ from devices.errors import (
     INVALID_PAYLOAD,
     DecodeError,
 )
-from devices.privacy import MacHasher, normalize_mac, scrub_macs, scrub_macs_bytes
+from devices.privacy import (
+    MacHasher,
+    normalize_mac,
+    scrub_macs,
+    scrub_macs_bytes,
+    scrub_personal,
+    scrub_personal_bytes,
+)
 
 MAC_BYTES = bytes.fromhex("a4c3f0851b2e")
 DAY1 = datetime(2024, 5, 14, 10, 0, tzinfo=UTC)
@@ -172,3 +179,39 @@ def test_reason_codes() -> None:
         "unsupported_format", "senml_invalid", "unit_mismatch", "unknown_device",
     } == DECODER_REASONS  # fmt: skip
     assert not DECODER_REASONS & INGEST_REASONS
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ('{"sta": "a4c3f0851b2e"}', '{"sta": "<mac>"}'),  # bare MAC under any key
+        ("client A4C3F0851B2E left", "client <mac> left"),
+        ("plate AB-123-CD, ab-123-cd, AB123CD, AB 123 CD",
+         "plate <plate>, <plate>, <plate>, <plate>"),
+        ("FNI 1234 AB 62 / 1234-AB-62 / 1234AB62 / 123 ABC 2A",
+         "FNI <plate> / <plate> / <plate> / <plate>"),
+        ("device_id 'ab123cd' unknown", "device_id '<plate>' unknown"),
+    ],
+)
+def test_scrub_personal(text: str, expected: str) -> None:
+    assert scrub_personal(text) == expected
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        '{"ADSC": "041876097283", "PRM": "30001234567890"}',  # Linky serial and PRM
+        "deduplicationId 3ac7e3c4-4401-4b8d-9386-a5c902f9202d",
+        "at 2024-05-14T10:42:00+02:00, E240514104200",
+        "took 100 ms for 1 of 20 batches in 12 s",
+        "spot-GA-001 linky-NO-0001 t1a2b3c4d-ap",
+        "id 0a4c3f0851b2e9",
+    ],
+)
+def test_scrub_personal_leaves_other_text_alone(text: str) -> None:
+    assert scrub_personal(text) == text
+
+
+def test_scrub_personal_bytes() -> None:
+    payload = b'{"x":"a4c3f0851b2e","plate":"AB-123-CD","y":"\xff"}'
+    assert scrub_personal_bytes(payload) == b'{"x":"<mac>","plate":"<plate>","y":"\xff"}'

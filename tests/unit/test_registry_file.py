@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -48,7 +49,8 @@ def test_valid_json_file_with_defaults_and_normalisation(tmp_path: Path) -> None
         {"id": "meter-1", "family": "parking_meter", "site_id": "pz", "name": "H1",
          "report_interval_s": 300, "active": False},
         {"id": "linky-1", "family": "grid_meter", "site_id": "dist", "name": "L1",
-         "meter_id": "09 1234 5678 9012", "metadata": {"phases": 3}},
+         "meter_id": "09 1234 5678 9012", "meter_serial": "0418 7609 7283",
+         "metadata": {"phases": 3}},
     ]
     reg = load_registry_file(write_json(tmp_path, [SQUARE, ZONE, DISTRICT], devices))
     assert [s.kind for s in reg.sites] == [SiteKind.SQUARE, SiteKind.PARKING_ZONE,
@@ -59,7 +61,8 @@ def test_valid_json_file_with_defaults_and_normalisation(tmp_path: Path) -> None
     assert spot.dev_eui == "70b3d57ed000000a"
     assert spot.installed_at == datetime(2023, 3, 6, 8, 0, tzinfo=UTC)
     assert spot.installed_at is not None and spot.installed_at.utcoffset() is not None
-    assert linky.meter_id == "09123456789012" and linky.metadata == {"phases": 3}
+    assert linky.meter_id == "09123456789012" and linky.meter_serial == "041876097283"
+    assert linky.metadata == {"phases": 3}
     assert meter.active is False and ap.active is True
     assert ap.family is Family.WIFI_AP
 
@@ -93,9 +96,13 @@ def test_bad_site_reasons(record: dict[str, Any], reason: str) -> None:
     ({"name": "   "}, "name: String should have at least 1 character"),
     ({"dev_eui": "70b3d57ed00000"}, "dev_eui: a DevEUI is 16 hexadecimal digits"),
     ({"dev_eui": "70b3d57ed000000g"}, "dev_eui: a DevEUI is 16 hexadecimal digits"),
-    ({"meter_id": "0912345678901"}, "meter_id: a meter id is 12 digits (ADSC) or 14"),
-    ({"meter_id": "09123456789a"}, "meter_id: a meter id is 12 digits (ADSC) or 14"),
-    ({"meter_id": 91234567890123}, "meter_id: a meter id is a string of digits"),
+    ({"meter_id": "0912345678901"}, "meter_id: a PRM is 14 digits"),
+    ({"meter_id": "0912345678901a"}, "meter_id: a PRM is 14 digits"),
+    ({"meter_id": "091234567890"}, "meter_id: '091234567890' has 12 digits: a meter's serial"),
+    ({"meter_id": 91234567890123}, "meter_id: a PRM is a string of digits"),
+    ({"meter_serial": "09123456789012"}, "meter_serial: a meter serial (ADSC/ADCO) is 12 dig"),
+    ({"meter_serial": "09123456789a"}, "meter_serial: a meter serial (ADSC/ADCO) is 12 dig"),
+    ({"meter_serial": 91234567890}, "meter_serial: a meter serial is a string of digits"),
     ({"report_interval_s": 0}, "report_interval_s: Input should be greater than or equal to 1"),
     ({"report_interval_s": 604801}, "report_interval_s: Input should be less than or equal to"),
     ({"installed_at": "2023-03-06T10:00:00"}, "installed_at: Input should have timezone info"),
@@ -144,9 +151,9 @@ def test_cross_checks_duplicates_unknown_sites_and_kinds() -> None:
         {"id": "s2", "family": "parking_spot", "site_id": "pz", "name": "s",
          "dev_eui": "00:00:00:00:00:00:00:aa"},  # same DevEUI once normalised
         {"id": "l1", "family": "grid_meter", "site_id": "dist", "name": "l",
-         "meter_id": "123456789012"},
+         "meter_id": "12345678901234", "meter_serial": "123456789012"},
         {"id": "l2", "family": "grid_meter", "site_id": "dist", "name": "l",
-         "meter_id": "123456789012"},  # duplicate meter id
+         "meter_id": "12345678901234", "meter_serial": "123456789012"},  # duplicates
         {"id": "l3", "family": "grid_meter", "site_id": "sq", "name": "l"},  # wrong kind
         {"id": "m1", "family": "parking_meter", "site_id": "nowhere", "name": "m"},  # unknown
     ]
@@ -155,7 +162,8 @@ def test_cross_checks_duplicates_unknown_sites_and_kinds() -> None:
         "sites[3] (sq): duplicate site id (first at sites[0])",
         "devices[1] (ap-1): duplicate device id ap-1 (first at devices[0])",
         "devices[3] (s2): duplicate DevEUI 00000000000000aa (first at devices[2])",
-        "devices[5] (l2): duplicate meter id 123456789012 (first at devices[4])",
+        "devices[5] (l2): duplicate PRM 12345678901234 (first at devices[4])",
+        "devices[5] (l2): duplicate meter serial 123456789012 (first at devices[4])",
         "devices[6] (l3): family grid_meter belongs on a district site, but site 'sq' is a "
         "square",
         "devices[7] (m1): site_id: unknown site 'nowhere'",
@@ -282,6 +290,11 @@ def test_demo_city_file_is_the_generator_output_and_valid() -> None:
     assert {s.id: s.capacity for s in reg.sites if s.id in spots} == spots
     meters = [d for d in reg.devices if d.family is Family.GRID_METER]
     assert all(d.meter_id is not None and len(d.meter_id) == 14 for d in meters)
+    # Serials as Linky meters carry them: 12 digits, distinct from the PRMs, and unique.
+    serials = [d.meter_serial for d in meters]
+    assert all(s is not None and re.fullmatch(r"[0-9]{12}", s) for s in serials)
+    assert len(set(serials)) == len(meters)
+    assert not {d.meter_id for d in meters} & set(serials)
     assert {d.metadata["profile"] for d in meters} == {"residential", "professional"}
     assert {d.metadata["phases"] for d in meters} == {1, 3}
     assert all(d.id == d.id.lower() and "/" not in d.id for d in reg.devices)

@@ -266,6 +266,27 @@ def test_parking_state_with_dbw_and_percent() -> None:
     assert decode(SPOT, pack) == [ParkingSpotState(NOW, "dev-1", "occupied", 0.87, -104, 7.5)]
 
 
+@pytest.mark.parametrize(("v", "ratio"), [(87, 0.87), (100, 1.0), (0, 0.0), (57.5, 0.575)])
+def test_battery_in_percent_energy_level(v: float, ratio: float) -> None:
+    """RFC 8428 registers %EL (remaining battery energy level, percent) for batteries."""
+    (r,) = decode(SPOT, [{"n": "occupied", "vb": True}, {"n": "battery", "u": "%EL", "v": v}])
+    assert r.battery == pytest.approx(ratio, abs=1e-12)
+    (s,) = decode(METER_STATUS, [{"n": "battery", "u": "%EL", "v": v}])
+    assert s.battery == pytest.approx(ratio, abs=1e-12)
+    (b,) = decode(SPOT, [{"bu": "%EL"}, {"n": "occupied", "vb": False}, {"n": "battery", "v": v}])
+    assert b.battery == pytest.approx(ratio, abs=1e-12)  # the base unit applies too
+
+
+@pytest.mark.parametrize(("kind", "record"), [
+    (SPOT, {"n": "battery", "u": "%EL", "v": 100.5}),
+    (SPOT, {"n": "battery", "u": "%EL", "v": -1}),
+    (METER_STATUS, {"n": "battery", "u": "%EL", "v": 250}),
+])
+def test_battery_energy_level_beyond_100_percent(kind: MessageKind, record: dict[str, Any]) -> None:
+    reject(kind, [{"n": "occupied", "vb": True}, record] if kind == SPOT else [record],
+           "out_of_range")
+
+
 @pytest.mark.parametrize(("v", "state"), [(0, "free"), (1, "occupied")])
 def test_parking_occupied_as_a_ratio(v: int, state: str) -> None:
     (r,) = decode(SPOT, [{"n": "occupied", "u": "/", "v": v}, {"n": "rssi", "u": "dBm", "v": -90}])
@@ -411,6 +432,7 @@ def test_unknown_fields_are_ignored() -> None:
 @pytest.mark.parametrize(
     ("kind", "record"),
     [(SPOT, {"n": "battery", "u": "V", "v": 3.6}), (SPOT, {"n": "rssi", "u": "dB", "v": -90}),
+     (METER_STATUS, {"n": "paper", "u": "%EL", "v": 40}),  # %EL is a battery's level only
      (SPOT, {"n": "occupied", "u": "W", "v": 1}), (GRID, {"n": "power", "u": "VA", "v": 10}),
      (GRID, {"n": "energy_import", "u": "VAh", "v": 10}),
      (GRID, {"bu": "A", "n": "voltage_l1", "v": 230}),
