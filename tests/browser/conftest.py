@@ -45,7 +45,8 @@ CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run"]
 AXE = Path(__file__).parent / "vendor" / "axe-core" / "axe.min.js"
-DST_DAY = "2026-10-25"
+DST_DAY = "2026-10-25"  # a Sunday: parking is free
+WEEKDAY = "2026-10-27"  # a Tuesday morning, for payments
 NATIVE = {"wifi_ap": {"native": 1.0}, "parking_spot": {"native": 1.0},
           "parking_meter": {"native": 1.0}, "grid_meter": {"native": 1.0}}
 # Where the tiny city stands (Arras): the overview's map needs coordinates.
@@ -166,9 +167,11 @@ def dash(stack: Stack, settings: Settings,
         ingest = IngestProcess(stack, db_url, work / "ingest.log")
         ingest.start()
         try:
-            sim = Simulation(_scenario(f"{DST_DAY} 00:00", "25h", 7), reg,
-                             prefix=ingest.prefix)
-            msgs = [m for m in sim.messages() if m.fault is None]
+            msgs = [m for start, length, seed in ((f"{DST_DAY} 00:00", "25h", 7),
+                                                  (f"{WEEKDAY} 08:00", "4h", 8))
+                    for m in Simulation(_scenario(start, length, seed), reg,
+                                        prefix=ingest.prefix).messages()
+                    if m.fault is None]
             publish_fast(stack, ((m.topic, m.payload) for m in msgs))
             # One row per device and time (two messages of a device in the same instant
             # make one row); wifi session messages carry several events and are not counted.
