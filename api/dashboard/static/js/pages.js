@@ -82,17 +82,28 @@ async function currentOf(site) {
     const c = await get(`/v1/parking/zones/${encodeURIComponent(site.id)}/current`);
     const known = c.free + c.occupied;
     return { value: known ? c.occupied / known : null, share: known ? c.occupied / known : null,
+      short: known ? f.pct(c.occupied / known, 0) : null,
       text: known ? `${f.pct(c.occupied / known, 0)} (${t('ov.spots_taken', { n: f.num(c.occupied, 0), of: f.num(known, 0) })})` : t('ov.no_recent') };
   }
   if (site.kind === 'square') {
     const c = await get(`/v1/wifi/squares/${encodeURIComponent(site.id)}/clients`, { from: ago(60), to: now.toISOString(), bucket: '5m' });
     const last = [...c.data].reverse().find((r) => r.aps_reporting > 0);
-    return { value: last ? last.clients_mean : null, text: last ? t('ov.clients', { n: f.num(last.clients_mean, 0) }) : t('ov.no_recent') };
+    return { value: last ? last.clients_mean : null, short: last ? t('ov.clients_short', { n: f.num(last.clients_mean, 0) }) : null,
+      text: last ? t('ov.clients', { n: f.num(last.clients_mean, 0) }) : t('ov.no_recent') };
   }
   const e = await get(`/v1/grid/districts/${encodeURIComponent(site.id)}/energy`, { from: ago(120), to: now.toISOString(), bucket: '10m' });
   const last = [...e.data].reverse().find((r) => r.mean_power_w !== null);
-  return { value: last ? last.mean_power_w : null, text: last ? `${f.num(last.mean_power_w / 1000, 1)} kW` : t('ov.no_recent') };
+  const kw = last ? `${f.num(last.mean_power_w / 1000, 0)} kW` : null;
+  return { value: last ? last.mean_power_w : null, short: kw, text: kw || t('ov.no_recent') };
 }
+
+// Squares lie inside the centre, next to (or on) their parking zone: their label shows on
+// hover and focus only, the table under the map gives every value.
+const LABEL = {
+  district: (r) => ({ permanent: true, direction: 'bottom', offset: [0, r] }),
+  square: (r) => ({ permanent: false, direction: 'top', offset: [0, -r] }),
+  parking_zone: (r) => ({ permanent: true, direction: 'right', offset: [r, 0] }),
+};
 
 function drawMap(node, sites, values, tileUrl) {
   const L = window.L;
@@ -101,22 +112,23 @@ function drawMap(node, sites, values, tileUrl) {
   const placed = sites.filter((s) => s.latitude !== null && s.longitude !== null);
   const layer = L.layerGroup().addTo(map);
   // room on the right for the labels
-  if (placed.length) map.fitBounds(L.latLngBounds(placed.map((s) => [s.latitude, s.longitude])), { paddingTopLeft: [130, 40], paddingBottomRight: [280, 50] });
+  if (placed.length) map.fitBounds(L.latLngBounds(placed.map((s) => [s.latitude, s.longitude])), { paddingTopLeft: [130, 40], paddingBottomRight: [260, 50] });
   else map.setView([46.6, 2.4], 5);
   const maxOf = {};
   for (const s of placed) {
     const v = values[s.id] && values[s.id].value;
     if (v !== null && v !== undefined) maxOf[s.kind] = Math.max(maxOf[s.kind] || 0, v);
   }
-  for (const s of placed) {
+  const ORDER = { district: 0, parking_zone: 1, square: 2 }; // small circles on top
+  for (const s of [...placed].sort((a, b) => ORDER[a.kind] - ORDER[b.kind])) {
     const cur = values[s.id] || {};
     const share = s.kind === 'parking_zone' ? cur.share : (cur.value !== null && cur.value !== undefined && maxOf[s.kind] ? cur.value / maxOf[s.kind] : null);
     const radius = s.kind === 'district' ? 26 : s.kind === 'parking_zone' ? 14 : 10;
     L.circleMarker([s.latitude, s.longitude], {
       radius, color: '#222', weight: 1.5, fillColor: colourOf(share), fillOpacity: s.kind === 'district' ? 0.45 : 0.85,
       dashArray: s.kind === 'district' ? '4 3' : null,
-    }).addTo(layer).bindTooltip(`${s.name} : ${cur.text || '—'}`, { permanent: true, direction: s.kind === 'district' ? 'bottom' : 'right',
-      offset: s.kind === 'district' ? [0, radius] : [radius, 0], className: 'map-label' });
+    }).addTo(layer).bindTooltip(`${s.name} : ${cur.short || t('ov.no_recent_short')}`, {
+      className: 'map-label', ...LABEL[s.kind](radius) });
   }
   return map;
 }

@@ -211,7 +211,8 @@ export function seriesPanel(root, cfg) {
       width: Math.max(chart.clientWidth || 600, 300),
       height: 300,
       tzDate: (ts) => U.tzDate(new Date(ts * 1000), f.TZ),
-      scales: { x: { time: true } },
+      // from zero: a municipal reader compares heights, not a zoomed band
+      scales: { x: { time: true }, y: { range: (u, min, max) => [Math.min(0, min ?? 0), max > 0 ? max * 1.05 : 1] } },
       legend: { live: true },
       cursor: { drag: { x: false, y: false } },
       series: [
