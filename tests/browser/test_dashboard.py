@@ -300,3 +300,28 @@ def test_a_device_page_shows_its_latest_readings_and_history(dash: Dash, tab: Ta
                    **{"from": DST_DAY, "to": "2026-10-26", "bucket": "1h"})["data"]
     _same(_values(tab, "occupancy"), [r["occupancy"] for r in api])
     assert "device=" in tab.page.url
+
+
+def test_the_keyboard_reaches_the_content_the_menu_and_the_chart_controls(
+        dash: Dash, tab: Tab) -> None:
+    tab.sign_in(dash)
+    tab.goto(dash, f"energie?site={dash.site('dist')}&from={DST_DAY}&to={DST_DAY}&bucket=1h")
+    page = tab.page
+    page.reload()  # a fresh load: the first Tab stop is the skip link
+    expect(page.locator("#p-msg")).to_contain_text("25 points")
+    page.keyboard.press("Tab")
+    assert page.evaluate("document.activeElement.id") == "skip-link"
+    page.keyboard.press("Enter")
+    assert page.evaluate("document.activeElement.id") == "main"
+    focused: list[str] = []
+    for _ in range(16):
+        page.keyboard.press("Tab")
+        now = page.evaluate("document.activeElement.id || document.activeElement.tagName")
+        if not focused or focused[-1] != now:  # a date field has a stop per part
+            focused.append(now)
+    assert focused[:7] == ["p-site", "p-metric", "p-range", "p-from", "p-to", "p-bucket",
+                           "p-csv"], focused
+    # A control changed from the keyboard redraws: the step goes from hour to day.
+    page.focus("#p-bucket")
+    page.keyboard.press("ArrowDown")
+    expect(page.locator("#p-msg")).to_contain_text("1 point")

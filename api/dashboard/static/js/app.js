@@ -96,6 +96,11 @@ async function boot() {
     clearToken();
     location.hash = '#/connexion?reason=expired';
   });
+  // the routes live in the fragment: the skip link moves the focus without changing it
+  document.getElementById('skip-link').addEventListener('click', (ev) => {
+    ev.preventDefault();
+    main.focus();
+  });
   document.getElementById('lang-switch').addEventListener('click', async () => {
     await loadLang(currentLang() === 'fr' ? 'en' : 'fr');
     render();
