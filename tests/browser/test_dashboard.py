@@ -252,6 +252,7 @@ INDICATORS = [
      [f"revenue_cents_{m}" for m in ("card", "contactless", "coins", "mobile")], "1h"),
     ("stationnement", "pz", "faults", "/v1/parking/zones/{}/revenue", ["meter_faults"], "1h"),
     ("energie", "dist", "peaks", "/v1/grid/districts/{}/peaks", ["peak_power_w"], "1d"),
+    ("energie", "dist", "voltage", "/v1/grid/districts/{}/voltage", ["min_v", "max_v"], "1d"),
     ("energie", "dist", "export", "/v1/grid/districts/{}/export", ["export_wh", "import_wh"],
      "1h"),
     ("energie", "dist", "voltage", "/v1/grid/districts/{}/voltage", ["share_within"], "1h"),
@@ -282,6 +283,10 @@ def test_every_indicator_shows_the_apis_numbers(dash: Dash, tab: Tab) -> None:
         expect(msg).to_contain_text(f"{len(api)} point")
         for key in keys:
             _same(_values(tab, key), [r[key] for r in api])
+        if metric == "peaks":  # when the peak was, in the city's time
+            when = page.locator("#p-table td[data-key='peak_at']").first
+            expect(when).to_have_attribute("data-value", api[0]["peak_at"])
+            expect(when).to_contain_text("25/10/2026 ")
     # The ingestor refuses wifi sessions of a day that is over (per-client data), so a past
     # day has no visitors nor dwell times; every other indicator has data.
     assert set(empty) <= {"visitors", "dwell"}, empty

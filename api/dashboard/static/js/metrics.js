@@ -35,12 +35,14 @@ export const ENERGY = [
   { key: 'energy', label: 'm.energy', short: ['1h', '1d'], path: (d) => `/v1/grid/districts/${enc(d)}/energy`,
     fields: [{ key: 'import_wh', label: 'f.import', unit: 'kWh', scale: kilo }], has: (r) => r.meters > 0 },
   { key: 'peaks', label: 'm.peaks', buckets: ['1d', '1w', '1mo'], path: (d) => `/v1/grid/districts/${enc(d)}/peaks`,
-    fields: [{ key: 'peak_power_w', label: 'f.peak', unit: 'kW', scale: kilo }], has: (r) => r.peak_power_w !== null },
+    fields: [{ key: 'peak_power_w', label: 'f.peak', unit: 'kW', scale: kilo }, { key: 'peak_at', label: 'f.peak_at', kind: 'time' }],
+    has: (r) => r.peak_power_w !== null },
   { key: 'export', label: 'm.export', short: ['1h', '1d'], path: (d) => `/v1/grid/districts/${enc(d)}/export`,
     fields: [{ key: 'export_wh', label: 'f.export', unit: 'kWh', scale: kilo }, { key: 'import_wh', label: 'f.producers_import', unit: 'kWh', scale: kilo }],
     has: (r) => r.producers > 0 },
   { key: 'voltage', label: 'm.voltage', buckets: LONG, path: (d) => `/v1/grid/districts/${enc(d)}/voltage`,
-    fields: [{ key: 'share_within', label: 'f.share_within', unit: '%', scale: pct, digits: 2 }], has: (r) => r.values > 0 },
+    fields: [{ key: 'share_within', label: 'f.share_within', unit: '%', scale: pct, digits: 2 }, { key: 'compliant', label: 'f.compliant', kind: 'bool' },
+      { key: 'min_v', label: 'f.min_v', unit: 'V', kind: 'value' }, { key: 'max_v', label: 'f.max_v', unit: 'V', kind: 'value' }], has: (r) => r.values > 0 },
 ];
 
 const BINS = ['lt_1m', '1m_5m', '5m_15m', '15m_30m', '30m_1h', '1h_2h', '2h_4h', 'ge_4h'];

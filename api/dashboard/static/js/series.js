@@ -39,6 +39,8 @@ function preferredBucket(days, allowed, metric) {
 
 function show(field, v) {
   if (v === null || v === undefined) return '—';
+  if (field.kind === 'time') return f.dateTime(v);
+  if (field.kind === 'bool') return t(v ? 'chart.yes' : 'chart.no');
   const x = field.scale ? field.scale(v) : v;
   return `${f.num(x, field.digits ?? 1)}${field.unit ? ` ${field.unit}` : ''}`;
 }
@@ -173,8 +175,9 @@ export function seriesPanel(root, cfg) {
     details.hidden = false;
     const rows = shown.answers[0].data;
     const cols = columns();
+    const plotted = cols.filter((c) => !c.field.kind);
     const xs = rows.map((r) => Date.parse(r.start) / 1000);
-    const ys = cols.map((c) => shown.answers[c.site].data.map((r) => {
+    const ys = plotted.map((c) => shown.answers[c.site].data.map((r) => {
       const v = r[c.field.key];
       if (v === null || v === undefined || (c.field.known && !c.field.known(r))) return null;
       return c.field.scale ? c.field.scale(v) : v;
@@ -204,7 +207,7 @@ export function seriesPanel(root, cfg) {
     clear(chart);
     const span = xs.length ? xs[xs.length - 1] - xs[0] : 0;
     const U = window.uPlot;
-    const unit = cols[0].field.unit || '';
+    const unit = plotted[0].field.unit || '';
     chart.setAttribute('role', 'img');
     chart.setAttribute('aria-label', t('chart.aria', { what: t(shown.metric.label) }));
     const opts = {
@@ -217,9 +220,9 @@ export function seriesPanel(root, cfg) {
       cursor: { drag: { x: false, y: false } },
       series: [
         { label: t('chart.start'), value: (u, v) => (v === null ? '—' : f.dateTime(new Date(v * 1000).toISOString())) },
-        ...cols.map((c, i) => ({
+        ...plotted.map((c, i) => ({
           label: c.label, stroke: COLORS[i % COLORS.length], width: 2,
-          fill: cols.length === 1 ? 'rgba(11,95,165,0.08)' : undefined,
+          fill: plotted.length === 1 ? 'rgba(11,95,165,0.08)' : undefined,
           points: { show: xs.length <= 48 },
           value: (u, v) => (v === null ? '—' : `${f.num(v, c.field.digits ?? 1)}${c.field.unit ? ` ${c.field.unit}` : ''}`),
         })),
