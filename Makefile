@@ -58,10 +58,10 @@ browser-deps:
 	  if [ "$$(id -u)" = 0 ]; then bash beffroi/stack/install-browser.sh; \
 	  else echo "the browser tests need Debian's chromium: run 'sudo bash beffroi/stack/install-browser.sh'" >&2; exit 1; fi; fi
 
-# Refresh the dashboard's third-party files (pinned in scripts/dashboard_vendor.py) from
+# Refresh the dashboard's third-party files (pinned in beffroi/devtools/dashboard_vendor.py) from
 # the npm registry; only this needs Node, running the dashboard does not.
 dashboard-vendor:
-	@$(PYTHON) scripts/dashboard_vendor.py
+	@$(PYTHON) -m beffroi.devtools.dashboard_vendor
 
 bench: bench-ingest bench-api bench-dashboard
 

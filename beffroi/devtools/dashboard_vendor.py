@@ -19,7 +19,7 @@ from pathlib import Path
 
 log = logging.getLogger("dashboard_vendor")
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 SHIPPED = ROOT / "api" / "dashboard" / "static" / "vendor"
 TEST_ONLY = ROOT / "tests" / "browser" / "vendor"
 

@@ -1,5 +1,5 @@
 """Screenshots of a running dashboard, the way the browser tests take theirs (Debian's
-Chromium through Playwright): ``python scripts/dashboard_screenshot.py --api
+Chromium through Playwright): ``python -m tests.browser.screenshot --api
 http://127.0.0.1:8000 --out docs/`` with ``BEFFROI_TOKEN`` set. The README's picture is
 made with it on ``make demo``."""
 
@@ -24,9 +24,9 @@ ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
 
 def sign_in_link(api: str, token: str) -> str:
     """A one-time sign-in link for ``token``."""
-    req = urllib.request.Request(f"{api}/v1/dashboard/links", method="POST",  # noqa: S310
+    req = urllib.request.Request(f"{api}/v1/dashboard/links", method="POST",
                                  headers={"Authorization": f"Bearer {token}"})
-    with urllib.request.urlopen(req, timeout=10) as r:  # noqa: S310
+    with urllib.request.urlopen(req, timeout=10) as r:
         return f"{api}{json.loads(r.read())['path']}"
 
 
