@@ -1,1 +1,4 @@
-"""Tools for the project's maintainers (refreshing vendored files); nothing at run time imports them."""
+"""Tools for the project's maintainers (refreshing vendored files).
+
+Nothing at run time imports them.
+"""
