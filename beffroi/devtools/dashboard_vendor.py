@@ -44,18 +44,26 @@ def fetch(name: str, version: str, files: list[str], dest: Path) -> dict[str, ob
                              cwd=tmp, check=True, capture_output=True, text=True).stdout
         tgz = Path(tmp) / json.loads(out)[0]["filename"]
         with tarfile.open(tgz) as tar:
-            tar.extractall(tmp, filter="data")
-        pkg = Path(tmp) / "package"
-        meta = json.loads((pkg / "package.json").read_text(encoding="utf-8"))
-        if meta["version"] != version:
-            raise SystemExit(f"{name}: got {meta['version']}, wanted {version}")
+            # Only the listed regular files are read, so no archive path is ever written
+            # (Debian 12's Python has no extraction filter).
+            def read(rel: str) -> bytes:
+                member = tar.getmember(f"package/{rel}")
+                stream = tar.extractfile(member) if member.isfile() else None
+                if stream is None:
+                    raise SystemExit(f"{name}: {rel} is not a regular file")
+                return stream.read()
+
+            meta = json.loads(read("package.json"))
+            if meta["version"] != version:
+                raise SystemExit(f"{name}: got {meta['version']}, wanted {version}")
+            contents = {rel: read(rel) for rel in files}
         if dest.exists():
             shutil.rmtree(dest)
         dest.mkdir(parents=True)
         shipped = {}
         for rel in files:
             target = dest / Path(rel).name
-            shutil.copyfile(pkg / rel, target)
+            target.write_bytes(contents[rel])
             shipped[target.relative_to(ROOT).as_posix()] = _sha256(target)
     log.info("%s %s: %d files", name, version, len(shipped))
     return {"name": name, "version": version, "license": meta.get("license"),
