@@ -430,22 +430,17 @@ def _parking_status(
     )
 
 
+_NO_GRID_VALUES: Final = (None,) * 10
+
+
 def _grid_reading(device_id: str, m: GridReadingMessage, ctx: DecodeContext, where: str) -> Reading:
-    values = (
-        m.energy_import_wh,
-        m.energy_export_wh,
-        m.power_w,
-        m.voltage_l1_v,
-        m.voltage_l2_v,
-        m.voltage_l3_v,
-        m.current_l1_a,
-        m.current_l2_a,
-        m.current_l3_a,
-        m.frequency_hz,
-    )
-    if all(v is None for v in values):
+    fields = msgspec.structs.astuple(m)  # ts, then the columns in the table's order
+    values = fields[1:]
+    if values == _NO_GRID_VALUES:
         raise DecodeError(INVALID_PAYLOAD, f"{where}a grid reading needs at least one value")
-    return GridReading(parse_time(m.ts, ctx.received_at), device_id, *values)
+    ts = fields[0]
+    time = ctx.received_at if ts is None else parse_time(ts, ctx.received_at)
+    return GridReading._make((time, device_id, *values))
 
 
 _Build = Callable[[str, Any, DecodeContext, str], Reading]
@@ -478,14 +473,25 @@ def decode_native(
     return [one(data, "")]
 
 
-@cache
-def _wire_decoder(key: str) -> msgspec.json.Decoder[Any]:
-    """JSON decoder of one kind's messages, an object or an array of them, that refuses
-    unknown fields (built on first use)."""
+# Kinds whose every column comes from a declared field bounded by the limits check_reading
+# enforces (the constants of devices.decoders.common), or from a word of a Literal: their
+# readings from decode_native_json need no second check. Text columns (a NUL) and the client
+# key of a session are still checked.
+_DECLARED_IN_FULL: Final = frozenset({"wifi/stats", "parking/state", "grid/reading"})
+
+_Fast = tuple[msgspec.json.Decoder[Any], _Build, bool]
+_FAST: dict[str, _Fast] = {}  # by table name: one short string hashed, built on first use
+
+
+def _fast_path(kind: MessageKind) -> _Fast:
+    """The JSON decoder of one kind's messages (an object or an array of them) that refuses
+    unknown fields; the kind's builder; whether its readings still need check_reading."""
+    key = f"{kind.segment}/{kind.name}"
     model = MODELS[key]
     wire = msgspec.defstruct(model.__name__, [], bases=(model,), forbid_unknown_fields=True,
                              frozen=True, kw_only=True)
-    return msgspec.json.Decoder(wire | list[wire])  # type: ignore[valid-type]
+    decoder = msgspec.json.Decoder(wire | list[wire])  # type: ignore[valid-type]
+    return decoder, _BUILDERS[key], key not in _DECLARED_IN_FULL
 
 
 def decode_native_json(
@@ -497,17 +503,23 @@ def decode_native_json(
     Only a payload of known fields that all validate gets this far, and every such payload
     gives here exactly what the reference path would.
     """
-    key = f"{kind.segment}/{kind.name}"
+    fast = _FAST.get(kind.table)
+    if fast is None:
+        fast = _FAST[kind.table] = _fast_path(kind)
+    decoder, build, check = fast
+    if type(device_id) is not str or not device_id:
+        return None  # check_reading refuses it on the reference path
     try:
-        decoded = _wire_decoder(key).decode(payload)
+        decoded = decoder.decode(payload)
     except (msgspec.DecodeError, RecursionError):  # ValidationError is a DecodeError
         return None
-    build = _BUILDERS[key]
     if type(decoded) is list:
-        return [
-            check_reading(build(device_id, m, ctx, f"item {i}: ")) for i, m in enumerate(decoded)
-        ]
-    return [check_reading(build(device_id, decoded, ctx, ""))]
+        if check:  # item by item, as the reference path: the first faulty item is named
+            return [check_reading(build(device_id, m, ctx, f"item {i}: "))
+                    for i, m in enumerate(decoded)]
+        return [build(device_id, m, ctx, f"item {i}: ") for i, m in enumerate(decoded)]
+    reading = build(device_id, decoded, ctx, "")
+    return [check_reading(reading) if check else reading]
 
 
 @cache
