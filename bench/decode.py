@@ -6,8 +6,9 @@ ChirpStack and Linky TIC decoders for what bridges send, on payloads shaped like
 ingest benchmark's stream (``bench.ingestlib.stream``). Each kind is timed in rounds of at
 least ``S / 10`` seconds of this process's CPU time (``time.process_time``: time spent waiting
 for a core shared with other processes is not counted); the best round is kept, since cache
-and frequency effects of other processes only ever slow a round down. The last line weighs the single-message kinds by their share of
-the stream (``KINDS``) into a mean decode time per message.
+and frequency effects of other processes only ever slow a round down. The last line weighs
+the single-message kinds by their share of the stream (``KINDS``) into a mean decode time
+per message.
 """
 
 from __future__ import annotations
