@@ -13,7 +13,7 @@ payload bytes straight into the declarations, with unknown fields refused; a mes
 take whole (an unknown field, a TIC frame, a SenML pack, any error) is left to the reference
 path: ``orjson``, format detection (``devices.decoders``), then ``decode_native``, which
 validates each parsed object with ``msgspec.convert`` and, on failure, names every faulty
-field in the words of the detail texts stored in dead letters since Beffroi's first release.
+field in the same words as before msgspec (pydantic's, which dead letters already hold).
 """
 
 from __future__ import annotations
