@@ -62,7 +62,6 @@ SPOT_STATES: Final = frozenset({"free", "occupied", "unknown"})
 PAYMENT_METHODS: Final = frozenset({"card", "contactless", "coins", "mobile"})
 
 SENML_RELATIVE_LIMIT: Final = 2**28  # RFC 8428: a resolved time below this is relative to now
-_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 _ZERO: Final = timedelta(0)
 
 
@@ -101,10 +100,14 @@ def loads(payload: bytes) -> Any:
 
 
 def from_unix(seconds: float, what: str = "ts") -> datetime:
-    """An aware UTC datetime from Unix seconds."""
+    """An aware UTC datetime from Unix seconds, rounded half to even to the microsecond.
+
+    ``datetime.fromtimestamp`` gives the same instant as ``epoch + timedelta(seconds=...)``
+    in less than half the time.
+    """
     try:
-        return _EPOCH + timedelta(seconds=seconds)
-    except (OverflowError, ValueError):
+        return datetime.fromtimestamp(seconds, UTC)
+    except (OverflowError, ValueError, OSError):
         raise DecodeError(BAD_TIMESTAMP, f"{what} is out of range (Unix seconds)") from None
 
 
