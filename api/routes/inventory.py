@@ -14,12 +14,11 @@ from psycopg import sql
 from api.db import fetch_all, fetch_one, get_device, get_site, iso
 from api.deps import ID_PATTERN, Conn, Page, Reader
 from api.errors import ERROR_RESPONSES, NOT_FOUND_RESPONSE
-from api.output import json_only, rows_response
+from api.output import CSV_CONTENT, json_only, rows_response
 from devices.families import KINDS_OF_FAMILY, Family
 
 router = APIRouter(responses=ERROR_RESPONSES)
 JSON_ONLY = [Depends(json_only)]
-_CSV: dict[str, Any] = {"text/csv": {"schema": {"type": "string"}}}
 
 #: Status thresholds, in multiples of the device's expected reporting interval: a device
 #: may miss one heartbeat and still be online; after several it is offline.
@@ -176,7 +175,7 @@ def _thresholds() -> dict[str, Any]:
 
 
 @router.get("/sites", tags=["inventory"], summary="Sites (squares, parking zones, districts)",
-            responses={200: {"content": _CSV}})
+            responses={200: {"content": CSV_CONTENT}})
 async def list_sites(request: Request, conn: Conn, _: Reader, page: Page,
                      kind: Annotated[SiteKind | None, Query()] = None) -> Response:
     """Sites with their device counts per family, filtered by kind, paginated; JSON or CSV
@@ -209,7 +208,7 @@ _HEALTH_EXAMPLE = {
               "battery": 0.87, "rssi_dbm": -104, "snr_db": 7.5, "radio_up": None,
               "clients": None, "paper": None, "fault_code": None}]}
 _HEALTH_RESPONSES: dict[int | str, dict[str, Any]] = {
-    200: {"content": {"application/json": {"example": _HEALTH_EXAMPLE}, **_CSV}}}
+    200: {"content": {"application/json": {"example": _HEALTH_EXAMPLE}, **CSV_CONTENT}}}
 HEALTH_DOC = (
     "Status is `online` while the last message is younger than 2 expected reporting "
     "intervals of the device (`report_interval_s`), `late` up to 6, `offline` beyond (or "

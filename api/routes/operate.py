@@ -23,7 +23,7 @@ from api.errors import (
     invalid,
     not_found,
 )
-from api.output import json_only, rows_response
+from api.output import CSV_CONTENT, json_only, rows_response
 from api.runs import MAX_DURATION_S, MAX_SPEED, RunConflict, RunManager, RunNotFound
 from api.timeq import INSTANT_PATTERN, parse_instant, parse_tz
 from api.tokens import Scope, TokenInfo
@@ -89,7 +89,7 @@ SCENARIO_COLUMNS = ("name", "valid", "description", "start", "duration_s", "time
 
 
 @router.get("/scenarios", summary="The named scenarios an operator can run",
-            responses={200: {"content": {"text/csv": {"schema": {"type": "string"}},
+            responses={200: {"content": {**CSV_CONTENT,
                                          "application/json": {"example": {
                 "count": 1, "data": [{"name": "weekday", "valid": True,
                                       "description": "a normal Tuesday in the demo city",
@@ -177,7 +177,7 @@ RUN_COLUMNS = tuple(_RUN_EXAMPLE)
 
 
 @router.get("/runs", summary="Runs started since the API started",
-            responses={200: {"content": {"text/csv": {"schema": {"type": "string"}}}}})
+            responses={200: {"content": CSV_CONTENT}})
 async def list_runs(request: Request, _: Operator, runs: Runs, page: Page) -> Response:
     """Active and recent runs (the last 50 ended ones), most recent first; JSON or CSV
     (`sent` and `faults` as JSON in their cells)."""
@@ -280,7 +280,7 @@ DEAD_LETTER_COLUMNS = ("received_at", "topic", "device_id", "reason", "detail",
 
 
 @router.get("/dead-letters", summary="Browse dead-lettered messages",
-            responses={200: {"content": {"text/csv": {"schema": {"type": "string"}},
+            responses={200: {"content": {**CSV_CONTENT,
                                          "application/json": {"example": {
                 "count": 1, "limit": 100, "offset": 0, "data": [{
                     "received_at": "2025-11-18T10:02:11.120000+00:00",
