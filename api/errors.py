@@ -56,8 +56,10 @@ ERROR_CODES = (*_CODE_OF_STATUS.values(), "conflict")
 class ErrorBody(BaseModel):
     """The body of every 4xx/5xx answer."""
 
-    error: str = Field(description="machine-readable code", examples=["invalid_parameter"],
-                       json_schema_extra={"enum": list(ERROR_CODES)})
+    error: str = Field(description="machine-readable code: under /v1 one of "
+                       + ", ".join(ERROR_CODES) + " (docs/api.md); NGSI-LD routes use "
+                       "NGSI-LD's (BadRequestData, ResourceNotFound)",
+                       examples=["invalid_parameter"])
     detail: Any = Field(description="what was wrong: a message, or for parameter errors "
                         "`{param, message}` (a list of them when several failed)")
 
@@ -83,6 +85,17 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
                          "93 days"}),
     503: error_response("the database is unreachable", "unavailable",
                         "database unreachable"),
+}
+#: The answers of the public routes (open data, NGSI-LD: no token, rate-limited).
+PUBLIC_ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    400: error_response("an NGSI-LD query the server cannot read (`q`), or none of type, "
+                        "id or q", "BadRequestData", "give at least one of type, id or q"),
+    404: error_response("open data is off or not yet published, or no such file or entity",
+                        "not_found", "no open-data file 'nope.csv'"),
+    422: ERROR_RESPONSES[422],
+    429: error_response("over the per-address rate of open-data requests",
+                        "too_many_requests", "at most 60 open-data requests per minute"),
+    503: ERROR_RESPONSES[503],
 }
 NOT_FOUND_RESPONSE: dict[int | str, dict[str, Any]] = {
     404: error_response("no such resource: an unknown id, or a site or device of another "
