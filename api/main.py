@@ -15,6 +15,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from api.disconnect import CancelOnDisconnect
 from api.errors import install_error_handlers
+from api.openapi import install_openapi
 from beffroi.gctune import tune_gc
 from beffroi.settings import Settings
 from beffroi.stack import Stack
@@ -58,6 +59,7 @@ def create_app(settings: Settings | None = None, *,
     install_error_handlers(app)
     app.add_middleware(CancelOnDisconnect)
     _include_routers(app)
+    install_openapi(app)
 
     @app.get("/health", tags=["health"], summary="The process is alive")
     async def health() -> dict[str, str]:

@@ -24,7 +24,7 @@ from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import JSONResponse, Response
 
 from api.deps import Conn, SettingsDep
-from api.errors import ApiError, not_found
+from api.errors import PUBLIC_ERROR_RESPONSES, ApiError, not_found
 from api.opendata import collect
 from api.opendata.publish import (
     PACKAGE_FILE,
@@ -81,7 +81,7 @@ async def open_access(request: Request, settings: SettingsDep) -> Settings:
 
 
 Open = Annotated[Settings, Depends(open_access)]
-router = APIRouter(tags=["open data"])
+router = APIRouter(tags=["open data"], responses=PUBLIC_ERROR_RESPONSES)
 
 
 # -- files ----------------------------------------------------------------------------------
