@@ -6,10 +6,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 import pytest
+import uvloop
 
 from devices import mqttwire as w
 from ingest.mqtt import ConnectRefused, MqttSubscriber, SubscriptionRefused
@@ -286,3 +287,15 @@ async def test_a_paused_client_keeps_pinging_and_its_connection() -> None:
         commit.set_result(None)
         assert await session.expect(w.PUBACK) == b"\x00\x01"
         await sub.stop()
+
+
+@pytest.mark.parametrize("scenario", [
+    test_connect_subscribe_and_stop_bytes, test_pubacks_leave_after_their_commit_in_commit_order,
+    test_reading_stops_at_the_inflight_bound_and_resumes_after_commit,
+    test_pubacks_of_a_lost_connection_are_not_sent_on_the_next,
+])
+def test_the_same_under_uvloop(scenario: Callable[[], Coroutine[Any, Any, None]]) -> None:
+    """The ingestor runs on uvloop, whose transports are not asyncio's classes."""
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        assert isinstance(runner.get_loop(), uvloop.Loop)
+        runner.run(scenario())
