@@ -19,7 +19,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from devices import mqttwire as w
-from ingest.mqtt.connection import Connection
+from ingest.mqtt.connection import Connection, ConnectionClosed
 from ingest.mqtt.gate import InflightGate
 
 log = logging.getLogger("ingest.mqtt")
@@ -115,6 +115,7 @@ class MqttSubscriber:
         self._supervisor: asyncio.Task[None] | None = None
         self._stopping = False
         self._had_session = False
+        self.session_present = False  # as the last CONNACK said
         self.received = 0
         self.redelivered = 0  # PUBLISH packets with DUP set (sent again after a reconnect)
         self.connections = 0
@@ -169,8 +170,10 @@ class MqttSubscriber:
         self.gate.release(acks.count, acks.size)
         if fut.cancelled() or fut.exception() is not None:
             return  # not stored: no acknowledgement, the broker will deliver them again
+        # On the connection the messages were read on, if it is still open (it may not be
+        # ``self._conn`` yet: a message delivered with the CONNACK can commit that fast).
         conn = acks.conn
-        if acks.mids and conn is self._conn and conn.is_open:
+        if acks.mids and conn.is_open:
             conn.write(b"".join([_PUBACK.pack(0x40, 2, m) for m in acks.mids]))
 
     def _gate_changed(self, is_open: bool) -> None:
@@ -214,6 +217,7 @@ class MqttSubscriber:
                 log.warning("the broker had no session for %s: messages queued while "
                             "disconnected, if any, are lost", self.client_id)
             self._had_session = True
+            self.session_present = connack.session_present
             self._conn = conn
             conn.start_keepalive(connack.properties.get("server_keep_alive", self.keepalive_s))
             if not self.gate.is_open:
@@ -286,6 +290,16 @@ class MqttSubscriber:
                 except (OSError, TimeoutError, ConnectRefused, w.MalformedPacket) as exc:
                     log.warning("reconnecting to the broker at %s:%d failed: %s", self.host,
                                 self.port, exc)
+
+    async def abort(self) -> None:
+        """Drop the connection at once, without DISCONNECT, and stop: what a crash does to
+        the broker's view (it keeps the session and sends unacknowledged messages again)."""
+        self._stopping = True
+        conn = self._conn
+        if conn is not None:
+            conn.abort(ConnectionClosed("aborted"))
+            await conn.closed
+        await self.stop()
 
     async def stop(self) -> None:
         """Disconnect without ending the session (reason 0: the broker keeps it)."""
