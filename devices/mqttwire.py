@@ -56,8 +56,9 @@ CONNACK_311 = {0: "accepted", 1: "unacceptable protocol version", 2: "identifier
 
 
 def reason_text(code: int) -> str:
-    """``0x87 (not authorized)``: a reason code as a person reads it."""
-    return f"0x{code:02X} ({REASONS.get(code, 'unknown reason code')})"
+    """``135 (not authorized)``: a reason code as a person reads it. In decimal, as paho and
+    Mosquitto's logs print them (and because the log filter takes ``0x87`` for a plate)."""
+    return f"{code} ({REASONS.get(code, 'unknown reason code')})"
 
 
 class MalformedPacket(ValueError):

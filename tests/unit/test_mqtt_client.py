@@ -188,7 +188,7 @@ async def test_a_server_disconnect_is_logged_with_its_reason_and_the_client_reco
         assert not connect.clean_start
         await until(lambda: sub.connected and sub.connections == 2, "the new connection")
         await sub.stop()
-    assert "0x8B (server shutting down) (going down)" in caplog.text
+    assert "139 (server shutting down) (going down)" in caplog.text
     assert "(session present: True)" in caplog.text
     assert "had no session" in caplog.text  # a lost session is reported
 
@@ -243,7 +243,7 @@ async def test_a_refused_subscription_raises_and_disconnects() -> None:
         start = asyncio.ensure_future(sub.start())
         session = await peer.next_session()
         await session.handshake(reasons=(1, 0x87))
-        with pytest.raises(SubscriptionRefused, match=r"secret/# \(0x87 \(not authorized\)\)"):
+        with pytest.raises(SubscriptionRefused, match=r"secret/# \(135 \(not authorized\)\)"):
             await start
         assert await session.expect(w.DISCONNECT) == b""
         assert not sub.connected
