@@ -218,15 +218,17 @@ class MqttSubscriber:
                             "disconnected, if any, are lost", self.client_id)
             self._had_session = True
             self.session_present = connack.session_present
-            self._conn = conn
             conn.start_keepalive(connack.properties.get("server_keep_alive", self.keepalive_s))
-            if not self.gate.is_open:
-                conn.pause()
             # Subscribe on every connection, session present or not: Mosquitto 2.0 does not
             # restore shared subscriptions from its persistence file after a restart
             # (idempotent for a live subscription).
             async with asyncio.timeout(SUBSCRIBE_TIMEOUT_S):
                 suback = await asyncio.shield(conn.subscribe(self.topics, qos=1))
+            # Only now may the gate pause reading: paused earlier, the SUBACK could not be
+            # read (messages read meanwhile count, and close the gate, all the same).
+            self._conn = conn
+            if not self.gate.is_open:
+                conn.pause()
             # A session kept from a run in the other mode (shared / not shared) would receive
             # every message twice: drop those filters; the session's queued messages stay.
             if self.stale_topics:

@@ -45,12 +45,13 @@ class Recorder:
 
 
 def make(stack: Stack, client_id: str, topics: list[str], submit: Callable[..., Any], *,
-         account: tuple[str, str] | None = None) -> MqttSubscriber:
+         account: tuple[str, str] | None = None,
+         on_state: Callable[[bool], None] | None = None) -> MqttSubscriber:
     host, port = stack.settings.broker_address()
     user, password = account or stack.mqtt_credentials("admin")
     sub = MqttSubscriber(host=host, port=port, username=user, password=password,
                          client_id=client_id, topics=topics, submit=submit,
-                         receive_maximum=1000, session_expiry_s=3600)
+                         receive_maximum=1000, session_expiry_s=3600, on_state=on_state)
     sub.backoff.first = 0.2
     return sub
 
@@ -158,8 +159,7 @@ async def test_a_broker_restart_reconnects_and_resumes_the_session(stack: Stack,
     cid = f"{uid}-restart"
     rec = Recorder()
     states: list[bool] = []
-    sub = make(stack, cid, [f"{uid}/#"], rec)
-    sub._on_state = states.append
+    sub = make(stack, cid, [f"{uid}/#"], rec, on_state=states.append)
     try:
         await sub.start()
         broker = stack.broker()

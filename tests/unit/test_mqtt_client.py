@@ -14,6 +14,7 @@ import uvloop
 
 from devices import mqttwire as w
 from ingest.mqtt import ConnectRefused, MqttSubscriber, SubscriptionRefused
+from ingest.mqtt.client import Backoff
 from tests.unit.mqtt_peer import EOF, scripted_broker
 
 Submitted = list[tuple[str, bytes, int, dict[str, Any]]]
@@ -219,6 +220,34 @@ async def test_pubacks_of_a_lost_connection_are_not_sent_on_the_next() -> None:
         await sub.stop()
 
 
+async def test_a_reconnection_with_the_gate_closed_subscribes_then_waits() -> None:
+    """Messages still waiting for their commit keep the gate closed across a reconnection:
+    the new connection reads its SUBACK, then stops reading until the commit. (A paused
+    connection sees the broker gone when a PINGREQ fails: keepalive 1 s here.)"""
+    loop = asyncio.get_running_loop()
+    commit = loop.create_future()
+    batches = iter([commit, commit])
+    async with scripted_broker() as peer:
+        sub = subscriber(peer.port, lambda: next(batches), [], receive_maximum=1,
+                         keepalive_s=1)
+        start = asyncio.ensure_future(sub.start())
+        session = await peer.next_session()
+        await session.handshake()
+        await start
+        session.send(pub(1))
+        await until(lambda: not sub.gate.is_open, "the gate to close")
+        session.close()
+        again = await peer.next_session()
+        await again.handshake(session_present=True)
+        await until(lambda: sub.connected and sub.connections == 2, "the new connection")
+        again.send(pub(1, dup=True))  # the broker sends the unacknowledged message again
+        with pytest.raises(AssertionError, match="the redelivery"):
+            await until(lambda: sub.received == 2, "the redelivery", timeout=1)
+        commit.set_result(None)  # the gate reopens: reading resumes
+        await until(lambda: sub.received == 2 and sub.redelivered == 1, "the redelivery")
+        await sub.stop()
+
+
 @pytest.mark.parametrize(("reason", "text"), [
     (0x86, "bad user name or password"), (0x87, "not authorized"),
     (0x85, "client identifier not valid")])
@@ -289,10 +318,20 @@ async def test_a_paused_client_keeps_pinging_and_its_connection() -> None:
         await sub.stop()
 
 
+def test_backoff_is_capped_and_jittered() -> None:
+    b = Backoff(first=1, cap=8)
+    delays = [b.next() for _ in range(6)]
+    for d, top in zip(delays, [1, 2, 4, 8, 8, 8], strict=True):
+        assert top / 2 <= d <= top
+    b.reset()
+    assert 0.5 <= b.next() <= 1
+
+
 @pytest.mark.parametrize("scenario", [
     test_connect_subscribe_and_stop_bytes, test_pubacks_leave_after_their_commit_in_commit_order,
     test_reading_stops_at_the_inflight_bound_and_resumes_after_commit,
     test_pubacks_of_a_lost_connection_are_not_sent_on_the_next,
+    test_a_reconnection_with_the_gate_closed_subscribes_then_waits,
 ])
 def test_the_same_under_uvloop(scenario: Callable[[], Coroutine[Any, Any, None]]) -> None:
     """The ingestor runs on uvloop, whose transports are not asyncio's classes."""
