@@ -241,7 +241,9 @@ class MqttSubscriber:
         refused = [(f, r) for f, r in zip(self.topics, suback.reasons, strict=False)
                    if r != 1]
         if refused or len(suback.reasons) != len(self.topics):
-            detail = ", ".join(f"{f} ({w.reason_text(r)})" for f, r in refused)
+            detail = ", ".join(
+                f"{f} ({w.reason_text(r) if r >= 0x80 else f'granted QoS {r} only'})"
+                for f, r in refused)
             raise SubscriptionRefused(
                 f"the broker refused subscribing at QoS 1 to {detail or self.topics}; check "
                 "that this account may read these topics")

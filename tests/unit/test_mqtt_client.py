@@ -271,8 +271,9 @@ async def test_a_refused_subscription_raises_and_disconnects() -> None:
         sub = subscriber(peer.port, loop.create_future, [], topics=["city/#", "secret/#"])
         start = asyncio.ensure_future(sub.start())
         session = await peer.next_session()
-        await session.handshake(reasons=(1, 0x87))
-        with pytest.raises(SubscriptionRefused, match=r"secret/# \(135 \(not authorized\)\)"):
+        await session.handshake(reasons=(0, 0x87))
+        with pytest.raises(SubscriptionRefused, match=r"city/# \(granted QoS 0 only\), "
+                           r"secret/# \(135 \(not authorized\)\)"):
             await start
         assert await session.expect(w.DISCONNECT) == b""
         assert not sub.connected
