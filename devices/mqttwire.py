@@ -129,7 +129,7 @@ PROPERTIES: dict[int, tuple[str, int]] = {
 }
 _IDS = {name: (pid, kind) for pid, (name, kind) in PROPERTIES.items()}
 _REPEATABLE = {"user_property", "subscription_identifier"}  # these come as lists
-NO_PROPERTIES: dict[str, Any] = {}
+NO_PROPERTIES: dict[str, Any] = {}  # shared by every message without properties: read only
 
 
 def encode_properties(props: Mapping[str, Any] | None = None) -> bytes:

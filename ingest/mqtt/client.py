@@ -34,8 +34,6 @@ SUBSCRIBE_TIMEOUT_S = 30.0
 BACKOFF_FIRST_S = 0.5
 BACKOFF_MAX_S = 15.0
 STABLE_S = 10.0  # a connection that lived this long resets the backoff
-# CONNACK refusals that another attempt with the same settings cannot cure.
-FATAL_AT_START = {0x84, 0x85, 0x86, 0x87, 0x8A, 0x8C, 0x95}
 
 
 class SubscriptionRefused(RuntimeError):
