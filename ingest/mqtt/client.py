@@ -31,6 +31,7 @@ SubmitHandler = Callable[[str, bytes, int, dict[str, Any]], "asyncio.Future[None
 KEEPALIVE_S = 30
 CONNECT_TIMEOUT_S = 10.0
 SUBSCRIBE_TIMEOUT_S = 30.0
+DISCONNECT_WAIT_S = 3.0
 BACKOFF_FIRST_S = 0.5
 BACKOFF_MAX_S = 15.0
 STABLE_S = 10.0  # a connection that lived this long resets the backoff
@@ -308,10 +309,15 @@ class MqttSubscriber:
         self._stopping = True
         conn, self._conn = self._conn, None
         if conn is not None and conn.is_open:
-            conn.close(w.SUCCESS)
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(5):
+            # The broker closes the connection once it has read DISCONNECT, so after every
+            # PUBACK written before it: waiting for that close means they all counted (a
+            # restart with the same client id could otherwise take the session over first).
+            conn.say_goodbye()
+            try:
+                async with asyncio.timeout(DISCONNECT_WAIT_S):
                     await conn.closed
+            except TimeoutError:
+                conn.close()
         task, self._supervisor = self._supervisor, None
         if task is not None:
             task.cancel()

@@ -18,6 +18,11 @@ from devices import mqttwire as w
 log = logging.getLogger(__name__)
 
 
+def _drop(topic: str, payload: bytes, qos: int, mid: int, dup: bool,
+          properties: dict[str, Any]) -> None:
+    """A message read while disconnecting: left to the broker, which sends it again."""
+
+
 class ConnectionClosed(ConnectionError):
     """The connection ended; ``reason`` is the MQTT reason code when one was given."""
 
@@ -99,6 +104,16 @@ class Connection(asyncio.Protocol):
             assert self.transport is not None
             self.write(w.disconnect_packet(reason))
             self.transport.close()
+
+    def say_goodbye(self) -> None:
+        """Send DISCONNECT (reason 0: the session stays) and leave the closing to the broker.
+
+        Messages read from now on are dropped unacknowledged (the broker keeps them), and
+        reading resumes so that the broker's close is seen.
+        """
+        self.reader.on_publish = _drop
+        self.write(w.disconnect_packet())
+        self.resume()
 
     def abort(self, error: ConnectionClosed) -> None:
         """Drop the connection without a word (a dead broker cannot read one)."""

@@ -26,6 +26,7 @@ class PeerSession:
         self.packets: asyncio.Queue[Packet] = asyncio.Queue()
         self.pings = 0
         self.answer_pings = True
+        self.close_on_disconnect = True
 
         def on_publish(*args: object) -> None:
             raise AssertionError("the subscriber published")
@@ -40,6 +41,8 @@ class PeerSession:
                 self.send(w.PINGRESP_PACKET)
             return
         self.packets.put_nowait((kind, flags, body))
+        if kind == w.DISCONNECT and self.close_on_disconnect:
+            self.writer.close()  # as a broker does
 
     async def _read(self) -> None:
         with contextlib.suppress(ConnectionError):

@@ -64,9 +64,13 @@ async def test_connect_subscribe_and_stop_bytes() -> None:
         assert filters == ["$share/g/city/#", "a/#"]
         assert await session.expect(w.UNSUBSCRIBE) == b"\x00\x02\x00\x00\x06city/#"
         assert sub.connected
-        await sub.stop()
+        session.close_on_disconnect = False
+        stopping = asyncio.ensure_future(sub.stop())
         assert await session.expect(w.DISCONNECT) == b""  # reason 0: the session stays
-        assert await session.expect(EOF[0]) == b""
+        await asyncio.sleep(0.1)
+        assert not stopping.done()  # until the broker, having read it all, closes
+        session.close()
+        await asyncio.wait_for(stopping, 2)
         assert not sub.connected
 
 
