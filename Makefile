@@ -28,7 +28,7 @@ $(VENV)/.installed: pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	@echo "installing Python dependencies into $(VENV)"
 	@$(BIN)/pip install -q --disable-pip-version-check -e '.[dev]' 2>&1 | grep -v -e '^WARNING: Location' -e '^$$' || true
-	@$(BIN)/python -c 'import beffroi, gmqtt, psycopg, fastapi' 
+	@$(BIN)/python -c 'import beffroi, psycopg, fastapi' 
 	@touch $@
 
 stack-up: venv

@@ -24,14 +24,13 @@ from ingest.batch import Batch, DeadLetterRow
 from ingest.keys import KeyRing
 from ingest.logsafe import guard_loggers
 from ingest.metrics import Metrics
-from ingest.mqtt import GmqttSubscriber, Subscriber
+from ingest.mqtt import MqttSubscriber, Subscriber
 from ingest.registry_cache import RegistryCache
 from ingest.router import UNKNOWN_DEVICE, Routed, Router
 from ingest.writer import BatchWriter
 
 log = logging.getLogger(__name__)
 
-PUBACK_SUCCESS = 0
 PROGRESS_EVERY_S = 5.0
 MAINTENANCE_EVERY_S = 30.0
 CLOSE_TIMEOUT_S = 5.0
@@ -98,12 +97,11 @@ class Ingestor:
                properties: dict[str, Any]) -> asyncio.Future[None]:
         """Route a message into the open batch; the returned future resolves on commit.
 
-        Synchronous on purpose: the MQTT client calls it for each QoS 1 message and sends the
-        PUBACK from a callback on the future, with no task per message.
+        Synchronous on purpose: the MQTT client calls it for each message and sends the
+        PUBACKs from a callback on the future, with no task per message.
         """
         now = datetime.now(UTC)
-        ct = properties.get("content_type")
-        content_type = ct[0] if ct else None
+        content_type = properties.get("content_type")
         routed = self.router.route(topic, payload, now, content_type)
         rej = routed.rejection
         if rej is not None and rej.reason == UNKNOWN_DEVICE and self.registry.stale():
@@ -111,12 +109,6 @@ class Ingestor:
             return asyncio.ensure_future(self._submit_after_refresh(topic, payload, now,
                                                                     content_type))
         return self._add(topic, payload, now, routed)
-
-    async def on_message(self, topic: str, payload: bytes, qos: int,
-                         properties: dict[str, Any]) -> int:
-        """Async form of ``submit``: returns (PUBACK success) once the message is committed."""
-        await asyncio.shield(self.submit(topic, payload, qos, properties))
-        return PUBACK_SUCCESS
 
     async def _submit_after_refresh(self, topic: str, payload: bytes, now: datetime,
                                     content_type: str | None) -> None:
@@ -262,16 +254,16 @@ class Ingestor:
             self._tasks.append(asyncio.create_task(self._progress_loop(), name="ingest-progress"))
         # Worker n has an account and a client id of its own: the broker binds one to the other.
         client_id = f"{self.settings.ingest_client_id}-{self.worker}"
-        sub = GmqttSubscriber(
+        sub = MqttSubscriber(
             host=self.broker.host, port=self.broker.port,
             username=connection_user(self.broker.username, self.worker),
             password=self.broker.password, client_id=client_id,
             topics=subscription_topics(self.settings, shared=self.shared),
             submit=self.submit,
-            stale_topics=subscription_topics(self.settings,
-                                             shared=not self.shared), handler=self.on_message,
+            stale_topics=subscription_topics(self.settings, shared=not self.shared),
             receive_maximum=self.settings.ingest_receive_maximum,
             max_inflight_bytes=self.settings.ingest_max_inflight_bytes,
+            max_packet_size=self.settings.ingest_max_packet_bytes,
             session_expiry_s=self.settings.ingest_session_expiry_s,
             on_state=lambda up: self.metrics.connected.set(1 if up else 0))
         self.subscriber = sub

@@ -27,7 +27,7 @@ def register(sub: Any) -> None:
 
 def _ingest(ctx: Context, args: argparse.Namespace) -> int:
     from beffroi.stack.broker_auth import CONNECTION_PLACEHOLDER
-    from ingest.mqtt import SubscriptionRefused
+    from ingest.mqtt import ConnectRefused, SubscriptionRefused
     from ingest.runner import run
     from ingest.service import BrokerConfig
 
@@ -41,5 +41,5 @@ def _ingest(ctx: Context, args: argparse.Namespace) -> int:
     try:
         return run(ctx.settings, ctx.database_url(), BrokerConfig(host, port, user, password),
                    workers=max(1, args.workers), progress=progress)
-    except SubscriptionRefused as exc:
+    except (ConnectRefused, SubscriptionRefused) as exc:
         raise CommandError(str(exc)) from exc
