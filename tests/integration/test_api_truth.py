@@ -20,12 +20,12 @@ from beffroi.settings import Settings
 from beffroi.stack import Stack
 from devices import store
 from simulators.model import TABLE_OF_KIND
-from simulators.publisher import Fleet, Router, accounts_for, publish_stream
 from simulators.scenario import Scenario
 from simulators.stream import Simulation
 from tests.conftest import random_tag
 from tests.integration.ingest_helpers import ingest_settings, running_ingestor
-from tests.integration.mqtt_helpers import await_until, count
+from tests.integration.mqtt_helpers import await_until
+from tests.integration.sim_helpers import publish_pooled, rows_by_table
 from tests.unit.test_sim_stream import ALL_FORMATS, tiny_city
 
 pytestmark = pytest.mark.stack
@@ -91,32 +91,12 @@ async def loaded(stack: Stack, settings: Settings, db_url: str) -> AsyncIterator
     msgs = list(sim.messages())
     truth = sim.truth_document()
     expected = truth["messages"]["expected_rows"]
-    host, port = settings.broker_address()
-    accounts = accounts_for(mode="pool", pool_size=2, sim=stack.mqtt_credentials("admin"))
-    router = Router(mode="pool", pool_size=2, prefix=s.topic_prefix)
-
-    def publish() -> None:
-        fleet = Fleet(host, port, accounts,
-                      client_ids={k: f"api-truth-{uid}-{k}" for k in accounts})
-        fleet.connect()
-        try:
-            stats = publish_stream(msgs, fleet, router, speed=None)
-        finally:
-            fleet.close()
-        assert stats.unacked_at_end == 0
-
-    async def rows() -> dict[str, int]:
-        out = {}
-        for table in TABLE_OF_KIND.values():
-            out[table] = await asyncio.to_thread(count, db_url, table,
-                                                 "device_id = ANY(%s)", (ids,))
-        return out
 
     async with running_ingestor(stack, s, db_url):
-        await asyncio.to_thread(publish)
+        await asyncio.to_thread(publish_pooled, stack, msgs, s.topic_prefix, f"api-truth-{uid}")
 
         async def settled() -> bool:
-            return bool(await rows() == expected)
+            return bool(await rows_by_table(db_url, TABLE_OF_KIND.values(), ids) == expected)
 
         await await_until(settled, timeout=60, what=f"rows {expected}")
     app_settings = settings.model_copy(update={"database_url": SecretStr(db_url)})

@@ -27,12 +27,12 @@ from beffroi.stack import Stack
 from devices import store
 from devices.registry import RegistryFile, parse_registry
 from simulators.model import TABLE_OF_KIND
-from simulators.publisher import Fleet, Router, accounts_for, publish_stream
 from simulators.scenario import Scenario
 from simulators.stream import Simulation
 from tests.conftest import random_tag
 from tests.integration.ingest_helpers import ingest_settings, running_ingestor
 from tests.integration.mqtt_helpers import await_until, count
+from tests.integration.sim_helpers import publish_pooled, rows_by_table
 from tests.unit.test_sim_stream import ALL_FORMATS, tiny_city
 
 pytestmark = pytest.mark.stack
@@ -74,11 +74,6 @@ class Day:
             return conn.execute(query, params).fetchall()
 
 
-async def _rows(db_url: str, ids: list[str]) -> dict[str, int]:
-    return {t: await asyncio.to_thread(count, db_url, t, "device_id = ANY(%s)", (ids,))
-            for t in PUBLISHED}
-
-
 @pytest.fixture(scope="module", params=sorted(DAYS), ids=str)
 async def loaded(request: pytest.FixtureRequest, stack: Stack, settings: Settings,
                  db_url: str) -> AsyncIterator[Day]:
@@ -107,29 +102,17 @@ async def loaded(request: pytest.FixtureRequest, stack: Stack, settings: Setting
     truth = sim.truth_document()
     expected = {t: n for t, n in truth["messages"]["expected_rows"].items() if t in PUBLISHED}
     assert all(expected.values()), expected
-    host, port = settings.broker_address()
-    accounts = accounts_for(mode="pool", pool_size=2, sim=stack.mqtt_credentials("admin"))
-    router = Router(mode="pool", pool_size=2, prefix=s.topic_prefix)
-
-    def publish() -> None:
-        fleet = Fleet(host, port, accounts, client_ids={k: f"dst-{uid}-{k}" for k in accounts})
-        fleet.connect()
-        try:
-            stats = publish_stream(msgs, fleet, router, speed=None)
-        finally:
-            fleet.close()
-        assert stats.unacked_at_end == 0
 
     async with running_ingestor(stack, s, db_url):
-        await asyncio.to_thread(publish)
+        await asyncio.to_thread(publish_pooled, stack, msgs, s.topic_prefix, f"dst-{uid}")
 
         async def settled() -> bool:
-            return await _rows(db_url, ids) == expected
+            return await rows_by_table(db_url, PUBLISHED, ids) == expected
 
         try:
             await await_until(settled, timeout=90, what=f"rows {expected}")
         except AssertionError:
-            got = await _rows(db_url, ids)
+            got = await rows_by_table(db_url, PUBLISHED, ids)
             raise AssertionError(f"rows {got} != expected {expected}") from None
     app_settings = settings.model_copy(update={"database_url": SecretStr(db_url)})
     with TestClient(create_app(app_settings)) as client:
@@ -288,24 +271,12 @@ async def test_every_clean_uplink_is_a_row_of_its_own(day: date, stack: Stack,
     truth = sim.truth_document()
     expected = truth["messages"]["expected_rows"]["parking_spot_state"]
     assert expected == truth["messages"]["by_kind"]["parking/state"] > 4000
-    host, port = settings.broker_address()
-    accounts = accounts_for(mode="pool", pool_size=2, sim=stack.mqtt_credentials("admin"))
-    router = Router(mode="pool", pool_size=2, prefix=s.topic_prefix)
-
-    def publish() -> None:
-        fleet = Fleet(host, port, accounts,
-                      client_ids={k: f"dstkeys-{day}-{k}" for k in accounts})
-        fleet.connect()
-        try:
-            assert publish_stream(msgs, fleet, router, speed=None).unacked_at_end == 0
-        finally:
-            fleet.close()
 
     def stored() -> int:
         return count(db_url, "parking_spot_state", "device_id = ANY(%s)", (ids,))
 
     async with running_ingestor(stack, s, db_url) as ing:
-        await asyncio.to_thread(publish)
+        await asyncio.to_thread(publish_pooled, stack, msgs, s.topic_prefix, f"dstkeys-{day}")
 
         async def handled() -> bool:  # every message committed (as a row or not)
             return ing.committed_messages >= len(msgs)
