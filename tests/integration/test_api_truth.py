@@ -13,7 +13,6 @@ from typing import Any
 import psycopg
 import pytest
 from fastapi.testclient import TestClient
-from pydantic import SecretStr
 
 from api.tokens import create_token
 from beffroi.settings import Settings
@@ -23,6 +22,7 @@ from simulators.model import TABLE_OF_KIND
 from simulators.scenario import Scenario
 from simulators.stream import Simulation
 from tests.conftest import random_tag
+from tests.integration.api_helpers import ApiReader, api_client
 from tests.integration.ingest_helpers import ingest_settings, running_ingestor
 from tests.integration.mqtt_helpers import await_until
 from tests.integration.sim_helpers import publish_pooled, rows_by_table
@@ -31,22 +31,16 @@ from tests.unit.test_sim_stream import ALL_FORMATS, tiny_city
 pytestmark = pytest.mark.stack
 
 
-class Loaded:
+class Loaded(ApiReader):
     """The scenario's truth, its window and an API client."""
 
     def __init__(self, client: TestClient, token: str, truth: dict[str, Any], p: str,
                  start: datetime, end: datetime) -> None:
-        self.client = client
-        self.token = token
+        super().__init__(client, token)
         self.truth = truth
         self.p = p
         self.start = start
         self.end = end
-
-    def get(self, url: str) -> Any:
-        r = self.client.get(url, headers={"Authorization": f"Bearer {self.token}"})
-        assert r.status_code == 200, r.text
-        return r.json()
 
     @property
     def window(self) -> str:
@@ -57,8 +51,6 @@ class Loaded:
 
 @pytest.fixture(scope="module")
 async def loaded(stack: Stack, settings: Settings, db_url: str) -> AsyncIterator[Loaded]:
-    from api.main import create_app
-
     uid = random_tag("g")
     p = f"{uid}-"
     full = tiny_city(prefix=p)
@@ -99,8 +91,7 @@ async def loaded(stack: Stack, settings: Settings, db_url: str) -> AsyncIterator
             return bool(await rows_by_table(db_url, TABLE_OF_KIND.values(), ids) == expected)
 
         await await_until(settled, timeout=60, what=f"rows {expected}")
-    app_settings = settings.model_copy(update={"database_url": SecretStr(db_url)})
-    with TestClient(create_app(app_settings)) as client:
+    with api_client(settings, db_url) as (client, _):
         yield Loaded(client, token, truth, p, start, start + timedelta(minutes=90))
 
 

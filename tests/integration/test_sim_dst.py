@@ -19,7 +19,6 @@ from zoneinfo import ZoneInfo
 import psycopg
 import pytest
 from fastapi.testclient import TestClient
-from pydantic import SecretStr
 
 from api.tokens import create_token
 from beffroi.settings import Settings
@@ -30,6 +29,7 @@ from simulators.model import TABLE_OF_KIND
 from simulators.scenario import Scenario
 from simulators.stream import Simulation
 from tests.conftest import random_tag
+from tests.integration.api_helpers import ApiReader, api_client
 from tests.integration.ingest_helpers import ingest_settings, running_ingestor
 from tests.integration.mqtt_helpers import await_until, count
 from tests.integration.sim_helpers import publish_pooled, rows_by_table
@@ -42,26 +42,20 @@ DAYS = {date(2026, 3, 29): 23, date(2026, 10, 25): 25}  # local day -> its hours
 PUBLISHED = [t for t in TABLE_OF_KIND.values() if t != "wifi_sessions"]
 
 
-class Day:
+class Day(ApiReader):
     """One change day loaded: its truth, window, device ids and an API client."""
 
     def __init__(self, day: date, truth: dict[str, Any], p: str, ids: list[str],
                  db_url: str, client: TestClient, token: str) -> None:
+        super().__init__(client, token)
         self.day = day
         self.truth = truth
         self.p = p
         self.ids = ids
         self.db_url = db_url
-        self.client = client
-        self.token = token
         self.start = datetime(day.year, day.month, day.day, tzinfo=PARIS)
         nxt = day + timedelta(days=1)
         self.end = datetime(nxt.year, nxt.month, nxt.day, tzinfo=PARIS)
-
-    def get(self, url: str) -> Any:
-        r = self.client.get(url, headers={"Authorization": f"Bearer {self.token}"})
-        assert r.status_code == 200, r.text
-        return r.json()
 
     @property
     def window(self) -> str:
@@ -77,8 +71,6 @@ class Day:
 @pytest.fixture(scope="module", params=sorted(DAYS), ids=str)
 async def loaded(request: pytest.FixtureRequest, stack: Stack, settings: Settings,
                  db_url: str) -> AsyncIterator[Day]:
-    from api.main import create_app
-
     day: date = request.param
     uid = random_tag("d")
     p = f"{uid}-"
@@ -114,8 +106,7 @@ async def loaded(request: pytest.FixtureRequest, stack: Stack, settings: Setting
         except AssertionError:
             got = await rows_by_table(db_url, PUBLISHED, ids)
             raise AssertionError(f"rows {got} != expected {expected}") from None
-    app_settings = settings.model_copy(update={"database_url": SecretStr(db_url)})
-    with TestClient(create_app(app_settings)) as client:
+    with api_client(settings, db_url) as (client, _):
         yield Day(day, truth, p, ids, db_url, client, token)
 
 
