@@ -90,6 +90,7 @@ class IngestProcess:
             "BEFFROI_TOPIC_PREFIX": f"c{tag}",
         } | (env or {})
         self.prefix = f"c{tag}"
+        self.stack = stack
         self.workers = workers
         self.log_path = log_path
         self.proc: subprocess.Popen[bytes] | None = None
@@ -114,6 +115,13 @@ class IngestProcess:
             subprocess.run(["pkill", "-KILL", "-P", str(self.proc.pid)], check=False)
         self.proc.send_signal(sig)
         self.proc.wait(timeout=60)
+
+    def close(self) -> None:
+        """Kill the process if it still runs; forget its workers' broker sessions."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.kill()
+        for cid in self.client_ids:
+            purge_session(self.stack, cid)
 
     def stop(self) -> int:
         """SIGTERM: flush and exit."""
