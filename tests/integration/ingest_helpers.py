@@ -16,7 +16,7 @@ from beffroi.settings import Settings
 from beffroi.stack import Stack
 from ingest.service import BrokerConfig, Ingestor
 from tests.conftest import random_tag
-from tests.integration.mqtt_helpers import purge_session, wait_until
+from tests.integration.mqtt_helpers import await_until, purge_session, wait_until
 
 
 def ingest_settings(settings: Settings, **overrides: Any) -> Settings:
@@ -66,6 +66,16 @@ async def running_ingestor(stack: Stack, settings: Settings, db_url: str, *,
         if purge:
             await asyncio.to_thread(purge_session, stack,
                                     f"{settings.ingest_client_id}-{worker}")
+
+
+async def await_committed(ing: Ingestor, n: int, *, timeout: float, what: str) -> None:
+    """Wait until the ingestor has committed at least ``n`` messages (as rows, dead letters
+    or refusals): nothing published before is still in flight."""
+
+    async def committed() -> bool:
+        return ing.committed_messages >= n
+
+    await await_until(committed, timeout=timeout, what=what)
 
 
 class IngestProcess:

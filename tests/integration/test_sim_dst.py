@@ -30,7 +30,7 @@ from simulators.scenario import Scenario
 from simulators.stream import Simulation
 from tests.conftest import random_tag
 from tests.integration.api_helpers import ApiReader, api_client
-from tests.integration.ingest_helpers import ingest_settings, running_ingestor
+from tests.integration.ingest_helpers import await_committed, ingest_settings, running_ingestor
 from tests.integration.mqtt_helpers import await_until, count
 from tests.integration.sim_helpers import publish_pooled, rows_by_table
 from tests.unit.test_sim_stream import ALL_FORMATS, tiny_city
@@ -269,8 +269,5 @@ async def test_every_clean_uplink_is_a_row_of_its_own(day: date, stack: Stack,
     async with running_ingestor(stack, s, db_url) as ing:
         await asyncio.to_thread(publish_pooled, stack, msgs, s.topic_prefix, f"dstkeys-{day}")
 
-        async def handled() -> bool:  # every message committed (as a row or not)
-            return ing.committed_messages >= len(msgs)
-
-        await await_until(handled, timeout=90, what=f"{len(msgs)} messages committed")
+        await await_committed(ing, len(msgs), timeout=90, what=f"{len(msgs)} messages committed")
     assert await asyncio.to_thread(stored) == expected
