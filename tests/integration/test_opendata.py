@@ -34,7 +34,7 @@ from beffroi.stack import Stack
 from devices import store
 from devices.democity import DEMO_CITY_FILE
 from devices.opendata import ngsild, stationnement
-from devices.registry import RegistryFile, parse_registry
+from devices.registry import RegistryFile, SiteKind, parse_registry
 from simulators.scenario import Scenario
 from simulators.stream import Simulation
 from tests.conftest import throwaway_database
@@ -257,6 +257,18 @@ def test_no_published_cell_breaks_a_threshold(world: World) -> None:
     hameau = next(e for e in world.entities("ngsi-ld-energie.json") if e["id"].endswith(SMALL))
     assert hameau["statisticalSecrecy"]["value"] is True
     assert "totalActiveEnergyImport" not in hameau
+
+
+def test_zones_and_squares_stand_where_the_registry_puts_them(world: World) -> None:
+    sites = {(s.kind, s.id): s for s in _registry().sites}
+    entities = [(SiteKind.PARKING_ZONE, e) for e in world.entities("ngsi-ld-stationnement.json")
+                if e["type"] in ("OnStreetParking", "OffStreetParking")]
+    entities += [(SiteKind.SQUARE, e) for e in world.entities("ngsi-ld-wifi.json")
+                 if e["type"] == "WifiPointOfInterest"]
+    assert {k for k, _ in entities} == {SiteKind.PARKING_ZONE, SiteKind.SQUARE}
+    for kind, e in entities:
+        site = sites[(kind, e["id"].rsplit(":", 1)[1])]
+        assert e["location"]["value"]["coordinates"] == [site.longitude, site.latitude], e["id"]
 
 
 def test_nothing_identifies_a_meter_a_client_a_mac_or_a_plate(world: World) -> None:
