@@ -73,7 +73,6 @@ async def test_dead_letters_and_logs_keep_no_mac_nor_plate(
     try:
         async with running_ingestor(stack, s, db_url) as ing:
             await asyncio.to_thread(pub.publish_many, messages)
-
             await await_committed(ing, len(messages), timeout=60, what="every message committed")
             assert ing.rejected == len(messages)
     finally:

@@ -68,7 +68,6 @@ async def test_every_message_kind_lands_once(stack: Stack, settings: Settings, d
             # Publish everything again: redelivery must not make a second row.
             await asyncio.to_thread(pub.publish_many,
                                     [(t, json.dumps(b)) for t, b in msgs])
-
             await await_committed(ing, 2 * len(msgs), timeout=20,
                                   what="the second delivery to be committed")
             assert ing.rejected == 0

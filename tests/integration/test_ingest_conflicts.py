@@ -245,11 +245,9 @@ async def test_conflict_through_the_broker(stack: Stack, settings: Settings, db_
     try:
         async with running_ingestor(stack, s, db_url) as ing:
             await asyncio.to_thread(pub.publish_many, [(topic, tx(250))])
-
             await await_committed(ing, 1, timeout=20, what="the first payment committed")
             # The same payment again (redelivery), then the same key with another amount.
             await asyncio.to_thread(pub.publish_many, [(topic, tx(250)), (topic, tx(400))])
-
             await await_committed(ing, 3, timeout=20, what="three messages committed")
             conflicts = ing.metrics.registry.get_sample_value(
                 "beffroi_ingest_conflicts_total", {"table": "parking_transactions"})

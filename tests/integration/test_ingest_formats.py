@@ -72,7 +72,6 @@ async def test_gateways_senml_and_metrics(stack: Stack, settings: Settings, db_u
             pub.publish(f"teleinfo/{serial}", json.dumps(tic))
             pub.publish(f"{s.topic_prefix}/wifi/{uid}-ap/stats", json.dumps(senml),
                         properties=props)
-
             await await_committed(ing, 3, timeout=20, what="three messages committed")
             metrics = generate_latest(ing.metrics.registry).decode()
     finally:
@@ -121,7 +120,6 @@ async def test_no_mac_address_is_stored_or_logged(stack: Stack, settings: Settin
     try:
         async with running_ingestor(stack, s, db_url) as ing:
             await asyncio.to_thread(pub.publish_many, msgs)
-
             await await_committed(ing, len(msgs), timeout=30, what="every wifi message committed")
     finally:
         pub.close()
@@ -207,7 +205,6 @@ async def test_bridges_under_their_own_topic_level(stack: Stack, settings: Setti
             pub.publish(f"{bridge}/application/parking/device/{dev_eui}/event/up",
                         uplink(3, True))
             pub.publish(f"{bridge}/teleinfo/{serial}", json.dumps(tic))
-
             await await_committed(ing, 2, timeout=20, what="two bridged messages committed")
             metrics = generate_latest(ing.metrics.registry).decode()
     finally:
@@ -287,7 +284,6 @@ async def test_linky_frames_across_dst_changes(stack: Stack, settings: Settings,
                 pub.publish(f"teleinfo/{serial}", teleinfo2mqtt(flag, wall, 1000 + i))
                 pub.publish(f"{s.topic_prefix}/grid/{uid}-linky2/reading",
                             json.dumps({"DATE": flag + wall, "EAST": f"{1000 + i:09d}"}))
-
             await await_committed(ing, 2 * len(stamps), timeout=20, what="every frame committed")
             metrics = generate_latest(ing.metrics.registry).decode()
     finally:
@@ -322,7 +318,6 @@ async def test_chirpstack_event_naming_another_device_is_refused(
         async with running_ingestor(stack, s, db_url) as ing:
             pub.publish(topic_b, uplink(euis[f"{uid}-a"]))  # a's event on b's topic
             pub.publish(topic_a, uplink(euis[f"{uid}-a"]))  # a's event on its own topic
-
             await await_committed(ing, 2, timeout=20, what="two uplinks committed")
     finally:
         pub.close()

@@ -35,7 +35,6 @@ async def test_session_26_hours_old_is_dead_lettered_too_old(stack: Stack, setti
         async with running_ingestor(stack, s, db_url) as ing:
             await asyncio.to_thread(pub.publish_many, [
                 (topic, session(now - timedelta(hours=26))), (topic, session(now))])
-
             await await_committed(ing, 2, timeout=20, what="both sessions committed")
             refused = ing.metrics.registry.get_sample_value(
                 "beffroi_ingest_rejected_total", {"reason": "too_old"})

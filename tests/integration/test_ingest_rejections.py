@@ -58,7 +58,6 @@ async def test_each_rejection_has_its_reason(stack: Stack, settings: Settings, d
             # Bad messages and a good one in the same batch: the good one is still written.
             await asyncio.to_thread(pub.publish_many, [(t, p) for _, t, p in cases]
                                     + [(f"{s.topic_prefix}/wifi/{ap}/stats", good)])
-
             await await_committed(ing, len(cases) + 1, timeout=20, what="every message committed")
     finally:
         pub.close()

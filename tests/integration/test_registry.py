@@ -234,7 +234,6 @@ async def test_a_real_frame_matches_a_demo_meter(demo: store.ImportResult, regis
             pub.publish(f"teleinfo/{meter.meter_serial}", frame(meter.meter_serial))
             # Another meter at this delivery point (its PRM in the frame): not this device.
             pub.publish(f"teleinfo/{meter.meter_id}", frame("021999000001"))
-
             await await_committed(ing, 2, timeout=20, what="two frames committed")
     finally:
         pub.close()

@@ -268,6 +268,5 @@ async def test_every_clean_uplink_is_a_row_of_its_own(day: date, stack: Stack,
 
     async with running_ingestor(stack, s, db_url) as ing:
         await asyncio.to_thread(publish_pooled, stack, msgs, s.topic_prefix, f"dstkeys-{day}")
-
         await await_committed(ing, len(msgs), timeout=90, what=f"{len(msgs)} messages committed")
     assert await asyncio.to_thread(stored) == expected
