@@ -38,6 +38,7 @@ def statement_cancelled(exc: psycopg.errors.QueryCanceled, settings: Settings) -
     """The 503 of a query PostgreSQL cancelled: past the statement timeout (a range too
     large to compute in time), or by an operator."""
     if "statement timeout" in str(exc):
+        # the dashboard (static/js/dom.js) recognises these words: a range too large
         return ApiError(503, "unavailable", (
             f"the query ran longer than the {settings.api_statement_timeout_s:g} s statement "
             "timeout and was cancelled: ask a shorter range or a larger bucket (or "

@@ -16,9 +16,11 @@ import httpx
 import psycopg
 import pytest
 from playwright.sync_api import expect
+from pydantic import SecretStr
 
 from api.tokens import create_token, revoke_token
-from tests.browser.conftest import DST_DAY, WEEKDAY, Dash, Tab, axe_violations
+from beffroi.settings import Settings
+from tests.browser.conftest import DST_DAY, WEEKDAY, ApiServer, Dash, Tab, axe_violations
 from tests.integration.mqtt_helpers import publish_fast
 
 pytestmark = [pytest.mark.stack, pytest.mark.browser]
@@ -205,6 +207,36 @@ def test_bad_input_gets_a_clear_message_never_a_blank_chart(dash: Dash, tab: Tab
         msg = page.locator(".msg.error, .msg.warn").first
         expect(msg).to_contain_text(message)
         assert page.locator(".chart:not([hidden]) canvas").count() == 0
+
+
+def test_a_request_past_the_statement_timeout_gets_a_clear_message_not_a_hang(
+        dash: Dash, tab: Tab, settings: Settings) -> None:
+    """The grid readings locked by another transaction and an API with a 0.5 s statement
+    timeout: the database cancels the energy queries (503). The chart says the request took
+    too long and what to do; the overview says it too, and drops the message at the first
+    refresh that works once the lock is gone."""
+    from api.main import create_app
+
+    tab.expected_statuses.add(503)
+    page = tab.page
+    app = create_app(settings.model_copy(update={
+        "database_url": SecretStr(dash.db_url), "ingest_metrics_port": 0,
+        "api_statement_timeout_s": 0.5}))
+    too_long = "La demande a pris trop de temps et a été abandonnée"
+    with ApiServer(app) as server, psycopg.connect(dash.db_url) as locker:
+        page.goto(f"{server.base}/#/connexion")
+        page.evaluate("t => sessionStorage.setItem('beffroi.token', t)", dash.tokens["read"])
+        locker.execute("LOCK TABLE grid_readings IN ACCESS EXCLUSIVE MODE")
+        page.goto(f"{server.base}/#/energie?site={dash.site('dist')}&metric=energy"
+                  "&range=year")
+        expect(page.locator("#p-msg.error")).to_contain_text(too_long, timeout=20_000)
+        assert page.locator(".chart:not([hidden]) canvas").count() == 0
+        page.goto(f"{server.base}/#/ville?refresh=2")
+        expect(page.locator("#status.error")).to_contain_text(too_long, timeout=20_000)
+        expect(page.locator("#ov-updated")).to_be_empty()
+        locker.rollback()
+        expect(page.locator("#ov-updated")).not_to_be_empty(timeout=20_000)
+        expect(page.locator("#status")).to_be_empty()
 
 
 # -- live ------------------------------------------------------------------------------------

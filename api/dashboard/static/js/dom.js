@@ -29,6 +29,8 @@ export function errorText(err, ctx = {}) {
   }
   if (err.status === 403) return t('err.forbidden');
   if (err.status === 0) return t('err.network');
+  // the API's 503 after its statement timeout names it (api/deps.py): a range too large
+  if (err.status === 503 && /statement timeout/.test(typeof err.detail === 'string' ? err.detail : '')) return t('err.too_long');
   if (err.status === 503) return t('err.unavailable');
   return t('err.generic', { status: err.status });
 }

@@ -254,6 +254,7 @@ export async function overview(main, params, app) {
     }
     updated.textContent = t('ov.updated', { at: f.dateTime(new Date().toISOString()) + ':' + String(new Date().getSeconds()).padStart(2, '0') });
     updated.dataset.refreshedAt = String(Date.now());
+    app.status(''); // a failed refresh's message goes once the numbers are back
   }
 
   const every = Math.min(300, Math.max(2, Number(params.refresh) || app.config.refresh_s || 15));
