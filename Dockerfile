@@ -8,7 +8,6 @@ COPY devices devices
 COPY ingest ingest
 COPY api api
 COPY simulators simulators
-COPY sql sql
 RUN pip install --no-cache-dir . && useradd --system --uid 10001 beffroi
 USER beffroi
 ENTRYPOINT ["beffroi"]

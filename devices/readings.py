@@ -1,7 +1,8 @@
 """Typed readings, one type per hypertable, fields in the table's column order.
 
 Decoders of every payload format produce these; the ingestor writes them with COPY, so a
-reading's tuple *is* the row. Range limits here mirror the SQL CHECK constraints in ``sql/``.
+reading's tuple *is* the row. Range limits here mirror the SQL CHECK constraints of the
+migrations (``beffroi/migrations/``).
 """
 
 from __future__ import annotations

@@ -15,8 +15,8 @@ from zoneinfo import ZoneInfo
 import psycopg
 from prometheus_client import start_http_server
 
+from beffroi.broker_auth import connection_user
 from beffroi.settings import Settings
-from beffroi.stack.broker_auth import connection_user
 from devices.families import bridge_topics
 from devices.privacy import MacHasher
 from devices.redact import dead_letter_parts, source

@@ -19,7 +19,7 @@ from api.errors import ERROR_RESPONSES, ApiError, error_body, invalid, not_found
 from api.runs import MAX_DURATION_S, MAX_SPEED, RunConflict, RunManager, RunNotFound
 from api.timeq import parse_instant, parse_tz
 from api.tokens import Scope, TokenInfo
-from beffroi.stack.errors import StackError
+from beffroi.endpoints import MissingSetting
 from simulators.scenario import Scenario, ScenarioError
 
 
@@ -142,7 +142,7 @@ async def start_run(body: RunRequest, _: Operator, runs: Runs) -> JSONResponse:
         raise invalid(str(exc).removeprefix("Value error, ")) from None
     except RunConflict as exc:
         raise ApiError(409, "conflict", str(exc)) from None
-    except StackError as exc:
+    except MissingSetting as exc:
         raise ApiError(503, "unavailable", str(exc)) from None
     return JSONResponse(run.to_dict(), status_code=201,
                         headers={"Location": f"/v1/operate/runs/{run.id}"})

@@ -46,7 +46,7 @@ def api_server(db_url: str, log_path: Path) -> Iterator[str]:
     The factory's defaults: no background maintenance (``beffroi api`` runs it every
     minute), a pool of 10 database connections."""
     port = _free_port()
-    env = {**os.environ, "BEFFROI_DATABASE_URL": db_url}
+    env = {**os.environ, "BEFFROI_DATABASE_URL": db_url, "BEFFROI_DEV_STACK": "1"}
     with log_path.open("w") as log:
         proc = subprocess.Popen(
             [sys.executable, "-m", "uvicorn", "api.main:create_app", "--factory",

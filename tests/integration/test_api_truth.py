@@ -17,6 +17,7 @@ from fastapi.testclient import TestClient
 from pydantic import SecretStr
 
 from api.tokens import create_token
+from beffroi.endpoints import broker_address
 from beffroi.settings import Settings
 from beffroi.stack import Stack
 from devices import store
@@ -87,7 +88,7 @@ async def loaded(stack: Stack, settings: Settings, db_url: str) -> AsyncIterator
     msgs = list(sim.messages())
     truth = sim.truth_document()
     expected = truth["messages"]["expected_rows"]
-    host, port = settings.broker_address()
+    host, port = broker_address(settings)
     accounts = accounts_for(mode="pool", pool_size=2, sim=stack.mqtt_credentials("admin"))
     router = Router(mode="pool", pool_size=2, prefix=s.topic_prefix)
 

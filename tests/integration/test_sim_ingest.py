@@ -12,9 +12,10 @@ from typing import Any
 import psycopg
 import pytest
 
+from beffroi.broker_auth import BrokerAccount
+from beffroi.endpoints import broker_address
 from beffroi.settings import Settings
 from beffroi.stack import Stack
-from beffroi.stack.broker_auth import BrokerAccount
 from devices import credentials as creds
 from devices import store
 from devices.registry import RegistryFile
@@ -56,7 +57,7 @@ async def _rows(db_url: str, ids: list[str]) -> dict[str, int]:
 
 async def _publish(stack: Stack, sim: Simulation, accounts: dict[str, tuple[str, str]],
                    router: Router, msgs: list[SimMessage] | None = None) -> int:
-    host, port = stack.settings.broker_address()
+    host, port = stack.broker_address()
 
     def go() -> int:
         # The admin account is not bound to a client id: give its connections ids of their own.
@@ -120,7 +121,7 @@ async def test_tiny_scenario_rows_match_the_generator(stack: Stack, settings: Se
 
 async def test_per_device_connections_authenticate(stack: Stack, settings: Settings,
                                                    db_url: str, uid: str) -> None:
-    if settings.external_broker:
+    if stack.settings.external_broker:
         pytest.skip("per-device accounts are applied on the local broker only")
     reg = tiny_city(prefix=f"{uid}-")
     _import(db_url, reg)
@@ -136,7 +137,7 @@ async def test_per_device_connections_authenticate(stack: Stack, settings: Setti
     assert set(passwords) == set(ids)
     _merge_broker_accounts(stack, add=mine)
     try:
-        host, port = settings.broker_address()
+        host, port = broker_address(settings)
         sim_user = stack.mqtt_credentials("admin")
         accounts = accounts_for(mode="per-device", pool_size=1, sim=sim_user,
                                 device_passwords=passwords)
