@@ -26,9 +26,10 @@ async def run_worker(settings: Settings, db_url: str, broker: BrokerConfig, work
     metrics = Metrics()
     if settings.ingest_metrics_port:
         port = settings.ingest_metrics_port + worker
+        host = settings.ingest_metrics_host
         try:
-            start_http_server(port, addr="127.0.0.1", registry=metrics.registry)
-            log.info("worker %d: metrics on http://127.0.0.1:%d/metrics", worker, port)
+            start_http_server(port, addr=host, registry=metrics.registry)
+            log.info("worker %d: metrics on http://%s:%d/metrics", worker, host, port)
         except OSError as exc:
             log.warning("worker %d: metrics port %d unavailable (%s)", worker, port, exc)
     stop = asyncio.Event()

@@ -13,7 +13,6 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import psycopg
-from prometheus_client import start_http_server
 
 from beffroi.broker_auth import connection_user
 from beffroi.settings import Settings
@@ -338,8 +337,3 @@ class Ingestor:
             await asyncio.sleep(0.01)
         await asyncio.sleep(0)
 
-
-def start_metrics_server(port: int) -> None:
-    """Serve Prometheus metrics of the default registry on ``port`` (0: off)."""
-    if port:
-        start_http_server(port, addr="127.0.0.1")
