@@ -27,6 +27,10 @@ MessageHandler = Callable[[str, bytes, int, dict[str, Any]], Awaitable[int]]
 SubmitHandler = Callable[[str, bytes, int, dict[str, Any]], "asyncio.Future[None]"]
 
 
+#: MQTT 5 DISCONNECT reason code: another connection took this client id's session.
+SESSION_TAKEN_OVER = 0x8E
+
+
 class SubscriptionRefused(RuntimeError):
     """The broker refused a subscription (usually: the account may not read the topics)."""
 
@@ -179,8 +183,13 @@ class GmqttSubscriber:
                  submit: SubmitHandler | None = None,
                  max_inflight_bytes: int = 0,
                  session_expiry_s: int,
-                 on_state: Callable[[bool], None] | None = None) -> None:
+                 on_state: Callable[[bool], None] | None = None,
+                 on_taken_over: Callable[[], None] | None = None) -> None:
         self.host = host
+        self.client_id = client_id
+        self._on_taken_over = on_taken_over
+        self.taken_over = False
+        self._closing: asyncio.Future[None] | None = None
         self.port = port
         self.topics = list(topics)
         self.stale_topics = list(stale_topics)
@@ -319,7 +328,20 @@ class GmqttSubscriber:
             self._on_state(True)
 
     def _on_disconnect(self, client: Any, packet: Any, exc: Any = None) -> None:
-        log.warning("disconnected from the broker at %s:%d", self.host, self.port)
+        if isinstance(packet, bytes | bytearray) and packet[:1] == bytes((SESSION_TAKEN_OVER,)):
+            # Another client connected with our client id: another ingestor (a leftover of
+            # an earlier run, or a second one started by mistake). Reconnecting would take
+            # the session back and start a fight that loses messages; the newest one keeps
+            # it and this one stops.
+            log.error("another client connected as %s and took over its session: this "
+                      "ingestor stops (is another `beffroi ingest` running with the same "
+                      "BEFFROI_INGEST_CLIENT_ID?)", self.client_id)
+            self.taken_over = True
+            self._closing = asyncio.ensure_future(self.client.disconnect())  # no reconnection
+            if self._on_taken_over:
+                self._on_taken_over()
+        else:
+            log.warning("disconnected from the broker at %s:%d", self.host, self.port)
         if self._on_state:
             self._on_state(False)
 

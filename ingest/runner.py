@@ -3,10 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import ctypes
+import ctypes.util
 import logging
 import multiprocessing
 import os
 import signal
+import sys
+import time
+from multiprocessing import connection as mp_connection
+from multiprocessing.process import BaseProcess
 from typing import Any
 
 from prometheus_client import start_http_server
@@ -19,9 +26,19 @@ from ingest.service import BrokerConfig, Ingestor
 log = logging.getLogger(__name__)
 
 
+#: Exit code of a worker whose broker session another client took over (not restarted).
+TAKEN_OVER_EXIT = 3
+#: A worker that dies more often than this within RESTART_WINDOW_S is not restarted again:
+#: the whole ingestor stops (its supervisor, compose or systemd, restarts it).
+MAX_RESTARTS = 5
+RESTART_WINDOW_S = 60.0
+_PR_SET_PDEATHSIG = 1
+
+
 async def run_worker(settings: Settings, db_url: str, broker: BrokerConfig, worker: int,
-                     *, shared: bool, progress: bool | None = None) -> None:
-    """Run one ingestor until SIGTERM or SIGINT, then stop gracefully."""
+                     *, shared: bool, progress: bool | None = None) -> int:
+    """Run one ingestor until SIGTERM or SIGINT, then stop gracefully; return an exit code
+    (``TAKEN_OVER_EXIT`` when another client took over its broker session)."""
     tune_gc(settings.ingest_gc_threshold)
     metrics = Metrics()
     if settings.ingest_metrics_port:
@@ -39,17 +56,31 @@ async def run_worker(settings: Settings, db_url: str, broker: BrokerConfig, work
     ingestor = Ingestor(settings, db_url=db_url, broker=broker, worker=worker, shared=shared,
                         metrics=metrics, progress=progress)
     await ingestor.run(stop)
+    taken_over = getattr(ingestor.subscriber, "taken_over", False)
+    return TAKEN_OVER_EXIT if taken_over else 0
+
+
+def _die_with_parent(parent: int) -> None:
+    """Have the kernel send SIGTERM to this worker when its parent dies (Linux), so that a
+    parent killed alone never leaves workers behind to fight the next run's."""
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+    if os.getppid() != parent:  # the parent died before prctl
+        os.kill(os.getpid(), signal.SIGTERM)
 
 
 def _worker_main(settings_json: str, db_url: str, broker: dict[str, Any], worker: int,
-                 shared: bool, progress: bool, log_level: int) -> None:
+                 shared: bool, progress: bool, log_level: int, parent: int) -> None:
     logging.basicConfig(level=log_level,
                         format="%(asctime)s %(levelname)s %(name)s[w%(process)d]: %(message)s")
     settings = Settings.model_validate_json(settings_json)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent forwards SIGTERM
+    _die_with_parent(parent)
     _install_uvloop()
-    asyncio.run(run_worker(settings, db_url, BrokerConfig(**broker), worker, shared=shared,
-                           progress=progress))
+    code = asyncio.run(run_worker(settings, db_url, BrokerConfig(**broker), worker,
+                                  shared=shared, progress=progress))
+    sys.exit(code)
 
 
 def _install_uvloop() -> None:
@@ -71,27 +102,87 @@ def run(settings: Settings, db_url: str, broker: BrokerConfig, *, workers: int =
         raise ValueError("several workers need a shared subscription")
     if workers == 1:
         _install_uvloop()
-        asyncio.run(run_worker(settings, db_url, broker, 0, shared=shared, progress=progress))
-        return 0
-    ctx = multiprocessing.get_context("spawn")
-    procs = [
-        ctx.Process(target=_worker_main, name=f"beffroi-ingest-{i}",
-                    args=(settings.model_dump_json(), db_url, broker.__dict__, i, shared,
-                          bool(progress), logging.getLogger().level))
-        for i in range(workers)
-    ]
-    for p in procs:
-        p.start()
-    log.info("started %d ingestor workers: %s", workers, ", ".join(str(p.pid) for p in procs))
+        return asyncio.run(run_worker(settings, db_url, broker, 0, shared=shared,
+                                      progress=progress))
+    return Supervisor(settings, db_url, broker, workers=workers, shared=shared,
+                      progress=bool(progress)).run()
 
-    def forward(signum: int, frame: Any) -> None:
-        for p in procs:
+
+class Supervisor:
+    """The parent of ``--workers N``: starts the workers, restarts one that dies (and says
+    so), forwards SIGTERM/SIGINT, and stops everything when a worker keeps dying or lost
+    its session to another ingestor."""
+
+    def __init__(self, settings: Settings, db_url: str, broker: BrokerConfig, *,
+                 workers: int, shared: bool, progress: bool) -> None:
+        self.settings = settings
+        self.db_url = db_url
+        self.broker = broker
+        self.workers = workers
+        self.shared = shared
+        self.progress = progress
+        self.ctx = multiprocessing.get_context("spawn")
+        self.procs: dict[int, BaseProcess] = {}
+        self.deaths: dict[int, list[float]] = {i: [] for i in range(workers)}
+        self.restarts = 0
+        self.stopping = False
+
+    def start(self, i: int) -> None:
+        p = self.ctx.Process(
+            target=_worker_main, name=f"beffroi-ingest-{i}",
+            args=(self.settings.model_dump_json(), self.db_url, self.broker.__dict__, i,
+                  self.shared, self.progress, logging.getLogger().level, os.getpid()))
+        p.start()
+        self.procs[i] = p
+
+    def stop_all(self, *_: Any) -> None:
+        self.stopping = True
+        for p in self.procs.values():
             if p.pid and p.is_alive():
                 os.kill(p.pid, signal.SIGTERM)
 
-    signal.signal(signal.SIGTERM, forward)
-    signal.signal(signal.SIGINT, forward)
-    for p in procs:
-        p.join()
-    codes = [p.exitcode for p in procs]
-    return 0 if all(c == 0 for c in codes) else 1
+    def run(self) -> int:
+        signal.signal(signal.SIGTERM, self.stop_all)
+        signal.signal(signal.SIGINT, self.stop_all)
+        for i in range(self.workers):
+            self.start(i)
+        log.info("started %d ingestor workers: %s", self.workers,
+                 ", ".join(str(p.pid) for p in self.procs.values()))
+        code = 0
+        while self.procs:
+            sentinels = {p.sentinel: i for i, p in self.procs.items()}
+            ready = mp_connection.wait(list(sentinels), timeout=1.0)
+            for sentinel in ready:
+                assert isinstance(sentinel, int)
+                i = sentinels[sentinel]
+                p = self.procs.pop(i)
+                p.join()
+                if self.stopping:
+                    if p.exitcode not in (0, -signal.SIGTERM):
+                        code = 1
+                    continue
+                code = max(code, self._worker_died(i, p))
+        return code
+
+    def _worker_died(self, i: int, p: BaseProcess) -> int:
+        """A worker ended while nobody asked: restart it, or stop everything (exit code)."""
+        if p.exitcode == TAKEN_OVER_EXIT:
+            log.error("worker %d (pid %s) lost its broker session to another client: stopping "
+                      "every worker (another `beffroi ingest` uses the same client ids)", i, p.pid)
+            self.stop_all()
+            return 1
+        now = time.monotonic()
+        recent = [t for t in self.deaths[i] if now - t < RESTART_WINDOW_S] + [now]
+        self.deaths[i] = recent
+        if len(recent) > MAX_RESTARTS:
+            log.error("worker %d died %d times within %.0f s (last exit code %s): stopping "
+                      "every worker", i, len(recent), RESTART_WINDOW_S, p.exitcode)
+            self.stop_all()
+            return 1
+        self.restarts += 1
+        log.error("worker %d (pid %s) died (exit code %s): restarting it; its broker session "
+                  "kept its share of the messages (%d restart(s) so far)", i, p.pid, p.exitcode,
+                  self.restarts)
+        self.start(i)
+        log.info("worker %d restarted: pid %s", i, self.procs[i].pid)
+        return 0

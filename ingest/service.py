@@ -20,6 +20,7 @@ from devices.families import bridge_topics
 from devices.privacy import MacHasher
 from devices.redact import dead_letter_parts, source
 from ingest.batch import Batch, DeadLetterRow
+from ingest.claim import ClientIdClaim
 from ingest.keys import KeyRing
 from ingest.logsafe import guard_loggers
 from ingest.metrics import Metrics
@@ -91,6 +92,7 @@ class Ingestor:
         self._sealing: set[asyncio.Future[None]] = set()
         self._refresh_lock = asyncio.Lock()
         self._maint_conn: psycopg.AsyncConnection[Any] | None = None
+        self._claim: ClientIdClaim | None = None
 
     # -- message path -------------------------------------------------------------------
     def submit(self, topic: str, payload: bytes, qos: int,
@@ -261,6 +263,18 @@ class Ingestor:
             self._tasks.append(asyncio.create_task(self._progress_loop(), name="ingest-progress"))
         # Worker n has an account and a client id of its own: the broker binds one to the other.
         client_id = f"{self.settings.ingest_client_id}-{self.worker}"
+        self._claim = ClientIdClaim(self.db_url, client_id)
+        claimed = asyncio.ensure_future(self._claim.acquire())  # one process per session
+        stopped = asyncio.ensure_future(stop.wait())
+        await asyncio.wait({claimed, stopped}, return_when=asyncio.FIRST_COMPLETED)
+        stopped.cancel()
+        if not claimed.done():
+            claimed.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await claimed
+            await self.shutdown()
+            return
+        claimed.result()
         sub = GmqttSubscriber(
             host=self.broker.host, port=self.broker.port,
             username=connection_user(self.broker.username, self.worker),
@@ -272,7 +286,8 @@ class Ingestor:
             receive_maximum=self.settings.ingest_receive_maximum,
             max_inflight_bytes=self.settings.ingest_max_inflight_bytes,
             session_expiry_s=self.settings.ingest_session_expiry_s,
-            on_state=lambda up: self.metrics.connected.set(1 if up else 0))
+            on_state=lambda up: self.metrics.connected.set(1 if up else 0),
+            on_taken_over=stop.set)
         self.subscriber = sub
         await sub.start()
         log.info("worker %d subscribed as %s to %s", self.worker, client_id,
@@ -315,6 +330,10 @@ class Ingestor:
             async with asyncio.timeout(CLOSE_TIMEOUT_S):
                 if self.subscriber is not None:
                     await self.subscriber.stop()
+        with contextlib.suppress(TimeoutError, OSError, psycopg.Error):
+            async with asyncio.timeout(CLOSE_TIMEOUT_S):
+                if self._claim is not None:
+                    await self._claim.release()
         with contextlib.suppress(TimeoutError, OSError, psycopg.Error):
             async with asyncio.timeout(CLOSE_TIMEOUT_S):
                 await self.writer.close()

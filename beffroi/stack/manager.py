@@ -202,25 +202,27 @@ class Stack:
         update: dict[str, object] = {}
         if s.database_url is None:
             update["database_url"] = SecretStr(self.database_url())
-        if s.broker_url is None:
+        if s.broker_url is None:  # the local broker, with the stack's accounts
             update["broker_url"] = f"mqtt://127.0.0.1:{s.mqtt_port}"
-        if s.ingest_mqtt_password is None:
-            update["ingest_mqtt_password"] = SecretStr(self.mqtt_credentials("ingest")[1])
-        if s.sim_mqtt_password is None:
-            update["sim_mqtt_password"] = SecretStr(self.mqtt_credentials("sim")[1])
+            if s.ingest_mqtt_password is None:
+                update["ingest_mqtt_password"] = SecretStr(self.mqtt_credentials("ingest")[1])
+            if s.sim_mqtt_password is None:
+                update["sim_mqtt_password"] = SecretStr(self.mqtt_credentials("sim")[1])
         return s.model_copy(update=update)
 
     def environment(self) -> dict[str, str]:
         """``BEFFROI_*`` variables giving a process this stack's endpoints and accounts."""
         c = self.client_settings()
-        assert c.database_url and c.broker_url and c.ingest_mqtt_password
-        assert c.sim_mqtt_password
-        return {"BEFFROI_DATABASE_URL": c.database_url.get_secret_value(),
-                "BEFFROI_BROKER_URL": c.broker_url,
-                "BEFFROI_INGEST_MQTT_USERNAME": c.ingest_mqtt_username,
-                "BEFFROI_INGEST_MQTT_PASSWORD": c.ingest_mqtt_password.get_secret_value(),
-                "BEFFROI_SIM_MQTT_USERNAME": c.sim_mqtt_username,
-                "BEFFROI_SIM_MQTT_PASSWORD": c.sim_mqtt_password.get_secret_value()}
+        assert c.database_url and c.broker_url
+        env = {"BEFFROI_DATABASE_URL": c.database_url.get_secret_value(),
+               "BEFFROI_BROKER_URL": c.broker_url,
+               "BEFFROI_INGEST_MQTT_USERNAME": c.ingest_mqtt_username,
+               "BEFFROI_SIM_MQTT_USERNAME": c.sim_mqtt_username}
+        if c.ingest_mqtt_password is not None:
+            env["BEFFROI_INGEST_MQTT_PASSWORD"] = c.ingest_mqtt_password.get_secret_value()
+        if c.sim_mqtt_password is not None:
+            env["BEFFROI_SIM_MQTT_PASSWORD"] = c.sim_mqtt_password.get_secret_value()
+        return env
 
     def database_url(self, db: str | None = None) -> str:
         """URL of the database in use (the external one, or ``db`` on the local cluster)."""
