@@ -110,8 +110,10 @@ class Settings(BaseSettings):
     )
     ingest_client_id: str = Field("beffroi-ingest", pattern=r"^[A-Za-z0-9_-]{1,48}$")
     ingest_share_group: str = Field("beffroi", pattern=r"^[A-Za-z0-9_-]{1,32}$")
-    ingest_shared_subscription: bool | None = Field(
-        None, description="Subscribe through $share/<group>/; default: only with --workers > 1."
+    ingest_shared_subscription: bool = Field(
+        False, description="Subscribe through $share/<group>/ (each message to one worker). "
+        "Off: with --workers N every worker receives every message and keeps its share of "
+        "the topics, so that a Mosquitto restart loses nothing (docs/scale.md)."
     )
     ingest_session_expiry_s: int = Field(
         7 * 86400, ge=0, description="How long the broker keeps an offline ingestor's session."

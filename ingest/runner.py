@@ -36,7 +36,7 @@ _PR_SET_PDEATHSIG = 1
 
 
 async def run_worker(settings: Settings, db_url: str, broker: BrokerConfig, worker: int,
-                     *, shared: bool, progress: bool | None = None) -> int:
+                     *, shared: bool, progress: bool | None = None, workers: int = 1) -> int:
     """Run one ingestor until SIGTERM or SIGINT, then stop gracefully; return an exit code
     (``TAKEN_OVER_EXIT`` when another client took over its broker session)."""
     tune_gc(settings.ingest_gc_threshold)
@@ -54,7 +54,7 @@ async def run_worker(settings: Settings, db_url: str, broker: BrokerConfig, work
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     ingestor = Ingestor(settings, db_url=db_url, broker=broker, worker=worker, shared=shared,
-                        metrics=metrics, progress=progress)
+                        metrics=metrics, progress=progress, workers=workers)
     await ingestor.run(stop)
     taken_over = getattr(ingestor.subscriber, "taken_over", False)
     return TAKEN_OVER_EXIT if taken_over else 0
@@ -71,7 +71,8 @@ def _die_with_parent(parent: int) -> None:
 
 
 def _worker_main(settings_json: str, db_url: str, broker: dict[str, Any], worker: int,
-                 shared: bool, progress: bool, log_level: int, parent: int) -> None:
+                 shared: bool, progress: bool, log_level: int, parent: int,
+                 workers: int) -> None:
     logging.basicConfig(level=log_level,
                         format="%(asctime)s %(levelname)s %(name)s[w%(process)d]: %(message)s")
     settings = Settings.model_validate_json(settings_json)
@@ -79,7 +80,7 @@ def _worker_main(settings_json: str, db_url: str, broker: dict[str, Any], worker
     _die_with_parent(parent)
     _install_uvloop()
     code = asyncio.run(run_worker(settings, db_url, BrokerConfig(**broker), worker,
-                                  shared=shared, progress=progress))
+                                  shared=shared, progress=progress, workers=workers))
     sys.exit(code)
 
 
@@ -95,11 +96,11 @@ def _install_uvloop() -> None:
 def run(settings: Settings, db_url: str, broker: BrokerConfig, *, workers: int = 1,
         progress: bool | None = None) -> int:
     """Run ``workers`` ingestor processes until interrupted; return an exit code."""
-    shared = settings.ingest_shared_subscription
-    if shared is None:
-        shared = workers > 1
-    if workers > 1 and not shared:
-        raise ValueError("several workers need a shared subscription")
+    # Plain subscriptions by default, each worker keeping its share of the topics: a
+    # broker restart loses nothing (Mosquitto 2.0 restores plain subscriptions of persistent
+    # sessions, not shared ones). A shared subscription sends each message to one worker
+    # only, at the cost of the messages published after a broker restart (docs/scale.md).
+    shared = bool(settings.ingest_shared_subscription)
     if workers == 1:
         _install_uvloop()
         return asyncio.run(run_worker(settings, db_url, broker, 0, shared=shared,
@@ -131,7 +132,8 @@ class Supervisor:
         p = self.ctx.Process(
             target=_worker_main, name=f"beffroi-ingest-{i}",
             args=(self.settings.model_dump_json(), self.db_url, self.broker.__dict__, i,
-                  self.shared, self.progress, logging.getLogger().level, os.getpid()))
+                  self.shared, self.progress, logging.getLogger().level, os.getpid(),
+                  self.workers))
         p.start()
         self.procs[i] = p
 

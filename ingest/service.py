@@ -10,6 +10,7 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
+from zlib import crc32
 from zoneinfo import ZoneInfo
 
 import psycopg
@@ -60,12 +61,16 @@ class Ingestor:
 
     def __init__(self, settings: Settings, *, db_url: str, broker: BrokerConfig,
                  worker: int = 0, shared: bool | None = None, metrics: Metrics | None = None,
-                 progress: bool | None = None) -> None:
+                 progress: bool | None = None, workers: int = 1) -> None:
         self.settings = settings
         self.db_url = db_url
         self.broker = broker
         self.worker = worker
         self.shared = (settings.ingest_shared_subscription if shared is None else shared) or False
+        # Without a shared subscription, each of the N workers receives every message and
+        # keeps the topics whose CRC-32 modulo N is its number (see docs/ingest.md, Workers).
+        self.partition = 1 if self.shared else max(1, workers)
+        self._taken_elsewhere: asyncio.Future[None] | None = None
         self.metrics = metrics or Metrics()
         self.progress = sys.stderr.isatty() if progress is None else progress
         self.tz = ZoneInfo(settings.timezone)
@@ -100,8 +105,11 @@ class Ingestor:
         """Route a message into the open batch; the returned future resolves on commit.
 
         Synchronous on purpose: the MQTT client calls it for each QoS 1 message and sends the
-        PUBACK from a callback on the future, with no task per message.
+        PUBACK from a callback on the future, with no task per message. A message of another
+        worker's share is acknowledged at once: that worker's own session has its copy.
         """
+        if self.partition > 1 and crc32(topic.encode()) % self.partition != self.worker:
+            return self._elsewhere()
         now = datetime.now(UTC)
         ct = properties.get("content_type")
         content_type = ct[0] if ct else None
@@ -112,6 +120,14 @@ class Ingestor:
             return asyncio.ensure_future(self._submit_after_refresh(topic, payload, now,
                                                                     content_type))
         return self._add(topic, payload, now, routed)
+
+    def _elsewhere(self) -> asyncio.Future[None]:
+        fut = self._taken_elsewhere
+        if fut is None:
+            fut = self._taken_elsewhere = asyncio.get_running_loop().create_future()
+            fut.set_result(None)
+        self.metrics.messages.labels("other_worker").inc()
+        return fut
 
     async def on_message(self, topic: str, payload: bytes, qos: int,
                          properties: dict[str, Any]) -> int:
