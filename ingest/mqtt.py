@@ -41,8 +41,8 @@ class Subscriber(Protocol):
     async def start(self) -> None:
         """Connect, subscribe, and keep reconnecting until ``stop``."""
 
-    async def stop(self) -> None:
-        """Disconnect cleanly (the broker keeps the session)."""
+    async def stop(self, *, end_session: bool = False) -> None:
+        """Disconnect cleanly (the broker keeps the session unless ``end_session``)."""
 
     @property
     def connected(self) -> bool:
@@ -365,6 +365,8 @@ class GmqttSubscriber:
         # every message twice: drop those filters; the session's queued messages stay.
         for topic in self.stale_topics:
             self.client.unsubscribe(topic)
+        if not self.topics:
+            self._subscribed.set()
         await asyncio.wait_for(self._subscribed.wait(), timeout=30)
         if self._refused:
             await self.stop()
@@ -372,7 +374,10 @@ class GmqttSubscriber:
                 f"the broker refused subscribing to {', '.join(self.topics)} (reason codes "
                 f"{self._refused}); check that this account may read these topics")
 
-    async def stop(self) -> None:
-        """Disconnect without ending the session."""
+    async def stop(self, *, end_session: bool = False) -> None:
+        """Disconnect, keeping the session (or ending it: the broker then forgets it)."""
         if self.client.is_connected:
-            await self.client.disconnect()
+            if end_session:
+                await self.client.disconnect(session_expiry_interval=0)
+            else:
+                await self.client.disconnect()

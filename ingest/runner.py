@@ -16,6 +16,7 @@ from multiprocessing import connection as mp_connection
 from multiprocessing.process import BaseProcess
 from typing import Any
 
+import psycopg
 from prometheus_client import start_http_server
 
 from beffroi.gctune import tune_gc
@@ -93,9 +94,75 @@ def _install_uvloop() -> None:
     uvloop.install()
 
 
+def session_present(settings: Settings, broker: BrokerConfig, worker: int) -> bool:
+    """Whether the broker keeps a session for worker ``worker`` (a quick MQTT 5 connection
+    that resumes it, and ends the empty one it made when there was none)."""
+    import paho.mqtt.client as mqtt
+    from paho.mqtt.enums import CallbackAPIVersion
+    from paho.mqtt.packettypes import PacketTypes
+    from paho.mqtt.properties import Properties
+
+    from beffroi.broker_auth import connection_user
+
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5,
+                         client_id=f"{settings.ingest_client_id}-{worker}")
+    client.username_pw_set(connection_user(broker.username, worker), broker.password)
+    props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+    props.SessionExpiryInterval = settings.ingest_session_expiry_s
+    answer: list[tuple[bool, bool]] = []
+    client.on_connect = lambda c, u, flags, rc, p: answer.append(
+        (not rc.is_failure, bool(flags.session_present)))
+    try:
+        client.connect(broker.host, broker.port, clean_start=False, properties=props)
+        deadline = time.monotonic() + 10
+        while not answer and time.monotonic() < deadline:
+            client.loop(0.1)
+    except OSError as exc:
+        log.warning("cannot check worker %d's broker session (%s)", worker, exc)
+        return False
+    ok, present = answer[0] if answer else (False, False)
+    if ok and not present:
+        end = Properties(PacketTypes.DISCONNECT)  # type: ignore[no-untyped-call]
+        end.SessionExpiryInterval = 0
+        client.disconnect(properties=end)
+    else:
+        client.disconnect()
+    with contextlib.suppress(OSError):
+        client.loop(0.1)
+    return ok and present
+
+
+def retire_sessions(settings: Settings, db_url: str, broker: BrokerConfig, workers: int) -> int:
+    """Drain and end the broker sessions of worker numbers ``workers`` and up (up to
+    ``ingest_max_workers``) that an earlier run with more workers left behind: the broker
+    would otherwise keep a copy of every message for them. Return how many were ended."""
+    from ingest.claim import lock_key
+
+    retired = 0
+    for worker in range(workers, settings.ingest_max_workers):
+        client_id = f"{settings.ingest_client_id}-{worker}"
+        with psycopg.connect(db_url, autocommit=True) as conn:
+            row = conn.execute("SELECT pg_try_advisory_lock(%s, %s)",
+                               lock_key(client_id)).fetchone()
+            if not row or not row[0]:
+                log.info("client id %s is in use by another ingestor: its session stays",
+                         client_id)
+                continue
+            conn.execute("SELECT pg_advisory_unlock(%s, %s)", lock_key(client_id))
+        if not session_present(settings, broker, worker):
+            continue
+        log.warning("an earlier run left the broker session of worker %d (%s): storing what "
+                    "it holds, then ending it", worker, client_id)
+        asyncio.run(Ingestor(settings, db_url=db_url, broker=broker, worker=worker,
+                             shared=False, progress=False, retire=True).run(asyncio.Event()))
+        retired += 1
+    return retired
+
+
 def run(settings: Settings, db_url: str, broker: BrokerConfig, *, workers: int = 1,
         progress: bool | None = None) -> int:
     """Run ``workers`` ingestor processes until interrupted; return an exit code."""
+    retire_sessions(settings, db_url, broker, workers)
     # Plain subscriptions by default, each worker keeping its share of the topics: a
     # broker restart loses nothing (Mosquitto 2.0 restores plain subscriptions of persistent
     # sessions, not shared ones). A shared subscription sends each message to one worker

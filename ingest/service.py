@@ -36,6 +36,8 @@ PUBACK_SUCCESS = 0
 PROGRESS_EVERY_S = 5.0
 MAINTENANCE_EVERY_S = 30.0
 CLOSE_TIMEOUT_S = 5.0
+#: A retiring worker ends its session once nothing arrived for this long.
+RETIRE_QUIET_S = 2.0
 
 
 @dataclass(frozen=True)
@@ -61,7 +63,8 @@ class Ingestor:
 
     def __init__(self, settings: Settings, *, db_url: str, broker: BrokerConfig,
                  worker: int = 0, shared: bool | None = None, metrics: Metrics | None = None,
-                 progress: bool | None = None, workers: int = 1) -> None:
+                 progress: bool | None = None, workers: int = 1,
+                 retire: bool = False) -> None:
         self.settings = settings
         self.db_url = db_url
         self.broker = broker
@@ -70,6 +73,10 @@ class Ingestor:
         # Without a shared subscription, each of the N workers receives every message and
         # keeps the topics whose CRC-32 modulo N is its number (see docs/ingest.md, Workers).
         self.partition = 1 if self.shared else max(1, workers)
+        # Retiring: a worker number a smaller --workers no longer uses. Its session is
+        # drained (every message it holds is stored; rows already stored are kept once) and
+        # ended, so the broker stops keeping a copy of the stream for it.
+        self.retire = retire
         self._taken_elsewhere: asyncio.Future[None] | None = None
         self.metrics = metrics or Metrics()
         self.progress = sys.stderr.isatty() if progress is None else progress
@@ -295,10 +302,12 @@ class Ingestor:
             host=self.broker.host, port=self.broker.port,
             username=connection_user(self.broker.username, self.worker),
             password=self.broker.password, client_id=client_id,
-            topics=subscription_topics(self.settings, shared=self.shared),
+            topics=[] if self.retire else subscription_topics(self.settings, shared=self.shared),
             submit=self.submit,
-            stale_topics=subscription_topics(self.settings,
-                                             shared=not self.shared), handler=self.on_message,
+            stale_topics=[*subscription_topics(self.settings, shared=not self.shared),
+                          *(subscription_topics(self.settings, shared=self.shared)
+                            if self.retire else ())],
+            handler=self.on_message,
             receive_maximum=self.settings.ingest_receive_maximum,
             max_inflight_bytes=self.settings.ingest_max_inflight_bytes,
             session_expiry_s=self.settings.ingest_session_expiry_s,
@@ -309,8 +318,25 @@ class Ingestor:
         log.info("worker %d subscribed as %s to %s", self.worker, client_id,
                  ", ".join(sub.topics))
         self._started.set()
+        if self.retire:
+            await self._drain(stop)
         await stop.wait()
         await self.shutdown()
+
+    async def _drain(self, stop: asyncio.Event) -> None:
+        """Retiring: stop once nothing more arrives and everything received is committed."""
+        seen, quiet_since = -1, time.monotonic()
+        while not stop.is_set():
+            now_seen = self.committed_messages + self.unacked
+            if now_seen != seen or self.unacked:
+                seen, quiet_since = now_seen, time.monotonic()
+            elif time.monotonic() - quiet_since >= RETIRE_QUIET_S:
+                log.info("worker %d retired: %d messages of its session stored", self.worker,
+                         self.committed_messages)
+                stop.set()
+                return
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), 0.2)
 
     async def wait_started(self) -> None:
         """Wait until subscribed."""
@@ -345,7 +371,7 @@ class Ingestor:
         with contextlib.suppress(TimeoutError, OSError, psycopg.Error):
             async with asyncio.timeout(CLOSE_TIMEOUT_S):
                 if self.subscriber is not None:
-                    await self.subscriber.stop()
+                    await self.subscriber.stop(end_session=self.retire)
         with contextlib.suppress(TimeoutError, OSError, psycopg.Error):
             async with asyncio.timeout(CLOSE_TIMEOUT_S):
                 if self._claim is not None:

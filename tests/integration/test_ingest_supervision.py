@@ -15,7 +15,10 @@ from pathlib import Path
 import orjson
 import pytest
 
+from beffroi.settings import Settings
 from beffroi.stack import Stack
+from ingest.runner import session_present
+from ingest.service import BrokerConfig
 from tests.integration.ingest_helpers import IngestProcess
 from tests.integration.mqtt_helpers import Publisher, count, purge_session, register, wait_until
 
@@ -151,3 +154,34 @@ def test_a_second_ingestor_does_not_fight_the_first(stack: Stack, db_url: str, u
     wait_until(lambda: _rows(db_url, uid) >= 3000, timeout=60, what="every message stored")
     assert second.stop() == 0
     assert _rows(db_url, uid) == 3000
+
+
+def test_fewer_workers_end_the_sessions_left_behind(stack: Stack, db_url: str, uid: str,
+                                                    tmp_path: Path,
+                                                    procs: list[IngestProcess]) -> None:
+    """Going from 2 workers to 1 stores what worker 1's session holds, then ends that
+    session: the broker no longer keeps a copy of every message for it."""
+    register(db_url, uid, {f"{uid}-m{i}": "grid_meter" for i in range(METERS)})
+    two = IngestProcess(stack, db_url, tmp_path / "two.log", workers=2)
+    procs.append(two)
+    two.start()
+    assert two.stop() == 0
+    _publish(stack, two.prefix, uid, 1000, 0)  # queued in both workers' sessions
+    one = IngestProcess(stack, db_url, tmp_path / "one.log", workers=1,
+                        env={k: v for k, v in two.env.items()
+                             if k in ("BEFFROI_INGEST_CLIENT_ID", "BEFFROI_INGEST_SHARE_GROUP",
+                                      "BEFFROI_TOPIC_PREFIX")})
+    one.client_ids, one.prefix = two.client_ids[:1], two.prefix
+    procs.append(one)
+    one.start()
+    assert "left the broker session of worker 1" in one.log_path.read_text()
+    _publish(stack, two.prefix, uid, 1000, 1000)
+    wait_until(lambda: _rows(db_url, uid) >= 2000, timeout=60, what="every message stored")
+    assert one.stop() == 0
+    assert _rows(db_url, uid) == 2000
+    host, port = stack.broker_address()
+    user, password = stack.mqtt_credentials("admin")
+    settings = Settings(ingest_client_id=two.env["BEFFROI_INGEST_CLIENT_ID"])
+    broker = BrokerConfig(host, port, user, password)
+    assert not session_present(settings, broker, 1)
+    assert session_present(settings, broker, 0)
