@@ -145,8 +145,8 @@ def _import(ctx: Context, args: argparse.Namespace) -> int:
     print(f"{verb} {args.file}: sites {result.sites_inserted} new, {result.sites_updated} "
           f"updated; devices {result.devices_inserted} new, {result.devices_updated} updated")
     if has_creds and ctx.local_broker() is None:
-        print("broker accounts are files here: run `beffroi devices credentials sync --export DIR` "
-              "and apply the files there")
+        print("devices with credentials changed: run `beffroi devices credentials sync --export "
+              "DIR` and restart the broker (docs/deploy.md)")
     return 0
 
 
