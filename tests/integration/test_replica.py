@@ -196,3 +196,37 @@ def test_standby_answers_equal_the_primarys_once_replayed(pair: Pair, uid: str) 
     with psycopg.connect(pair.primary_url) as p, psycopg.connect(pair.standby_url) as s:
         assert p.execute(query, (spots,)).fetchall() == s.execute(query, (spots,)).fetchall()
         assert len(s.execute(query, (spots,)).fetchall()) == 3
+
+
+def test_ingestor_resumes_on_the_promoted_standby(pair: Pair, stack: Stack, settings: Settings,
+                                                  uid: str) -> None:
+    """The primary is lost with messages unacknowledged; the standby is promoted and the
+    ingestor pointed at it stores everything (this test ends the pair: it runs last)."""
+    spots = [f"{uid}-s{i}" for i in range(4)]
+    register(pair.primary_url, uid, dict.fromkeys(spots, "parking_spot"))
+    s = ingest_settings(settings, ingest_stop_timeout_s=2.0)
+    pub = Publisher.as_role(stack, "admin")
+
+    async def scenario() -> None:
+        async with running_ingestor(stack, s, pair.primary_url, purge=False) as ing:
+            pub.publish_many(_states(s.topic_prefix, spots, True))
+            await _until(lambda: ing.committed_messages >= 4)
+            await asyncio.to_thread(pair.replayed)
+            await asyncio.to_thread(pair.primary.stop)  # the primary's machine is lost
+            pub.publish_many(_states(s.topic_prefix, spots, False))
+        # promoted by the failover manager; BEFFROI_DATABASE_URL now leads to it
+        run([str(pair.standby.pg_bin / "pg_ctl"), "-D", str(pair.standby.data_dir), "-w",
+             "promote"], user=pair.standby.user)
+        async with running_ingestor(stack, s, pair.standby_url) as ing:
+            await _until(lambda: ing.committed_messages >= 4, timeout=90)
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        pub.close()
+    with psycopg.connect(pair.standby_url, autocommit=True) as conn:
+        assert conn.execute("SELECT pg_is_in_recovery()").fetchone() == (False,)
+        rows = conn.execute("SELECT state, count(*) FROM parking_spot_state"
+                            " WHERE device_id = ANY(%s) GROUP BY 1 ORDER BY 1",
+                            (spots,)).fetchall()
+    assert rows == [("free", 4), ("occupied", 4)]
