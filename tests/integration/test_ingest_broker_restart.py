@@ -8,6 +8,8 @@ subscriptions, which the broker restores, and each keeps its share of the topics
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -74,3 +76,55 @@ def test_broker_restart_under_two_workers_loses_nothing(stack: Stack, db_url: st
     assert ingest_proc.stop() == 0
     assert _rows(db_url, uid) == 3 * PER_PHASE  # none lost, none twice
     assert count(db_url, "dead_letters", "topic LIKE %s", (f"%{uid}%",)) == 0
+
+
+def test_broker_restart_while_devices_publish(stack: Stack, db_url: str, uid: str,
+                                              ingest_proc: IngestProcess) -> None:
+    """A publisher keeps publishing across the restart, as a device does: what the broker
+    did not acknowledge is published again once it is back. Every message is stored, once
+    (a message sent twice is one row)."""
+    n = 6000
+    early = 500  # published by a device connecting as soon as the broker is back
+    register(db_url, uid, {f"{uid}-m{i:02d}": "grid_meter" for i in range(METERS)})
+    ingest_proc.start()
+    t0 = datetime.now(UTC).replace(microsecond=0) - timedelta(days=30)
+    messages = [(f"{ingest_proc.prefix}/grid/{uid}-m{i % METERS:02d}/reading",
+                 orjson.dumps({"ts": (t0 + timedelta(seconds=i)).isoformat(),
+                               "energy_import_wh": i})) for i in range(n + early)]
+    pub = Publisher.as_role(stack, "admin")
+    done: list[int] = []
+
+    def publish() -> None:
+        deadline = time.monotonic() + 120
+        for k in range(0, n, 200):  # about 2,000 messages a second
+            while True:
+                try:
+                    done.append(pub.publish_many(messages[k:k + 200], timeout=5))
+                    break
+                except (RuntimeError, TimeoutError):  # not connected, or not acknowledged
+                    if time.monotonic() > deadline:
+                        raise
+                    time.sleep(0.2)  # paho reconnects by itself
+            time.sleep(0.1)
+
+    sender = threading.Thread(target=publish)
+    sender.start()
+    try:
+        wait_until(lambda: len(done) >= 5, timeout=60, what="publishing under way")
+        broker = stack.broker()
+        broker.stop()
+        broker.start()
+        device = Publisher.as_role(stack, "admin")
+        try:
+            assert device.publish_many(messages[n:]) == early
+        finally:
+            device.close()
+        sender.join(timeout=180)
+        assert not sender.is_alive() and sum(done) == n  # every message acknowledged
+        wait_until(lambda: _rows(db_url, uid) >= n + early, timeout=120,
+                   what="every message stored")
+    finally:
+        sender.join(timeout=180)
+        pub.close()
+    assert ingest_proc.stop() == 0
+    assert _rows(db_url, uid) == n + early
