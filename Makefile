@@ -10,13 +10,14 @@ BIN := $(VENV)/bin
 BEFFROI := $(BIN)/beffroi
 PYTEST_ARGS ?=
 
-.PHONY: help venv lock demo test lint typecheck check stack-up stack-down stack-status bench bench-ingest bench-api clean
+.PHONY: help venv lock demo test lint typecheck check stack-up stack-down stack-status bench bench-ingest bench-api bench-dashboard clean browser-deps dashboard-vendor
 
 help:
 	@echo "make demo        start the stack, load the demo city, run simulators, ingestor and API"
 	@echo "make test        start the stack and run lint, type checks and the test suite"
 	@echo "make bench       run the benchmarks (results in bench/results/)"
 	@echo "make stack-down  stop the local database and broker"
+	@echo "make dashboard-vendor  refresh the dashboard's pinned JavaScript libraries (needs npm)"
 
 venv: $(VENV)/.installed
 
@@ -60,16 +61,30 @@ lint: venv
 typecheck: venv
 	@$(BIN)/mypy
 
-test: venv lint typecheck stack-up
+test: venv lint typecheck stack-up browser-deps
 	@$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-bench: bench-ingest bench-api
+# The browser tests drive Debian's chromium (Playwright cannot download browsers here).
+browser-deps:
+	@if [ ! -x /usr/bin/chromium ]; then \
+	  if [ "$$(id -u)" = 0 ]; then bash beffroi/stack/install-browser.sh; \
+	  else echo "the browser tests need Debian's chromium: run 'sudo bash beffroi/stack/install-browser.sh'" >&2; exit 1; fi; fi
+
+# Refresh the dashboard's third-party files (pinned in beffroi/devtools/dashboard_vendor.py) from
+# the npm registry; only this needs Node, running the dashboard does not.
+dashboard-vendor:
+	@$(PYTHON) -m beffroi.devtools.dashboard_vendor
+
+bench: bench-ingest bench-api bench-dashboard
 
 bench-ingest: venv stack-up
 	@$(BIN)/python -m bench.ingest
 
 bench-api: venv stack-up
 	@$(BIN)/python -m bench.api
+
+bench-dashboard: venv stack-up browser-deps
+	@$(BIN)/python -m bench.dashboard
 
 clean:
 	rm -rf $(VENV) build *.egg-info .mypy_cache .ruff_cache .pytest_cache

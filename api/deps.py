@@ -11,11 +11,14 @@ from fastapi import Depends, Query, Request
 from psycopg_pool import AsyncConnectionPool
 
 from api.errors import ApiError, invalid
-from api.timeq import BUCKETS, Buckets, make_buckets, parse_instant, parse_tz
+from api.output import rows_format
+from api.timeq import BUCKETS, INSTANT_PATTERN, Buckets, make_buckets, parse_instant, parse_tz
 from api.tokens import Scope, TokenInfo, authenticate
 from beffroi.settings import Settings
 
 ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"  # device and site ids (registry CHECKs)
+#: Free text of a filter: no control character (NUL included), which no topic or name holds.
+TEXT_PATTERN = r"^[^\x00-\x1f\x7f]+$"
 
 
 async def get_conn(request: Request) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
@@ -88,36 +91,54 @@ class Pagination:
     offset: int
 
 
-def pagination(limit: Annotated[int, Query(ge=1, le=1000, description="rows per page")] = 100,
+RowsFormat = Annotated[str, Depends(rows_format)]
+
+
+def pagination(_: RowsFormat,
+               limit: Annotated[int, Query(ge=1, le=1000, description="rows per page")] = 100,
                offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0) -> Pagination:
-    """Pagination parameters."""
+    """Pagination parameters (a list answers JSON or CSV, as a time series)."""
     return Pagination(limit, offset)
 
 
 Page = Annotated[Pagination, Depends(pagination)]
 
 
-def time_range(
-    settings: SettingsDep,
-    from_: Annotated[str, Query(alias="from", max_length=40, examples=["2025-11-15"],
-                                description="start: ISO date (local midnight) or date-time; "
-                                "naive times are local")],
-    to: Annotated[str, Query(max_length=40, examples=["2025-11-16"],
-                             description="end (exclusive), same forms as from")],
-    bucket: Annotated[str, Query(max_length=8, examples=["15m"],
-                                 description=f"one of {', '.join(BUCKETS)}")] = "1h",
-    tz: Annotated[str | None, Query(max_length=64, examples=["Europe/Paris"],
-                                    description="IANA time zone of day/week/month buckets "
-                                    "and of naive times; default from the settings")] = None,
-) -> Buckets:
-    """The buckets of a time-series request."""
-    zone = parse_tz(tz, settings.timezone)
-    start = parse_instant(from_, zone, param="from")
-    end = parse_instant(to, zone, param="to")
-    return make_buckets(start, end, bucket, zone)
+FromQuery = Annotated[str, Query(
+    alias="from", max_length=40, pattern=INSTANT_PATTERN, examples=["2025-11-15"],
+    description="start: ISO 8601 date (local midnight) or date-time (`2025-11-15T08:00`, "
+    "seconds and fraction optional; naive times are local, `Z` or `+01:00` absolute), "
+    "years 2000 to 2099")]
+ToQuery = Annotated[str, Query(max_length=40, pattern=INSTANT_PATTERN, examples=["2025-11-16"],
+                               description="end (exclusive), same forms as from; after from")]
+TzQuery = Annotated[str | None, Query(
+    max_length=64, examples=["Europe/Paris"],
+    description="IANA time zone of day/week/month buckets and of naive times; default from "
+    "the settings (the schema lists the names this server knows)")]
 
 
-Range = Annotated[Buckets, Depends(time_range)]
+def time_range(buckets: tuple[str, ...] = BUCKETS) -> Callable[..., Buckets]:
+    """The dependency of a time series accepting ``buckets`` (its schema enumerates them)."""
+    default = "1h" if "1h" in buckets else buckets[0]
+
+    def dependency(settings: SettingsDep, _: RowsFormat, from_: FromQuery, to: ToQuery,
+                   bucket: str = default, tz: TzQuery = None) -> Buckets:
+        if bucket not in buckets:
+            raise invalid(f"bucket must be one of {', '.join(buckets)}", param="bucket")
+        zone = parse_tz(tz, settings.timezone)
+        start = parse_instant(from_, zone, param="from")
+        end = parse_instant(to, zone, param="to")
+        return make_buckets(start, end, bucket, zone)
+
+    # The enumeration is this route's (annotations are strings here: set the object).
+    dependency.__annotations__["bucket"] = Annotated[str, Query(
+        max_length=8, examples=[default], description=f"one of {', '.join(buckets)}",
+        json_schema_extra={"enum": list(buckets)})]
+    return dependency
+
+
+Range = Annotated[Buckets, Depends(time_range())]
+HOURLY_AND_LONGER = ("1h", "1d", "1w", "1mo")
 
 
 def only_buckets(b: Buckets, allowed: tuple[str, ...], why: str) -> None:

@@ -5,11 +5,14 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import psycopg
 from fastapi import FastAPI, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 log = logging.getLogger(__name__)
 
@@ -46,18 +49,67 @@ def error_body(code: str, detail: Any) -> dict[str, Any]:
     return {"error": code, "detail": detail}
 
 
+#: Every error code the API answers, by status.
+ERROR_CODES = (*_CODE_OF_STATUS.values(), "conflict")
+
+
+class ErrorBody(BaseModel):
+    """The body of every 4xx/5xx answer."""
+
+    error: str = Field(description="machine-readable code: under /v1 one of "
+                       + ", ".join(ERROR_CODES) + " (docs/api.md); NGSI-LD routes use "
+                       "NGSI-LD's (BadRequestData, ResourceNotFound)",
+                       examples=["invalid_parameter"])
+    detail: Any = Field(description="what was wrong: a message, or for parameter errors "
+                        "`{param, message}` (a list of them when several failed)")
+
+
+def error_response(description: str, code: str, detail: Any) -> dict[str, Any]:
+    """An OpenAPI response entry with the error body's schema and an example."""
+    return {"model": ErrorBody, "description": description,
+            "content": {"application/json": {"example": error_body(code, detail)}}}
+
+
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
-    401: {"description": "missing, unknown or revoked token",
-          "content": {"application/json": {"example": error_body(
-              "unauthorized", "missing bearer token")}}},
-    403: {"description": "the token lacks the scope",
-          "content": {"application/json": {"example": error_body(
-              "forbidden", "this route needs the 'read' scope")}}},
-    422: {"description": "a parameter is invalid or out of bounds",
-          "content": {"application/json": {"example": error_body(
-              "invalid_parameter", {"param": "from", "message": "range too long for bucket "
-                                    "15m: at most 93 days"})}}},
+    400: error_response("a value the database cannot take (e.g. a NUL character)",
+                        "bad_request", "a value of the request is not valid text"),
+    401: error_response("missing, unknown or revoked token", "unauthorized",
+                        "missing bearer token"),
+    403: error_response("the token lacks the scope", "forbidden",
+                        "this route needs the 'read' scope"),
+    406: error_response("the Accept header (or `format`) asks for a format this route does "
+                        "not answer", "not_acceptable", "this route answers application/json; "
+                        "the Accept header allows none of them"),
+    422: error_response("a parameter is invalid or out of bounds", "invalid_parameter",
+                        {"param": "to", "message": "range too long for bucket 15m: at most "
+                         "93 days"}),
+    503: error_response("the database is unreachable", "unavailable",
+                        "database unreachable"),
 }
+#: The answers of the public routes (open data, NGSI-LD: no token, rate-limited).
+PUBLIC_ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    400: error_response("an NGSI-LD query the server cannot read (`q`), or none of type, "
+                        "id or q", "BadRequestData", "give at least one of type, id or q"),
+    404: error_response("open data is off or not yet published, or no such file or entity",
+                        "not_found", "no open-data file 'nope.csv'"),
+    422: ERROR_RESPONSES[422],
+    429: error_response("over the per-address rate of open-data requests",
+                        "too_many_requests", "at most 60 open-data requests per minute"),
+    503: ERROR_RESPONSES[503],
+}
+NOT_FOUND_RESPONSE: dict[int | str, dict[str, Any]] = {
+    404: error_response("no such resource: an unknown id, or a site or device of another "
+                        "kind", "not_found", "no parking zone 'parking-nowhere'")}
+
+
+def allowed_methods(request: Request) -> list[str]:
+    """Every method some route serves at the request's path (the ``Allow`` of a 405)."""
+    return [m for m in _METHODS
+            if any(route.matches({**request.scope, "method": m})[0] == Match.FULL
+                   for route in request.app.router.routes)]
+
+
+_METHODS = ("DELETE", "GET", "HEAD", "PATCH", "POST", "PUT")
 
 
 def install_error_handlers(app: FastAPI) -> None:
@@ -71,8 +123,22 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         code = _CODE_OF_STATUS.get(exc.status_code, "error")
+        headers = dict(getattr(exc, "headers", None) or {})
+        if exc.status_code == 405:
+            # Starlette names the methods of the first route of the path only (POST for
+            # /v1/operate/runs although GET is served too): name those of every route.
+            headers["Allow"] = ", ".join(allowed_methods(request))
         return JSONResponse(error_body(code, exc.detail), status_code=exc.status_code,
-                            headers=getattr(exc, "headers", None))
+                            headers=headers or None)
+
+    @app.exception_handler(psycopg.DataError)
+    async def _data_error(request: Request, exc: psycopg.DataError) -> JSONResponse:
+        # A value the database cannot take (a NUL character in text, an invalid byte
+        # sequence, a number out of range) is the request's fault, never a 500.
+        log.info("data error on %s %s: %s", request.method, request.url.path, exc)
+        return JSONResponse(error_body("bad_request", "a value of the request cannot be "
+                                       "used (e.g. a NUL character in a text parameter)"),
+                            status_code=400)
 
     @app.exception_handler(RequestValidationError)
     async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:

@@ -15,6 +15,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from api.disconnect import CancelOnDisconnect
 from api.errors import install_error_handlers
+from api.openapi import install_openapi
 from beffroi import endpoints
 from beffroi.gctune import tune_gc
 from beffroi.settings import Settings
@@ -61,6 +62,7 @@ def create_app(settings: Settings | None = None, *,
     install_error_handlers(app)
     app.add_middleware(CancelOnDisconnect)
     _include_routers(app)
+    install_openapi(app)
 
     @app.get("/health", tags=["health"], summary="The process is alive")
     async def health() -> dict[str, str]:
@@ -117,3 +119,10 @@ def _include_routers(app: FastAPI) -> None:
     for module in (inventory, parking, wifi, grid):
         app.include_router(module.router, prefix="/v1")
     app.include_router(__import__("api.routes.operate", fromlist=["router"]).router, prefix="/v1")
+    from api.opendata.routes import router as opendata
+
+    app.include_router(opendata)  # no token: docs/opendata.md
+
+    from api.dashboard import install as install_dashboard
+
+    install_dashboard(app)

@@ -17,6 +17,7 @@ from beffroi.commands import (
     ingest,
     maintain,
     migrate,
+    opendata,
     simulate,
     stack,
     tokens,
@@ -27,7 +28,8 @@ from beffroi.settings import Settings
 
 log = logging.getLogger("beffroi")
 
-COMMANDS = (stack, migrate, devices, ingest, api, simulate, demo, tokens, maintain)
+COMMANDS = (stack, migrate, devices, ingest, api, simulate, demo, tokens, maintain,
+            opendata)
 
 
 def build_parser() -> argparse.ArgumentParser:

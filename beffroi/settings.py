@@ -161,6 +161,37 @@ class Settings(BaseSettings):
         "(`<bridge_prefix>/application/...`, `<bridge_prefix>/teleinfo/...`); empty: at the "
         "root, as they do by default. Must differ from topic_prefix.")
     timezone: str = "Europe/Paris"
+    dashboard_tile_url: str = Field(
+        "", pattern=r"^(https?://[^\s'\"]+)?$",
+        description="Map tiles of the dashboard (`https://tiles.example/{z}/{x}/{y}.png`); "
+        "empty: the sites are drawn over a plain background (no tile server needed).")
+    # Open data (docs/opendata.md).
+    opendata_enabled: bool = Field(
+        True, description="Serve /opendata and /ngsi-ld without a token (false: 404).")
+    opendata_dir: Path | None = Field(
+        None, description="Where `beffroi opendata publish` writes the package and the API "
+        "reads it; default <state_dir>/opendata.")
+    opendata_days: int = Field(
+        31, ge=1, le=3700, description="Local days a publication covers by default, ending "
+        "at the last local midnight.")
+    opendata_publish_daily: bool = Field(
+        False, description="`beffroi maintain` publishes the package once a day.")
+    opendata_wifi_min_count: int = Field(
+        10, ge=1, description="Wifi visitors, associations or sessions below this in a cell "
+        "are not published (statistical secrecy).")
+    opendata_energy_min_points: int = Field(
+        10, ge=1, description="An electricity aggregate over fewer delivery points is not "
+        "published (decree 2020-196 of 4 March 2020: 10).")
+    opendata_rate_per_minute: int = Field(
+        120, ge=1, description="Open-data requests per client address and minute.")
+    opendata_producer: str = Field(
+        "Ville d'Arras", min_length=1, max_length=200,
+        description="Producer named in the Data Package and the NGSI-LD entities.")
+    opendata_producer_url: str = Field("https://www.arras.fr", max_length=500)
+
+    def opendata_path(self) -> Path:
+        """The directory of the published open-data package."""
+        return self.opendata_dir or self.state_dir / "opendata"
 
     @model_validator(mode="after")
     def _check_prefixes(self) -> Settings:

@@ -28,6 +28,7 @@ DEFAULT_SEED = 62041
 METRES_PER_DEGREE = 111_320.0
 DEV_EUI_BASE = 0x70B3D57ED0000000  # 70-B3-D5: an IEEE block many LoRaWAN vendors use
 PMR_SHARE = 0.03  # French law asks for at least 2 % of spots reserved to disabled drivers
+CITY_SIRET = "21620041000019"  # Commune d'Arras: SIREN 21 + INSEE + check digit, Luhn-valid
 
 
 @dataclass(frozen=True)
@@ -52,6 +53,10 @@ class _Zone:
     meters: int
     tariff_zone: str
     off_street: bool
+    address: str
+    ev_spots: int
+    tariffs_eur: tuple[float | None, ...]  # 1h, 2h, 3h, 4h, 24h (None: stay not allowed)
+    resident_eur: float | None  # monthly resident subscription
 
 
 @dataclass(frozen=True)
@@ -72,11 +77,14 @@ SQUARES = (
 )
 ZONES = (
     _Zone("parking-grand-place", "grand-place", "Stationnement Grand'Place", 50.29195, 2.78063,
-          90, 130, 5, "rouge", False),
+          90, 130, 5, "rouge", False, "Grand'Place, 62000 Arras", 4,
+          (1.6, 3.4, None, None, None), 25.0),
     _Zone("parking-gare", "gare", "Stationnement Gare", 50.28667, 2.78185, 120, 100, 3,
-          "verte", False),
+          "verte", False, "Place du Maréchal Foch, 62000 Arras", 2,
+          (1.0, 2.0, 3.0, 4.0, 6.5), 20.0),
     _Zone("parking-centre-ville", "centre", "Stationnement Centre-ville", 50.28910, 2.77920,
-          250, 70, 4, "rouge", False),
+          250, 70, 4, "rouge", False, "Rue Gambetta, 62000 Arras", 0,
+          (1.6, 3.4, None, None, None), 25.0),
 )
 DISTRICTS = (
     _District("baudimont", "baudimont", "Quartier Baudimont", 50.29420, 2.76580, 650, 280,
@@ -122,6 +130,23 @@ def _serial(rng: random.Random, installed: str, phases: int, taken: set[str]) ->
             return serial
 
 
+def _parking_place(z: _Zone, k: int, pmr_spots: int) -> dict[str, Any]:
+    """The zone as the national parking-places schema describes it (on-street, paid,
+    open to all; PMR spots park at the normal tariff)."""
+    place: dict[str, Any] = {
+        "national_id": f"{INSEE}-P-{k:03d}", "address": z.address, "users": "all",
+        "free": False, "pmr_spots": pmr_spots, "ev_spots": z.ev_spots,
+        "operator_siret": CITY_SIRET, "pmr_tariff": "normal"}
+    for hours, eur in zip(("1h", "2h", "3h", "4h", "24h"), z.tariffs_eur, strict=True):
+        if eur is not None:
+            place[f"tariff_{hours}_eur"] = eur
+    if z.resident_eur is not None:
+        place["resident_subscription_eur"] = z.resident_eur
+    place["info"] = (f"Stationnement payant sur voirie, zone {z.tariff_zone}, du lundi au "
+                     "samedi de 9 h à 19 h ; gratuit le dimanche et les jours fériés.")
+    return place
+
+
 def build_demo_city(seed: int = DEFAULT_SEED) -> dict[str, list[dict[str, Any]]]:
     """The demo city as a registry document ``{"sites": [...], "devices": [...]}``."""
     rng = random.Random(seed)
@@ -142,12 +167,14 @@ def build_demo_city(seed: int = DEFAULT_SEED) -> dict[str, list[dict[str, Any]]]
             })
 
     eui = DEV_EUI_BASE
-    for z in ZONES:
+    for k, z in enumerate(ZONES, start=1):
+        n_pmr = max(1, round(z.spots * PMR_SHARE))
         sites.append({"id": z.id, "kind": "parking_zone", "name": z.name, "insee": INSEE,
                       "latitude": z.lat, "longitude": z.lon, "capacity": z.spots,
                       "metadata": {"category": "offStreet" if z.off_street else "onStreet",
-                                   "tariff_zone": z.tariff_zone}})
-        pmr = set(rng.sample(range(1, z.spots + 1), max(1, round(z.spots * PMR_SHARE))))
+                                   "tariff_zone": z.tariff_zone},
+                      "parking": _parking_place(z, k, n_pmr)})
+        pmr = set(rng.sample(range(1, z.spots + 1), n_pmr))
         for n in range(1, z.spots + 1):
             eui += 1
             lat, lon = _scatter(rng, z.lat, z.lon, z.radius_m)

@@ -114,8 +114,9 @@ PG_TYPES: dict[str, tuple[str, ...]] = {
     ),
 }
 
-# Natural key of each table: the columns of its unique index (sql/002_readings.sql). A row
-# whose key is already stored is a redelivery when every other column matches, else a conflict.
+# Natural key of each table: the columns of its unique index (beffroi/migrations/
+# 002_readings.sql). A row whose key is already stored is a redelivery when every other
+# column matches, else a conflict.
 KEY_COLUMNS: dict[str, tuple[str, ...]] = {
     "wifi_ap_stats": ("device_id", "time"),
     "wifi_sessions": ("device_id", "client_key", "event", "time"),

@@ -70,7 +70,7 @@ _NUMBER: Final = Rule(numbers=True)
 
 
 def _rule_of(schema: dict[str, Any]) -> Rule:
-    """The rule of a native field, read from its JSON schema (pydantic's, see MODELS)."""
+    """The rule of a native field, read from its JSON schema (from the declarations, MODELS)."""
     numbers = time = False
     words: set[str] = set()
     for alt in schema.get("anyOf", [schema]):

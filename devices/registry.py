@@ -1,7 +1,7 @@
 """The device registry: sites and devices, and the JSON/CSV files that describe them.
 
-The models mirror the CHECK constraints of ``sql/001_registry.sql``, so that a file that
-validates here never fails a constraint on import. A Linky has two numbers: ``meter_id``
+The models mirror the CHECK constraints of ``beffroi/migrations/001_registry.sql``, so that
+a file that validates here never fails a constraint on import. A Linky has two numbers: ``meter_id``
 is its delivery point's PRM (14 digits, kept when the meter is replaced) and
 ``meter_serial`` the meter's own serial (12 digits, ``ADSC``/``ADCO`` in its TIC frames,
 which are matched on it). ``installed_at`` must carry a time zone (it is stored in UTC).
@@ -10,8 +10,8 @@ File formats (see ``docs/registry.md``):
 
 * JSON: ``{"sites": [...], "devices": [...]}``, one object per record, fields as below.
 * CSV: one row per record with a header. A ``record`` column says ``site`` or ``device``;
-  without it every row is a device. Empty cells mean "not given"; ``metadata`` holds a
-  JSON object.
+  without it every row is a device. Empty cells mean "not given"; ``metadata`` and
+  ``parking`` hold a JSON object.
 
 Loading validates every row and cross-checks the file (duplicate ids, DevEUIs, PRMs and
 meter serials; each device's site exists and its kind suits the device's family), then raises one
@@ -45,6 +45,9 @@ from devices.families import DEVICE_ID_RE, Family, reserved_device_id
 
 SITE_ID_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 INSEE_RE = re.compile(r"^([0-9]{5}|2[AB][0-9]{3})$")
+#: The national parking id (schema-stationnement): ``<INSEE>-P-<3 digits>``.
+PARKING_ID_RE = re.compile(r"^([013-9][0-9]|2[AB1-9])[0-9]{3}-P-[0-9]{3}$")
+SIRET_RE = re.compile(r"^[0-9]{14}$")
 DEV_EUI_RE = re.compile(r"^[0-9a-f]{16}$")
 PRM_RE = re.compile(r"^[0-9]{14}$")
 METER_SERIAL_RE = re.compile(r"^[0-9]{12}$")
@@ -79,6 +82,54 @@ _MODEL_CONFIG = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=Tru
                            allow_inf_nan=False)
 Latitude = Annotated[float, Field(ge=-90, le=90)]
 Longitude = Annotated[float, Field(ge=-180, le=180)]
+Euros = Annotated[float, Field(ge=0, le=100_000)]
+Spots = Annotated[int, Field(ge=0, le=_PG_INT_MAX)]
+
+
+class ParkingPlace(BaseModel):
+    """What the national parking-places schema (etalab/schema-stationnement) needs of a
+    parking zone beyond the site's own fields (name, INSEE code, coordinates, capacity).
+
+    Mirrors the CHECKs of ``beffroi/migrations/013_opendata.sql``; the open data exports
+    these values as they are (see docs/opendata.md), nothing is invented at export time.
+    """
+
+    model_config = _MODEL_CONFIG
+
+    national_id: str
+    address: str | None = Field(None, min_length=1, max_length=300)
+    url: str | None = Field(None, min_length=1, max_length=500, pattern=r"^https?://\S+$")
+    users: Literal["all", "subscribers"]
+    free: bool
+    pmr_spots: Spots
+    ev_spots: Spots | None = None
+    max_height_cm: int | None = Field(None, ge=1, le=10_000)
+    operator_siret: str
+    pmr_tariff: Literal["free", "normal", "special"] | None = None
+    tariff_1h_eur: Euros | None = None
+    tariff_2h_eur: Euros | None = None
+    tariff_3h_eur: Euros | None = None
+    tariff_4h_eur: Euros | None = None
+    tariff_24h_eur: Euros | None = None
+    resident_subscription_eur: Euros | None = None
+    non_resident_subscription_eur: Euros | None = None
+    structure: Literal["surface", "building"] | None = None
+    info: str | None = Field(None, min_length=1, max_length=1000)
+
+    @field_validator("national_id")
+    @classmethod
+    def _check_national_id(cls, value: str) -> str:
+        if not PARKING_ID_RE.match(value):
+            raise ValueError("a national parking id is <INSEE code>-P-<3 digits>, e.g. "
+                             "62041-P-001")
+        return value
+
+    @field_validator("operator_siret")
+    @classmethod
+    def _check_siret(cls, value: str) -> str:
+        if not SIRET_RE.match(value):
+            raise ValueError("a SIRET number is 14 digits (write it in quotes)")
+        return value
 
 
 class Site(BaseModel):
@@ -94,6 +145,23 @@ class Site(BaseModel):
     longitude: Longitude | None = None
     capacity: int | None = Field(None, ge=0, le=_PG_INT_MAX)
     metadata: dict[str, Any] = Field(default_factory=dict)
+    parking: ParkingPlace | None = None
+
+    @model_validator(mode="after")
+    def _check_parking(self) -> Site:
+        if self.parking is None:
+            return self
+        if self.kind is not SiteKind.PARKING_ZONE:
+            raise ValueError("parking: only a parking_zone site describes a parking place")
+        missing = [n for n in ("latitude", "longitude", "capacity") if getattr(self, n) is None]
+        if missing:
+            raise ValueError(f"parking: the national schema needs the site's "
+                             f"{', '.join(missing)}")
+        if self.capacity is not None and self.parking.pmr_spots > self.capacity:
+            raise ValueError("parking: pmr_spots is more than the capacity")
+        if not self.parking.national_id.startswith(self.insee):
+            raise ValueError("parking: national_id must start with the site's INSEE code")
+        return self
 
     @field_validator("id")
     @classmethod
@@ -344,12 +412,13 @@ def _rows_from_csv(text: str, source: str) -> list[_RawRow]:
         errors.extend(f"{k}: column does not apply to a {kind}" for k in cells
                       if k not in allowed)
         data: dict[str, Any] = {k: v for k, v in cells.items() if k in allowed}
-        if "metadata" in data:
-            try:
-                data["metadata"] = json.loads(data["metadata"])
-            except json.JSONDecodeError as exc:
-                errors.append(f"metadata: not valid JSON ({exc.msg})")
-                del data["metadata"]
+        for key in ("metadata", "parking"):
+            if key in data:
+                try:
+                    data[key] = json.loads(data[key])
+                except json.JSONDecodeError as exc:
+                    errors.append(f"{key}: not valid JSON ({exc.msg})")
+                    del data[key]
         rows.append(_RawRow(where, kind, data, errors))
     return rows
 
@@ -439,6 +508,7 @@ __all__ = [
     "DEFAULT_REPORT_INTERVAL_S",
     "SITE_KIND_OF_FAMILY",
     "Device",
+    "ParkingPlace",
     "RegistryFile",
     "RegistryFileError",
     "RowError",

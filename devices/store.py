@@ -16,6 +16,7 @@ from devices.families import KINDS_OF_FAMILY, Family
 from devices.registry import (
     SITE_KIND_OF_FAMILY,
     Device,
+    ParkingPlace,
     RegistryFile,
     RegistryFileError,
     RowError,
@@ -44,6 +45,12 @@ def _upsert_sql(table: str, cols: Sequence[str]) -> str:
 
 _UPSERT_SITE = _upsert_sql("sites", _SITE_COLS)
 _UPSERT_DEVICE = _upsert_sql("devices", _DEVICE_COLS)
+PARKING_COLS = ("site_id", *ParkingPlace.model_fields)
+_UPSERT_PARKING = (
+    f"INSERT INTO parking_places ({', '.join(PARKING_COLS)}) "
+    f"VALUES ({', '.join(['%s'] * len(PARKING_COLS))}) ON CONFLICT (site_id) DO UPDATE SET "
+    + ", ".join(f"{c} = EXCLUDED.{c}" for c in PARKING_COLS if c != "site_id")
+    + ", updated_at = now()")
 
 
 @dataclass(frozen=True)
@@ -73,6 +80,7 @@ def import_registry(conn: psycopg.Connection[Any], reg: RegistryFile, *,
             if errors:
                 raise RegistryFileError("import", errors)
             site_counts = _upsert(conn, _UPSERT_SITE, [_site_params(s) for s in reg.sites])
+            _write_parking_places(conn, reg.sites)
             dev_counts = _upsert(conn, _UPSERT_DEVICE, [_device_params(d) for d in reg.devices])
             result = ImportResult(*site_counts, *dev_counts)
             if dry_run:
@@ -99,6 +107,26 @@ def _upsert(conn: psycopg.Connection[Any], query: str,
             if not cur.nextset():
                 break
     return inserted, len(params) - inserted
+
+
+def _write_parking_places(conn: psycopg.Connection[Any], sites: Sequence[Site]) -> None:
+    """A site of the file is described whole: its parking place is written, or removed
+    when the site no longer has one."""
+    with conn.cursor() as cur:
+        rows = [(s.id, *s.parking.model_dump().values()) for s in sites if s.parking]
+        if rows:
+            cur.executemany(_UPSERT_PARKING, rows)
+        gone = [s.id for s in sites if s.parking is None]
+        if gone:
+            cur.execute("DELETE FROM parking_places WHERE site_id = ANY(%s)", (gone,))
+
+
+def parking_places(conn: psycopg.Connection[Any]) -> dict[str, ParkingPlace]:
+    """The parking place of each site that has one, by site id."""
+    with conn.cursor(row_factory=dict_row) as cur:
+        rows = cur.execute(f"SELECT {', '.join(PARKING_COLS)} FROM parking_places "
+                           "ORDER BY site_id").fetchall()
+    return {r.pop("site_id"): ParkingPlace.model_validate(r) for r in rows}
 
 
 def _site_params(s: Site) -> tuple[Any, ...]:
@@ -187,10 +215,12 @@ def get_device(conn: psycopg.Connection[Any], device_id: str) -> Device | None:
 
 
 def list_sites(conn: psycopg.Connection[Any]) -> list[Site]:
-    """Every site, by id."""
+    """Every site, by id, with its parking place where it has one (so that a listing
+    imported back keeps it)."""
     with conn.cursor(row_factory=dict_row) as cur:
         rows = cur.execute(f"SELECT {', '.join(_SITE_COLS)} FROM sites ORDER BY id").fetchall()
-    return [_site_from_row(r) for r in rows]
+    places = parking_places(conn)
+    return [_site_from_row({**r, "parking": places.get(r["id"])}) for r in rows]
 
 
 def device_counts(conn: psycopg.Connection[Any]) -> dict[str, int]:
@@ -218,4 +248,5 @@ __all__ = [
     "last_message_at",
     "list_devices",
     "list_sites",
+    "parking_places",
 ]

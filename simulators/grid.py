@@ -16,7 +16,7 @@ The physical energy of each 30-minute period is kept for the ground truth.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -37,6 +37,7 @@ class EnergyTruth:
     marks: list[int]  # seconds after the start
     imports: list[F]  # per mark, one value per meter (Wh, continuous counter, floored)
     exports: list[F]
+    swaps: dict[int, int] = field(default_factory=dict)  # meter index -> swap, s after start
 
 
 class GridGenerator:
@@ -102,7 +103,12 @@ class GridGenerator:
         self.acc_minutes = np.zeros(n)
         self.delay = np.zeros(n)
         self.minute = 0
-        self.truth = EnergyTruth([], [], [])
+        # A swap at the start of minute k: a reading timed at 60 k is the old meter's last.
+        # A swap at the start of minute k (a reading timed at 60 k is the old meter's last);
+        # one drawn at the window's end never happens.
+        self.truth = EnergyTruth([], [], [], {
+            i: int(k) * 60 for i, k in enumerate(self.replace_at)
+            if k >= 0 and k * 60 < ctx.window.duration_s})
 
     def step(self, t0: int, t1: int) -> list[Emission]:
         """Readings timed in ``[t0, t1)`` (and the closing one at the window's end)."""

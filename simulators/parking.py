@@ -4,9 +4,10 @@ Cars arrive at a time-varying rate (the zone's daily rhythm, times market/concer
 of a square with the same id), take a random free spot, stay a log-normal duration (long
 for evening arrivals: residents), and leave. A full zone turns arrivals away. Each spot
 sensor reports its state on every change (after a detection delay) and as a heartbeat one
-report interval after its last uplink; batteries decay; a few sensors are stuck on one state
-or silent. During paid hours (configurable days, periods and tariffs) most drivers pay at one
-of the zone's meters a few minutes after parking; meters report battery, paper and faults.
+report interval after its last uplink (one uplink when both fall on the same second);
+batteries decay; a few sensors are stuck on one state or silent. During paid hours
+(configurable days, periods and tariffs) most drivers pay at one of the zone's meters a few
+minutes after parking; meters report battery, paper and faults.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ class _Spot:
     occupied: bool = False
     busy_until: int = -1  # last uplink scheduled: the spot is not reassigned before
     next_hb: int = 0
+    last_uplink: int = -1  # a sensor sends at most one uplink per second
     battery: float = 1.0
     rssi: float = -100.0
     snr: float = 5.0
@@ -180,6 +182,11 @@ class ParkingGenerator:
             spot, scheduled = args
             if what == "hb" and scheduled != spot.next_hb:
                 return  # rescheduled by a state change
+            if t == spot.last_uplink:
+                # A change uplink due when a heartbeat was: one uplink, already sent (its
+                # time is the reading's key; a second one would be a conflicting duplicate).
+                return
+            spot.last_uplink = t
             self._uplink(rng, spot, t, out)
             if spot.busy_until <= t:  # else the pending change uplink reschedules it
                 spot.next_hb = t + spot.dev.report_interval_s

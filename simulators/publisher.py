@@ -31,7 +31,7 @@ import zlib
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 import paho.mqtt.client as mqtt
@@ -41,6 +41,7 @@ from paho.mqtt.properties import Properties
 
 from beffroi.broker_auth import connection_user
 from simulators.model import SimMessage
+from simulators.scenario import add_elapsed
 
 log = logging.getLogger(__name__)
 
@@ -232,8 +233,8 @@ def progress_line(stats: RunStats, sim_start: datetime | None) -> str:
     """One progress line: simulated clock, counts per family, rate."""
     clock = _fmt_offset(stats.last_offset)
     if sim_start is not None:
-        at = sim_start + timedelta(seconds=stats.last_offset)
-        clock = f"{at.strftime('%Y-%m-%d %H:%M:%S')} ({clock})"
+        at = add_elapsed(sim_start, stats.last_offset)
+        clock = f"{at.strftime('%Y-%m-%d %H:%M:%S%z')} ({clock})"
     fams = ", ".join(f"{f} {n}" for f, n in sorted(stats.sent.items()))
     faults = sum(stats.faults.values())
     return (f"sim {clock} | sent {stats.total} ({fams}) | {stats.rate():.0f} msg/s"

@@ -9,7 +9,6 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import timedelta
 
 import numpy as np
 import numpy.typing as npt
@@ -78,11 +77,12 @@ class LocalClock:
         day = np.empty(n, np.int64)
         doy = np.empty(n, np.int64)
         utc_hour = np.empty(n, np.float64)
-        start = window.start
+        start = window.start.astimezone(window.tz)
         first = start.date()
-        # Local offsets change at most twice a year: convert each minute, it is cheap enough.
+        # Minute k is 60 k elapsed seconds after the start (not on the wall clock, which
+        # would be an hour off after a DST change); each minute is converted on its own.
         for k in range(n):
-            t = (start + timedelta(minutes=k)).astimezone(window.tz)
+            t = window.at(60 * k)
             sod[k] = t.hour * 3600 + t.minute * 60 + t.second
             weekday[k] = t.weekday()
             day[k] = (t.date() - first).days

@@ -109,7 +109,8 @@ def resolve_start(spec: str, *, now: datetime, tz: ZoneInfo) -> datetime:
             "'last <weekday> [HH:MM]' or an ISO date-time") from None
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=tz)
-    return parsed.astimezone(tz)
+    # Through UTC: astimezone to the same zone would keep a clock time that does not exist.
+    return parsed.astimezone(UTC).astimezone(tz)
 
 
 Share = Annotated[float, Field(ge=0.0, le=1.0)]
@@ -322,9 +323,23 @@ class Scenario(BaseModel):
         return ResolvedWindow(begin, self.duration, tz)
 
 
+def add_elapsed(when: datetime, seconds: float) -> datetime:
+    """``when`` plus ``seconds`` of elapsed time, in ``when``'s time zone.
+
+    Python adds a timedelta to an aware datetime on the wall clock (same tzinfo, offset
+    recomputed afterwards), which is an hour off across a DST change; through UTC it is not.
+    """
+    tz = when.tzinfo
+    return (when.astimezone(UTC) + timedelta(seconds=seconds)).astimezone(tz)
+
+
 @dataclass(frozen=True)
 class ResolvedWindow:
-    """A scenario's concrete window: an aware local start, a duration, the time zone."""
+    """A scenario's concrete window: an aware local start, a duration, the time zone.
+
+    The duration is elapsed time: ``24h`` from local midnight ends at 01:00 the next day
+    after the spring change and at 23:00 the same day after the autumn one.
+    """
 
     start: datetime
     duration_s: int
@@ -336,9 +351,18 @@ class ResolvedWindow:
         return int(self.start.timestamp())
 
     @property
+    def end_unix(self) -> int:
+        """The end as whole Unix seconds (exclusive)."""
+        return self.start_unix + self.duration_s
+
+    @property
     def end(self) -> datetime:
-        """The end instant (exclusive)."""
-        return self.start + timedelta(seconds=self.duration_s)
+        """The end instant (exclusive), local: ``duration_s`` seconds after the start."""
+        return add_elapsed(self.start.astimezone(self.tz), self.duration_s)
+
+    def at(self, offset_s: float) -> datetime:
+        """The local instant ``offset_s`` seconds after the start."""
+        return add_elapsed(self.start.astimezone(self.tz), offset_s)
 
 
 def paid_periods(spec: ParkingSpec) -> tuple[tuple[int, int], ...]:
@@ -405,6 +429,7 @@ __all__ = [
     "Scenario",
     "ScenarioError",
     "WifiSpec",
+    "add_elapsed",
     "find_scenario",
     "load_scenario",
     "named_scenarios",

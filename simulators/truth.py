@@ -14,18 +14,23 @@ Computed from what the generators know, never by decoding their own messages:
   ``unique_visitors`` (distinct client MACs with a session event in the hour).
 - ``grid_energy`` / ``grid_energy_district``: per meter (district) and 30-minute period,
   the physical energy imported/exported (Wh, difference of the floored cumulative energy;
-  a meter replacement does not lose or invent energy). ``complete`` says whether readings
-  were sent at both ends of the period, i.e. whether the API can know it.
-- ``messages``: counts per kind and fault, and ``expected_rows`` per table (clean messages;
-  every clean message is one row, faults make none).
+  a meter replacement does not lose or invent energy). ``complete`` says whether the API
+  can know it: readings were sent at both ends of the period and no meter swap falls
+  between two of the meter's readings that overlap the period (the energy between the old
+  meter's last reading and the swap is lost).
+- ``messages``: counts per kind and fault, and ``expected_rows`` per table: the distinct
+  unique keys of the clean messages (a table's key, e.g. device and time, is stored once;
+  faults make no row).
 
 Periods are labelled by their start in local ISO 8601 (with offset); 15 and 30 minute and
-hourly periods are the same in UTC and in Europe/Paris time.
+hourly periods are the same in UTC and in Europe/Paris time. Every instant is Unix seconds
+(elapsed time), so a DST change shortens or repeats no period.
 """
 
 from __future__ import annotations
 
 import json
+import math
 from collections import defaultdict
 from datetime import UTC, datetime
 from pathlib import Path
@@ -62,14 +67,27 @@ class Truth:
         self.grid_meters: list[SimDevice] = []
         self.energy: EnergyTruth | None = None
         self.parking_rejected: dict[str, int] = {}
+        self.row_keys: dict[str, set[tuple[Any, ...]]] = defaultdict(set)
+        self.same_key: dict[str, int] = defaultdict(int)
 
     def _label(self, unix: int) -> str:
         return datetime.fromtimestamp(unix, UTC).astimezone(self.tz).isoformat()
 
     def observe(self, e: Emission, ts_unix: int) -> None:
-        """A clean reading went out with payload time ``ts_unix``."""
+        """A clean reading went out with payload time ``ts_unix``.
+
+        A reading whose table key was already seen makes no row: it counts as a message but
+        not in ``expected_rows`` nor in the aggregates.
+        """
         self.kind_counts[e.kind] += 1
         dev = e.device
+        table = TABLE_OF_KIND[e.kind]
+        key = _row_key(e, ts_unix)
+        keys = self.row_keys[table]
+        if key in keys:
+            self.same_key[table] += 1
+            return
+        keys.add(key)
         if e.kind == "parking/state":
             self.spot_states[dev.id].append((ts_unix, e.values["state"]))
             self.spot_zone[dev.id] = dev.site_id
@@ -148,13 +166,15 @@ class Truth:
         e = self.energy
         if e is None or len(e.marks) < 2:
             return per_meter, []
+        unknown = self._swap_intervals(e)
         for j in range(len(e.marks) - 1):
             t0, t1 = e.marks[j], e.marks[j + 1]
             u0, u1 = self.start_unix + t0, self.start_unix + t1
             imp = (e.imports[j + 1] - e.imports[j]).astype(np.int64)
             exp = (e.exports[j + 1] - e.exports[j]).astype(np.int64)
             for i, dev in enumerate(self.grid_meters):
-                complete = (dev.id, u0) in self.grid_sent and (dev.id, u1) in self.grid_sent
+                complete = ((dev.id, u0) in self.grid_sent and (dev.id, u1) in self.grid_sent
+                            and not any(a < u1 and b > u0 for a, b in unknown.get(i, ())))
                 per_meter.append({"meter": dev.id, "district": dev.site_id,
                                   "period_start": self._label(u0), "import_wh": int(imp[i]),
                                   "export_wh": int(exp[i]), "complete": complete})
@@ -169,11 +189,27 @@ class Truth:
         _ = TRUTH_STEP_S
         return per_meter, districts
 
+    def _swap_intervals(self, e: EnergyTruth) -> dict[int, list[tuple[float, float]]]:
+        """Per replaced meter, the time between the readings around its swap (Unix s).
+
+        The old meter's last reading is at or before the swap, the new meter's first after
+        it; the energy in between is partly lost, and the API flags it ``reset``.
+        """
+        out: dict[int, list[tuple[float, float]]] = {}
+        for i, swap_s in e.swaps.items():
+            dev_id = self.grid_meters[i].id
+            swap = self.start_unix + swap_s
+            sent = sorted(t for d, t in self.grid_sent if d == dev_id)
+            before = [t for t in sent if t <= swap]
+            after = [t for t in sent if t > swap]
+            out[i] = [(before[-1] if before else -math.inf, after[0] if after else math.inf)]
+        return out
+
     def result(self, meta: dict[str, Any]) -> dict[str, Any]:
         """The whole truth as a JSON-ready document."""
         expected: dict[str, int] = dict.fromkeys(TABLE_OF_KIND.values(), 0)
-        for kind, n in self.kind_counts.items():
-            expected[TABLE_OF_KIND[kind]] += n
+        for table, keys in self.row_keys.items():
+            expected[table] = len(keys)
         grid, districts = self._grid()
         revenue = [{"meter": m, "zone": z, "local_date": d, "transactions": a[0],
                     "revenue_cents": a[1]} for (m, z, d), a in sorted(self.revenue.items())]
@@ -192,6 +228,16 @@ class Truth:
             "grid_energy": grid,
             "grid_energy_district": districts,
         }
+
+
+def _row_key(e: Emission, ts_unix: int) -> tuple[Any, ...]:
+    """The reading's unique key in its table (``beffroi/migrations/002_readings.sql``)."""
+    v = e.values
+    if e.kind == "wifi/sessions":
+        return (e.device.id, v["client_mac"], v["event"], ts_unix)
+    if e.kind == "parking/transaction":
+        return (e.device.id, v["transaction_id"], ts_unix)
+    return (e.device.id, ts_unix)
 
 
 def write_truth(doc: dict[str, Any], path: Path) -> None:

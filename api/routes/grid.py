@@ -7,17 +7,30 @@ from datetime import timedelta
 from math import fsum
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Path, Request
+from fastapi import APIRouter, Depends, Path, Request
 from fastapi.responses import Response
 
 from api.db import fetch_all, get_device, get_site, per_bucket
-from api.deps import ID_PATTERN, Conn, Range, Reader, SettingsDep, only_buckets
-from api.errors import ERROR_RESPONSES, error_body, not_found
+from api.deps import (
+    HOURLY_AND_LONGER,
+    ID_PATTERN,
+    Conn,
+    Range,
+    Reader,
+    SettingsDep,
+    only_buckets,
+    time_range,
+)
+from api.errors import ERROR_RESPONSES, NOT_FOUND_RESPONSE, error_response, not_found
 from api.output import CSV_RESPONSE, FORMAT_DOC, series_response
 from api.rollups import SLOT_S, Answer, SourceParam, combine
 from api.timeq import Buckets
 
-router = APIRouter(prefix="/grid", tags=["grid"], responses={**ERROR_RESPONSES, **CSV_RESPONSE})
+router = APIRouter(prefix="/grid", tags=["grid"],
+                   responses={**ERROR_RESPONSES, **NOT_FOUND_RESPONSE, **CSV_RESPONSE})
+#: Peaks are daily or longer; voltage quality is over 10-minute means (hourly or longer).
+PeakRange = Annotated[Buckets, Depends(time_range(("1d", "1w", "1mo")))]
+VoltageRange = Annotated[Buckets, Depends(time_range(HOURLY_AND_LONGER))]
 
 DistrictId = Annotated[str, Path(pattern=ID_PATTERN, examples=["saint-michel"])]
 MeterId = Annotated[str, Path(pattern=ID_PATTERN, examples=["linky-saint-michel-0001"])]
@@ -336,7 +349,7 @@ _PEAK_DOC = ("Per day (or week, month): the highest 10-minute power (W) and when
 @router.get("/districts/{district_id}/peaks", summary="Daily peak power of a district",
             description=_PEAK_DOC)
 async def district_peaks(request: Request, conn: Conn, _: Reader, district_id: DistrictId,
-                         b: Range, source: SourceParam = "auto") -> Response:
+                         b: PeakRange, source: SourceParam = "auto") -> Response:
     """Peak power of the district per day."""
     await get_site(conn, district_id, "district")
     return await _peaks(request, conn, b, "d.site_id = %(id)s", {"id": district_id},
@@ -347,7 +360,7 @@ async def district_peaks(request: Request, conn: Conn, _: Reader, district_id: D
 @router.get("/meters/{meter_id}/peaks", summary="Daily peak power of a meter",
             description=_PEAK_DOC)
 async def meter_peaks(request: Request, conn: Conn, _: Reader, meter_id: MeterId,
-                      b: Range, source: SourceParam = "auto") -> Response:
+                      b: PeakRange, source: SourceParam = "auto") -> Response:
     """Peak power of the meter per day."""
     await get_device(conn, meter_id, "grid_meter")
     return await _peaks(request, conn, b, "d.id = %(id)s", {"id": meter_id},
@@ -422,7 +435,7 @@ async def _voltage(request: Request, conn: Conn, b: Buckets, filt: str,
 @router.get("/districts/{district_id}/voltage", summary="Voltage quality of a district",
             description=_VOLTAGE_DOC)
 async def district_voltage(request: Request, conn: Conn, _: Reader, district_id: DistrictId,
-                           b: Range, source: SourceParam = "auto") -> Response:
+                           b: VoltageRange, source: SourceParam = "auto") -> Response:
     """Voltage quality over the district's meters."""
     await get_site(conn, district_id, "district")
     return await _voltage(request, conn, b, "d.site_id = %(id)s", {"id": district_id},
@@ -432,7 +445,7 @@ async def district_voltage(request: Request, conn: Conn, _: Reader, district_id:
 @router.get("/meters/{meter_id}/voltage", summary="Voltage quality at one meter",
             description=_VOLTAGE_DOC)
 async def meter_voltage(request: Request, conn: Conn, _: Reader, meter_id: MeterId,
-                        b: Range, source: SourceParam = "auto") -> Response:
+                        b: VoltageRange, source: SourceParam = "auto") -> Response:
     """Voltage quality at one meter."""
     await get_device(conn, meter_id, "grid_meter")
     return await _voltage(request, conn, b, "d.id = %(id)s", {"id": meter_id},
@@ -464,9 +477,8 @@ _EXPORT_EXAMPLE = {
 _EXPORT_RESPONSES: dict[int | str, dict[str, Any]] = {
     200: {"content": {"application/json": {"example": _EXPORT_EXAMPLE},
                       "text/csv": {"example": ",".join(_EXPORT_COLS) + "\n"}}},
-    404: {"description": "unknown district, or a meter that is not a solar producer",
-          "content": {"application/json": {"example": error_body(
-              "not_found", "no solar meter 'linky-saint-michel-0001'")}}}}
+    404: error_response("unknown district, or a meter that is not a solar producer",
+                        "not_found", "no solar meter 'linky-saint-michel-0001'")}
 
 
 def _export_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:

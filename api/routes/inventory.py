@@ -7,15 +7,18 @@ from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 import psycopg
-from fastapi import APIRouter, Path, Query
+from fastapi import APIRouter, Depends, Path, Query, Request
+from fastapi.responses import Response
 from psycopg import sql
 
 from api.db import fetch_all, fetch_one, get_device, get_site, iso
 from api.deps import ID_PATTERN, Conn, Page, Reader
-from api.errors import ERROR_RESPONSES
+from api.errors import ERROR_RESPONSES, NOT_FOUND_RESPONSE
+from api.output import CSV_CONTENT, json_only, rows_response
 from devices.families import KINDS_OF_FAMILY, Family
 
 router = APIRouter(responses=ERROR_RESPONSES)
+JSON_ONLY = [Depends(json_only)]
 
 #: Status thresholds, in multiples of the device's expected reporting interval: a device
 #: may miss one heartbeat and still be online; after several it is offline.
@@ -155,14 +158,28 @@ async def _page(conn: psycopg.AsyncConnection[Any], page: Page, *, site: str | N
             "data": [_health_row(r) for r in rows]}
 
 
+HEALTH_ROW_COLUMNS = ("id", "family", "site_id", "name", "active", "report_interval_s",
+                      "status", "last_seen", "silent_s", *HEALTH_COLUMNS)
+SITE_COLUMNS = ("id", "kind", "name", "insee", "latitude", "longitude", "capacity", "devices")
+
+
+def _rows(request: Request, body: dict[str, Any], columns: Sequence[str],
+          filename: str) -> Response:
+    """A list answer as JSON or CSV (nested values as JSON in their cells)."""
+    meta = {k: v for k, v in body.items() if k != "data"}
+    return rows_response(request, meta, body["data"], columns, filename=filename)
+
+
 def _thresholds() -> dict[str, Any]:
     return {"late": LATE_AFTER, "off": OFFLINE_AFTER}
 
 
-@router.get("/sites", tags=["inventory"], summary="Sites (squares, parking zones, districts)")
-async def list_sites(conn: Conn, _: Reader, page: Page,
-                     kind: Annotated[SiteKind | None, Query()] = None) -> dict[str, Any]:
-    """Sites with their device counts per family, filtered by kind, paginated."""
+@router.get("/sites", tags=["inventory"], summary="Sites (squares, parking zones, districts)",
+            responses={200: {"content": CSV_CONTENT}})
+async def list_sites(request: Request, conn: Conn, _: Reader, page: Page,
+                     kind: Annotated[SiteKind | None, Query()] = None) -> Response:
+    """Sites with their device counts per family, filtered by kind, paginated; JSON or CSV
+    (`devices` as JSON in its cell)."""
     params: dict[str, Any] = {"kind": kind, "limit": page.limit, "offset": page.offset}
     where = "(%(kind)s::text IS NULL OR s.kind = %(kind)s)"
     total = await fetch_one(conn, f"SELECT count(*) AS n FROM sites s WHERE {where}", params)
@@ -172,11 +189,12 @@ async def list_sites(conn: Conn, _: Reader, page: Page,
                    SELECT family, count(*) AS n FROM devices WHERE site_id = s.id
                    GROUP BY family) f), '{{}}'::jsonb) AS devices
         FROM sites s WHERE {where} ORDER BY s.id LIMIT %(limit)s OFFSET %(offset)s""", params)
-    return {"count": total["n"] if total else 0, "limit": page.limit, "offset": page.offset,
-            "data": rows}
+    return _rows(request, {"count": total["n"] if total else 0, "limit": page.limit,
+                           "offset": page.offset, "data": rows}, SITE_COLUMNS, "sites")
 
 
-@router.get("/sites/{site_id}", tags=["inventory"], summary="One site")
+@router.get("/sites/{site_id}", tags=["inventory"], summary="One site",
+            dependencies=JSON_ONLY, responses=NOT_FOUND_RESPONSE)
 async def one_site(conn: Conn, _: Reader, site_id: SiteId) -> dict[str, Any]:
     """A site with its metadata."""
     return await get_site(conn, site_id)
@@ -190,7 +208,7 @@ _HEALTH_EXAMPLE = {
               "battery": 0.87, "rssi_dbm": -104, "snr_db": 7.5, "radio_up": None,
               "clients": None, "paper": None, "fault_code": None}]}
 _HEALTH_RESPONSES: dict[int | str, dict[str, Any]] = {
-    200: {"content": {"application/json": {"example": _HEALTH_EXAMPLE}}}}
+    200: {"content": {"application/json": {"example": _HEALTH_EXAMPLE}, **CSV_CONTENT}}}
 HEALTH_DOC = (
     "Status is `online` while the last message is younger than 2 expected reporting "
     "intervals of the device (`report_interval_s`), `late` up to 6, `offline` beyond (or "
@@ -205,20 +223,22 @@ HEALTH_DOC = (
             description="Devices of the registry with their health, ordered by id. "
             + HEALTH_DOC, responses=_HEALTH_RESPONSES)
 async def list_devices(
-    conn: Conn, _: Reader, page: Page,
+    request: Request, conn: Conn, _: Reader, page: Page,
     site: Annotated[str | None, Query(pattern=ID_PATTERN, examples=["parking-gare"])] = None,
     family: Annotated[FamilyName | None, Query(examples=["parking_spot"])] = None,
     status: Annotated[Status | None, Query(examples=["offline"])] = None,
-) -> dict[str, Any]:
+) -> Response:
     """Devices with their status (online/late/offline), last message time and health."""
-    return await _page(conn, page, site=site, family=family,
-                       statuses=None if status is None else (status,))
+    return _rows(request, await _page(conn, page, site=site, family=family,
+                                      statuses=None if status is None else (status,)),
+                 HEALTH_ROW_COLUMNS, "devices")
 
 
 @router.get("/devices/{device_id}", tags=["inventory"],
             summary="One device with its latest reading",
             description="The device's registry entry, its health (as in `/v1/devices`) and "
-            "its latest reading of each kind (wifi sessions excepted). " + HEALTH_DOC)
+            "its latest reading of each kind (wifi sessions excepted). " + HEALTH_DOC,
+            dependencies=JSON_ONLY, responses=NOT_FOUND_RESPONSE)
 async def one_device(conn: Conn, _: Reader, device_id: DeviceId) -> dict[str, Any]:
     """The device's registry entry, its health and its latest reading of each kind."""
     dev = await get_device(conn, device_id)
@@ -245,19 +265,20 @@ async def one_device(conn: Conn, _: Reader, device_id: DeviceId) -> dict[str, An
             summary="Health of devices: status, last seen, battery, signal",
             description=HEALTH_DOC, responses=_HEALTH_RESPONSES)
 async def devices_health(
-    conn: Conn, _: Reader, page: Page,
+    request: Request, conn: Conn, _: Reader, page: Page,
     site: Annotated[str | None, Query(pattern=ID_PATTERN, examples=["parking-gare"])] = None,
     family: Annotated[FamilyName | None, Query(examples=["parking_spot"])] = None,
     status: Annotated[Status | None, Query(examples=["late"])] = None,
-) -> dict[str, Any]:
+) -> Response:
     """The health list, filtered by site, family and status, ordered by id."""
-    return await _page(conn, page, site=site, family=family,
-                       statuses=None if status is None else (status,))
+    return _rows(request, await _page(conn, page, site=site, family=family,
+                                      statuses=None if status is None else (status,)),
+                 HEALTH_ROW_COLUMNS, "devices-health")
 
 
 @router.get("/health/sites/{site_id}", tags=["device health"],
-            summary="Device status counts of one site",
-            responses={200: {"content": {"application/json": {"example": {
+            summary="Device status counts of one site", dependencies=JSON_ONLY,
+            responses={**NOT_FOUND_RESPONSE, 200: {"content": {"application/json": {"example": {
                 "site_id": "parking-gare", "families": {
                     "parking_meter": {"online": 3, "late": 0, "offline": 0,
                                       "min_battery": 0.62},
@@ -292,11 +313,13 @@ async def site_health(conn: Conn, _: Reader, site_id: SiteId) -> dict[str, Any]:
             "pagination (not by length of silence: see `silent_s`). " + HEALTH_DOC,
             responses=_HEALTH_RESPONSES)
 async def silent(
-    conn: Conn, _: Reader, page: Page,
+    request: Request, conn: Conn, _: Reader, page: Page,
     site: Annotated[str | None, Query(pattern=ID_PATTERN, examples=["parking-gare"])] = None,
     family: Annotated[FamilyName | None, Query(examples=["parking_spot"])] = None,
     include_late: Annotated[bool, Query(description="also list late devices")] = False,
-) -> dict[str, Any]:
+) -> Response:
     """Active devices that stopped reporting, ordered by id."""
-    return await _page(conn, page, site=site, family=family, active_only=True,
-                       statuses=("offline", "late") if include_late else ("offline",))
+    return _rows(request, await _page(conn, page, site=site, family=family, active_only=True,
+                                      statuses=("offline", "late") if include_late
+                                      else ("offline",)),
+                 HEALTH_ROW_COLUMNS, "silent-devices")

@@ -10,17 +10,28 @@ from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, FastAPI, Path, Query, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from api.db import fetch_all, iso
-from api.deps import ID_PATTERN, Conn, Page, SettingsDep, require
-from api.errors import ERROR_RESPONSES, ApiError, error_body, invalid, not_found
+from api.deps import ID_PATTERN, TEXT_PATTERN, Conn, Page, RowsFormat, SettingsDep, TzQuery, require
+from api.errors import (
+    ERROR_RESPONSES,
+    NOT_FOUND_RESPONSE,
+    ApiError,
+    error_response,
+    invalid,
+    not_found,
+)
+from api.output import CSV_CONTENT, json_only, rows_response
 from api.runs import MAX_DURATION_S, MAX_SPEED, RunConflict, RunManager, RunNotFound
-from api.timeq import parse_instant, parse_tz
+from api.timeq import INSTANT_PATTERN, parse_instant, parse_tz
 from api.tokens import Scope, TokenInfo
 from beffroi.endpoints import MissingSetting
 from simulators.scenario import Scenario, ScenarioError
+
+#: A duration as ``parse_duration`` reads it (90s, 15m, 2h, 1d, 1h30m).
+DURATION_PATTERN = r"^([0-9]{1,5}d)?([0-9]{1,6}h)?([0-9]{1,7}m)?([0-9]{1,9}s)?$"
 
 
 @asynccontextmanager
@@ -36,15 +47,14 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         await asyncio.to_thread(manager.shutdown)
 
 
-_CONFLICT: dict[int | str, dict[str, Any]] = {409: {
-    "description": "too many active runs, or the run is not active",
-    "content": {"application/json": {"example": error_body(
-        "conflict", "2 run(s) already active (at most 2): stop one first")}}}}
+_CONFLICT: dict[int | str, dict[str, Any]] = {409: error_response(
+    "too many active runs, or the run is not active", "conflict",
+    "2 run(s) already active (at most 2): stop one first")}
 router = APIRouter(prefix="/operate", tags=["operate"], lifespan=_lifespan,
-                   responses={**ERROR_RESPONSES, 403: {
-                       "description": "the token lacks the scope",
-                       "content": {"application/json": {"example": error_body(
-                           "forbidden", "this route needs the 'operate' scope")}}}})
+                   responses={**ERROR_RESPONSES, 403: error_response(
+                       "the token lacks the scope", "forbidden",
+                       "this route needs the 'operate' scope")})
+JSON_ONLY = [Depends(json_only)]
 
 Operator = Annotated[TokenInfo, Depends(require(Scope.OPERATE))]
 RunId = Annotated[str, Path(pattern=r"^[0-9a-f]{12}$", examples=["3f9c2a7b1d04"])]
@@ -74,19 +84,29 @@ def _scenario_row(name: str, sc: Scenario | ScenarioError) -> dict[str, Any]:
             "events": len(sc.events)}
 
 
+SCENARIO_COLUMNS = ("name", "valid", "description", "start", "duration_s", "timezone", "speed",
+                    "seed", "city", "events", "error")
+
+
 @router.get("/scenarios", summary="The named scenarios an operator can run",
-            responses={200: {"content": {"application/json": {"example": {
+            responses={200: {"content": {**CSV_CONTENT,
+                                         "application/json": {"example": {
                 "count": 1, "data": [{"name": "weekday", "valid": True,
                                       "description": "a normal Tuesday in the demo city",
                                       "start": "last tuesday 00:00", "duration_s": 86400,
                                       "timezone": "Europe/Paris", "speed": 600.0,
                                       "seed": 20251118, "city": "demo", "events": 1}]}}}}})
-async def list_scenarios(_: Operator, runs: Runs) -> dict[str, Any]:
+async def list_scenarios(request: Request, _: Operator, runs: Runs,
+                         _fmt: RowsFormat) -> Response:
     """Shipped scenarios (`simulators/scenarios/*.yaml`) with their defaults; an invalid
-    file is listed with `valid: false` and why."""
+    file is listed with `valid: false` and why. JSON or CSV."""
     found = await asyncio.to_thread(runs.scenarios)
     rows = [_scenario_row(n, sc) for n, sc in found.items()]
-    return {"count": len(rows), "data": rows}
+    return rows_response(request, {"count": len(rows)}, rows, SCENARIO_COLUMNS,
+                         filename="scenarios")
+
+
+DurationText = Annotated[str, Field(pattern=DURATION_PATTERN, min_length=2, max_length=20)]
 
 
 class RunRequest(BaseModel):
@@ -96,15 +116,17 @@ class RunRequest(BaseModel):
         {"scenario": "weekday", "speed": 600, "duration": "2h", "seed": 7},
         {"scenario": "stress", "speed": "max"}]})
 
-    scenario: str = Field(pattern=ID_PATTERN, description="a name from /v1/operate/scenarios")
+    scenario: str = Field(pattern=ID_PATTERN, max_length=64,
+                          description="a name from /v1/operate/scenarios")
     speed: Annotated[float, Field(gt=0, le=MAX_SPEED)] | Literal["max"] | None = Field(
         None, description="1 = real time, N = N times faster, 'max' = as fast as possible")
-    duration: str | int | None = Field(
-        None, description=f"simulated time: 90s, 15m, 2h, 1d or seconds; at most "
+    duration: DurationText | Annotated[int, Field(ge=1, le=MAX_DURATION_S)] | None = Field(
+        None, description=f"simulated time: 90s, 15m, 2h, 1d, 1h30m or seconds; at most "
         f"{MAX_DURATION_S // 86400} days")
     seed: int | None = Field(None, ge=0, le=2**32 - 1)
     start: str | None = Field(
-        None, max_length=40, description="simulated start, local time: '2025-11-18 07:00', "
+        None, max_length=40, pattern=TEXT_PATTERN,
+        description="simulated start, local time: '2025-11-18 07:00', "
         "'yesterday 00:00', 'last saturday 07:00'")
 
 
@@ -120,11 +142,14 @@ _RUN_EXAMPLE = {
     "error": None}
 
 
-@router.post("/runs", status_code=201, summary="Start a scenario run",
+@router.post("/runs", status_code=201, summary="Start a scenario run", dependencies=JSON_ONLY,
              responses={**_CONFLICT, 201: {"content": {"application/json": {
                  "example": _RUN_EXAMPLE}}},
-                 404: {"description": "no such scenario"},
-                 503: {"description": "the broker account is not configured"}})
+                 404: error_response("no such scenario", "not_found",
+                                     "no scenario 'weekend'"),
+                 503: error_response("the database is unreachable, or the broker account "
+                                     "is not configured", "unavailable",
+                                     "database unreachable")})
 async def start_run(body: RunRequest, _: Operator, runs: Runs) -> JSONResponse:
     """Publish a named scenario to the broker with the simulator's account, in a process of
     its own. At most 2 runs are active at once (409 beyond). The run's messages are the
@@ -148,16 +173,24 @@ async def start_run(body: RunRequest, _: Operator, runs: Runs) -> JSONResponse:
                         headers={"Location": f"/v1/operate/runs/{run.id}"})
 
 
-@router.get("/runs", summary="Runs started since the API started")
-async def list_runs(_: Operator, runs: Runs, page: Page) -> dict[str, Any]:
-    """Active and recent runs (the last 50 ended ones), most recent first."""
+RUN_COLUMNS = tuple(_RUN_EXAMPLE)
+
+
+@router.get("/runs", summary="Runs started since the API started",
+            responses={200: {"content": CSV_CONTENT}})
+async def list_runs(request: Request, _: Operator, runs: Runs, page: Page) -> Response:
+    """Active and recent runs (the last 50 ended ones), most recent first; JSON or CSV
+    (`sent` and `faults` as JSON in their cells)."""
     rows = runs.list()
-    return {"count": len(rows), "limit": page.limit, "offset": page.offset,
-            "data": rows[page.offset:page.offset + page.limit]}
+    return rows_response(request, {"count": len(rows), "limit": page.limit,
+                                   "offset": page.offset},
+                         rows[page.offset:page.offset + page.limit], RUN_COLUMNS,
+                         filename="runs")
 
 
-@router.get("/runs/{run_id}", summary="A run's progress",
-            responses={200: {"content": {"application/json": {"example": _RUN_EXAMPLE}}}})
+@router.get("/runs/{run_id}", summary="A run's progress", dependencies=JSON_ONLY,
+            responses={**NOT_FOUND_RESPONSE, 200: {"content": {"application/json": {
+                "example": _RUN_EXAMPLE}}}})
 async def get_run(run_id: RunId, _: Operator, runs: Runs) -> dict[str, Any]:
     """State (`starting`, `running`, `finished`, `failed`, `stopped`), messages sent per
     family (handed to the broker; `acked` once ended), simulated clock, rate (messages/s),
@@ -168,7 +201,8 @@ async def get_run(run_id: RunId, _: Operator, runs: Runs) -> dict[str, Any]:
         raise not_found("run", run_id) from None
 
 
-@router.post("/runs/{run_id}/stop", summary="Stop a run", responses=_CONFLICT)
+@router.post("/runs/{run_id}/stop", summary="Stop a run", dependencies=JSON_ONLY,
+             responses={**_CONFLICT, **NOT_FOUND_RESPONSE})
 async def stop_run(run_id: RunId, _: Operator, runs: Runs) -> dict[str, Any]:
     """Stops publishing, waits (a few seconds) for the broker to acknowledge what was sent
     and answers the run with its final counts and `state: stopped`. 409 if it already
@@ -188,23 +222,27 @@ Reason = Annotated[str | None, Query(pattern=r"^[a-z][a-z0-9_]{0,39}$",
                                      description="reason code (docs/ingest.md)")]
 DeviceFilter = Annotated[str | None, Query(pattern=ID_PATTERN, examples=["spot-gare-078"],
                                            description="device id")]
-TopicPrefix = Annotated[str | None, Query(min_length=1, max_length=200,
+TopicPrefix = Annotated[str | None, Query(min_length=1, max_length=200, pattern=TEXT_PATTERN,
                                           examples=["city/parking/"],
-                                          description="topics starting with this text")]
-FromParam = Annotated[str | None, Query(alias="from", max_length=40, examples=["2025-11-18"],
-                                        description="received at or after (ISO 8601; "
-                                        "dates and naive times are local)")]
-ToParam = Annotated[str | None, Query(max_length=40, examples=["2025-11-19"],
-                                      description="received before (exclusive)")]
-TzParam = Annotated[str | None, Query(max_length=64, description="time zone of naive times")]
+                                          description="topics starting with this text (no "
+                                          "control character)")]
+FromParam = Annotated[str | None, Query(alias="from", max_length=40, pattern=INSTANT_PATTERN,
+                                        examples=["2025-11-18"],
+                                        description="received at or after (ISO 8601 date or "
+                                        "date-time of 2000-2099; dates and naive times are "
+                                        "local)")]
+ToParam = Annotated[str | None, Query(max_length=40, pattern=INSTANT_PATTERN,
+                                      examples=["2025-11-19"],
+                                      description="received before (exclusive; after from)")]
+TzParam = TzQuery
 
 
 def _filters(settings: Any, reason: str | None, device: str | None, topic_prefix: str | None,
              from_: str | None, to: str | None, tz: str | None
              ) -> tuple[str, dict[str, Any], datetime | None, datetime | None]:
     zone = parse_tz(tz, settings.timezone)
-    lo = parse_instant(from_, zone, param="from") if from_ else None
-    hi = parse_instant(to, zone, param="to") if to else None
+    lo = parse_instant(from_, zone, param="from") if from_ is not None else None
+    hi = parse_instant(to, zone, param="to") if to is not None else None
     if lo is not None and hi is not None and hi <= lo:
         raise invalid("'to' must be after 'from'", param="to")
     conditions = {"reason": ("reason = %(reason)s", reason),
@@ -236,8 +274,14 @@ def show_payload(data: bytes, stored_size: int, original_size: int) -> dict[str,
             "payload_truncated": len(data) < original_size}
 
 
+DEAD_LETTER_COLUMNS = ("received_at", "topic", "device_id", "reason", "detail",
+                       "payload_encoding", "payload", "payload_size", "payload_stored",
+                       "payload_truncated")
+
+
 @router.get("/dead-letters", summary="Browse dead-lettered messages",
-            responses={200: {"content": {"application/json": {"example": {
+            responses={200: {"content": {**CSV_CONTENT,
+                                         "application/json": {"example": {
                 "count": 1, "limit": 100, "offset": 0, "data": [{
                     "received_at": "2025-11-18T10:02:11.120000+00:00",
                     "topic": "city/parking/spot-gare-078/state", "device_id": "spot-gare-078",
@@ -245,14 +289,15 @@ def show_payload(data: bytes, stored_size: int, original_size: int) -> dict[str,
                     "payload_encoding": "utf-8", "payload": "{\"state\": ",
                     "payload_size": 10, "payload_stored": 10,
                     "payload_truncated": False}]}}}}})
-async def dead_letters(conn: Conn, _: Operator, settings: SettingsDep, page: Page,
+async def dead_letters(request: Request, conn: Conn, _: Operator, settings: SettingsDep,
+                       page: Page,
                        reason: Reason = None, device: DeviceFilter = None,
                        topic_prefix: TopicPrefix = None, from_: FromParam = None,
                        to: ToParam = None, tz: TzParam = None,
                        payload_max: Annotated[int, Query(
                            ge=0, le=PAYLOAD_SHOWN_MAX,
                            description="payload bytes shown per message")] = PAYLOAD_SHOWN,
-                       ) -> dict[str, Any]:
+                       ) -> Response:
     """Most recent first, filtered by reason, device, topic prefix and reception time.
     Payloads are shown as text when they are UTF-8, otherwise base64 (`payload_encoding`),
     cut at `payload_max` bytes; the ingestor already keeps at most 4 KiB of each
@@ -272,11 +317,13 @@ async def dead_letters(conn: Conn, _: Operator, settings: SettingsDep, page: Pag
     data = [{"received_at": iso(r["received_at"]), "topic": r["topic"],
              "device_id": r["device_id"], "reason": r["reason"], "detail": r["detail"],
              **show_payload(bytes(r["head"]), r["stored"], r["payload_size"])} for r in rows]
-    return {"count": int(total[0]["n"]), "limit": page.limit, "offset": page.offset,
-            "data": data}
+    return rows_response(request, {"count": int(total[0]["n"]), "limit": page.limit,
+                                   "offset": page.offset}, data, DEAD_LETTER_COLUMNS,
+                         filename="dead-letters")
 
 
 @router.get("/dead-letters/counts", summary="Dead letters counted by reason and by device",
+            dependencies=JSON_ONLY,
             responses={200: {"content": {"application/json": {"example": {
                 "from": "2025-11-17T10:00:00+00:00", "to": "2025-11-18T10:00:00+00:00",
                 "total": 42, "by_reason": [{"reason": "unknown_device", "count": 30},

@@ -6,18 +6,18 @@ from collections import defaultdict
 from datetime import timedelta
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Path, Request
+from fastapi import APIRouter, Depends, Path, Request
 from fastapi.responses import Response
 
 from api.db import fetch_all, get_device, get_site, per_bucket
-from api.deps import ID_PATTERN, Conn, Range, Reader, only_buckets
-from api.errors import ERROR_RESPONSES
-from api.output import CSV_RESPONSE, FORMAT_DOC, series_response
+from api.deps import HOURLY_AND_LONGER, ID_PATTERN, Conn, Range, Reader, only_buckets, time_range
+from api.errors import ERROR_RESPONSES, NOT_FOUND_RESPONSE
+from api.output import CSV_RESPONSE, FORMAT_DOC, json_only, series_response
 from api.rollups import QUARTER_S, SLOT_S, Answer, SourceParam, combine
 from api.timeq import Buckets
 
 router = APIRouter(prefix="/parking", tags=["parking"],
-                   responses={**ERROR_RESPONSES, **CSV_RESPONSE})
+                   responses={**ERROR_RESPONSES, **NOT_FOUND_RESPONSE, **CSV_RESPONSE})
 
 #: A sensor's reported state holds until its next message, but at most this many expected
 #: reporting intervals (heartbeats): after that the spot is *unknown*, not free.
@@ -177,7 +177,9 @@ async def spot_occupancy(request: Request, conn: Conn, _: Reader, spot_id: SpotI
                            _OCC_COLUMNS, filename=f"occupancy-{spot_id}")
 
 
-@router.get("/zones/{zone_id}/current", summary="Free / occupied / unknown spots now")
+@router.get("/zones/{zone_id}/current", summary="Free / occupied / unknown spots now",
+            dependencies=[Depends(json_only)],
+            responses={200: {"content": {"application/json": {}}}})
 async def zone_current(conn: Conn, _: Reader, zone_id: ZoneId) -> dict[str, Any]:
     """Each sensor's latest state if younger than 3 heartbeats; otherwise unknown. Spots of
     the capacity without a sensor count as unknown."""
@@ -247,7 +249,8 @@ _TURNOVER_DOC = (
     + FORMAT_DOC)
 _TURNOVER_COLUMNS = ("start", "end", "arrivals", "turnover", "mean_stay_s")
 TURNOVER_LOOKBACK = timedelta(days=2)  # how far before a bucket the raw query reads
-_TURNOVER_BUCKETS = ("1h", "1d", "1w", "1mo")
+_TURNOVER_BUCKETS = HOURLY_AND_LONGER
+TurnoverRange = Annotated[Buckets, Depends(time_range(_TURNOVER_BUCKETS))]
 
 
 async def _turnover(request: Request, conn: Conn, b: Buckets, filt: str,
@@ -282,7 +285,7 @@ async def _turnover(request: Request, conn: Conn, b: Buckets, filt: str,
 @router.get("/zones/{zone_id}/turnover", summary="Arrivals per spot and mean stay",
             description=_TURNOVER_DOC)
 async def zone_turnover(request: Request, conn: Conn, _: Reader, zone_id: ZoneId,
-                        b: Range, source: SourceParam = "auto") -> Response:
+                        b: TurnoverRange, source: SourceParam = "auto") -> Response:
     """Turnover of a parking zone per bucket."""
     only_buckets(b, _TURNOVER_BUCKETS, "turnover is counted per hour or longer")
     site = await get_site(conn, zone_id, "parking_zone")
@@ -295,7 +298,7 @@ async def zone_turnover(request: Request, conn: Conn, _: Reader, zone_id: ZoneId
             description="As the zone route, for one sensor (capacity 1: `turnover` = "
             "arrivals). " + _TURNOVER_DOC)
 async def spot_turnover(request: Request, conn: Conn, _: Reader, spot_id: SpotId,
-                        b: Range, source: SourceParam = "auto") -> Response:
+                        b: TurnoverRange, source: SourceParam = "auto") -> Response:
     """Turnover of one parking spot per bucket."""
     only_buckets(b, _TURNOVER_BUCKETS, "turnover is counted per hour or longer")
     spot = await get_device(conn, spot_id, "parking_spot")

@@ -8,21 +8,34 @@ from datetime import UTC, datetime, time, timedelta
 from typing import Annotated, Any
 from zoneinfo import ZoneInfo
 
-from fastapi import APIRouter, Path, Request
+from fastapi import APIRouter, Depends, Path, Request
 from fastapi.responses import Response
 
 from api.db import fetch_all, get_device, get_site, per_bucket
-from api.deps import ID_PATTERN, Conn, Range, Reader, SettingsDep, only_buckets
-from api.errors import ERROR_RESPONSES, invalid
+from api.deps import (
+    HOURLY_AND_LONGER,
+    ID_PATTERN,
+    Conn,
+    Range,
+    Reader,
+    SettingsDep,
+    only_buckets,
+    time_range,
+)
+from api.errors import ERROR_RESPONSES, NOT_FOUND_RESPONSE, invalid
 from api.output import CSV_RESPONSE, FORMAT_DOC, series_response
 from api.rollups import DWELL_BOUNDS_S, DWELL_LABELS, SourceParam, combine
 from api.timeq import Buckets
 from beffroi.settings import Settings
 
-router = APIRouter(prefix="/wifi", tags=["wifi"], responses={**ERROR_RESPONSES, **CSV_RESPONSE})
+router = APIRouter(prefix="/wifi", tags=["wifi"],
+                   responses={**ERROR_RESPONSES, **NOT_FOUND_RESPONSE, **CSV_RESPONSE})
 
 SquareId = Annotated[str, Path(pattern=ID_PATTERN, examples=["grand-place"])]
 ApId = Annotated[str, Path(pattern=ID_PATTERN, examples=["ap-grand-place-01"])]
+#: Client keys rotate every local day: visitors are counted per hour or day only.
+VisitorsRange = Annotated[Buckets, Depends(time_range(("1h", "1d")))]
+DwellRange = Annotated[Buckets, Depends(time_range(HOURLY_AND_LONGER))]
 
 # Per AP and bucket the mean and max of the reported counts; the square's mean is the sum
 # of its APs' means, its max the highest sum over one-minute slots of the APs' counts.
@@ -273,7 +286,7 @@ def _check_key_days(b: Buckets, server_tz: str) -> None:
 @router.get("/squares/{square_id}/visitors", summary="Unique visitors of a square",
             description=_VISITORS_DOC)
 async def square_visitors(request: Request, conn: Conn, _: Reader, settings: SettingsDep,
-                          square_id: SquareId, b: Range,
+                          square_id: SquareId, b: VisitorsRange,
                           source: SourceParam = "auto") -> Response:
     """Unique visitors per hour or day."""
     only_buckets(b, ("1h", "1d"), "client keys rotate daily")
@@ -286,7 +299,7 @@ async def square_visitors(request: Request, conn: Conn, _: Reader, settings: Set
 @router.get("/aps/{ap_id}/visitors", summary="Unique visitors of one access point",
             description=_VISITORS_DOC)
 async def ap_visitors(request: Request, conn: Conn, _: Reader, settings: SettingsDep,
-                      ap_id: ApId, b: Range, source: SourceParam = "auto") -> Response:
+                      ap_id: ApId, b: VisitorsRange, source: SourceParam = "auto") -> Response:
     """Unique visitors of one AP per hour or day."""
     only_buckets(b, ("1h", "1d"), "client keys rotate daily")
     dev = await get_device(conn, ap_id, "wifi_ap")
@@ -402,7 +415,7 @@ async def _dwell(request: Request, conn: Conn, b: Buckets, filt: str, rfilt: str
 @router.get("/squares/{square_id}/dwell", summary="Dwell-time distribution on a square",
             description=_DWELL_DOC)
 async def square_dwell(request: Request, conn: Conn, _: Reader, square_id: SquareId,
-                       b: Range, source: SourceParam = "auto") -> Response:
+                       b: DwellRange, source: SourceParam = "auto") -> Response:
     """Ended sessions on the square's access points per bucket, by length."""
     await get_site(conn, square_id, "square")
     return await _dwell(request, conn, b, "d.site_id = %(id)s", "r.site_id = %(id)s",
@@ -412,7 +425,7 @@ async def square_dwell(request: Request, conn: Conn, _: Reader, square_id: Squar
 
 @router.get("/aps/{ap_id}/dwell", summary="Dwell-time distribution on one access point",
             description=_DWELL_DOC)
-async def ap_dwell(request: Request, conn: Conn, _: Reader, ap_id: ApId, b: Range,
+async def ap_dwell(request: Request, conn: Conn, _: Reader, ap_id: ApId, b: DwellRange,
                    source: SourceParam = "auto") -> Response:
     """Ended sessions on one access point per bucket, by length."""
     await get_device(conn, ap_id, "wifi_ap")

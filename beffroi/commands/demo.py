@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import signal
 import subprocess
 import sys
 import time
+import urllib.request
 from typing import Any
 
 import psycopg
@@ -83,11 +85,17 @@ def _demo(ctx: Context, args: argparse.Namespace) -> int:
                     "--start", args.start, "--duration", args.duration, "--follow-clock"]
         sim = spawn("simulator", _beffroi(*sim_argv))
         host, port = ctx.broker_address()
+        api_base = f"http://127.0.0.1:{args.api_port}"
+        link = _dashboard_link(url, api_base)
         print("\nBeffroi demo running:\n"
               f"  database   {ctx.stack.status()[0].where}\n"
               f"  broker     mqtt://{host}:{port}\n"
               f"  ingestor   metrics on http://127.0.0.1:{ctx.settings.ingest_metrics_port}/metrics\n"
-              f"  API        http://127.0.0.1:{args.api_port}/docs\n"
+              f"  API        {api_base}/docs\n"
+              f"  dashboard  {api_base}/\n"
+              f"  sign in    {link or 'the API did not answer: beffroi tokens create'}\n"
+              "             (a one-time link, valid 5 minutes; the token itself never goes "
+              "in an address)\n"
               f"  simulator  scenario {args.scenario} from {args.start}: the past at "
               f"x{args.speed}, then live\n"
               "Ctrl-C stops the ingestor, the API and the simulator (the stack keeps running; "
@@ -114,3 +122,26 @@ def _demo(ctx: Context, args: argparse.Namespace) -> int:
                 log.warning("%s did not stop in time; killing it", name)
                 proc.kill()
     return 0
+
+
+DEMO_TOKEN = "demo-dashboard"
+
+
+def _dashboard_link(db_url: str, api_base: str, timeout_s: float = 30.0) -> str | None:
+    """A one-time sign-in link to the dashboard, for a fresh read + operate token of the
+    demo (the previous demo token is revoked); None if the API does not come up."""
+    from api.tokens import create_token, revoke_token
+
+    with psycopg.connect(db_url) as conn:
+        revoke_token(conn, name=DEMO_TOKEN)
+        token, _ = create_token(conn, DEMO_TOKEN, ["read", "operate"])
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        req = urllib.request.Request(f"{api_base}/v1/dashboard/links",  # noqa: S310 (http)
+                                     method="POST", headers={"Authorization": f"Bearer {token}"})
+        try:
+            with urllib.request.urlopen(req, timeout=2) as r:  # noqa: S310
+                return f"{api_base}{json.loads(r.read())['path']}"
+        except OSError:
+            time.sleep(0.5)
+    return None

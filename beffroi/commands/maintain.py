@@ -63,6 +63,11 @@ def _maintain(ctx: Context, args: argparse.Namespace) -> int:
         print(f"deleted {report.deleted_sessions} wifi session row(s) older than "
               f"{ctx.settings.retention_wifi_sessions_hours} h, "
               f"{report.deleted_keys} expired privacy key(s)")
+        if ctx.settings.opendata_publish_daily and not args.rollups_only:
+            from beffroi.commands.opendata import publish_if_due
+
+            if await publish_if_due(ctx.database_url(), ctx.settings):
+                print(f"published the open-data package in {ctx.settings.opendata_path()}")
         return 0
 
     return asyncio.run(go())

@@ -40,8 +40,10 @@ def _free_port() -> int:
 
 
 @contextlib.contextmanager
-def api_server(db_url: str, log_path: Path) -> Iterator[str]:
-    """``uvicorn api.main:create_app --factory`` on a free port; its base URL.
+def api_server(db_url: str, log_path: Path, *,
+               app: str = "api.main:create_app") -> Iterator[str]:
+    """``uvicorn api.main:create_app --factory`` (or another factory) on a free port; its
+    base URL.
 
     The factory's defaults: no background maintenance (``beffroi api`` runs it every
     minute), a pool of 10 database connections."""
@@ -49,7 +51,7 @@ def api_server(db_url: str, log_path: Path) -> Iterator[str]:
     env = {**os.environ, "BEFFROI_DATABASE_URL": db_url, "BEFFROI_DEV_STACK": "1"}
     with log_path.open("w") as log:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "uvicorn", "api.main:create_app", "--factory",
+            [sys.executable, "-m", "uvicorn", app, "--factory",
              "--host", "127.0.0.1", "--port", str(port), "--no-access-log",
              "--log-level", "warning"], env=env, stdout=log, stderr=subprocess.STDOUT)
         base = f"http://127.0.0.1:{port}"

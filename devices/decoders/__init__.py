@@ -8,6 +8,10 @@
 3. on ``grid/reading``, a JSON object with TIC labels (ADSC, EAST, BASE, ...) -> Linky TIC;
 4. otherwise native JSON: an object is one reading, an array of objects a batch.
 
+A native message of known fields only is first decoded straight from its bytes by msgspec
+(``decode_native_json``); anything else, and every refusal, goes through the steps above on
+the document parsed by orjson, which give the same readings and errors.
+
 ``decode_chirpstack_uplink`` and ``decode_teleinfo`` decode the topics of a LoRaWAN network
 server and of Linky bridges, where the device is found through the registry. Every failure
 is a ``DecodeError`` whose ``reason`` is a code of ``devices.errors``.
@@ -19,7 +23,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 from devices.decoders.chirpstack import decode_chirpstack_uplink
 from devices.decoders.common import DecodeContext, loads
-from devices.decoders.native import MODELS, decode_native, json_schemas
+from devices.decoders.native import MODELS, decode_native, decode_native_json, json_schemas
 from devices.decoders.senml import CONTENT_TYPE, decode_senml, looks_like_senml, resolve_pack
 from devices.decoders.tic import decode_teleinfo, decode_tic_frame, frame_meter_id, is_tic_frame
 from devices.errors import INVALID_PAYLOAD, SENML_INVALID, UNSUPPORTED_FORMAT, DecodeError
@@ -69,6 +73,10 @@ def decode_device_message(
             senml = True
         elif media not in _JSON_CONTENT_TYPES and not media.endswith("+json"):
             raise DecodeError(UNSUPPORTED_FORMAT, f"content type {media[:64]!r} is not JSON")
+    if not senml:
+        readings = decode_native_json(device_id, kind, payload, ctx)
+        if readings is not None:
+            return readings
     data = loads(payload)
     if senml:
         if not isinstance(data, list):

@@ -1,8 +1,8 @@
 """Shared pieces of the decoders: the decode context, JSON loading, times, range checks.
 
 ``check_reading`` is the last step of every decoder: it enforces on a finished reading the
-CHECK constraints of ``sql/002_readings.sql`` and the limits of the column types, so that a
-reading that passes can never make a COPY batch fail.
+CHECK constraints of ``beffroi/migrations/002_readings.sql`` and the limits of the column
+types, so that a reading that passes can never make a COPY batch fail.
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ INT4_MAX: Final = 2**31 - 1
 INT8_MAX: Final = 2**63 - 1
 FLOAT4_MAX: Final = 3.4028234663852886e38  # largest finite real
 
-# CHECK constraints of sql/002_readings.sql, as (min, max), both inclusive.
+# CHECK constraints of beffroi/migrations/002_readings.sql, as (min, max), both inclusive.
 CLIENTS: Final = (0, INT4_MAX)
 BYTES_COUNTER: Final = (0, INT8_MAX)
 WIFI_RSSI_DBM: Final = (-120, 0)
@@ -62,7 +62,6 @@ SPOT_STATES: Final = frozenset({"free", "occupied", "unknown"})
 PAYMENT_METHODS: Final = frozenset({"card", "contactless", "coins", "mobile"})
 
 SENML_RELATIVE_LIMIT: Final = 2**28  # RFC 8428: a resolved time below this is relative to now
-_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 _ZERO: Final = timedelta(0)
 
 
@@ -101,10 +100,14 @@ def loads(payload: bytes) -> Any:
 
 
 def from_unix(seconds: float, what: str = "ts") -> datetime:
-    """An aware UTC datetime from Unix seconds."""
+    """An aware UTC datetime from Unix seconds, rounded half to even to the microsecond.
+
+    ``datetime.fromtimestamp`` gives the same instant as ``epoch + timedelta(seconds=...)``
+    in less than half the time.
+    """
     try:
-        return _EPOCH + timedelta(seconds=seconds)
-    except (OverflowError, ValueError):
+        return datetime.fromtimestamp(seconds, UTC)
+    except (OverflowError, ValueError, OSError):
         raise DecodeError(BAD_TIMESTAMP, f"{what} is out of range (Unix seconds)") from None
 
 

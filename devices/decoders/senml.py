@@ -382,6 +382,6 @@ def decode_senml(
         for field in required:
             if field not in columns:
                 raise DecodeError(INVALID_PAYLOAD, f"SenML pack for {key} lacks {field}")
-        reading = reading_type._make([time, device_id, *(columns.get(f) for f in fields)])
+        reading = reading_type._make([time, device_id, *map(columns.get, fields)])
         readings.append(check_reading(reading))
     return readings

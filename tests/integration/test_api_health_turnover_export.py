@@ -326,6 +326,8 @@ def test_silent_lists_active_devices_that_stopped(city: City) -> None:
 def test_site_health_counts_and_lowest_battery(city: City) -> None:
     at = datetime.now(UTC)
     body = city.get("/v1/health/sites/{p}pz")
+    assert set(body["families"]) == {city.family[d] for d, s in city.site.items()
+                                     if s == f"{city.p}pz"}
     for fam, got in body["families"].items():
         devs = [d for d, s in city.site.items() if s == f"{city.p}pz" and city.family[d] == fam]
         health = {d: _expected_health(city, d) for d in devs}
@@ -525,6 +527,7 @@ def test_export_equals_the_simulator_truth(city: City) -> None:
             assert d["import_wh"] == sum(t["import_wh"] for t in want)
             checked += 1
     assert checked >= 2
+    per_meter = 0
     for meter in sorted(city.solar):
         one = city.get(f"/v1/grid/meters/{meter}/export?{q}")
         for d in one["data"]:
@@ -533,6 +536,8 @@ def test_export_equals_the_simulator_truth(city: City) -> None:
                      == datetime.fromisoformat(d["start"]))
             if d["complete"]:
                 assert (d["import_wh"], d["export_wh"]) == (t["import_wh"], t["export_wh"])
+                per_meter += 1
+    assert per_meter >= 2 * len(city.solar) > 0
 
 
 def test_rolled_up_export_equals_raw(city: City) -> None:
@@ -553,6 +558,7 @@ def test_rolled_up_export_equals_raw(city: City) -> None:
             raw = city.get(f"{path}?{q}&source=raw")
             assert rolled["source"] == "rollup", rolled
             assert rolled["data"] == raw["data"]
+            assert any(d["export_wh"] for d in raw["data"]), raw  # equal and not empty
 
 
 HOSTILE = [

@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import paho.mqtt.client as mqtt
 import psycopg
@@ -215,9 +216,11 @@ def test_bad_run_requests_are_4xx(ops: Ops, body: dict[str, Any], status: int) -
 
 
 def test_unknown_and_malformed_run_ids(ops: Ops) -> None:
-    assert ops.get("/v1/operate/runs/0123456789ab").status_code == 404
-    assert ops.get("/v1/operate/runs/x'%20OR%201=1").status_code == 422
-    assert ops.post("/v1/operate/runs/0123456789ab/stop").status_code == 404
+    for r, status, error in (
+            (ops.get("/v1/operate/runs/0123456789ab"), 404, "not_found"),
+            (ops.get("/v1/operate/runs/x'%20OR%201=1"), 422, "invalid_parameter"),
+            (ops.post("/v1/operate/runs/0123456789ab/stop"), 404, "not_found")):
+        assert r.status_code == status and r.json()["error"] == error, r.text
 
 
 def _expected(ops: Ops, **overrides: Any) -> Counter[str]:
@@ -259,6 +262,26 @@ def test_a_tiny_run_finishes_with_the_simulators_count(ops: Ops, stack: Stack) -
     assert first["limit"] == 1 and first["data"] == listed[:1]
     again = ops.post(f"/v1/operate/runs/{run['id']}/stop")
     assert again.status_code == 409 and again.json()["error"] == "conflict"
+
+
+@pytest.mark.parametrize(("start", "duration", "sim_end"), [
+    ("2026-03-29 01:00", "2h", "2026-03-29T04:00:00+02:00"),  # 02:00-03:00 does not exist
+    ("2026-10-25 01:00", "3h", "2026-10-25T03:00:00+01:00"),  # 02:00-03:00 twice
+])
+def test_a_runs_window_across_a_dst_change_is_elapsed_time(ops: Ops, start: str,
+                                                            duration: str,
+                                                            sim_end: str) -> None:
+    r = ops.post("/v1/operate/runs", {"scenario": "tiny", "speed": "max", "start": start,
+                                      "duration": duration})
+    assert r.status_code == 201, r.text
+    done = ops.wait_state(r.json()["id"], ("finished", "failed", "stopped"), timeout=60)
+    assert done["state"] == "finished", done
+    assert done["sim_start"] == datetime.fromisoformat(start).replace(
+        tzinfo=ZoneInfo("Europe/Paris")).isoformat()
+    assert done["sim_end"] == sim_end
+    elapsed = (datetime.fromisoformat(done["sim_end"])
+               - datetime.fromisoformat(done["sim_start"])).total_seconds()
+    assert elapsed == done["duration_s"] and done["sent_total"] > 0
 
 
 def test_a_long_run_is_stopped_and_the_limit_is_enforced(ops: Ops) -> None:

@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import psycopg
 import pytest
+from fastapi import Depends
 from fastapi.testclient import TestClient
 from pydantic import SecretStr
 
@@ -123,7 +125,8 @@ def test_scopes_and_revocation(world: World, token: str, status: int) -> None:
                                     "Bearer " + "x" * 5000, "bfr_token-without-scheme"])
 def test_bad_authorization_headers_are_401(world: World, header: str) -> None:
     r = world.get("/v1/sites", token="", headers={"Authorization": header})
-    assert r.status_code == 401
+    assert r.status_code == 401 and r.json()["error"] == "unauthorized", r.text
+    assert "data" not in r.json()
 
 
 def test_last_used_is_recorded(world: World, db_url: str) -> None:
@@ -315,3 +318,193 @@ def test_openapi_lists_every_route_with_error_examples(world: World) -> None:
         if path.startswith("/v1"):
             for op in ops.values():
                 assert "401" in op["responses"], path
+
+
+# -- formats: CSV cells, content negotiation, lists ----------------------------------------
+def _energy_url(world: World) -> str:
+    return f"/v1/grid/meters/{world.p}linky-1/energy?from={PARIS_DST_END}&to=2025-10-27&bucket=1h"
+
+
+def test_csv_writes_booleans_and_nulls_as_json_does(world: World) -> None:
+    js = world.get(_energy_url(world)).json()["data"]
+    rows = list(csv.DictReader(io.StringIO(world.get(_energy_url(world) + "&format=csv").text)))
+    assert js[0]["complete"] is True and js[0]["reset"] is False
+    assert rows[0]["complete"] == "true" and rows[0]["reset"] == "false"
+    assert {r["estimated"] for r in rows} <= {"true", "false"}
+    empty = world.get(f"/v1/grid/meters/{world.p}linky-1/energy?from=2025-06-01&to=2025-06-02"
+                      "&bucket=1d&format=csv").text
+    row = next(csv.DictReader(io.StringIO(empty)))
+    assert row["import_wh"] == "" and row["complete"] == "false"
+
+
+@pytest.mark.parametrize(("accept", "media"), [
+    ("text/csv, application/json;q=0.5", "text/csv"),
+    ("application/json;q=0.5, text/csv", "text/csv"),
+    ("application/json, text/csv;q=0.9", "application/json"),
+    ("text/csv;q=0.2, */*;q=0.1", "text/csv"),
+    ("text/*", "text/csv"),
+    ("text/csv;q=0, */*", "application/json"),
+    ("*/*", "application/json"),
+    ("text/csv, application/json", "application/json"),  # a tie: JSON, the default
+    ("text/html,application/xhtml+xml,*/*;q=0.8", "application/json"),  # a browser
+])
+def test_accept_q_values_choose_the_format(world: World, accept: str, media: str) -> None:
+    r = world.get(_energy_url(world), headers={"Accept": accept})
+    assert r.status_code == 200, r.text
+    assert r.headers["content-type"].startswith(media)
+
+
+@pytest.mark.parametrize("accept", ["application/xml", "text/csv;q=0, application/json;q=0",
+                                    "image/*"])
+def test_nothing_acceptable_is_406(world: World, accept: str) -> None:
+    r = world.get(_energy_url(world), headers={"Accept": accept})
+    assert r.status_code == 406, r.text
+    assert r.json()["error"] == "not_acceptable"
+
+
+@pytest.mark.parametrize("url", ["/v1/sites", "/v1/devices?site={p}pz",
+                                 "/v1/health/devices?site={p}pz",
+                                 "/v1/health/silent?site={p}pz"])
+def test_lists_answer_csv(world: World, url: str) -> None:
+    url = url.format(p=world.p)
+    js = world.get(url).json()
+    for r in (world.get(url + ("&" if "?" in url else "?") + "format=csv"),
+              world.get(url, headers={"Accept": "text/csv"})):
+        assert r.status_code == 200, r.text
+        assert r.headers["content-type"].startswith("text/csv")
+        rows = list(csv.DictReader(io.StringIO(r.text)))
+        assert [row["id"] for row in rows] == [d["id"] for d in js["data"]]
+    if "devices" in url or "silent" in url:
+        assert {row["active"] for row in rows} <= {"true", "false"}
+
+
+def test_sites_csv_keeps_nested_counts_as_json(world: World) -> None:
+    r = world.get("/v1/sites?format=csv&limit=1000")
+    rows = {row["id"]: row for row in csv.DictReader(io.StringIO(r.text))}
+    assert json.loads(rows[f"{world.p}pz"]["devices"])["parking_spot"] == 6
+
+
+@pytest.mark.parametrize("url", ["/v1/sites/{p}pz", "/v1/devices/{p}linky-1",
+                                 "/v1/health/sites/{p}pz", "/v1/parking/zones/{p}pz/current"])
+def test_single_objects_refuse_csv(world: World, url: str) -> None:
+    url = url.format(p=world.p)
+    assert world.get(url).status_code == 200
+    for r in (world.get(url + "?format=csv"), world.get(url, headers={"Accept": "text/csv"})):
+        assert r.status_code == 406, r.text
+        assert r.json()["error"] == "not_acceptable"
+    assert world.get(url + "?format=json").status_code == 200
+
+
+def test_operator_lists_answer_csv_and_counts_refuse_it(world: World) -> None:
+    for url in ("/v1/operate/dead-letters?format=csv", "/v1/operate/runs?format=csv",
+                "/v1/operate/scenarios?format=csv"):
+        r = world.get(url, token="operate")
+        assert r.status_code == 200, (url, r.text)
+        assert r.headers["content-type"].startswith("text/csv")
+        assert r.text.splitlines()[0].split(",")[0] in ("received_at", "id", "name")
+    r = world.get("/v1/operate/dead-letters/counts?format=csv", token="operate")
+    assert r.status_code == 406
+
+
+# -- hostile text: NUL and control characters in every text parameter ----------------------
+NUL_URLS = [
+    ("operate", "/v1/operate/dead-letters?topic_prefix=city%00"),
+    ("operate", "/v1/operate/dead-letters/counts?topic_prefix=city%00"),
+    ("operate", "/v1/operate/dead-letters?topic_prefix=%00"),
+    ("operate", "/v1/operate/dead-letters?topic_prefix=city%0Aparking"),
+    ("operate", "/v1/operate/dead-letters?reason=a%00"),
+    ("operate", "/v1/operate/dead-letters?device=a%00"),
+    ("operate", "/v1/operate/dead-letters?from=2025-01-01%00"),
+    ("operate", "/v1/operate/dead-letters/counts?to=2025-01-01%00"),
+    ("operate", "/v1/operate/dead-letters?tz=Europe/Paris%00"),
+    ("operate", "/v1/operate/dead-letters?from="),
+    ("operate", "/v1/operate/runs/%00"),
+    ("read", "/v1/devices?site=a%00"),
+    ("read", "/v1/devices/a%00"),
+    ("read", "/v1/parking/zones/{p}pz/occupancy?from=2025-01-01%00&to=2025-01-02"),
+    ("read", "/v1/parking/zones/{p}pz/occupancy?from=2025-01-01&to=2025-01-02&tz=UTC%00"),
+    ("read", "/v1/parking/zones/{p}pz/occupancy?from=2025-01-01&to=2025-01-02&bucket=1h%00"),
+    ("read", "/v1/parking/zones/{p}pz/occupancy?from=2025-01-01&to=2025-01-02&format=csv%00"),
+    ("read", "/v1/parking/zones/{p}pz/occupancy?from=&to=2025-01-02"),
+    ("read", "/v1/parking/zones/{p}pz/occupancy?from=2025-01-01&to=2025-01-02&tz="),
+    ("read", "/v1/parking/zones/{p}pz/occupancy?from=2025-01-01%20&to=2025-01-02"),
+]
+
+
+@pytest.mark.parametrize(("token", "url"), NUL_URLS)
+def test_control_characters_in_text_parameters_are_422(world: World, token: str,
+                                                      url: str) -> None:
+    r = world.get(url.format(p=world.p), token=token)
+    assert r.status_code == 422, (r.status_code, r.text)
+    assert r.json()["error"] == "invalid_parameter"
+
+
+def test_a_value_the_database_refuses_is_400_not_500(world: World) -> None:
+    # The guard behind the parameter checks: whatever text reaches a query, a value the
+    # database cannot take (here a NUL, through the real pool) is the request's fault.
+    from api.deps import get_conn
+
+    app = world.client.app
+
+    @app.get("/test-only/echo")  # type: ignore[attr-defined, untyped-decorator]
+    async def echo(text: str, conn: Any = Depends(get_conn)) -> Any:  # noqa: B008
+        cur = await conn.execute("SELECT %s::text AS t", (text,))
+        return {"t": (await cur.fetchone())[0]}
+
+    try:
+        assert world.get("/test-only/echo?text=ok", token="").json() == {"t": "ok"}
+        r = world.get("/test-only/echo?text=city%00", token="")
+        assert r.status_code == 400, r.text
+        assert r.json()["error"] == "bad_request"
+    finally:
+        app.router.routes[:] = [rt for rt in app.router.routes  # type: ignore[attr-defined]
+                                if getattr(rt, "path", "") != "/test-only/echo"]
+
+
+# -- the contract: methods, buckets, documented codes ---------------------------------------
+def test_options_and_wrong_methods_name_every_served_method(world: World) -> None:
+    headers = {"Authorization": f"Bearer {world.tokens['operate']}"}
+    r = world.client.options("/v1/operate/runs", headers=headers)
+    assert r.status_code == 405
+    assert {m.strip() for m in r.headers["allow"].split(",")} >= {"GET", "POST"}
+    r = world.client.delete("/v1/operate/runs", headers=headers)
+    assert r.status_code == 405 and "GET" in r.headers["allow"] and "POST" in r.headers["allow"]
+    assert r.json()["error"] == "method_not_allowed"
+    r = world.client.put(f"/v1/sites/{world.p}pz", headers=headers)
+    assert r.status_code == 405 and r.headers["allow"] == "GET"
+
+
+def test_each_route_accepts_every_bucket_its_schema_lists(world: World) -> None:
+    spec = world.client.get("/openapi.json").json()
+    ids = {"zone_id": f"{world.p}pz", "spot_id": f"{world.p}spot-1", "meter_id": None,
+           "square_id": f"{world.p}sq", "ap_id": None, "district_id": f"{world.p}dist"}
+    checked = 0
+    for path, ops in spec["paths"].items():
+        params = {p["name"]: p for p in ops.get("get", {}).get("parameters", [])}
+        if "bucket" not in params:
+            continue
+        if "{meter_id}" in path or "{ap_id}" in path:
+            continue  # the tiny city's meters and APs differ per family: zones suffice
+        url = path.format(**ids)
+        listed = params["bucket"]["schema"]["enum"]
+        assert params["bucket"]["schema"]["default"] in listed, path
+        for bucket in ("5m", "10m", "15m", "30m", "1h", "1d", "1w", "1mo"):
+            r = world.get(f"{url}?from=2025-11-17&to=2025-11-18&bucket={bucket}")
+            if bucket in listed:
+                assert r.status_code == 200, (path, bucket, r.text)
+            else:
+                assert r.status_code == 422, (path, bucket, r.text)
+            checked += 1
+        assert world.get(f"{url}?from=2025-11-17&to=2025-11-18").status_code == 200, path
+    assert checked >= 8 * 12
+
+
+def test_docs_list_every_error_code() -> None:
+    from pathlib import Path
+
+    from api.errors import ERROR_CODES
+
+    text = (Path(__file__).resolve().parents[2] / "docs" / "api.md").read_text()
+    section = text[text.index("## Errors"):text.index("## Time series")]
+    missing = [c for c in ERROR_CODES if f"`{c}`" not in section]
+    assert not missing, missing

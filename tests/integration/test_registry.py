@@ -156,7 +156,7 @@ def test_database_checks_list_every_problem_and_import_nothing(
     assert store.get_device(rconn, f"ok-{uid}") is None
     # A site whose kind changes must still suit the devices the database has on it.
     gare = next(s for s in load_registry_file(DEMO_CITY_FILE).sites if s.id == "parking-gare")
-    moved = {"sites": [{**gare.model_dump(mode="json"), "kind": "district"}]}
+    moved = {"sites": [{**gare.model_dump(mode="json"), "kind": "district", "parking": None}]}
     with pytest.raises(RegistryFileError, match="does not suit device 'spot-gare-001'"):
         store.import_registry(rconn, parse_registry(moved))
 
@@ -259,3 +259,24 @@ def test_import_refuses_a_serial_held_by_another_device(demo: store.ImportResult
     with pytest.raises(RegistryFileError, match=f"meter serial {held.meter_serial} already "
                        "belongs to device 'linky-baudimont-0001'"):
         store.import_registry(rconn, parse_registry(doc))
+
+
+def test_parking_places_follow_their_site(demo: store.ImportResult,
+                                          rconn: psycopg.Connection[Any]) -> None:
+    sites = {s.id: s for s in store.list_sites(rconn)}
+    gare = sites["parking-gare"]
+    assert gare.parking is not None and gare.parking.national_id == "62041-P-002"
+    assert gare.parking.tariff_24h_eur == 6.5 and sites["grand-place"].parking is None
+    # A listing imported back keeps the place; a zone imported without it loses it.
+    doc = {"sites": [gare.model_dump(mode="json")]}
+    store.import_registry(rconn, parse_registry(doc))
+    assert store.parking_places(rconn)["parking-gare"] == gare.parking
+    try:
+        store.import_registry(rconn, parse_registry(
+            {"sites": [{**doc["sites"][0], "parking": None}]}))
+        assert "parking-gare" not in store.parking_places(rconn)
+    finally:
+        store.import_registry(rconn, parse_registry(doc))
+    with pytest.raises(psycopg.errors.CheckViolation):
+        rconn.execute("UPDATE parking_places SET national_id = '62041-9' "
+                      "WHERE site_id = 'parking-gare'")

@@ -180,7 +180,7 @@ def _merge_broker_accounts(stack: Stack, *, add: list[BrokerAccount] | None = No
     path = stack.device_accounts_file
     if path.exists():
         current = [BrokerAccount(d["username"], d["password_hash"], tuple(d["read"]),
-                                 tuple(d["write"]), d["client_id"])
+                                 tuple(d["write"]), d.get("client_id", d["username"]))
                    for d in json.loads(path.read_text())]
     drop = (remove or set()) | {a.username for a in add or []}
     merged = [a for a in current if a.username not in drop] + list(add or [])

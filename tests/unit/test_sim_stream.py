@@ -216,17 +216,12 @@ def test_truth_matches_the_stream() -> None:
         if isinstance(r, ParkingSpotState):
             spot_states[r.device_id].append((r.time, r.state))
     complete = [row for row in truth["grid_energy"] if row["complete"]]
-    assert complete
-    replaced = 0
-    for row in complete:
+    assert len(complete) > 10
+    for row in complete:  # a replaced meter's half hour is not complete: no index drops
         t0 = datetime.fromisoformat(row["period_start"]).astimezone(UTC)
-        t1 = t0.replace(minute=(t0.minute + 30) % 60, hour=t0.hour + (t0.minute + 30) // 60)
+        t1 = t0 + timedelta(minutes=30)
         diff = indices[(row["meter"], t1)] - indices[(row["meter"], t0)]
-        if diff < 0:
-            replaced += 1
-            continue
         assert diff == row["import_wh"], row
-    assert replaced <= 1
     # Occupancy: mean free spots of the first full period, from the decoded states.
     first = truth["parking_occupancy"][4]
     p0 = datetime.fromisoformat(first["period_start"]).astimezone(UTC).timestamp()
@@ -268,8 +263,8 @@ def test_truth_hand_checked() -> None:
     e(ap, 10, "wifi/sessions", client_mac="02:00:00:00:00:01", event="associated")
     e(ap, 20, "wifi/sessions", client_mac="02:00:00:00:00:01", event="disassociated")
     e(ap, 30, "wifi/sessions", client_mac="02:00:00:00:00:02", event="associated")
-    e(pm, 100, "parking/transaction", amount_cents=250)
-    e(pm, 200, "parking/transaction", amount_cents=100)
+    e(pm, 100, "parking/transaction", transaction_id="pm-1", amount_cents=250)
+    e(pm, 200, "parking/transaction", transaction_id="pm-2", amount_cents=100)
     doc = t.result({})
     p1, p2 = doc["parking_occupancy"]
     # First 15 min: s1 occupied 450 s, s2 occupied 600 s; known 900 + 600 s.
