@@ -78,12 +78,14 @@ def create_app(settings: Settings | None = None, *,
             checks["database"] = "ok"
         except Exception as exc:
             checks["database"] = f"unreachable: {type(exc).__name__}"
-        host, port = endpoints.broker_address(settings)
         try:
+            host, port = endpoints.broker_address(settings)
             _, writer = await asyncio.wait_for(asyncio.open_connection(host, port), 2)
             writer.close()
             await writer.wait_closed()
             checks["broker"] = "ok"
+        except endpoints.MissingSetting:
+            checks["broker"] = "not configured (BEFFROI_BROKER_URL)"
         except (OSError, TimeoutError) as exc:
             checks["broker"] = f"unreachable: {type(exc).__name__}"
         ok = all(v == "ok" for v in checks.values())
