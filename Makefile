@@ -34,7 +34,7 @@ $(VENV)/.installed: pyproject.toml requirements-dev.lock requirements-build.lock
 	  -r requirements-dev.lock -r requirements-build.lock 2>&1) || { echo "$$out" >&2; exit 1; }
 	@out=$$($(BIN)/pip install -q --disable-pip-version-check --no-deps --no-build-isolation \
 	  -e . 2>&1) || { echo "$$out" >&2; exit 1; }
-	@$(BIN)/python -c 'import beffroi, gmqtt, psycopg, fastapi' 
+	@$(BIN)/python -c 'import beffroi, psycopg, fastapi' 
 	@touch $@
 
 # Re-resolve the dependencies within pyproject.toml's ranges (then run the tests).

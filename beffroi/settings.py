@@ -99,6 +99,12 @@ class Settings(BaseSettings):
         "payload and topic bytes (0: no byte limit)."
     )
     ingest_max_payload_bytes: int = Field(65536, ge=64, description="Larger messages are rejected.")
+    ingest_max_packet_bytes: int = Field(
+        1 << 20, ge=1024, le=268_435_460,
+        description="Maximum Packet Size the ingestor announces to the broker (MQTT 5): the "
+        "broker drops larger messages instead of sending them. Above "
+        "ingest_max_payload_bytes, so that messages between the two are dead-lettered."
+    )
     ingest_future_skew_s: float = Field(
         300.0, ge=0, description="Readings further in the future are rejected."
     )
@@ -192,6 +198,13 @@ class Settings(BaseSettings):
     def opendata_path(self) -> Path:
         """The directory of the published open-data package."""
         return self.opendata_dir or self.state_dir / "opendata"
+
+    @model_validator(mode="after")
+    def _check_packet_size(self) -> Settings:
+        if self.ingest_max_packet_bytes <= self.ingest_max_payload_bytes:
+            raise ValueError("ingest_max_packet_bytes must exceed ingest_max_payload_bytes "
+                             "(the broker would drop oversized messages without a dead letter)")
+        return self
 
     @model_validator(mode="after")
     def _check_prefixes(self) -> Settings:

@@ -65,7 +65,7 @@ from devices.families import bridge_topics
 from devices.readings import PG_TYPES, READING_OF_TABLE, TABLE_OF
 from devices.registry import load_registry_file
 from devices.store import import_registry
-from simulators.wire import connect_packet
+from simulators.wire import connect_packet, disconnect_packet
 
 log = logging.getLogger("bench.ingest")
 
@@ -216,7 +216,7 @@ def machine_info(env: Env) -> dict[str, Any]:
             (["shared_buffers", "synchronous_commit", "track_commit_timestamp", "max_wal_size",
               "wal_compression", "fsync"],)).fetchall())
     versions: dict[str, str] = {}
-    for mod in ("gmqtt", "psycopg", "orjson", "uvloop", "paho.mqtt", "numpy"):
+    for mod in ("psycopg", "orjson", "uvloop", "paho.mqtt", "numpy"):
         with contextlib.suppress(Exception):
             versions[mod] = str(__import__(mod, fromlist=["__version__"]).__version__)
     conf = env.stack.state_dir / "mosquitto" / "mosquitto.conf"
@@ -505,7 +505,7 @@ def purge_session(env: Env, client_id: str) -> None:
         with socket.create_connection((env.host, env.port), timeout=10) as s:
             s.sendall(connect_packet(client_id, env.user, env.password))
             s.recv(4)
-            s.sendall(b"\xe0\x00")
+            s.sendall(disconnect_packet())
     except OSError as exc:
         log.warning("could not purge session %s: %s", client_id, exc)
 
@@ -995,7 +995,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    "and report the rate so far (default 120)")
     p.add_argument("--ingest-module", default="beffroi.cli",
                    help="module run as `python -m MODULE ingest ...` (A/B runs of candidate "
-                   "fixes: bench.ingestlib.experiment with BENCH_EXPERIMENT=flow,uvloop,gc)")
+                   "fixes: bench.ingestlib.experiment with BENCH_EXPERIMENT=uvloop,gc)")
     p.add_argument("--out", type=Path, default=RESULTS,
                    help="results directory (default bench/results)")
     a = p.parse_args(argv)

@@ -1,4 +1,4 @@
-"""Keep MAC addresses and licence plates out of the ingestor's logs, the MQTT client's included."""
+"""Keep MAC addresses and licence plates out of the ingestor's logs, its MQTT client's included."""
 
 from __future__ import annotations
 
@@ -6,14 +6,13 @@ import logging
 
 from devices.privacy import scrub_personal
 
-# Loggers whose records may carry payload bytes: the MQTT client logs raw packets at DEBUG
-# and malformed ones at CRITICAL; our own modules log database errors that may quote values.
-GUARDED_PREFIXES = ("gmqtt", "ingest", "devices", "psycopg")
+# Loggers whose records may carry payload bytes: the MQTT client (``ingest.mqtt``) names
+# topics, our modules log database errors that may quote values.
+GUARDED_PREFIXES = ("ingest", "devices", "psycopg")
 # Loggers guarded even before their module is imported (a logger created later would not be).
 KNOWN_LOGGERS = (
-    "gmqtt.client", "gmqtt.mqtt.handler", "gmqtt.mqtt.protocol", "gmqtt.mqtt.package",
-    "gmqtt.mqtt.connection", "gmqtt.mqtt.utils", "ingest.service", "ingest.writer",
-    "ingest.mqtt", "ingest.router", "ingest.runner", "ingest.keys", "ingest.registry_cache",
+    "ingest.service", "ingest.writer", "ingest.mqtt", "ingest.mqtt.connection",
+    "ingest.router", "ingest.runner", "ingest.keys", "ingest.registry_cache",
 )
 
 
@@ -36,11 +35,7 @@ _FILTER = MacScrubFilter()
 
 
 def guard_loggers() -> None:
-    """Install the filter on every logger that may see payloads; quiet the MQTT client."""
-    import gmqtt  # noqa: F401 - create gmqtt's loggers before guarding them
-
-    # gmqtt logs every (un)subscribe at INFO and every packet at DEBUG: keep its warnings only.
-    logging.getLogger("gmqtt").setLevel(max(logging.WARNING, logging.getLogger("gmqtt").level))
+    """Install the filter on every logger that may see payloads."""
     names = [n for n in logging.root.manager.loggerDict if n.split(".")[0] in GUARDED_PREFIXES]
     for name in {*names, *GUARDED_PREFIXES, *KNOWN_LOGGERS}:
         logger = logging.getLogger(name)

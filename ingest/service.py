@@ -25,14 +25,13 @@ from ingest.claim import ClientIdClaim
 from ingest.keys import KeyRing
 from ingest.logsafe import guard_loggers
 from ingest.metrics import Metrics
-from ingest.mqtt import GmqttSubscriber, Subscriber
+from ingest.mqtt import MqttSubscriber, Subscriber
 from ingest.registry_cache import RegistryCache
 from ingest.router import UNKNOWN_DEVICE, Routed, Router
 from ingest.writer import BatchWriter
 
 log = logging.getLogger(__name__)
 
-PUBACK_SUCCESS = 0
 PROGRESS_EVERY_S = 5.0
 MAINTENANCE_EVERY_S = 30.0
 CLOSE_TIMEOUT_S = 5.0
@@ -111,15 +110,14 @@ class Ingestor:
                properties: dict[str, Any]) -> asyncio.Future[None]:
         """Route a message into the open batch; the returned future resolves on commit.
 
-        Synchronous on purpose: the MQTT client calls it for each QoS 1 message and sends the
-        PUBACK from a callback on the future, with no task per message. A message of another
+        Synchronous on purpose: the MQTT client calls it for each message and sends the
+        PUBACKs from a callback on the future, with no task per message. A message of another
         worker's share is acknowledged at once: that worker's own session has its copy.
         """
         if self.partition > 1 and crc32(topic.encode()) % self.partition != self.worker:
             return self._elsewhere()
         now = datetime.now(UTC)
-        ct = properties.get("content_type")
-        content_type = ct[0] if ct else None
+        content_type = properties.get("content_type")
         routed = self.router.route(topic, payload, now, content_type)
         rej = routed.rejection
         if rej is not None and rej.reason == UNKNOWN_DEVICE and self.registry.stale():
@@ -135,12 +133,6 @@ class Ingestor:
             fut.set_result(None)
         self.metrics.messages.labels("other_worker").inc()
         return fut
-
-    async def on_message(self, topic: str, payload: bytes, qos: int,
-                         properties: dict[str, Any]) -> int:
-        """Async form of ``submit``: returns (PUBACK success) once the message is committed."""
-        await asyncio.shield(self.submit(topic, payload, qos, properties))
-        return PUBACK_SUCCESS
 
     async def _submit_after_refresh(self, topic: str, payload: bytes, now: datetime,
                                     content_type: str | None) -> None:
@@ -298,7 +290,7 @@ class Ingestor:
             await self.shutdown()
             return
         claimed.result()
-        sub = GmqttSubscriber(
+        sub = MqttSubscriber(
             host=self.broker.host, port=self.broker.port,
             username=connection_user(self.broker.username, self.worker),
             password=self.broker.password, client_id=client_id,
@@ -307,9 +299,9 @@ class Ingestor:
             stale_topics=[*subscription_topics(self.settings, shared=not self.shared),
                           *(subscription_topics(self.settings, shared=self.shared)
                             if self.retire else ())],
-            handler=self.on_message,
             receive_maximum=self.settings.ingest_receive_maximum,
             max_inflight_bytes=self.settings.ingest_max_inflight_bytes,
+            max_packet_size=self.settings.ingest_max_packet_bytes,
             session_expiry_s=self.settings.ingest_session_expiry_s,
             on_state=lambda up: self.metrics.connected.set(1 if up else 0),
             on_taken_over=stop.set)

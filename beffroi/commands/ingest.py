@@ -28,7 +28,7 @@ def register(sub: Any) -> None:
 
 def _ingest(ctx: Context, args: argparse.Namespace) -> int:
     from beffroi.broker_auth import CONNECTION_PLACEHOLDER
-    from ingest.mqtt import SubscriptionRefused
+    from ingest.mqtt import ConnectRefused, SubscriptionRefused
     from ingest.runner import run
     from ingest.service import BrokerConfig
 
@@ -45,5 +45,5 @@ def _ingest(ctx: Context, args: argparse.Namespace) -> int:
     try:
         return run(settings, db_url, BrokerConfig(host, port, user, password),
                    workers=max(1, args.workers), progress=progress)
-    except SubscriptionRefused as exc:
+    except (ConnectRefused, SubscriptionRefused) as exc:
         raise CommandError(str(exc)) from exc

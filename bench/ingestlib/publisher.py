@@ -30,7 +30,7 @@ import time
 from typing import Any
 
 from bench.ingestlib.stream import TS_LEN, Record, fill, read_records
-from simulators.wire import connect_packet, field, varint
+from simulators.wire import connect_packet, disconnect_packet, publish_head, split_pubacks
 
 CHUNK = 256
 _PIDS = [struct.pack("!H", i) for i in range(65536)]
@@ -65,8 +65,7 @@ class RawPublisher:
         """Publish everything; return wall times of the first write and of the last PUBACK."""
         heads = []
         for r in records:
-            size = 2 + len(r.topic) + 2 + sum(map(len, r.parts)) + r.slots * TS_LEN
-            heads.append(b"\x32" + varint(size) + field(r.topic))
+            heads.append(publish_head(r.topic, sum(map(len, r.parts)) + r.slots * TS_LEN))
         n = len(records)
         sock = self.sock
         sent = acked = 0
@@ -112,18 +111,14 @@ class RawPublisher:
                 continue
             if not data:
                 raise ConnectionError(f"broker closed the connection after {acked} PUBACKs")
-            data = pending + data
-            k = len(data) // 4
-            if data[0:4 * k:4] != b"\x40" * k:
-                raise ConnectionError("unexpected packet from the broker (not a PUBACK)")
-            pending = data[4 * k:]
+            k, pending = split_pubacks(pending + data)
             acked += k
         return first, time.time()
 
     def close(self) -> None:
         """DISCONNECT."""
         try:
-            self.sock.sendall(b"\xe0\x00")
+            self.sock.sendall(disconnect_packet())
         finally:
             self.sock.close()
 

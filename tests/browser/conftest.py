@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import secrets
 import socket
 import threading
 from collections import Counter
@@ -36,7 +35,7 @@ from devices.registry import RegistryFile, parse_registry
 from simulators.model import TABLE_OF_KIND
 from simulators.scenario import Scenario
 from simulators.stream import Simulation
-from tests.conftest import throwaway_database
+from tests.conftest import random_tag, throwaway_database
 from tests.integration.ingest_helpers import IngestProcess
 from tests.integration.mqtt_helpers import count, publish_fast, wait_until
 from tests.unit.test_sim_stream import tiny_city
@@ -154,7 +153,7 @@ def dash(stack: Stack, settings: Settings,
     API serving the dashboard on a free port."""
     from api.main import create_app
 
-    uid = f"d{secrets.token_hex(3)}"
+    uid = random_tag("d")
     prefix = f"{uid}-"
     reg = city(prefix)
     work = tmp_path_factory.mktemp("dashboard")

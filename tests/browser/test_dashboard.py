@@ -118,6 +118,18 @@ def test_the_language_switch_shows_english_and_back(dash: Dash, tab: Tab) -> Non
     expect(tab.page.locator("h1")).to_have_text("La ville maintenant")
 
 
+def test_the_footer_links_to_the_open_data_without_a_token(dash: Dash, tab: Tab) -> None:
+    tab.sign_in(dash)
+    link = tab.page.locator("#foot-opendata")
+    expect(link).to_have_text(re.compile("^Données ouvertes de la ville"))
+    assert link.get_attribute("href") == "/opendata"
+    # Public: no token needed (404 until a first publication, never 401)
+    r = httpx.get(f"{dash.base}/opendata", timeout=10)
+    assert r.status_code in (200, 404), r.text
+    tab.page.click("#lang-switch")
+    expect(link).to_have_text(re.compile("^The city's open data"))
+
+
 # -- numbers ---------------------------------------------------------------------------------
 @pytest.mark.parametrize(("route", "site", "metric", "route_api", "key"), [
     ("energie", "dist", "energy", "/v1/grid/districts/{}/energy", "import_wh"),

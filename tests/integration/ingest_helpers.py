@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import secrets
 import signal
 import subprocess
 import sys
@@ -16,12 +15,13 @@ from typing import Any
 from beffroi.settings import Settings
 from beffroi.stack import Stack
 from ingest.service import BrokerConfig, Ingestor
+from tests.conftest import random_tag
 from tests.integration.mqtt_helpers import purge_session, wait_until
 
 
 def ingest_settings(settings: Settings, **overrides: Any) -> Settings:
     """Settings for a test ingestor: unique client id and share group, no metrics port."""
-    tag = secrets.token_hex(3)
+    tag = random_tag()
     values: dict[str, Any] = {
         "ingest_client_id": f"test-ingest-{tag}",
         "ingest_share_group": f"test{tag}",
@@ -75,7 +75,7 @@ class IngestProcess:
                  env: dict[str, str] | None = None) -> None:
         host, port = stack.broker_address()
         user, password = stack.mqtt_credentials("admin")  # may read the test prefix
-        tag = secrets.token_hex(3)
+        tag = random_tag()
         self.client_ids = [f"crash-{tag}-{i}" for i in range(workers)]
         self.env = os.environ | {
             "BEFFROI_DATABASE_URL": db_url,

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import secrets
 import socket
-import struct
 import threading
 import time
 from collections.abc import Awaitable, Callable, Iterable
@@ -16,7 +15,7 @@ import psycopg
 from paho.mqtt.enums import CallbackAPIVersion
 
 from beffroi.stack import Stack
-from simulators.wire import connect_packet, field, varint
+from simulators.wire import connect_packet, disconnect_packet, publish_packet, split_pubacks
 
 
 class Publisher:
@@ -109,11 +108,7 @@ def publish_fast(stack: Stack, messages: Iterable[tuple[str, bytes]], *, role: s
             data = sock.recv(1 << 16)
             if not data:
                 raise ConnectionError(f"broker closed the connection after {acked} PUBACKs")
-            data = rest + data
-            k = len(data) // 4
-            if data[0:4 * k:4] != b"\x40" * k:
-                raise ConnectionError("unexpected packet from the broker (not a PUBACK)")
-            rest = data[4 * k:]
+            k, rest = split_pubacks(rest + data)
             acked += k
 
         out: list[bytes] = []
@@ -123,8 +118,8 @@ def publish_fast(stack: Stack, messages: Iterable[tuple[str, bytes]], *, role: s
                     sock.sendall(b"".join(out))
                     out.clear()
                 read_acks()
-            var = field(topic.encode()) + struct.pack("!H", sent % 65_535 + 1)
-            out.append(b"\x32" + varint(len(var) + len(payload)) + var + payload)
+            out.append(publish_packet(topic, payload, qos=1, packet_id=sent % 65_535 + 1,
+                                      version=4))
             sent += 1
             if len(out) >= 256:
                 sock.sendall(b"".join(out))
@@ -133,7 +128,7 @@ def publish_fast(stack: Stack, messages: Iterable[tuple[str, bytes]], *, role: s
             sock.sendall(b"".join(out))
         while acked < sent:
             read_acks()
-        sock.sendall(b"\xe0\x00")
+        sock.sendall(disconnect_packet())
     return sent
 
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import random
-import secrets
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -23,7 +22,7 @@ from api.maintenance import run_once
 from api.tokens import create_token
 from beffroi.settings import Settings
 from beffroi.stack import Stack
-from tests.conftest import throwaway_database
+from tests.conftest import random_tag, throwaway_database
 from tests.integration.test_rollups import NOW, T0, _insert, _seed
 
 pytestmark = pytest.mark.stack
@@ -103,7 +102,7 @@ def _url(route: str, p: str, frm: str, to: str, bucket: str, tz: str = "") -> st
 def past(stack: Stack, settings: Settings) -> Iterator[Past]:
     from api.main import create_app
 
-    p = f"c{secrets.token_hex(3)}-"
+    p = f"{random_tag('c')}-"
     with throwaway_database(stack, settings, "cover") as url:
         with psycopg.connect(url, autocommit=True) as conn:
             _seed(conn, p)

@@ -15,7 +15,6 @@ import asyncio
 import csv
 import io
 import random
-import secrets
 from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -44,7 +43,7 @@ from devices.readings import (
 )
 from simulators.scenario import Scenario
 from simulators.stream import Simulation
-from tests.conftest import throwaway_database
+from tests.conftest import random_tag, throwaway_database
 from tests.unit.test_sim_stream import ALL_FORMATS, router_for, tiny_city
 
 pytestmark = pytest.mark.stack
@@ -115,7 +114,7 @@ def _device(conn: psycopg.Connection[Any], dev_id: str, family: str, site: str,
 def city(stack: Stack, settings: Settings) -> Iterator[City]:
     from api.main import create_app
 
-    p = f"h{secrets.token_hex(3)}-"
+    p = f"{random_tag('h')}-"
     reg = tiny_city(prefix=p)
     now = datetime.now(UTC)
     start = now.replace(second=0, microsecond=0) - timedelta(hours=2)

@@ -32,6 +32,7 @@ from beffroi.stack import Stack
 from devices.registry import load_registry_file
 from simulators.scenario import load_scenario
 from simulators.stream import Simulation
+from tests.conftest import random_tag
 from tests.integration.mqtt_helpers import wait_until
 from tests.unit.test_sim_stream import tiny_city
 
@@ -129,7 +130,7 @@ def ops(stack: Stack, settings: Settings, db_url: str,
         tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ops]:
     from api.main import create_app
 
-    uid = f"o{secrets.token_hex(3)}"
+    uid = random_tag("o")
     tokens: dict[str, str] = {}
     with psycopg.connect(db_url) as conn:
         for name, scopes in (("read", ["read"]), ("operate", ["operate"]),
@@ -328,7 +329,7 @@ BASE = datetime(2031, 3, 2, 12, tzinfo=UTC)
 @pytest.fixture(scope="module")
 def letters(ops: Ops, db_url: str) -> str:
     """Dead letters under a topic prefix of this module; returns the prefix."""
-    p = f"dl{secrets.token_hex(3)}"
+    p = random_tag("dl")
     rows: list[tuple[Any, ...]] = []
     for i in range(30):  # 30 unknown_device from 3 devices, one a minute
         rows.append((BASE + timedelta(minutes=i), f"{p}/parking/{p}-ghost-{i % 3}/state",

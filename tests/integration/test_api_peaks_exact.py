@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import math
 import random
-import secrets
 from collections import defaultdict
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -22,7 +21,7 @@ from api.maintenance import run_once
 from api.tokens import create_token
 from beffroi.settings import Settings
 from beffroi.stack import Stack
-from tests.conftest import throwaway_database
+from tests.conftest import random_tag, throwaway_database
 
 pytestmark = pytest.mark.stack
 
@@ -67,7 +66,7 @@ def _seed(conn: psycopg.Connection[Any], p: str) -> None:
 def peaks(stack: Stack, settings: Settings) -> Iterator[Peaks]:
     from api.main import create_app
 
-    p = f"k{secrets.token_hex(3)}-"
+    p = f"{random_tag('k')}-"
     with throwaway_database(stack, settings, "peaks") as url:
         with psycopg.connect(url, autocommit=True) as conn:
             _seed(conn, p)

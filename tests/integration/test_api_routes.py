@@ -20,6 +20,7 @@ from api.tokens import create_token, revoke_token
 from beffroi.settings import Settings
 from beffroi.stack import Stack
 from devices import store
+from tests.conftest import random_tag
 from tests.unit.test_sim_stream import tiny_city
 
 pytestmark = pytest.mark.stack
@@ -85,11 +86,10 @@ def _seed(conn: psycopg.Connection[Any], p: str) -> None:
 
 @pytest.fixture(scope="module")
 def world(stack: Stack, settings: Settings, db_url: str) -> Iterator[World]:
-    import secrets
 
     from api.main import create_app
 
-    uid = f"a{secrets.token_hex(3)}"
+    uid = random_tag("a")
     tokens: dict[str, str] = {}
     with psycopg.connect(db_url) as conn:
         for name, scopes in (("read", ["read"]), ("operate", ["operate"]),

@@ -6,7 +6,6 @@ table it reads from another connection (the real route's real SQL waits on the l
 from __future__ import annotations
 
 import contextlib
-import secrets
 import socket
 import threading
 import time
@@ -23,7 +22,7 @@ from api.tokens import create_token
 from beffroi.settings import Settings
 from beffroi.stack import Stack
 from devices import store
-from tests.conftest import throwaway_database
+from tests.conftest import random_tag, throwaway_database
 from tests.unit.test_sim_stream import tiny_city
 
 pytestmark = pytest.mark.stack
@@ -61,7 +60,7 @@ def _serve(settings: Settings) -> Iterator[str]:
 
 @pytest.fixture(scope="module")
 def city(stack: Stack, settings: Settings) -> Iterator[tuple[str, str, str, Settings]]:
-    p = f"o{secrets.token_hex(3)}-"
+    p = f"{random_tag('o')}-"
     with throwaway_database(stack, settings, "timeout") as url:
         with psycopg.connect(url, autocommit=True) as conn:
             store.import_registry(conn, tiny_city(prefix=p))

@@ -5,7 +5,6 @@ grid energy (per meter and per district) are read back over HTTP."""
 from __future__ import annotations
 
 import asyncio
-import secrets
 from collections.abc import AsyncIterator
 from dataclasses import replace
 from datetime import UTC, datetime, time, timedelta
@@ -25,6 +24,7 @@ from simulators.model import TABLE_OF_KIND
 from simulators.publisher import Fleet, Router, accounts_for, publish_stream
 from simulators.scenario import Scenario
 from simulators.stream import Simulation
+from tests.conftest import random_tag
 from tests.integration.ingest_helpers import ingest_settings, running_ingestor
 from tests.integration.mqtt_helpers import await_until, count
 from tests.unit.test_sim_stream import ALL_FORMATS, tiny_city
@@ -60,7 +60,7 @@ class Loaded:
 async def loaded(stack: Stack, settings: Settings, db_url: str) -> AsyncIterator[Loaded]:
     from api.main import create_app
 
-    uid = f"g{secrets.token_hex(3)}"
+    uid = random_tag("g")
     p = f"{uid}-"
     full = tiny_city(prefix=p)
     # No wifi: client keys are per local day and a window across midnight would lose some.

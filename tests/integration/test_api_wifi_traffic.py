@@ -4,7 +4,6 @@ paired association events, against values computed by hand, raw and rolled up.""
 from __future__ import annotations
 
 import asyncio
-import secrets
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -19,7 +18,7 @@ from api.tokens import create_token
 from beffroi.settings import Settings
 from beffroi.stack import Stack
 from devices import store
-from tests.conftest import throwaway_database
+from tests.conftest import random_tag, throwaway_database
 from tests.unit.test_sim_stream import tiny_city
 
 pytestmark = pytest.mark.stack
@@ -32,7 +31,7 @@ NOW = H + timedelta(hours=5)
 def api(stack: Stack, settings: Settings) -> Iterator[tuple[TestClient, dict[str, str], str]]:
     from api.main import create_app
 
-    p = f"w{secrets.token_hex(3)}-"
+    p = f"{random_tag('w')}-"
     with throwaway_database(stack, settings, "wifi") as url:
         with psycopg.connect(url, autocommit=True) as conn:
             store.import_registry(conn, tiny_city(prefix=p))

@@ -4,7 +4,6 @@ after 24 hours (CNIL), expired privacy keys deleted, the advisory lock, `beffroi
 from __future__ import annotations
 
 import asyncio
-import secrets
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -19,7 +18,7 @@ from api.tokens import create_token
 from beffroi.settings import Settings
 from beffroi.stack import Stack
 from devices import store
-from tests.conftest import throwaway_database
+from tests.conftest import random_tag, throwaway_database
 from tests.unit.test_sim_stream import tiny_city
 
 pytestmark = pytest.mark.stack
@@ -33,7 +32,7 @@ def _key(n: int) -> bytes:
 
 @pytest.fixture(scope="module")
 def db(stack: Stack, settings: Settings) -> Iterator[tuple[str, str, Settings]]:
-    p = f"m{secrets.token_hex(3)}-"
+    p = f"{random_tag('m')}-"
     with throwaway_database(stack, settings, "maint") as url:
         with psycopg.connect(url, autocommit=True) as conn:
             store.import_registry(conn, tiny_city(prefix=p))

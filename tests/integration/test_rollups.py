@@ -5,7 +5,6 @@ with meter resets, communication gaps, counter restarts and late data."""
 from __future__ import annotations
 
 import random
-import secrets
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -20,7 +19,7 @@ from api.tokens import create_token
 from beffroi.settings import Settings
 from beffroi.stack import Stack
 from devices import store
-from tests.conftest import throwaway_database
+from tests.conftest import random_tag, throwaway_database
 from tests.unit.test_sim_stream import tiny_city
 
 pytestmark = pytest.mark.stack
@@ -113,7 +112,7 @@ class World:
 def world(stack: Stack, settings: Settings) -> Iterator[World]:
     from api.main import create_app
 
-    p = f"r{secrets.token_hex(3)}-"
+    p = f"{random_tag('r')}-"
     with throwaway_database(stack, settings, "rollup") as url:
         with psycopg.connect(url, autocommit=True) as conn:
             _seed(conn, p)

@@ -8,7 +8,6 @@ they are per-client data, refused once older than the pseudonymisation key's day
 from __future__ import annotations
 
 import asyncio
-import secrets
 import zlib
 from collections import defaultdict
 from collections.abc import AsyncIterator
@@ -32,6 +31,7 @@ from simulators.model import TABLE_OF_KIND
 from simulators.publisher import Fleet, Router, accounts_for, publish_stream
 from simulators.scenario import Scenario
 from simulators.stream import Simulation
+from tests.conftest import random_tag
 from tests.integration.ingest_helpers import ingest_settings, running_ingestor
 from tests.integration.mqtt_helpers import await_until, count
 from tests.unit.test_sim_stream import ALL_FORMATS, tiny_city
@@ -86,7 +86,7 @@ async def loaded(request: pytest.FixtureRequest, stack: Stack, settings: Setting
     from api.main import create_app
 
     day: date = request.param
-    uid = f"d{secrets.token_hex(3)}"
+    uid = random_tag("d")
     p = f"{uid}-"
     reg = tiny_city(prefix=p)
     with psycopg.connect(db_url, autocommit=True) as conn:

@@ -12,13 +12,14 @@ from ingest.logsafe import guard_loggers
 def test_guarded_loggers_scrub_macs(caplog: pytest.LogCaptureFixture) -> None:
     guard_loggers()
     caplog.set_level(logging.DEBUG)
-    logging.getLogger("gmqtt.mqtt.handler").warning("bad packet %s", b"mac=AA:BB:CC:DD:EE:FF")
+    logging.getLogger("ingest.mqtt.connection").warning("bad packet %s",
+                                                        b"mac=AA:BB:CC:DD:EE:FF")
     logging.getLogger("ingest.writer").error("refused: %s", "client 02-11-22-33-44-55")
-    logging.getLogger("gmqtt.mqtt.handler").debug("RECV aa:bb:cc:dd:ee:01")
+    logging.getLogger("ingest.mqtt").debug("message on city/wifi/aa:bb:cc:dd:ee:01/stats")
     text = caplog.text.lower()
     assert "aa:bb:cc:dd:ee:ff" not in text and "02-11-22-33-44-55" not in text
-    assert text.count("<mac>") == 2
-    assert "ee:01" not in text  # per-packet DEBUG records of the MQTT client are not emitted
+    assert "ee:01" not in text
+    assert text.count("<mac>") == 3
 
 
 @pytest.mark.parametrize(
@@ -31,6 +32,6 @@ def test_guarded_loggers_scrub_bare_macs_and_plates_under_any_key(
     guard_loggers()
     caplog.set_level(logging.DEBUG)
     logging.getLogger("ingest.writer").error("refused row: %s", {"sta": secret, "x": [secret]})
-    logging.getLogger("gmqtt.mqtt.handler").warning("bad packet %r", f"id={secret}".encode())
+    logging.getLogger("ingest.mqtt").warning("bad packet %r", f"id={secret}".encode())
     assert secret.lower() not in caplog.text.lower()
     assert caplog.text.count("<mac>") + caplog.text.count("<plate>") == 3

@@ -52,6 +52,7 @@ function renderChrome() {
   document.getElementById('brand-title').textContent = t('app.title');
   document.getElementById('skip-link').textContent = t('app.skip');
   document.getElementById('foot-text').textContent = t('app.footer', { tz: app.config.timezone });
+  document.getElementById('foot-opendata').textContent = t('app.opendata');
   const out = document.getElementById('sign-out');
   out.hidden = !signed;
   out.textContent = t('app.sign_out');
