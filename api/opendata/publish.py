@@ -61,6 +61,13 @@ def _of(sites: Sequence[Site], kind: SiteKind) -> list[Site]:
     return [s for s in sites if s.kind is kind]
 
 
+def _located(sites: Sequence[Site], kind: SiteKind) -> list[tuple[Site, float, float]]:
+    """The sites of ``kind`` with their latitude and longitude; a site without them cannot
+    be an entity and is left out."""
+    return [(s, s.latitude, s.longitude) for s in _of(sites, kind)
+            if s.latitude is not None and s.longitude is not None]
+
+
 def _site_cols(prefix: str, s: Site) -> Row:
     return {f"id_{prefix}": s.id, f"nom_{prefix}": s.name, "insee": s.insee}
 
@@ -235,20 +242,18 @@ async def parking_state(conn: Conn, sites: Sequence[Site], t: datetime
     """Every parking zone's counts and spots at ``t``."""
     spots = await collect.spots_at(conn, t)
     out = []
-    for z in _of(sites, SiteKind.PARKING_ZONE):
-        if z.latitude is None or z.longitude is None:
-            continue
+    for z, lat, lon in _located(sites, SiteKind.PARKING_ZONE):
         mine = spots.get(z.id, [])
         free = sum(1 for s in mine if s["state"] == "free")
         occupied = sum(1 for s in mine if s["state"] == "occupied")
         out.append(ngsild.ZoneState(
-            z.id, z.name, z.insee, z.latitude, z.longitude,
+            z.id, z.name, z.insee, lat, lon,
             (z.metadata or {}).get("category", "onStreet") != "offStreet",
             z.capacity if z.capacity is not None else len(mine), free, occupied,
             z.parking.address if z.parking else None,
             (not z.parking.free) if z.parking else None,
-            [ngsild.SpotState(s["id"], s["name"], s["latitude"] or z.latitude,
-                              s["longitude"] or z.longitude, s["state"]) for s in mine]))
+            [ngsild.SpotState(s["id"], s["name"], s["latitude"] or lat,
+                              s["longitude"] or lon, s["state"]) for s in mine]))
     return out
 
 
@@ -257,14 +262,12 @@ async def wifi_state(conn: Conn, sites: Sequence[Site], t: datetime
     """Every square's access points and connected clients at ``t``."""
     aps = await collect.aps_at(conn, t)
     out = []
-    for sq in _of(sites, SiteKind.SQUARE):
-        if sq.latitude is None or sq.longitude is None:
-            continue
+    for sq, lat, lon in _located(sites, SiteKind.SQUARE):
         mine = aps.get(sq.id, [])
         up = [a for a in mine if a["time"] is not None]
         ssid = [(a["metadata"] or {}).get("ssid") for a in mine]
         out.append(ngsild.SquareState(
-            sq.id, sq.name, sq.insee, sq.latitude, sq.longitude,
+            sq.id, sq.name, sq.insee, lat, lon,
             sum(int(a["clients"]) for a in up) if up else None,
             [ngsild.ApState(a["id"], a["name"], a["latitude"], a["longitude"],
                             a["time"] is not None, (s,) if isinstance(s, str) else (),

@@ -23,7 +23,14 @@ import httpx
 import psycopg
 import pytest
 import uvicorn
-from playwright.sync_api import Browser, ConsoleMessage, Page, Playwright, sync_playwright
+from playwright.sync_api import (
+    Browser,
+    ConsoleMessage,
+    Page,
+    Playwright,
+    expect,
+    sync_playwright,
+)
 from pydantic import SecretStr
 
 from api.runs import BrokerTarget, RunManager
@@ -214,6 +221,9 @@ def playwright() -> Iterator[Playwright]:
     if not CHROMIUM.exists():
         pytest.fail("the browser tests need Debian's chromium: run `make browser-deps` "
                     "(sudo bash beffroi/stack/install-browser.sh)")
+    # Deadlines of the page's assertions and waits: generous, since the page, the API, the
+    # database and the browser share two cores with the rest of the suite.
+    expect.set_options(timeout=20_000)
     with sync_playwright() as p:
         yield p
 
@@ -253,6 +263,7 @@ def tab(browser: Browser, request: pytest.FixtureRequest) -> Iterator[Tab]:
                               timezone_id="America/New_York", locale="fr-FR",
                               accept_downloads=True)
     page = ctx.new_page()
+    page.set_default_timeout(30_000)
     errors: list[str] = []
 
     def on_console(m: ConsoleMessage) -> None:

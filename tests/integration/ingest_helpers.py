@@ -16,7 +16,7 @@ from beffroi.settings import Settings
 from beffroi.stack import Stack
 from ingest.service import BrokerConfig, Ingestor
 from tests.conftest import random_tag
-from tests.integration.mqtt_helpers import purge_session, wait_until
+from tests.integration.mqtt_helpers import await_until, purge_session, wait_until
 
 
 def ingest_settings(settings: Settings, **overrides: Any) -> Settings:
@@ -68,6 +68,16 @@ async def running_ingestor(stack: Stack, settings: Settings, db_url: str, *,
                                     f"{settings.ingest_client_id}-{worker}")
 
 
+async def await_committed(ing: Ingestor, n: int, *, timeout: float, what: str) -> None:
+    """Wait until the ingestor has committed at least ``n`` messages (as rows, dead letters
+    or refusals): nothing published before is still in flight."""
+
+    async def committed() -> bool:
+        return ing.committed_messages >= n
+
+    await await_until(committed, timeout=timeout, what=what)
+
+
 class IngestProcess:
     """``beffroi ingest`` as a child process against the test database."""
 
@@ -90,6 +100,7 @@ class IngestProcess:
             "BEFFROI_TOPIC_PREFIX": f"c{tag}",
         } | (env or {})
         self.prefix = f"c{tag}"
+        self.stack = stack
         self.workers = workers
         self.log_path = log_path
         self.proc: subprocess.Popen[bytes] | None = None
@@ -114,6 +125,13 @@ class IngestProcess:
             subprocess.run(["pkill", "-KILL", "-P", str(self.proc.pid)], check=False)
         self.proc.send_signal(sig)
         self.proc.wait(timeout=60)
+
+    def close(self) -> None:
+        """Kill the process if it still runs; forget its workers' broker sessions."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.kill()
+        for cid in self.client_ids:
+            purge_session(self.stack, cid)
 
     def stop(self) -> int:
         """SIGTERM: flush and exit."""

@@ -16,13 +16,11 @@ from typing import Any
 import psycopg
 import pytest
 from fastapi.testclient import TestClient
-from pydantic import SecretStr
 
 from api.maintenance import run_once
-from api.tokens import create_token
 from beffroi.settings import Settings
 from beffroi.stack import Stack
-from tests.conftest import random_tag, throwaway_database
+from tests.integration.api_helpers import ApiReader, seeded_api
 from tests.integration.test_rollups import NOW, T0, _insert, _seed
 
 pytestmark = pytest.mark.stack
@@ -79,18 +77,11 @@ def _sessions(p: str) -> list[dict[str, Any]]:
     return rows
 
 
-class Past:
+class Past(ApiReader):
     def __init__(self, client: TestClient, token: str, p: str, url: str,
                  before: dict[str, Any]) -> None:
-        self.client, self.token, self.p, self.url, self.before = client, token, p, url, before
-
-    def call(self, url: str) -> Any:
-        return self.client.get(url, headers={"Authorization": f"Bearer {self.token}"})
-
-    def get(self, url: str) -> Any:
-        r = self.call(url)
-        assert r.status_code == 200, r.text
-        return r.json()
+        super().__init__(client, token)
+        self.p, self.url, self.before = p, url, before
 
 
 def _url(route: str, p: str, frm: str, to: str, bucket: str, tz: str = "") -> str:
@@ -98,38 +89,35 @@ def _url(route: str, p: str, frm: str, to: str, bucket: str, tz: str = "") -> st
             + (f"&tz={tz}" if tz else ""))
 
 
+def _seed_with_sessions(conn: psycopg.Connection[Any], p: str) -> None:
+    _seed(conn, p)
+    _insert(conn, "wifi_sessions", _sessions(p))
+
+
 @pytest.fixture(scope="module")
 def past(stack: Stack, settings: Settings) -> Iterator[Past]:
-    from api.main import create_app
-
-    p = f"{random_tag('c')}-"
-    with throwaway_database(stack, settings, "cover") as url:
-        with psycopg.connect(url, autocommit=True) as conn:
-            _seed(conn, p)
-            _insert(conn, "wifi_sessions", _sessions(p))
-            token, _ = create_token(conn, f"{p}t", ["read"])
-        s = settings.model_copy(update={"database_url": SecretStr(url), "retention_raw_days": 3,
-                                        "timezone": "Europe/Paris"})
+    with seeded_api(stack, settings, "cover", "c", _seed_with_sessions, retention_raw_days=3,
+                    timezone="Europe/Paris") as a:
+        p, url, s = a.p, a.url, a.settings
 
         async def maintain(now: datetime) -> None:
             async with await psycopg.AsyncConnection.connect(url, autocommit=True) as c:
                 assert (await run_once(c, s, now)).ran
 
-        with TestClient(create_app(s)) as client:
-            w = Past(client, token, p, url, {})
-            asyncio.run(maintain(NOW))
-            for route, _col, buckets in ROUTES:
-                for bucket in buckets:
-                    inside, _, to = RANGES[bucket]
-                    w.before[route + bucket] = w.get(_url(route, p, inside, to, bucket))
-            asyncio.run(maintain(LATER))
-            with psycopg.connect(url, autocommit=True) as conn:
-                for table in RAW:
-                    # what drop_chunks left of the retained chunks goes too, as it will
-                    conn.execute(f"DELETE FROM {table} WHERE time < %s",
-                                 (LATER - timedelta(days=3),))
-                    assert conn.execute(f"SELECT count(*) FROM {table}").fetchone() == (0,)
-            yield w
+        w = Past(a.client, a.token, p, url, {})
+        asyncio.run(maintain(NOW))
+        for route, _col, buckets in ROUTES:
+            for bucket in buckets:
+                inside, _, to = RANGES[bucket]
+                w.before[route + bucket] = w.get(_url(route, p, inside, to, bucket))
+        asyncio.run(maintain(LATER))
+        with psycopg.connect(url, autocommit=True) as conn:
+            for table in RAW:
+                # what drop_chunks left of the retained chunks goes too, as it will
+                conn.execute(f"DELETE FROM {table} WHERE time < %s",
+                             (LATER - timedelta(days=3),))
+                assert conn.execute(f"SELECT count(*) FROM {table}").fetchone() == (0,)
+        yield w
 
 
 def _rolled(body: dict[str, Any]) -> dict[str, dict[str, Any]]:

@@ -15,13 +15,11 @@ from typing import Any
 import psycopg
 import pytest
 from fastapi.testclient import TestClient
-from pydantic import SecretStr
 
 from api.maintenance import run_once
-from api.tokens import create_token
 from beffroi.settings import Settings
 from beffroi.stack import Stack
-from tests.conftest import random_tag, throwaway_database
+from tests.integration.api_helpers import seeded_api
 
 pytestmark = pytest.mark.stack
 
@@ -64,16 +62,8 @@ def _seed(conn: psycopg.Connection[Any], p: str) -> None:
 
 @pytest.fixture(scope="module")
 def peaks(stack: Stack, settings: Settings) -> Iterator[Peaks]:
-    from api.main import create_app
-
-    p = f"{random_tag('k')}-"
-    with throwaway_database(stack, settings, "peaks") as url:
-        with psycopg.connect(url, autocommit=True) as conn:
-            _seed(conn, p)
-            token, _ = create_token(conn, f"{p}t", ["read"])
-        s = settings.model_copy(update={"database_url": SecretStr(url)})
-        with TestClient(create_app(s)) as client:
-            yield Peaks(client, token, p, url, s)
+    with seeded_api(stack, settings, "peaks", "k", _seed) as a:
+        yield Peaks(a.client, a.token, a.p, a.url, a.settings)
 
 
 def _expected(url: str, p: str) -> tuple[float, datetime]:

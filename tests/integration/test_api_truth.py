@@ -13,41 +13,34 @@ from typing import Any
 import psycopg
 import pytest
 from fastapi.testclient import TestClient
-from pydantic import SecretStr
 
 from api.tokens import create_token
-from beffroi.endpoints import broker_address
 from beffroi.settings import Settings
 from beffroi.stack import Stack
 from devices import store
 from simulators.model import TABLE_OF_KIND
-from simulators.publisher import Fleet, Router, accounts_for, publish_stream
 from simulators.scenario import Scenario
 from simulators.stream import Simulation
 from tests.conftest import random_tag
+from tests.integration.api_helpers import ApiReader, api_client
 from tests.integration.ingest_helpers import ingest_settings, running_ingestor
-from tests.integration.mqtt_helpers import await_until, count
+from tests.integration.mqtt_helpers import await_until
+from tests.integration.sim_helpers import publish_pooled, rows_by_table
 from tests.unit.test_sim_stream import ALL_FORMATS, tiny_city
 
 pytestmark = pytest.mark.stack
 
 
-class Loaded:
+class Loaded(ApiReader):
     """The scenario's truth, its window and an API client."""
 
     def __init__(self, client: TestClient, token: str, truth: dict[str, Any], p: str,
                  start: datetime, end: datetime) -> None:
-        self.client = client
-        self.token = token
+        super().__init__(client, token)
         self.truth = truth
         self.p = p
         self.start = start
         self.end = end
-
-    def get(self, url: str) -> Any:
-        r = self.client.get(url, headers={"Authorization": f"Bearer {self.token}"})
-        assert r.status_code == 200, r.text
-        return r.json()
 
     @property
     def window(self) -> str:
@@ -58,8 +51,6 @@ class Loaded:
 
 @pytest.fixture(scope="module")
 async def loaded(stack: Stack, settings: Settings, db_url: str) -> AsyncIterator[Loaded]:
-    from api.main import create_app
-
     uid = random_tag("g")
     p = f"{uid}-"
     full = tiny_city(prefix=p)
@@ -92,36 +83,15 @@ async def loaded(stack: Stack, settings: Settings, db_url: str) -> AsyncIterator
     msgs = list(sim.messages())
     truth = sim.truth_document()
     expected = truth["messages"]["expected_rows"]
-    host, port = broker_address(settings)
-    accounts = accounts_for(mode="pool", pool_size=2, sim=stack.mqtt_credentials("admin"))
-    router = Router(mode="pool", pool_size=2, prefix=s.topic_prefix)
-
-    def publish() -> None:
-        fleet = Fleet(host, port, accounts,
-                      client_ids={k: f"api-truth-{uid}-{k}" for k in accounts})
-        fleet.connect()
-        try:
-            stats = publish_stream(msgs, fleet, router, speed=None)
-        finally:
-            fleet.close()
-        assert stats.unacked_at_end == 0
-
-    async def rows() -> dict[str, int]:
-        out = {}
-        for table in TABLE_OF_KIND.values():
-            out[table] = await asyncio.to_thread(count, db_url, table,
-                                                 "device_id = ANY(%s)", (ids,))
-        return out
 
     async with running_ingestor(stack, s, db_url):
-        await asyncio.to_thread(publish)
+        await asyncio.to_thread(publish_pooled, stack, msgs, s.topic_prefix, f"api-truth-{uid}")
 
         async def settled() -> bool:
-            return bool(await rows() == expected)
+            return bool(await rows_by_table(db_url, TABLE_OF_KIND.values(), ids) == expected)
 
         await await_until(settled, timeout=60, what=f"rows {expected}")
-    app_settings = settings.model_copy(update={"database_url": SecretStr(db_url)})
-    with TestClient(create_app(app_settings)) as client:
+    with api_client(settings, db_url) as (client, _):
         yield Loaded(client, token, truth, p, start, start + timedelta(minutes=90))
 
 

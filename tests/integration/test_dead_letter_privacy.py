@@ -13,8 +13,8 @@ import pytest
 
 from beffroi.settings import Settings
 from beffroi.stack import Stack
-from tests.integration.ingest_helpers import ingest_settings, running_ingestor
-from tests.integration.mqtt_helpers import Publisher, await_until, register
+from tests.integration.ingest_helpers import await_committed, ingest_settings, running_ingestor
+from tests.integration.mqtt_helpers import Publisher, register
 
 pytestmark = pytest.mark.stack
 
@@ -73,11 +73,7 @@ async def test_dead_letters_and_logs_keep_no_mac_nor_plate(
     try:
         async with running_ingestor(stack, s, db_url) as ing:
             await asyncio.to_thread(pub.publish_many, messages)
-
-            async def all_committed() -> bool:
-                return ing.committed_messages >= len(messages)
-
-            await await_until(all_committed, timeout=60, what="every message committed")
+            await await_committed(ing, len(messages), timeout=60, what="every message committed")
             assert ing.rejected == len(messages)
     finally:
         pub.close()

@@ -11,7 +11,7 @@ import pytest
 
 from beffroi.settings import Settings
 from beffroi.stack import Stack
-from tests.integration.ingest_helpers import ingest_settings, running_ingestor
+from tests.integration.ingest_helpers import await_committed, ingest_settings, running_ingestor
 from tests.integration.mqtt_helpers import Publisher, await_until, count, register
 
 pytestmark = pytest.mark.stack
@@ -68,12 +68,8 @@ async def test_every_message_kind_lands_once(stack: Stack, settings: Settings, d
             # Publish everything again: redelivery must not make a second row.
             await asyncio.to_thread(pub.publish_many,
                                     [(t, json.dumps(b)) for t, b in msgs])
-
-            async def second_round_committed() -> bool:
-                return ing.committed_messages >= 2 * len(msgs)
-
-            await await_until(second_round_committed, timeout=20,
-                              what="the second delivery to be committed")
+            await await_committed(ing, 2 * len(msgs), timeout=20,
+                                  what="the second delivery to be committed")
             assert ing.rejected == 0
     finally:
         pub.close()

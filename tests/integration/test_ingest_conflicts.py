@@ -32,8 +32,8 @@ from devices.readings import (
 from ingest.batch import Batch, DeadLetterRow
 from ingest.metrics import Metrics
 from ingest.writer import BatchWriter
-from tests.integration.ingest_helpers import ingest_settings, running_ingestor
-from tests.integration.mqtt_helpers import Publisher, await_until, count, register
+from tests.integration.ingest_helpers import await_committed, ingest_settings, running_ingestor
+from tests.integration.mqtt_helpers import Publisher, count, register
 
 pytestmark = pytest.mark.stack
 
@@ -245,18 +245,10 @@ async def test_conflict_through_the_broker(stack: Stack, settings: Settings, db_
     try:
         async with running_ingestor(stack, s, db_url) as ing:
             await asyncio.to_thread(pub.publish_many, [(topic, tx(250))])
-
-            async def first() -> bool:
-                return ing.committed_messages >= 1
-
-            await await_until(first, timeout=20, what="the first payment committed")
+            await await_committed(ing, 1, timeout=20, what="the first payment committed")
             # The same payment again (redelivery), then the same key with another amount.
             await asyncio.to_thread(pub.publish_many, [(topic, tx(250)), (topic, tx(400))])
-
-            async def all_three() -> bool:
-                return ing.committed_messages >= 3
-
-            await await_until(all_three, timeout=20, what="three messages committed")
+            await await_committed(ing, 3, timeout=20, what="three messages committed")
             conflicts = ing.metrics.registry.get_sample_value(
                 "beffroi_ingest_conflicts_total", {"table": "parking_transactions"})
             assert ing.rejected == 1 and conflicts == 1

@@ -16,7 +16,7 @@ import pytest
 
 from beffroi.stack import Stack
 from tests.integration.ingest_helpers import IngestProcess
-from tests.integration.mqtt_helpers import Publisher, count, purge_session, register, wait_until
+from tests.integration.mqtt_helpers import Publisher, count, register, wait_until
 
 pytestmark = [pytest.mark.stack, pytest.mark.slow]
 
@@ -27,10 +27,7 @@ METERS = 20
 def ingest_proc(stack: Stack, db_url: str, tmp_path: Path) -> Iterator[IngestProcess]:
     p = IngestProcess(stack, db_url, tmp_path / "ingest.log")
     yield p
-    if p.proc is not None and p.proc.poll() is None:
-        p.kill()
-    for cid in p.client_ids:
-        purge_session(stack, cid)
+    p.close()
 
 
 def _messages(prefix: str, uid: str, n: int, start: int = 0) -> list[tuple[str, bytes]]:
@@ -52,6 +49,20 @@ def _rows(db_url: str, uid: str) -> int:
     return count(db_url, "grid_readings", "device_id LIKE %s", (f"{uid}-m%",))
 
 
+def _until_rows(db_url: str, uid: str, n: int, *, timeout: float = 120,
+                what: str = "every message written") -> None:
+    wait_until(lambda: _rows(db_url, uid) >= n, timeout=timeout, what=what)
+
+
+def _publish(stack: Stack, msgs: list[tuple[str, bytes]]) -> None:
+    """Publish with a connection of its own, closed once the broker acknowledged all."""
+    pub = Publisher.as_role(stack, "admin")
+    try:
+        pub.publish_many(msgs)
+    finally:
+        pub.close()
+
+
 def _rows_or_none(db_url: str, uid: str) -> int | None:
     """The row count, or None when the database cannot be reached."""
     try:
@@ -70,13 +81,13 @@ def test_kill_9_loses_nothing_and_duplicates_nothing(stack: Stack, db_url: str, 
     sender = threading.Thread(target=pub.publish_many, args=(msgs,))
     sender.start()
     try:
-        wait_until(lambda: _rows(db_url, uid) >= n // 4, timeout=60, what="a quarter written")
+        _until_rows(db_url, uid, n // 4, timeout=60, what="a quarter written")
         ingest_proc.kill(signal.SIGKILL)
         written_at_kill = _rows(db_url, uid)
         assert written_at_kill < n, "the ingestor finished before it could be killed"
         sender.join(timeout=120)
         ingest_proc.start()
-        wait_until(lambda: _rows(db_url, uid) >= n, timeout=120, what="every message written")
+        _until_rows(db_url, uid, n)
         assert ingest_proc.stop() == 0
     finally:
         sender.join(timeout=120)
@@ -108,7 +119,7 @@ def test_database_outage_under_load_loses_nothing(stack: Stack, db_url: str, uid
             assert ingest_proc.proc is not None and ingest_proc.proc.poll() is None
         finally:
             stack.postgres().start()
-        wait_until(lambda: _rows(db_url, uid) >= n, timeout=120, what="every message written")
+        _until_rows(db_url, uid, n)
         assert ingest_proc.stop() == 0
     finally:
         pub.close()
@@ -130,32 +141,20 @@ def test_broker_restart_resumes_session(stack: Stack, db_url: str, uid: str,
     assert ingest_proc.proc is not None
     msgs = _messages(ingest_proc.prefix, uid, n)
     live, before, after = msgs[: n // 2], msgs[n // 2: 3 * n // 4], msgs[3 * n // 4:]
-    pub = Publisher.as_role(stack, "admin")
-    try:
-        pub.publish_many(live)
-        wait_until(lambda: _rows(db_url, uid) >= len(live), timeout=60, what="live messages")
-    finally:
-        pub.close()
+    _publish(stack, live)
+    _until_rows(db_url, uid, len(live), timeout=60, what="live messages")
     log_at_restart = len(ingest_proc.log_path.read_text())
     ingest_proc.proc.send_signal(signal.SIGSTOP)
     try:
-        pub = Publisher.as_role(stack, "admin")
-        try:
-            pub.publish_many(before)  # acknowledged by the broker, queued for the session
-        finally:
-            pub.close()
+        _publish(stack, before)  # acknowledged by the broker, queued for the session
         assert _rows(db_url, uid) == len(live)  # frozen: nothing of them written yet
         broker = stack.broker()
         broker.stop()   # graceful: the broker saves the session and its queued messages
         broker.start()
-        pub = Publisher.as_role(stack, "admin")
-        try:
-            pub.publish_many(after)  # queued again: the subscription was restored
-        finally:
-            pub.close()
+        _publish(stack, after)  # queued again: the subscription was restored
     finally:
         ingest_proc.proc.send_signal(signal.SIGCONT)
-    wait_until(lambda: _rows(db_url, uid) >= n, timeout=120, what="every message written")
+    _until_rows(db_url, uid, n)
     assert ingest_proc.stop() == 0
     assert _rows(db_url, uid) == n
     resumed = ingest_proc.log_path.read_text()[log_at_restart:]
@@ -171,14 +170,11 @@ def test_two_workers_split_the_stream(stack: Stack, db_url: str, uid: str,
     pub = Publisher.as_role(stack, "admin")
     try:
         pub.publish_many(_messages(proc.prefix, uid, n))
-        wait_until(lambda: _rows(db_url, uid) >= n, timeout=120, what="every message written")
+        _until_rows(db_url, uid, n)
         assert proc.stop() == 0
     finally:
         pub.close()
-        if proc.proc is not None and proc.proc.poll() is None:
-            proc.kill()
-        for cid in proc.client_ids:
-            purge_session(stack, cid)
+        proc.close()
     assert _rows(db_url, uid) == n
     log = proc.log_path.read_text()
     per_worker = [int(line.rsplit("stopped: ", 1)[1].split()[0])
@@ -202,7 +198,7 @@ def test_sigterm_during_database_outage_exits_in_bounded_time(
     msgs = _messages(proc.prefix, uid, n)
     try:
         pub.publish_many(msgs[: n // 2])
-        wait_until(lambda: _rows(db_url, uid) >= n // 2, timeout=60, what="first half written")
+        _until_rows(db_url, uid, n // 2, timeout=60, what="first half written")
         stack.postgres().stop()
         try:
             pub.publish_many(msgs[n // 2:])  # accepted by the broker, not writable
@@ -224,13 +220,10 @@ def test_sigterm_during_database_outage_exits_in_bounded_time(
         assert "the broker will deliver again" in proc.log_path.read_text()
         assert _rows(db_url, uid) == n // 2
         proc.start()  # same client id: the broker delivers what was never acknowledged
-        wait_until(lambda: _rows(db_url, uid) >= n, timeout=120, what="every message written")
+        _until_rows(db_url, uid, n)
         assert proc.stop() == 0
     finally:
         pub.close()
-        if proc.proc is not None and proc.proc.poll() is None:
-            proc.kill()
-        for cid in proc.client_ids:
-            purge_session(stack, cid)
+        proc.close()
     assert _rows(db_url, uid) == n
     assert count(db_url, "dead_letters", "topic LIKE %s", (f"%{uid}%",)) == 0

@@ -21,8 +21,8 @@ from beffroi.settings import Settings
 from beffroi.stack import Stack
 from devices.errors import DecodeError
 from ingest.keys import KeyRing
-from tests.integration.ingest_helpers import ingest_settings, running_ingestor
-from tests.integration.mqtt_helpers import Publisher, await_until, register
+from tests.integration.ingest_helpers import await_committed, ingest_settings, running_ingestor
+from tests.integration.mqtt_helpers import Publisher, register
 
 pytestmark = pytest.mark.stack
 
@@ -72,11 +72,7 @@ async def test_gateways_senml_and_metrics(stack: Stack, settings: Settings, db_u
             pub.publish(f"teleinfo/{serial}", json.dumps(tic))
             pub.publish(f"{s.topic_prefix}/wifi/{uid}-ap/stats", json.dumps(senml),
                         properties=props)
-
-            async def committed() -> bool:
-                return ing.committed_messages >= 3
-
-            await await_until(committed, timeout=20, what="three messages committed")
+            await await_committed(ing, 3, timeout=20, what="three messages committed")
             metrics = generate_latest(ing.metrics.registry).decode()
     finally:
         pub.close()
@@ -124,11 +120,7 @@ async def test_no_mac_address_is_stored_or_logged(stack: Stack, settings: Settin
     try:
         async with running_ingestor(stack, s, db_url) as ing:
             await asyncio.to_thread(pub.publish_many, msgs)
-
-            async def committed() -> bool:
-                return ing.committed_messages >= len(msgs)
-
-            await await_until(committed, timeout=30, what="every wifi message committed")
+            await await_committed(ing, len(msgs), timeout=30, what="every wifi message committed")
     finally:
         pub.close()
     hexes = {m.replace(":", "") for m in macs}
@@ -213,11 +205,7 @@ async def test_bridges_under_their_own_topic_level(stack: Stack, settings: Setti
             pub.publish(f"{bridge}/application/parking/device/{dev_eui}/event/up",
                         uplink(3, True))
             pub.publish(f"{bridge}/teleinfo/{serial}", json.dumps(tic))
-
-            async def committed() -> bool:
-                return ing.committed_messages >= 2
-
-            await await_until(committed, timeout=20, what="two bridged messages committed")
+            await await_committed(ing, 2, timeout=20, what="two bridged messages committed")
             metrics = generate_latest(ing.metrics.registry).decode()
     finally:
         pub.close()
@@ -296,11 +284,7 @@ async def test_linky_frames_across_dst_changes(stack: Stack, settings: Settings,
                 pub.publish(f"teleinfo/{serial}", teleinfo2mqtt(flag, wall, 1000 + i))
                 pub.publish(f"{s.topic_prefix}/grid/{uid}-linky2/reading",
                             json.dumps({"DATE": flag + wall, "EAST": f"{1000 + i:09d}"}))
-
-            async def committed() -> bool:
-                return ing.committed_messages >= 2 * len(stamps)
-
-            await await_until(committed, timeout=20, what="every frame committed")
+            await await_committed(ing, 2 * len(stamps), timeout=20, what="every frame committed")
             metrics = generate_latest(ing.metrics.registry).decode()
     finally:
         pub.close()
@@ -334,11 +318,7 @@ async def test_chirpstack_event_naming_another_device_is_refused(
         async with running_ingestor(stack, s, db_url) as ing:
             pub.publish(topic_b, uplink(euis[f"{uid}-a"]))  # a's event on b's topic
             pub.publish(topic_a, uplink(euis[f"{uid}-a"]))  # a's event on its own topic
-
-            async def committed() -> bool:
-                return ing.committed_messages >= 2
-
-            await await_until(committed, timeout=20, what="two uplinks committed")
+            await await_committed(ing, 2, timeout=20, what="two uplinks committed")
     finally:
         pub.close()
     with psycopg.connect(db_url) as conn:

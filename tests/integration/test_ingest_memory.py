@@ -17,7 +17,7 @@ import pytest
 
 from beffroi.stack import Stack
 from tests.integration.ingest_helpers import IngestProcess
-from tests.integration.mqtt_helpers import count, publish_fast, purge_session, register, wait_until
+from tests.integration.mqtt_helpers import count, publish_fast, register, wait_until
 
 pytestmark = [pytest.mark.stack, pytest.mark.slow]
 
@@ -59,10 +59,7 @@ def test_backlog_drain_stays_within_the_inflight_bound(stack: Stack, db_url: str
         peak_kb = proc.status_kb("VmHWM")
         assert proc.stop() == 0
     finally:
-        if proc.proc is not None and proc.proc.poll() is None:
-            proc.kill()
-        for cid in proc.client_ids:
-            purge_session(stack, cid)
+        proc.close()
     with_values = count(db_url, "grid_readings",
                         "device_id LIKE %s AND energy_import_wh BETWEEN 0 AND %s",
                         (f"{uid}-m%", BACKLOG - 1))

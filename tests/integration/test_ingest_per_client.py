@@ -11,8 +11,8 @@ import pytest
 
 from beffroi.settings import Settings
 from beffroi.stack import Stack
-from tests.integration.ingest_helpers import ingest_settings, running_ingestor
-from tests.integration.mqtt_helpers import Publisher, await_until, register
+from tests.integration.ingest_helpers import await_committed, ingest_settings, running_ingestor
+from tests.integration.mqtt_helpers import Publisher, register
 
 pytestmark = pytest.mark.stack
 
@@ -35,11 +35,7 @@ async def test_session_26_hours_old_is_dead_lettered_too_old(stack: Stack, setti
         async with running_ingestor(stack, s, db_url) as ing:
             await asyncio.to_thread(pub.publish_many, [
                 (topic, session(now - timedelta(hours=26))), (topic, session(now))])
-
-            async def both() -> bool:
-                return ing.committed_messages >= 2
-
-            await await_until(both, timeout=20, what="both sessions committed")
+            await await_committed(ing, 2, timeout=20, what="both sessions committed")
             refused = ing.metrics.registry.get_sample_value(
                 "beffroi_ingest_rejected_total", {"reason": "too_old"})
             assert ing.rejected == 1 and refused == 1

@@ -11,8 +11,8 @@ import pytest
 
 from beffroi.settings import Settings
 from beffroi.stack import Stack
-from tests.integration.ingest_helpers import ingest_settings, running_ingestor
-from tests.integration.mqtt_helpers import Publisher, await_until, count, register
+from tests.integration.ingest_helpers import await_committed, ingest_settings, running_ingestor
+from tests.integration.mqtt_helpers import Publisher, count, register
 
 pytestmark = pytest.mark.stack
 
@@ -58,11 +58,7 @@ async def test_each_rejection_has_its_reason(stack: Stack, settings: Settings, d
             # Bad messages and a good one in the same batch: the good one is still written.
             await asyncio.to_thread(pub.publish_many, [(t, p) for _, t, p in cases]
                                     + [(f"{s.topic_prefix}/wifi/{ap}/stats", good)])
-
-            async def all_processed() -> bool:
-                return ing.committed_messages >= len(cases) + 1
-
-            await await_until(all_processed, timeout=20, what="every message committed")
+            await await_committed(ing, len(cases) + 1, timeout=20, what="every message committed")
     finally:
         pub.close()
     with psycopg.connect(db_url) as conn:

@@ -34,13 +34,13 @@ from beffroi.stack import Stack
 from devices import store
 from devices.democity import DEMO_CITY_FILE
 from devices.opendata import ngsild, stationnement
-from devices.registry import RegistryFile, parse_registry
-from simulators.publisher import Fleet, Router, accounts_for, publish_stream
+from devices.registry import RegistryFile, SiteKind, parse_registry
 from simulators.scenario import Scenario
 from simulators.stream import Simulation
 from tests.conftest import throwaway_database
 from tests.integration.ingest_helpers import ingest_settings, running_ingestor
 from tests.integration.mqtt_helpers import await_until, count
+from tests.integration.sim_helpers import publish_pooled
 
 pytestmark = pytest.mark.stack
 
@@ -96,22 +96,9 @@ async def _drive(stack: Stack, settings: Settings, url: str, reg: RegistryFile,
     sim = Simulation(scenario, reg, prefix=s.topic_prefix)
     msgs = list(sim.messages())
     expected = sim.truth_document()["messages"]["expected_rows"]
-    host, port = stack.broker_address()
-    accounts = accounts_for(mode="pool", pool_size=2, sim=stack.mqtt_credentials("admin"))
-    router = Router(mode="pool", pool_size=2, prefix=s.topic_prefix)
-
-    def send() -> None:
-        fleet = Fleet(host, port, accounts,
-                      client_ids={k: f"sim-opendata-{k}" for k in accounts})
-        fleet.connect()
-        try:
-            stats = publish_stream(msgs, fleet, router, speed=None)
-        finally:
-            fleet.close()
-        assert not stats.interrupted and stats.unacked_at_end == 0
 
     async with running_ingestor(stack, s, url):
-        await asyncio.to_thread(send)
+        await asyncio.to_thread(publish_pooled, stack, msgs, s.topic_prefix, "sim-opendata")
 
         async def landed() -> bool:
             for table, n in expected.items():
@@ -270,6 +257,18 @@ def test_no_published_cell_breaks_a_threshold(world: World) -> None:
     hameau = next(e for e in world.entities("ngsi-ld-energie.json") if e["id"].endswith(SMALL))
     assert hameau["statisticalSecrecy"]["value"] is True
     assert "totalActiveEnergyImport" not in hameau
+
+
+def test_zones_and_squares_stand_where_the_registry_puts_them(world: World) -> None:
+    sites = {(s.kind, s.id): s for s in _registry().sites}
+    entities = [(SiteKind.PARKING_ZONE, e) for e in world.entities("ngsi-ld-stationnement.json")
+                if e["type"] in ("OnStreetParking", "OffStreetParking")]
+    entities += [(SiteKind.SQUARE, e) for e in world.entities("ngsi-ld-wifi.json")
+                 if e["type"] == "WifiPointOfInterest"]
+    assert {k for k, _ in entities} == {SiteKind.PARKING_ZONE, SiteKind.SQUARE}
+    for kind, e in entities:
+        site = sites[(kind, e["id"].rsplit(":", 1)[1])]
+        assert e["location"]["value"]["coordinates"] == [site.longitude, site.latitude], e["id"]
 
 
 def test_nothing_identifies_a_meter_a_client_a_mac_or_a_plate(world: World) -> None:

@@ -26,8 +26,8 @@ from devices.democity import DEMO_CITY_FILE
 from devices.families import Family
 from devices.registry import RegistryFileError, load_registry_file, parse_registry
 from tests.conftest import throwaway_database
-from tests.integration.ingest_helpers import ingest_settings, running_ingestor
-from tests.integration.mqtt_helpers import Publisher, await_until
+from tests.integration.ingest_helpers import await_committed, ingest_settings, running_ingestor
+from tests.integration.mqtt_helpers import Publisher
 
 pytestmark = pytest.mark.stack
 
@@ -234,11 +234,7 @@ async def test_a_real_frame_matches_a_demo_meter(demo: store.ImportResult, regis
             pub.publish(f"teleinfo/{meter.meter_serial}", frame(meter.meter_serial))
             # Another meter at this delivery point (its PRM in the frame): not this device.
             pub.publish(f"teleinfo/{meter.meter_id}", frame("021999000001"))
-
-            async def both() -> bool:
-                return ing.committed_messages >= 2
-
-            await await_until(both, timeout=20, what="two frames committed")
+            await await_committed(ing, 2, timeout=20, what="two frames committed")
     finally:
         pub.close()
     with psycopg.connect(registry_db) as c:

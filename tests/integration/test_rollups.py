@@ -12,14 +12,12 @@ from typing import Any
 import psycopg
 import pytest
 from fastapi.testclient import TestClient
-from pydantic import SecretStr
 
 from api.maintenance import run_once
-from api.tokens import create_token
 from beffroi.settings import Settings
 from beffroi.stack import Stack
 from devices import store
-from tests.conftest import random_tag, throwaway_database
+from tests.integration.api_helpers import ApiReader, seeded_api
 from tests.unit.test_sim_stream import tiny_city
 
 pytestmark = pytest.mark.stack
@@ -86,16 +84,11 @@ def _seed(conn: psycopg.Connection[Any], p: str) -> None:
     _insert(conn, "wifi_ap_stats", stats)
 
 
-class World:
+class World(ApiReader):
     def __init__(self, client: TestClient, token: str, p: str, url: str,
                  settings: Settings) -> None:
-        self.client, self.token, self.p, self.url, self.settings = (client, token, p, url,
-                                                                    settings)
-
-    def get(self, url: str) -> Any:
-        r = self.client.get(url, headers={"Authorization": f"Bearer {self.token}"})
-        assert r.status_code == 200, r.text
-        return r.json()
+        super().__init__(client, token)
+        self.p, self.url, self.settings = p, url, settings
 
     def maintain(self, now: datetime) -> None:
         import asyncio
@@ -110,18 +103,10 @@ class World:
 
 @pytest.fixture(scope="module")
 def world(stack: Stack, settings: Settings) -> Iterator[World]:
-    from api.main import create_app
-
-    p = f"{random_tag('r')}-"
-    with throwaway_database(stack, settings, "rollup") as url:
-        with psycopg.connect(url, autocommit=True) as conn:
-            _seed(conn, p)
-            token, _ = create_token(conn, f"{p}t", ["read"])
-        s = settings.model_copy(update={"database_url": SecretStr(url)})
-        with TestClient(create_app(s)) as client:
-            w = World(client, token, p, url, s)
-            w.maintain(NOW)
-            yield w
+    with seeded_api(stack, settings, "rollup", "r", _seed) as a:
+        w = World(a.client, a.token, a.p, a.url, a.settings)
+        w.maintain(NOW)
+        yield w
 
 
 def assert_same(rolled: dict[str, Any], raw: dict[str, Any]) -> None:

@@ -19,21 +19,20 @@ from zoneinfo import ZoneInfo
 import psycopg
 import pytest
 from fastapi.testclient import TestClient
-from pydantic import SecretStr
 
 from api.tokens import create_token
-from beffroi.endpoints import broker_address
 from beffroi.settings import Settings
 from beffroi.stack import Stack
 from devices import store
 from devices.registry import RegistryFile, parse_registry
 from simulators.model import TABLE_OF_KIND
-from simulators.publisher import Fleet, Router, accounts_for, publish_stream
 from simulators.scenario import Scenario
 from simulators.stream import Simulation
 from tests.conftest import random_tag
-from tests.integration.ingest_helpers import ingest_settings, running_ingestor
+from tests.integration.api_helpers import ApiReader, api_client
+from tests.integration.ingest_helpers import await_committed, ingest_settings, running_ingestor
 from tests.integration.mqtt_helpers import await_until, count
+from tests.integration.sim_helpers import publish_pooled, rows_by_table
 from tests.unit.test_sim_stream import ALL_FORMATS, tiny_city
 
 pytestmark = pytest.mark.stack
@@ -43,26 +42,20 @@ DAYS = {date(2026, 3, 29): 23, date(2026, 10, 25): 25}  # local day -> its hours
 PUBLISHED = [t for t in TABLE_OF_KIND.values() if t != "wifi_sessions"]
 
 
-class Day:
+class Day(ApiReader):
     """One change day loaded: its truth, window, device ids and an API client."""
 
     def __init__(self, day: date, truth: dict[str, Any], p: str, ids: list[str],
                  db_url: str, client: TestClient, token: str) -> None:
+        super().__init__(client, token)
         self.day = day
         self.truth = truth
         self.p = p
         self.ids = ids
         self.db_url = db_url
-        self.client = client
-        self.token = token
         self.start = datetime(day.year, day.month, day.day, tzinfo=PARIS)
         nxt = day + timedelta(days=1)
         self.end = datetime(nxt.year, nxt.month, nxt.day, tzinfo=PARIS)
-
-    def get(self, url: str) -> Any:
-        r = self.client.get(url, headers={"Authorization": f"Bearer {self.token}"})
-        assert r.status_code == 200, r.text
-        return r.json()
 
     @property
     def window(self) -> str:
@@ -75,16 +68,9 @@ class Day:
             return conn.execute(query, params).fetchall()
 
 
-async def _rows(db_url: str, ids: list[str]) -> dict[str, int]:
-    return {t: await asyncio.to_thread(count, db_url, t, "device_id = ANY(%s)", (ids,))
-            for t in PUBLISHED}
-
-
 @pytest.fixture(scope="module", params=sorted(DAYS), ids=str)
 async def loaded(request: pytest.FixtureRequest, stack: Stack, settings: Settings,
                  db_url: str) -> AsyncIterator[Day]:
-    from api.main import create_app
-
     day: date = request.param
     uid = random_tag("d")
     p = f"{uid}-"
@@ -108,32 +94,19 @@ async def loaded(request: pytest.FixtureRequest, stack: Stack, settings: Setting
     truth = sim.truth_document()
     expected = {t: n for t, n in truth["messages"]["expected_rows"].items() if t in PUBLISHED}
     assert all(expected.values()), expected
-    host, port = broker_address(settings)
-    accounts = accounts_for(mode="pool", pool_size=2, sim=stack.mqtt_credentials("admin"))
-    router = Router(mode="pool", pool_size=2, prefix=s.topic_prefix)
-
-    def publish() -> None:
-        fleet = Fleet(host, port, accounts, client_ids={k: f"dst-{uid}-{k}" for k in accounts})
-        fleet.connect()
-        try:
-            stats = publish_stream(msgs, fleet, router, speed=None)
-        finally:
-            fleet.close()
-        assert stats.unacked_at_end == 0
 
     async with running_ingestor(stack, s, db_url):
-        await asyncio.to_thread(publish)
+        await asyncio.to_thread(publish_pooled, stack, msgs, s.topic_prefix, f"dst-{uid}")
 
         async def settled() -> bool:
-            return await _rows(db_url, ids) == expected
+            return await rows_by_table(db_url, PUBLISHED, ids) == expected
 
         try:
             await await_until(settled, timeout=90, what=f"rows {expected}")
         except AssertionError:
-            got = await _rows(db_url, ids)
+            got = await rows_by_table(db_url, PUBLISHED, ids)
             raise AssertionError(f"rows {got} != expected {expected}") from None
-    app_settings = settings.model_copy(update={"database_url": SecretStr(db_url)})
-    with TestClient(create_app(app_settings)) as client:
+    with api_client(settings, db_url) as (client, _):
         yield Day(day, truth, p, ids, db_url, client, token)
 
 
@@ -289,27 +262,11 @@ async def test_every_clean_uplink_is_a_row_of_its_own(day: date, stack: Stack,
     truth = sim.truth_document()
     expected = truth["messages"]["expected_rows"]["parking_spot_state"]
     assert expected == truth["messages"]["by_kind"]["parking/state"] > 4000
-    host, port = broker_address(settings)
-    accounts = accounts_for(mode="pool", pool_size=2, sim=stack.mqtt_credentials("admin"))
-    router = Router(mode="pool", pool_size=2, prefix=s.topic_prefix)
-
-    def publish() -> None:
-        fleet = Fleet(host, port, accounts,
-                      client_ids={k: f"dstkeys-{day}-{k}" for k in accounts})
-        fleet.connect()
-        try:
-            assert publish_stream(msgs, fleet, router, speed=None).unacked_at_end == 0
-        finally:
-            fleet.close()
 
     def stored() -> int:
         return count(db_url, "parking_spot_state", "device_id = ANY(%s)", (ids,))
 
     async with running_ingestor(stack, s, db_url) as ing:
-        await asyncio.to_thread(publish)
-
-        async def handled() -> bool:  # every message committed (as a row or not)
-            return ing.committed_messages >= len(msgs)
-
-        await await_until(handled, timeout=90, what=f"{len(msgs)} messages committed")
+        await asyncio.to_thread(publish_pooled, stack, msgs, s.topic_prefix, f"dstkeys-{day}")
+        await await_committed(ing, len(msgs), timeout=90, what=f"{len(msgs)} messages committed")
     assert await asyncio.to_thread(stored) == expected

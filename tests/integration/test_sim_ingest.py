@@ -13,18 +13,18 @@ import psycopg
 import pytest
 
 from beffroi.broker_auth import BrokerAccount
-from beffroi.endpoints import broker_address
 from beffroi.settings import Settings
 from beffroi.stack import Stack
 from devices import credentials as creds
 from devices import store
 from devices.registry import RegistryFile
 from simulators.model import MALFORMED, OVERSIZED, TABLE_OF_KIND, SimMessage
-from simulators.publisher import Fleet, PublishError, Router, accounts_for, publish_stream
+from simulators.publisher import Fleet, PublishError, Router, accounts_for
 from simulators.scenario import Scenario
 from simulators.stream import Simulation
 from tests.integration.ingest_helpers import ingest_settings, running_ingestor
 from tests.integration.mqtt_helpers import await_until, count
+from tests.integration.sim_helpers import publish_simulation, rows_by_table
 from tests.unit.test_sim_stream import ALL_FORMATS, tiny_city
 
 pytestmark = pytest.mark.stack
@@ -49,31 +49,18 @@ def _import(db_url: str, reg: RegistryFile) -> None:
 
 
 async def _rows(db_url: str, ids: list[str]) -> dict[str, int]:
-    out = {}
-    for table in TABLE_OF_KIND.values():
-        out[table] = await asyncio.to_thread(count, db_url, table, "device_id = ANY(%s)", (ids,))
-    return out
+    return await rows_by_table(db_url, TABLE_OF_KIND.values(), ids)
 
 
 async def _publish(stack: Stack, sim: Simulation, accounts: dict[str, tuple[str, str]],
                    router: Router, msgs: list[SimMessage] | None = None) -> int:
-    host, port = stack.broker_address()
-
-    def go() -> int:
-        # The admin account is not bound to a client id: give its connections ids of their own.
-        ids = {k: f"sim-test-{sim.scenario.seed}-{k}" for k, (user, _) in accounts.items()
-               if user == stack.mqtt_credentials("admin")[0]}
-        fleet = Fleet(host, port, accounts, client_ids=ids)
-        fleet.connect()
-        try:
-            stats = publish_stream(msgs if msgs is not None else sim.messages(), fleet, router,
-                                   speed=None)
-        finally:
-            fleet.close()
-        assert not stats.interrupted and stats.unacked_at_end == 0
-        return stats.total
-
-    return await asyncio.to_thread(go)
+    # The admin account is not bound to a client id: give its connections ids of their own.
+    ids = {k: f"sim-test-{sim.scenario.seed}-{k}" for k, (user, _) in accounts.items()
+           if user == stack.mqtt_credentials("admin")[0]}
+    stats = await asyncio.to_thread(publish_simulation, stack,
+                                    msgs if msgs is not None else sim.messages(), router,
+                                    accounts, client_ids=ids)
+    return stats.total
 
 
 async def test_tiny_scenario_rows_match_the_generator(stack: Stack, settings: Settings,
@@ -137,7 +124,7 @@ async def test_per_device_connections_authenticate(stack: Stack, settings: Setti
     assert set(passwords) == set(ids)
     _merge_broker_accounts(stack, add=mine)
     try:
-        host, port = broker_address(settings)
+        host, port = stack.broker_address()
         sim_user = stack.mqtt_credentials("admin")
         accounts = accounts_for(mode="per-device", pool_size=1, sim=sim_user,
                                 device_passwords=passwords)

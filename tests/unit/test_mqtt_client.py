@@ -15,7 +15,7 @@ import uvloop
 from devices import mqttwire as w
 from ingest.mqtt import ConnectRefused, MqttSubscriber, SubscriptionRefused
 from ingest.mqtt.client import Backoff
-from tests.unit.mqtt_peer import EOF, scripted_broker
+from tests.unit.mqtt_peer import EOF, Peer, PeerSession, scripted_broker
 
 Submitted = list[tuple[str, bytes, int, dict[str, Any]]]
 
@@ -41,6 +41,15 @@ async def until(cond: Callable[[], bool], what: str, timeout: float = 10) -> Non
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what}")
         await asyncio.sleep(0.01)
+
+
+async def started(peer: Peer, sub: MqttSubscriber, **handshake: Any) -> PeerSession:
+    """Start ``sub`` against the scripted broker, which answers its CONNECT and SUBSCRIBE."""
+    start = asyncio.ensure_future(sub.start())
+    session = await peer.next_session()
+    await session.handshake(**handshake)
+    await start
+    return session
 
 
 def pub(mid: int, payload: bytes = b"{}", **kw: Any) -> bytes:
@@ -81,10 +90,7 @@ async def test_pubacks_leave_after_their_commit_in_commit_order() -> None:
     got: Submitted = []
     async with scripted_broker() as peer:
         sub = subscriber(peer.port, lambda: next(batches), got)
-        start = asyncio.ensure_future(sub.start())
-        session = await peer.next_session()
-        await session.handshake()
-        await start
+        session = await started(peer, sub)
         session.send(pub(1) + pub(2, dup=True) + pub(3) + w.publish_packet(
             "city/x/q0/s", b"q0", qos=0) + pub(
             4, b"[]", properties={"content_type": "application/senml+json"}))
@@ -107,10 +113,7 @@ async def test_a_failed_batch_is_never_acknowledged() -> None:
     batches = iter([failed, failed, ok])
     async with scripted_broker() as peer:
         sub = subscriber(peer.port, lambda: next(batches), [], receive_maximum=2)
-        start = asyncio.ensure_future(sub.start())
-        session = await peer.next_session()
-        await session.handshake()
-        await start
+        session = await started(peer, sub)
         session.send(pub(1) + pub(2))
         await until(lambda: sub.gate.messages == 2, "two messages in flight")
         assert not sub.gate.is_open
@@ -131,10 +134,7 @@ async def test_reading_stops_at_the_inflight_bound_and_resumes_after_commit() ->
     n, size = 4000, 5000  # 20 MB: more than the kernel's socket buffers hold
     async with scripted_broker() as peer:
         sub = subscriber(peer.port, lambda: commit, [], receive_maximum=5)
-        start = asyncio.ensure_future(sub.start())
-        session = await peer.next_session()
-        await session.handshake()
-        await start
+        session = await started(peer, sub)
         session.send(b"".join(pub(i) for i in range(1, 6)))
         await until(lambda: sub.received == 5, "five messages")
         assert not sub.gate.is_open
@@ -162,10 +162,7 @@ async def test_a_bad_packet_ends_the_connection_with_its_reason_then_reconnects(
     loop = asyncio.get_running_loop()
     async with scripted_broker() as peer:
         sub = subscriber(peer.port, loop.create_future, [], max_packet_size=1024)
-        start = asyncio.ensure_future(sub.start())
-        session = await peer.next_session()
-        await session.handshake()
-        await start
+        session = await started(peer, sub)
         session.send(packet)
         assert await session.expect(w.DISCONNECT) == bytes([reason, 0])
         assert await session.expect(EOF[0]) == b""
@@ -183,10 +180,7 @@ async def test_a_server_disconnect_is_logged_with_its_reason_and_the_client_reco
     caplog.set_level(logging.INFO)
     async with scripted_broker() as peer:
         sub = subscriber(peer.port, loop.create_future, [])
-        start = asyncio.ensure_future(sub.start())
-        session = await peer.next_session()
-        await session.handshake(session_present=True)
-        await start
+        session = await started(peer, sub, session_present=True)
         session.send(w.disconnect_packet(0x8B, {"reason_string": "going down"}))
         again = await peer.next_session()
         connect, _ = await again.handshake(session_present=False)
@@ -206,10 +200,7 @@ async def test_pubacks_of_a_lost_connection_are_not_sent_on_the_next() -> None:
     batches = iter([old, new])
     async with scripted_broker() as peer:
         sub = subscriber(peer.port, lambda: next(batches), [])
-        start = asyncio.ensure_future(sub.start())
-        session = await peer.next_session()
-        await session.handshake()
-        await start
+        session = await started(peer, sub)
         session.send(pub(1))
         await until(lambda: sub.received == 1, "the first message")
         session.close()
@@ -234,10 +225,7 @@ async def test_a_reconnection_with_the_gate_closed_subscribes_then_waits() -> No
     async with scripted_broker() as peer:
         sub = subscriber(peer.port, lambda: next(batches), [], receive_maximum=1,
                          keepalive_s=1)
-        start = asyncio.ensure_future(sub.start())
-        session = await peer.next_session()
-        await session.handshake()
-        await start
+        session = await started(peer, sub)
         session.send(pub(1))
         await until(lambda: not sub.gate.is_open, "the gate to close")
         session.close()
@@ -287,10 +275,7 @@ async def test_keepalive_pings_and_a_silent_broker_is_dropped() -> None:
     loop = asyncio.get_running_loop()
     async with scripted_broker() as peer:
         sub = subscriber(peer.port, loop.create_future, [], keepalive_s=1)
-        start = asyncio.ensure_future(sub.start())
-        session = await peer.next_session()
-        await session.handshake()
-        await start
+        session = await started(peer, sub)
         await until(lambda: session.pings >= 2, "PINGREQs while idle")  # answered
         session.answer_pings = False
         pings = session.pings
@@ -309,10 +294,7 @@ async def test_a_paused_client_keeps_pinging_and_its_connection() -> None:
     commit = loop.create_future()
     async with scripted_broker() as peer:
         sub = subscriber(peer.port, lambda: commit, [], keepalive_s=1, receive_maximum=1)
-        start = asyncio.ensure_future(sub.start())
-        session = await peer.next_session()
-        await session.handshake()
-        await start
+        session = await started(peer, sub)
         session.answer_pings = False
         session.send(pub(1))
         await until(lambda: not sub.gate.is_open, "the gate to close")
