@@ -1,14 +1,25 @@
 # Beffroi's image: the `beffroi` command (ingestor, API, migrations, simulators).
-FROM python:3.11-slim-bookworm
-ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1
-WORKDIR /app
+# Everything installed comes from the lock files (exact versions, hashes checked); the
+# production smoke test (tests/integration/test_production.py) runs these same steps natively.
+FROM python:3.11-slim-bookworm AS build
+WORKDIR /src
+COPY requirements-build.lock ./
+RUN pip install --no-cache-dir --require-hashes -r requirements-build.lock
 COPY pyproject.toml README.md ./
 COPY beffroi beffroi
 COPY devices devices
 COPY ingest ingest
 COPY api api
 COPY simulators simulators
-COPY sql sql
-RUN pip install --no-cache-dir . && useradd --system --uid 10001 beffroi
+RUN pip wheel --no-deps --no-build-isolation --wheel-dir /dist .
+
+FROM python:3.11-slim-bookworm
+ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1
+COPY requirements.lock /tmp/requirements.lock
+RUN pip install --no-cache-dir --require-hashes -r /tmp/requirements.lock
+COPY --from=build /dist /tmp/dist
+RUN pip install --no-cache-dir --no-deps /tmp/dist/*.whl && rm -rf /tmp/dist /tmp/requirements.lock \
+    && useradd --system --uid 10001 --home-dir /home/beffroi --create-home beffroi
 USER beffroi
+WORKDIR /home/beffroi
 ENTRYPOINT ["beffroi"]

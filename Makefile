@@ -10,7 +10,7 @@ BIN := $(VENV)/bin
 BEFFROI := $(BIN)/beffroi
 PYTEST_ARGS ?=
 
-.PHONY: help venv demo test lint typecheck check stack-up stack-down stack-status bench bench-ingest bench-api bench-dashboard clean browser-deps dashboard-vendor
+.PHONY: help venv lock demo test lint typecheck check stack-up stack-down stack-status bench bench-ingest bench-api bench-dashboard clean browser-deps dashboard-vendor
 
 help:
 	@echo "make demo        start the stack, load the demo city, run simulators, ingestor and API"
@@ -21,15 +21,27 @@ help:
 
 venv: $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml
+# Every dependency comes from the lock files (exact versions and hashes): requirements-dev.lock
+# (runtime + development tools) and requirements-build.lock (the wheel's build backend);
+# the package itself is installed without resolving anything.
+$(VENV)/.installed: pyproject.toml requirements-dev.lock requirements-build.lock
 	@if ! $(PYTHON) -c 'import venv, ensurepip' 2>/dev/null; then \
 	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv >/dev/null; \
 	  else echo "python3-venv is missing: run 'sudo apt-get install python3-venv'" >&2; exit 1; fi; fi
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	@echo "installing Python dependencies into $(VENV)"
-	@$(BIN)/pip install -q --disable-pip-version-check -e '.[dev]' 2>&1 | grep -v -e '^WARNING: Location' -e '^$$' || true
+	@out=$$($(BIN)/pip install -q --disable-pip-version-check --require-hashes \
+	  -r requirements-dev.lock -r requirements-build.lock 2>&1) || { echo "$$out" >&2; exit 1; }
+	@out=$$($(BIN)/pip install -q --disable-pip-version-check --no-deps --no-build-isolation \
+	  -e . 2>&1) || { echo "$$out" >&2; exit 1; }
 	@$(BIN)/python -c 'import beffroi, psycopg, fastapi' 
 	@touch $@
+
+# Re-resolve the dependencies within pyproject.toml's ranges (then run the tests).
+lock: venv
+	$(BIN)/uv pip compile pyproject.toml --generate-hashes --universal --python-version 3.11 -o requirements.lock --quiet
+	$(BIN)/uv pip compile pyproject.toml --extra dev --generate-hashes --universal --python-version 3.11 -o requirements-dev.lock --quiet
+	$(BIN)/uv pip compile deploy/build-requirements.in --generate-hashes --universal --python-version 3.11 -o requirements-build.lock --quiet
 
 stack-up: venv
 	@$(BEFFROI) stack up

@@ -16,9 +16,9 @@ from psycopg_pool import AsyncConnectionPool
 from api.disconnect import CancelOnDisconnect
 from api.errors import install_error_handlers
 from api.openapi import install_openapi
+from beffroi import endpoints
 from beffroi.gctune import tune_gc
 from beffroi.settings import Settings
-from beffroi.stack import Stack
 
 log = logging.getLogger(__name__)
 
@@ -27,14 +27,17 @@ def create_app(settings: Settings | None = None, *,
                maintenance_interval_s: float = 0.0) -> FastAPI:
     """Build the application: a connection pool opened at start-up, closed at shutdown;
     with ``maintenance_interval_s`` > 0 the maintenance job (rollups, retention) runs that
-    often in the background (``beffroi api`` uses 60 s)."""
+    often in the background (``beffroi api`` uses 60 s). Requests read from
+    ``BEFFROI_DATABASE_READ_URL`` when set (a hot standby), the job writes to
+    ``BEFFROI_DATABASE_URL``; either missing raises :class:`MissingSetting`."""
     settings = settings or Settings()
-    db_url = Stack(settings).database_url()
+    db_url = endpoints.database_url(settings)  # writes: the maintenance job
+    read_url = endpoints.read_database_url(settings)  # requests: a standby when set
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         timeout_ms = round(settings.api_statement_timeout_s * 1000)
-        pool = AsyncConnectionPool(db_url, min_size=1, max_size=10, open=False,
+        pool = AsyncConnectionPool(read_url, min_size=1, max_size=10, open=False,
                                    kwargs={"application_name": "beffroi-api",
                                            "options": f"-c statement_timeout={timeout_ms}"})
         await pool.open(wait=False)
@@ -75,12 +78,14 @@ def create_app(settings: Settings | None = None, *,
             checks["database"] = "ok"
         except Exception as exc:
             checks["database"] = f"unreachable: {type(exc).__name__}"
-        host, port = settings.broker_address()
         try:
+            host, port = endpoints.broker_address(settings)
             _, writer = await asyncio.wait_for(asyncio.open_connection(host, port), 2)
             writer.close()
             await writer.wait_closed()
             checks["broker"] = "ok"
+        except endpoints.MissingSetting:
+            checks["broker"] = "not configured (BEFFROI_BROKER_URL)"
         except (OSError, TimeoutError) as exc:
             checks["broker"] = f"unreachable: {type(exc).__name__}"
         ok = all(v == "ok" for v in checks.values())

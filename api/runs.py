@@ -29,8 +29,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 from api.runworker import POOL_SIZE
+from beffroi import endpoints
 from beffroi.settings import Settings
-from beffroi.stack import Stack
 from simulators.scenario import (
     SCENARIO_DIR,
     Scenario,
@@ -150,13 +150,12 @@ class RunManager:
         """The broker target; the simulator's account of the settings' stack by default."""
         if self._broker is None:
             assert self._settings is not None
-            stack = Stack(self._settings)
-            host, port = self._settings.broker_address()
-            user, password = stack.mqtt_credentials("sim")
+            host, port = endpoints.broker_address(self._settings)
+            user, password = endpoints.broker_credentials(self._settings, "sim")
             self._broker = BrokerTarget(host, port, user, password,
                                         self._settings.topic_prefix)
             if self.database_url is None:
-                self.database_url = stack.database_url()
+                self.database_url = endpoints.database_url(self._settings)
         return self._broker
 
     # -- scenarios ------------------------------------------------------------------------

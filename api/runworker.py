@@ -29,7 +29,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any, TextIO
 
-from beffroi.stack.broker_auth import CONNECTION_PLACEHOLDER
+from beffroi.broker_auth import CONNECTION_PLACEHOLDER
 from devices.democity import DEMO_CITY_FILE
 from devices.registry import RegistryFile, load_registry_file
 from simulators.model import SimMessage

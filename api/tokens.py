@@ -6,6 +6,7 @@ dictionary to resist, unlike passwords) and makes lookup one index probe.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import secrets
 from collections.abc import Sequence
@@ -110,6 +111,10 @@ async def authenticate(conn: psycopg.AsyncConnection[Any], token: str) -> TokenI
             f"AND revoked_at IS NULL", (LAST_USED_RESOLUTION_S, hash_token(token)))
         row = await cur.fetchone()
         if row is not None and row["stale"]:
-            await cur.execute("UPDATE api_tokens SET last_used_at = now() WHERE id = %s",
-                              (row["id"],))
+            # On a hot standby (BEFFROI_DATABASE_READ_URL) the write is refused: the token
+            # stays valid, its last use is recorded by the requests served from the primary.
+            with contextlib.suppress(psycopg.errors.ReadOnlySqlTransaction):
+                async with conn.transaction():
+                    await cur.execute("UPDATE api_tokens SET last_used_at = now() WHERE id = %s",
+                                      (row["id"],))
     return _info(row) if row else None

@@ -23,8 +23,8 @@ from beffroi.commands import (
     tokens,
 )
 from beffroi.context import CommandError, Context
+from beffroi.endpoints import MissingSetting
 from beffroi.settings import Settings
-from beffroi.stack.errors import StackError
 
 log = logging.getLogger("beffroi")
 
@@ -66,7 +66,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     ctx = Context(settings)
     try:
         code: int = args.handler(ctx, args)
-    except (CommandError, StackError) as exc:
+    except MissingSetting as exc:
+        log.error("%s", exc)
+        return 2
+    except CommandError as exc:  # the development stack's StackError too
         log.error("%s", exc)
         return 1
     except KeyboardInterrupt:

@@ -1,4 +1,9 @@
-"""Forward-only numbered SQL migrations from ``sql/``, each in its own transaction."""
+"""Forward-only numbered SQL migrations, each in its own transaction.
+
+They ship inside the package (``beffroi/migrations/*.sql``, read with importlib.resources),
+so an installed wheel migrates like a checkout; finding none at all is an error, never
+"up to date".
+"""
 
 from __future__ import annotations
 
@@ -6,6 +11,8 @@ import hashlib
 import logging
 import re
 from dataclasses import dataclass
+from importlib import resources
+from importlib.resources.abc import Traversable
 from pathlib import Path
 
 import psycopg
@@ -26,7 +33,7 @@ class Migration:
 
     version: int
     name: str
-    path: Path
+    path: Traversable
     checksum: str
 
     @property
@@ -35,15 +42,17 @@ class Migration:
         return self.path.read_text(encoding="utf-8")
 
 
-def default_sql_dir() -> Path:
-    """``sql/`` at the root of the source tree."""
-    return Path(__file__).resolve().parent.parent / "sql"
+def default_sql_dir() -> Traversable:
+    """The migrations shipped with the package (``beffroi.migrations``)."""
+    return resources.files("beffroi.migrations")
 
 
-def discover(sql_dir: Path) -> list[Migration]:
-    """The migrations in ``sql_dir``, in order; refuses duplicate numbers and odd names."""
+def discover(sql_dir: Traversable | Path) -> list[Migration]:
+    """The migrations in ``sql_dir``, in order; refuses duplicate numbers and odd names,
+    and a directory with none at all (a package installed without its migrations)."""
     found: dict[int, Migration] = {}
-    for path in sorted(sql_dir.glob("*.sql")):
+    files = (p for p in sql_dir.iterdir() if p.name.endswith(".sql") and p.is_file())
+    for path in sorted(files, key=lambda p: p.name):
         m = MIGRATION_RE.match(path.name)
         if not m:
             raise MigrationError(f"{path.name}: migration files are named NNN_name.sql")
@@ -52,10 +61,13 @@ def discover(sql_dir: Path) -> list[Migration]:
             raise MigrationError(f"two migrations numbered {version:03d}")
         digest = hashlib.sha256(path.read_bytes()).hexdigest()
         found[version] = Migration(version, m.group(2), path, digest)
+    if not found:
+        raise MigrationError(f"no migration found in {sql_dir}: the installation is "
+                             "incomplete (the package ships beffroi/migrations/*.sql)")
     return [found[v] for v in sorted(found)]
 
 
-def migrate(conninfo: str, sql_dir: Path | None = None) -> list[Migration]:
+def migrate(conninfo: str, sql_dir: Traversable | Path | None = None) -> list[Migration]:
     """Apply pending migrations; return those applied now (empty when up to date)."""
     migrations = discover(sql_dir or default_sql_dir())
     applied_now: list[Migration] = []

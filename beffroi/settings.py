@@ -1,16 +1,16 @@
-"""One settings object per process, read from ``BEFFROI_*`` environment variables and ``.env``."""
+"""One settings object per process, read from ``BEFFROI_*`` environment variables and ``.env``.
+
+Part of Beffroi's core with :mod:`beffroi.endpoints`: it imports nothing else of the project,
+and nothing here knows of the development stack (``beffroi stack``) beyond the fields it reads.
+"""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from pydantic import Field, PrivateAttr, SecretStr, field_validator, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
-
-PORTS = frozenset({"pg_port", "mqtt_port"})
-PORTS_FILE = "ports.json"
 
 
 class Settings(BaseSettings):
@@ -20,21 +20,30 @@ class Settings(BaseSettings):
         env_prefix="BEFFROI_", env_file=".env", env_file_encoding="utf-8", extra="ignore"
     )
 
-    state_dir: Path = Field(
-        Path(".beffroi"), description="Where the local stack keeps its data, logs and secrets."
-    )
-    # External services: when given, the local stack does not start its own.
+    # Where the database and the broker are. Required, except with dev_stack.
     database_url: SecretStr | None = Field(
-        None, description="postgresql://user:password@host:port/db of an existing TimescaleDB."
+        None, description="postgresql://user:password@host:port/db of the TimescaleDB database."
+    )
+    database_read_url: SecretStr | None = Field(
+        None, description="postgresql://... of a hot standby the API reads from (streaming "
+        "replica of database_url); unset: the API reads from database_url."
     )
     broker_url: str | None = Field(
-        None, description="mqtt://host:port of an existing MQTT broker (credentials apart)."
+        None, description="mqtt://host:port of the MQTT broker (credentials apart)."
     )
-    # The local stack. Unless set, a port the stack found taken by another program (another
-    # checkout's stack) is replaced by a free one, recorded in ``<state_dir>/ports.json``.
+    # The development stack of a checkout (`beffroi stack`): with dev_stack, the commands take
+    # the database and broker settings left unset from the stack under state_dir.
+    dev_stack: bool = Field(
+        False, description="Use the development stack under state_dir for every endpoint "
+        "setting left unset (`make demo`, the tests, the benchmarks).")
+    state_dir: Path = Field(
+        Path(".beffroi"), description="Where the development stack keeps its data, logs "
+        "and secrets."
+    )
+    # Unless set, a port the stack found taken by another program (another checkout's stack)
+    # is replaced by a free one, recorded in ``<state_dir>/ports.json``.
     pg_port: int = Field(55432, ge=1024, le=65535)
     mqtt_port: int = Field(51883, ge=1024, le=65535)
-    _explicit_ports: frozenset[str] = PrivateAttr(default_factory=frozenset)
     db_name: str = Field("beffroi", pattern=r"^[a-z_][a-z0-9_]{0,62}$")
     startup_timeout_s: float = Field(60.0, gt=0)
     # Broker accounts of Beffroi's own processes (generated for the local stack). One account
@@ -107,8 +116,10 @@ class Settings(BaseSettings):
     )
     ingest_client_id: str = Field("beffroi-ingest", pattern=r"^[A-Za-z0-9_-]{1,48}$")
     ingest_share_group: str = Field("beffroi", pattern=r"^[A-Za-z0-9_-]{1,32}$")
-    ingest_shared_subscription: bool | None = Field(
-        None, description="Subscribe through $share/<group>/; default: only with --workers > 1."
+    ingest_shared_subscription: bool = Field(
+        False, description="Subscribe through $share/<group>/ (each message to one worker). "
+        "Off: with --workers N every worker receives every message and keeps its share of "
+        "the topics, so that a Mosquitto restart loses nothing (docs/scale.md)."
     )
     ingest_session_expiry_s: int = Field(
         7 * 86400, ge=0, description="How long the broker keeps an offline ingestor's session."
@@ -116,6 +127,10 @@ class Settings(BaseSettings):
     ingest_metrics_port: int = Field(
         9108, ge=0, le=65535, description="Prometheus endpoint (0: off); worker i uses port+i."
     )
+    ingest_metrics_host: str = Field(
+        "127.0.0.1", min_length=1,
+        description="Address the Prometheus endpoints listen on (0.0.0.0 in a container, "
+        "for a Prometheus in another one).")
     ingest_registry_refresh_s: float = Field(30.0, gt=0)
     ingest_stop_timeout_s: float = Field(
         10.0, gt=0, le=600,
@@ -185,22 +200,6 @@ class Settings(BaseSettings):
         return self.opendata_dir or self.state_dir / "opendata"
 
     @model_validator(mode="after")
-    def _stack_ports(self) -> Settings:
-        self._explicit_ports = frozenset(PORTS & self.model_fields_set)
-        try:
-            recorded = json.loads((self.state_dir / PORTS_FILE).read_text())
-        except (OSError, ValueError):
-            return self
-        for name in PORTS - self._explicit_ports:
-            if isinstance(recorded.get(name), int):
-                setattr(self, name, recorded[name])
-        return self
-
-    def port_is_explicit(self, name: str) -> bool:
-        """True when ``pg_port`` / ``mqtt_port`` was set (environment, .env, argument)."""
-        return name in self._explicit_ports
-
-    @model_validator(mode="after")
     def _check_packet_size(self) -> Settings:
         if self.ingest_max_packet_bytes <= self.ingest_max_payload_bytes:
             raise ValueError("ingest_max_packet_bytes must exceed ingest_max_payload_bytes "
@@ -237,17 +236,10 @@ class Settings(BaseSettings):
 
     @property
     def external_database(self) -> bool:
-        """True when an existing database is used instead of the local stack's."""
+        """True when the database is given (the development stack does not start its own)."""
         return self.database_url is not None
 
     @property
     def external_broker(self) -> bool:
-        """True when an existing broker is used instead of the local stack's."""
+        """True when the broker is given (the development stack does not start its own)."""
         return self.broker_url is not None
-
-    def broker_address(self) -> tuple[str, int]:
-        """Host and port of the broker in use."""
-        if self.broker_url:
-            parts = urlsplit(self.broker_url)
-            return parts.hostname or "127.0.0.1", parts.port or 1883
-        return "127.0.0.1", self.mqtt_port

@@ -1034,7 +1034,7 @@ def main(argv: list[str] | None = None) -> int:
                                          publishers=a.publishers)
     with _timed("preparing database " + BENCH_DB):
         db_url = prepare_database(stack)
-    host, port = stack.settings.broker_address()
+    host, port = stack.broker_address()
     user, password = stack.mqtt_credentials("admin")
     extra = dict(kv.split("=", 1) for kv in a.ingest_env)
     env = Env(stack, db_url, host, port, user, password, stream_dir, manifest, a.publishers,

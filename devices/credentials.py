@@ -25,7 +25,7 @@ from typing import Any, TextIO
 
 import psycopg
 
-from beffroi.stack.broker_auth import BrokerAccount, mosquitto_hash, render, render_dynsec
+from beffroi.broker_auth import BrokerAccount, mosquitto_hash, render, render_dynsec
 from devices.families import BRIDGE_TREES, SEGMENT_OF_FAMILY, Family, bridge_tree
 
 log = logging.getLogger(__name__)
@@ -304,12 +304,9 @@ def write_passwords_file(issued: Iterable[IssuedCredential], path: Path) -> None
 
 def export_broker_files(accounts: Iterable[BrokerAccount],
                         directory: Path) -> tuple[Path, Path, Path]:
-    """Write Mosquitto ``passwd`` and ``acl`` files of the device and bridge accounts, and
-    the dynamic-security plugin's ``dynamic-security.json`` binding each to its client id
-    (mode 600).
-
-    For an external broker: merge them with that broker's own accounts.
-    """
+    """Write Mosquitto ``passwd`` and ``acl`` files of these accounts, and the
+    dynamic-security plugin's ``dynamic-security.json`` binding each to its client id
+    (mode 600): what deploy/mosquitto/mosquitto.conf reads."""
     accounts = list(accounts)
     directory.mkdir(parents=True, exist_ok=True)
     passwd, acl = render(accounts)

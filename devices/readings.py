@@ -1,7 +1,8 @@
 """Typed readings, one type per hypertable, fields in the table's column order.
 
 Decoders of every payload format produce these; the ingestor writes them with COPY, so a
-reading's tuple *is* the row. Range limits here mirror the SQL CHECK constraints in ``sql/``.
+reading's tuple *is* the row. Range limits here mirror the SQL CHECK constraints of the
+migrations (``beffroi/migrations/``).
 """
 
 from __future__ import annotations
@@ -113,8 +114,9 @@ PG_TYPES: dict[str, tuple[str, ...]] = {
     ),
 }
 
-# Natural key of each table: the columns of its unique index (sql/002_readings.sql). A row
-# whose key is already stored is a redelivery when every other column matches, else a conflict.
+# Natural key of each table: the columns of its unique index (beffroi/migrations/
+# 002_readings.sql). A row whose key is already stored is a redelivery when every other
+# column matches, else a conflict.
 KEY_COLUMNS: dict[str, tuple[str, ...]] = {
     "wifi_ap_stats": ("device_id", "time"),
     "wifi_sessions": ("device_id", "client_key", "event", "time"),

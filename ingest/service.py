@@ -10,17 +10,18 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
+from zlib import crc32
 from zoneinfo import ZoneInfo
 
 import psycopg
-from prometheus_client import start_http_server
 
+from beffroi.broker_auth import connection_user
 from beffroi.settings import Settings
-from beffroi.stack.broker_auth import connection_user
 from devices.families import bridge_topics
 from devices.privacy import MacHasher
 from devices.redact import dead_letter_parts, source
 from ingest.batch import Batch, DeadLetterRow
+from ingest.claim import ClientIdClaim
 from ingest.keys import KeyRing
 from ingest.logsafe import guard_loggers
 from ingest.metrics import Metrics
@@ -34,6 +35,8 @@ log = logging.getLogger(__name__)
 PROGRESS_EVERY_S = 5.0
 MAINTENANCE_EVERY_S = 30.0
 CLOSE_TIMEOUT_S = 5.0
+#: A retiring worker ends its session once nothing arrived for this long.
+RETIRE_QUIET_S = 2.0
 
 
 @dataclass(frozen=True)
@@ -59,12 +62,21 @@ class Ingestor:
 
     def __init__(self, settings: Settings, *, db_url: str, broker: BrokerConfig,
                  worker: int = 0, shared: bool | None = None, metrics: Metrics | None = None,
-                 progress: bool | None = None) -> None:
+                 progress: bool | None = None, workers: int = 1,
+                 retire: bool = False) -> None:
         self.settings = settings
         self.db_url = db_url
         self.broker = broker
         self.worker = worker
         self.shared = (settings.ingest_shared_subscription if shared is None else shared) or False
+        # Without a shared subscription, each of the N workers receives every message and
+        # keeps the topics whose CRC-32 modulo N is its number (see docs/ingest.md, Workers).
+        self.partition = 1 if self.shared else max(1, workers)
+        # Retiring: a worker number a smaller --workers no longer uses. Its session is
+        # drained (every message it holds is stored; rows already stored are kept once) and
+        # ended, so the broker stops keeping a copy of the stream for it.
+        self.retire = retire
+        self._taken_elsewhere: asyncio.Future[None] | None = None
         self.metrics = metrics or Metrics()
         self.progress = sys.stderr.isatty() if progress is None else progress
         self.tz = ZoneInfo(settings.timezone)
@@ -91,6 +103,7 @@ class Ingestor:
         self._sealing: set[asyncio.Future[None]] = set()
         self._refresh_lock = asyncio.Lock()
         self._maint_conn: psycopg.AsyncConnection[Any] | None = None
+        self._claim: ClientIdClaim | None = None
 
     # -- message path -------------------------------------------------------------------
     def submit(self, topic: str, payload: bytes, qos: int,
@@ -98,8 +111,11 @@ class Ingestor:
         """Route a message into the open batch; the returned future resolves on commit.
 
         Synchronous on purpose: the MQTT client calls it for each message and sends the
-        PUBACKs from a callback on the future, with no task per message.
+        PUBACKs from a callback on the future, with no task per message. A message of another
+        worker's share is acknowledged at once: that worker's own session has its copy.
         """
+        if self.partition > 1 and crc32(topic.encode()) % self.partition != self.worker:
+            return self._elsewhere()
         now = datetime.now(UTC)
         content_type = properties.get("content_type")
         routed = self.router.route(topic, payload, now, content_type)
@@ -109,6 +125,14 @@ class Ingestor:
             return asyncio.ensure_future(self._submit_after_refresh(topic, payload, now,
                                                                     content_type))
         return self._add(topic, payload, now, routed)
+
+    def _elsewhere(self) -> asyncio.Future[None]:
+        fut = self._taken_elsewhere
+        if fut is None:
+            fut = self._taken_elsewhere = asyncio.get_running_loop().create_future()
+            fut.set_result(None)
+        self.metrics.messages.labels("other_worker").inc()
+        return fut
 
     async def _submit_after_refresh(self, topic: str, payload: bytes, now: datetime,
                                     content_type: str | None) -> None:
@@ -254,25 +278,57 @@ class Ingestor:
             self._tasks.append(asyncio.create_task(self._progress_loop(), name="ingest-progress"))
         # Worker n has an account and a client id of its own: the broker binds one to the other.
         client_id = f"{self.settings.ingest_client_id}-{self.worker}"
+        self._claim = ClientIdClaim(self.db_url, client_id)
+        claimed = asyncio.ensure_future(self._claim.acquire())  # one process per session
+        stopped = asyncio.ensure_future(stop.wait())
+        await asyncio.wait({claimed, stopped}, return_when=asyncio.FIRST_COMPLETED)
+        stopped.cancel()
+        if not claimed.done():
+            claimed.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await claimed
+            await self.shutdown()
+            return
+        claimed.result()
         sub = MqttSubscriber(
             host=self.broker.host, port=self.broker.port,
             username=connection_user(self.broker.username, self.worker),
             password=self.broker.password, client_id=client_id,
-            topics=subscription_topics(self.settings, shared=self.shared),
+            topics=[] if self.retire else subscription_topics(self.settings, shared=self.shared),
             submit=self.submit,
-            stale_topics=subscription_topics(self.settings, shared=not self.shared),
+            stale_topics=[*subscription_topics(self.settings, shared=not self.shared),
+                          *(subscription_topics(self.settings, shared=self.shared)
+                            if self.retire else ())],
             receive_maximum=self.settings.ingest_receive_maximum,
             max_inflight_bytes=self.settings.ingest_max_inflight_bytes,
             max_packet_size=self.settings.ingest_max_packet_bytes,
             session_expiry_s=self.settings.ingest_session_expiry_s,
-            on_state=lambda up: self.metrics.connected.set(1 if up else 0))
+            on_state=lambda up: self.metrics.connected.set(1 if up else 0),
+            on_taken_over=stop.set)
         self.subscriber = sub
         await sub.start()
         log.info("worker %d subscribed as %s to %s", self.worker, client_id,
                  ", ".join(sub.topics))
         self._started.set()
+        if self.retire:
+            await self._drain(stop)
         await stop.wait()
         await self.shutdown()
+
+    async def _drain(self, stop: asyncio.Event) -> None:
+        """Retiring: stop once nothing more arrives and everything received is committed."""
+        seen, quiet_since = -1, time.monotonic()
+        while not stop.is_set():
+            now_seen = self.committed_messages + self.unacked
+            if now_seen != seen or self.unacked:
+                seen, quiet_since = now_seen, time.monotonic()
+            elif time.monotonic() - quiet_since >= RETIRE_QUIET_S:
+                log.info("worker %d retired: %d messages of its session stored", self.worker,
+                         self.committed_messages)
+                stop.set()
+                return
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), 0.2)
 
     async def wait_started(self) -> None:
         """Wait until subscribed."""
@@ -307,7 +363,11 @@ class Ingestor:
         with contextlib.suppress(TimeoutError, OSError, psycopg.Error):
             async with asyncio.timeout(CLOSE_TIMEOUT_S):
                 if self.subscriber is not None:
-                    await self.subscriber.stop()
+                    await self.subscriber.stop(end_session=self.retire)
+        with contextlib.suppress(TimeoutError, OSError, psycopg.Error):
+            async with asyncio.timeout(CLOSE_TIMEOUT_S):
+                if self._claim is not None:
+                    await self._claim.release()
         with contextlib.suppress(TimeoutError, OSError, psycopg.Error):
             async with asyncio.timeout(CLOSE_TIMEOUT_S):
                 await self.writer.close()
@@ -330,8 +390,3 @@ class Ingestor:
             await asyncio.sleep(0.01)
         await asyncio.sleep(0)
 
-
-def start_metrics_server(port: int) -> None:
-    """Serve Prometheus metrics of the default registry on ``port`` (0: off)."""
-    if port:
-        start_http_server(port, addr="127.0.0.1")

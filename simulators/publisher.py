@@ -39,7 +39,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from beffroi.stack.broker_auth import connection_user
+from beffroi.broker_auth import connection_user
 from simulators.model import SimMessage
 from simulators.scenario import add_elapsed
 

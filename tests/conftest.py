@@ -1,7 +1,8 @@
 """Fixtures shared by all tests: settings, the real local stack, a throwaway database.
 
 Integration tests run against the real Mosquitto and TimescaleDB started by the project's
-own stack; if they cannot be started the fixtures fail (they never skip).
+own development stack; if they cannot be started the fixtures fail (they never skip). The
+commands run in-process use that stack too (BEFFROI_DEV_STACK=1).
 """
 
 from __future__ import annotations
@@ -31,24 +32,30 @@ def random_tag(prefix: str = "") -> str:
             return prefix + hexa
 
 
-@pytest.fixture(scope="session")
-def settings() -> Settings:
-    """Settings of the test run (BEFFROI_* from the environment)."""
-    return Settings()
+def pytest_configure(config: pytest.Config) -> None:
+    """Commands run by the tests take the endpoints left unset from the development stack."""
+    os.environ.setdefault("BEFFROI_DEV_STACK", "1")
 
 
 @pytest.fixture(scope="session")
-def stack(settings: Settings) -> Stack:
-    """The running local stack (started if needed)."""
-    st = Stack(settings)
+def stack() -> Stack:
+    """The running development stack (started if needed)."""
+    st = Stack(Settings())
     st.up()
     return st
+
+
+@pytest.fixture(scope="session")
+def settings(stack: Stack) -> Settings:
+    """Settings of the test run as production code reads them: BEFFROI_* from the
+    environment, the endpoints left unset taken from the stack."""
+    return stack.client_settings()
 
 
 @contextlib.contextmanager
 def throwaway_database(stack: Stack, settings: Settings, tag: str = "") -> Iterator[str]:
     """A freshly migrated database, dropped afterwards (the external one, if configured)."""
-    if settings.external_database:
+    if stack.settings.external_database:
         url = stack.database_url()
         migrate(url)
         yield url

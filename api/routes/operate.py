@@ -27,7 +27,7 @@ from api.output import CSV_CONTENT, json_only, rows_response
 from api.runs import MAX_DURATION_S, MAX_SPEED, RunConflict, RunManager, RunNotFound
 from api.timeq import INSTANT_PATTERN, parse_instant, parse_tz
 from api.tokens import Scope, TokenInfo
-from beffroi.stack.errors import StackError
+from beffroi.endpoints import MissingSetting
 from simulators.scenario import Scenario, ScenarioError
 
 #: A duration as ``parse_duration`` reads it (90s, 15m, 2h, 1d, 1h30m).
@@ -167,7 +167,7 @@ async def start_run(body: RunRequest, _: Operator, runs: Runs) -> JSONResponse:
         raise invalid(str(exc).removeprefix("Value error, ")) from None
     except RunConflict as exc:
         raise ApiError(409, "conflict", str(exc)) from None
-    except StackError as exc:
+    except MissingSetting as exc:
         raise ApiError(503, "unavailable", str(exc)) from None
     return JSONResponse(run.to_dict(), status_code=201,
                         headers={"Location": f"/v1/operate/runs/{run.id}"})

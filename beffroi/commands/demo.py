@@ -51,6 +51,7 @@ def _demo(ctx: Context, args: argparse.Namespace) -> int:
     from devices.registry import load_registry_file
     from devices.store import import_registry
 
+    ctx.settings.dev_stack = True  # the demo is the development stack's
     for line in ctx.stack.up():
         print(line)
     url = ctx.database_url()
@@ -60,7 +61,8 @@ def _demo(ctx: Context, args: argparse.Namespace) -> int:
         result = import_registry(conn, load_registry_file(DEMO_CITY_FILE))
     print(f"demo city loaded from {DEMO_CITY_FILE.name}: {result}")
 
-    env = os.environ | {"BEFFROI_STATE_DIR": str(ctx.stack.state_dir)}
+    env = os.environ | {"BEFFROI_STATE_DIR": str(ctx.stack.state_dir),
+                        "BEFFROI_DEV_STACK": "1"}
     procs: list[tuple[str, subprocess.Popen[bytes]]] = []
 
     def spawn(name: str, argv: list[str]) -> subprocess.Popen[bytes]:
@@ -82,7 +84,7 @@ def _demo(ctx: Context, args: argparse.Namespace) -> int:
         sim_argv = ["simulate", "run", args.scenario, "--speed", str(args.speed),
                     "--start", args.start, "--duration", args.duration, "--follow-clock"]
         sim = spawn("simulator", _beffroi(*sim_argv))
-        host, port = ctx.settings.broker_address()
+        host, port = ctx.broker_address()
         api_base = f"http://127.0.0.1:{args.api_port}"
         link = _dashboard_link(url, api_base)
         print("\nBeffroi demo running:\n"

@@ -13,8 +13,9 @@ from typing import Any
 
 import psycopg
 
+from beffroi import endpoints
+from beffroi.broker_auth import BrokerAccount, ingest_accounts, sim_accounts
 from beffroi.context import CommandError, Context
-from beffroi.stack.broker_auth import BrokerAccount
 from devices import credentials as creds
 from devices import store
 from devices.families import BRIDGE_TREES, Family
@@ -61,8 +62,9 @@ def register(sub: Any) -> None:
         "with, is its id; it may publish only under {prefix}/{segment}/{id}/. The bridges "
         "(--bridge chirpstack, --bridge teleinfo) get accounts of the same kind that own their "
         "topic tree. Clear passwords are printed once (CSV device_id,username,password) and "
-        "only their hash is stored. The local broker applies changes without restarting; for "
-        "an external broker use --export DIR (docs/registry.md).")
+        "only their hash is stored. --export DIR writes the broker's files (Beffroi's ingestor and "
+        "simulator accounts included); the development stack's broker applies changes without "
+        "restarting (docs/registry.md, docs/deploy.md).")
     cs = c.add_subparsers(dest="credentials_command", required=True, metavar="ACTION")
     for name, helptext in (
         ("generate", "issue credentials to devices that have none active"),
@@ -78,8 +80,9 @@ def register(sub: Any) -> None:
             a.add_argument("--output", type=Path, metavar="FILE",
                            help="write the passwords CSV to FILE (mode 600) instead of stdout")
         a.add_argument("--export", type=Path, metavar="DIR",
-                       help="write Mosquitto passwd, acl and dynamic-security.json files of the "
-                       "device and bridge accounts to DIR instead of updating the local broker")
+                       help="write Mosquitto passwd, acl and dynamic-security.json files of "
+                       "Beffroi's, the bridges' and the devices' accounts to DIR (e.g. "
+                       "deploy/mosquitto) instead of updating the development stack's broker")
         a.set_defaults(handler=_credentials, credentials_action=name)
     lc = cs.add_parser("list", help="show stored credentials of devices and bridges "
                        "(never passwords)")
@@ -132,17 +135,18 @@ def _import(ctx: Context, args: argparse.Namespace) -> int:
         with _connect(ctx) as conn:
             result = store.import_registry(conn, reg, dry_run=args.dry_run)
             has_creds = not args.dry_run and _has_credentials(conn)
-            if has_creds and not ctx.settings.external_broker:
+            local = ctx.local_broker()
+            if has_creds and local is not None:
                 # Devices made inactive lose their broker account now.
-                ctx.stack.write_broker_auth(_accounts(ctx, conn))
+                local.write_broker_auth(_accounts(ctx, conn))
     except RegistryFileError as exc:
         raise CommandError(str(exc)) from exc
     verb = "would import" if args.dry_run else "imported"
     print(f"{verb} {args.file}: sites {result.sites_inserted} new, {result.sites_updated} "
           f"updated; devices {result.devices_inserted} new, {result.devices_updated} updated")
-    if has_creds and ctx.settings.external_broker:
-        print("the broker is external: run `beffroi devices credentials sync --export DIR` "
-              "and apply the files there")
+    if has_creds and ctx.local_broker() is None:
+        print("devices with credentials changed: run `beffroi devices credentials sync --export "
+              "DIR` and restart the broker (docs/deploy.md)")
     return 0
 
 
@@ -221,22 +225,48 @@ def _targets(conn: psycopg.Connection[Any], args: argparse.Namespace) -> list[st
     return [d.id for d in store.list_devices(conn, family=args.family)]
 
 
+def _service_accounts(ctx: Context) -> list[BrokerAccount]:
+    """Beffroi's own accounts for an exported broker: the ingestor's workers (needs
+    BEFFROI_INGEST_MQTT_PASSWORD), and the simulator's when BEFFROI_SIM_MQTT_PASSWORD is set."""
+    s = ctx.client_settings
+    user, password = endpoints.broker_credentials(s, "ingest")
+    try:
+        out = ingest_accounts(prefix=s.topic_prefix, password=password, user=user,
+                              client_id=s.ingest_client_id, connections=s.ingest_max_workers,
+                              bridge_prefix=s.bridge_prefix)
+        if s.sim_mqtt_password is not None:
+            out += sim_accounts(prefix=s.topic_prefix,
+                                password=s.sim_mqtt_password.get_secret_value(),
+                                user=s.sim_mqtt_username, connections=s.sim_max_connections,
+                                bridge_prefix=s.bridge_prefix)
+    except ValueError as exc:
+        raise CommandError(str(exc)) from exc
+    return out
+
+
 def _apply(ctx: Context, conn: psycopg.Connection[Any], export: Path | None) -> None:
     accounts = _accounts(ctx, conn)
     if export is not None:
-        passwd, acl, bindings = creds.export_broker_files(accounts, export)
-        print(f"wrote {passwd}, {acl} and {bindings} ({len(accounts)} device and bridge "
-              "accounts); merge them with the broker's own accounts and restart it (its "
-              "dynamic-security plugin reads its file at start only)", file=sys.stderr)
+        service = _service_accounts(ctx)
+        passwd, acl, bindings = creds.export_broker_files([*service, *accounts], export)
+        print(f"wrote {passwd}, {acl} and {bindings}: {len(service)} ingestor and simulator "
+              f"connection accounts, {len(accounts)} device and bridge accounts; restart the "
+              "broker (its dynamic-security plugin reads its file at start only)",
+              file=sys.stderr)
         return
-    ctx.stack.write_broker_auth(accounts)
+    local = ctx.local_broker()
+    assert local is not None  # _check_broker
+    local.write_broker_auth(accounts)
     print(f"broker updated: {len(accounts)} device and bridge accounts", file=sys.stderr)
 
 
 def _check_broker(ctx: Context, export: Path | None) -> None:
-    if export is None and ctx.settings.external_broker:
-        raise CommandError("the broker is external (BEFFROI_BROKER_URL): pass --export DIR to "
-                           "get Mosquitto passwd/acl files to apply there")
+    if export is not None:
+        endpoints.broker_credentials(ctx.client_settings, "ingest")  # before any change
+    elif ctx.local_broker() is None:
+        raise CommandError("pass --export DIR to get the broker's passwd, acl and "
+                           "dynamic-security.json files (only the development stack's broker, "
+                           "BEFFROI_DEV_STACK=1, is updated in place)")
 
 
 def _credentials(ctx: Context, args: argparse.Namespace) -> int:

@@ -6,6 +6,7 @@ import argparse
 import sys
 from typing import Any
 
+from beffroi import endpoints
 from beffroi.context import CommandError, Context
 
 
@@ -26,20 +27,23 @@ def register(sub: Any) -> None:
 
 
 def _ingest(ctx: Context, args: argparse.Namespace) -> int:
-    from beffroi.stack.broker_auth import CONNECTION_PLACEHOLDER
+    from beffroi.broker_auth import CONNECTION_PLACEHOLDER
     from ingest.mqtt import ConnectRefused, SubscriptionRefused
     from ingest.runner import run
     from ingest.service import BrokerConfig
 
-    host, port = ctx.settings.broker_address()
-    user, password = ctx.stack.mqtt_credentials("ingest")
-    most = ctx.settings.ingest_max_workers
-    if CONNECTION_PLACEHOLDER in user and not ctx.settings.external_broker and args.workers > most:
-        raise CommandError(f"the local broker has accounts for {most} ingestor workers; set "
-                           "BEFFROI_INGEST_MAX_WORKERS and restart the stack for more")
+    settings = ctx.client_settings
+    db_url = endpoints.database_url(settings)
+    host, port = endpoints.broker_address(settings)
+    user, password = endpoints.broker_credentials(settings, "ingest")
+    most = settings.ingest_max_workers
+    if CONNECTION_PLACEHOLDER in user and args.workers > most:
+        raise CommandError(f"the broker has accounts for {most} ingestor workers "
+                           "(BEFFROI_INGEST_MAX_WORKERS): raise it, then export the accounts "
+                           "again (or restart the development stack)")
     progress = args.progress if args.progress is not None else sys.stderr.isatty()
     try:
-        return run(ctx.settings, ctx.database_url(), BrokerConfig(host, port, user, password),
+        return run(settings, db_url, BrokerConfig(host, port, user, password),
                    workers=max(1, args.workers), progress=progress)
     except (ConnectRefused, SubscriptionRefused) as exc:
         raise CommandError(str(exc)) from exc

@@ -1,4 +1,4 @@
-"""``beffroi migrate``: apply the SQL migrations in ``sql/``."""
+"""``beffroi migrate``: apply the SQL migrations shipped in the package."""
 
 from __future__ import annotations
 
@@ -13,10 +13,12 @@ from beffroi.migrate import MigrationError, migrate
 def register(sub: Any) -> None:
     """Add ``migrate``."""
     p = sub.add_parser("migrate", help="apply pending database migrations",
-                       description="Apply the numbered SQL files of sql/ that the database "
+                       description="Apply the numbered SQL migrations shipped in the package "
+                       "(beffroi/migrations/) that the database "
                        "has not applied yet, each in its own transaction. Refuses a migration "
                        "edited after it was applied.")
-    p.add_argument("--sql-dir", type=Path, default=None, help="migrations directory")
+    p.add_argument("--sql-dir", type=Path, default=None,
+                   help="migrations directory (default: the package's)")
     p.set_defaults(handler=_migrate)
 
 

@@ -15,6 +15,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from beffroi import endpoints
 from beffroi.context import CommandError, Context
 from devices.democity import DEMO_CITY_FILE
 from devices.registry import RegistryFile, RegistryFileError, load_registry_file
@@ -256,7 +257,11 @@ def _device_passwords(ctx: Context, args: argparse.Namespace, sim: Simulation) -
 
         with psycopg.connect(ctx.database_url(), autocommit=True) as conn:
             change = creds.issue(conn, sorted(wanted), force=True)
-            ctx.stack.write_broker_auth(creds.broker_accounts(
+            local = ctx.local_broker()
+            if local is None:
+                raise CommandError("--issue-credentials rewrites the development stack's "
+                                   "broker accounts: use --credentials CSV elsewhere")
+            local.write_broker_auth(creds.broker_accounts(
                 conn, ctx.settings.topic_prefix, ctx.settings.bridge_prefix))
         for dev_id, reason in change.skipped[:5]:
             log.warning("no credentials for %s: %s", dev_id, reason)
@@ -294,16 +299,16 @@ def _summary(stats: RunStats, elapsed: float) -> None:
 def _check_pool(ctx: Context, pool_size: int) -> None:
     """The local broker has ``sim_max_connections`` simulator accounts, one per connection."""
     most = ctx.settings.sim_max_connections
-    if not ctx.settings.external_broker and pool_size > most:
+    if pool_size > most:
         raise CommandError(f"--pool-size {pool_size}: the local broker has accounts for {most} "
-                           "simulator connections (BEFFROI_SIM_MAX_CONNECTIONS, then restart "
-                           "the stack)")
+                           "simulator connections (BEFFROI_SIM_MAX_CONNECTIONS: raise it, then "
+                           "export the accounts again or restart the development stack)")
 
 
 def _publish(ctx: Context, args: argparse.Namespace, messages: Any, *, accounts: dict[
         str, tuple[str, str]], router: Router, speed: float | None, sim_start: Any,
         retry_s: float = 2.0, follow_clock: bool = False) -> RunStats:
-    host, port = ctx.settings.broker_address()
+    host, port = ctx.broker_address()
     fleet = Fleet(host, port, accounts)
     _connect(fleet, retry_s=retry_s)
     started = time.monotonic()
@@ -322,7 +327,7 @@ def _run(ctx: Context, args: argparse.Namespace) -> int:
     sim = _simulation(ctx, args)
     sc = sim.scenario
     speed = _speed(args.speed, None if sc.speed == "max" else float(sc.speed))
-    sim_user = ctx.stack.mqtt_credentials("sim")
+    sim_user = endpoints.broker_credentials(ctx.client_settings, "sim")
     if args.connections == "per-device":
         passwords = _device_passwords(ctx, args, sim)
         accounts = accounts_for(mode="per-device", pool_size=1, sim=sim_user,
@@ -357,7 +362,7 @@ def _replay(ctx: Context, args: argparse.Namespace) -> int:
                     for m in messages)
     _check_pool(ctx, args.pool_size)
     accounts = accounts_for(mode="pool", pool_size=args.pool_size,
-                            sim=ctx.stack.mqtt_credentials("sim"))
+                            sim=endpoints.broker_credentials(ctx.client_settings, "sim"))
     router = Router(mode="pool", pool_size=args.pool_size, prefix=ctx.settings.topic_prefix)
     try:
         stats = _publish(ctx, args, messages, accounts=accounts, router=router, speed=speed,

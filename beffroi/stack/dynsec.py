@@ -17,7 +17,7 @@ from typing import Any
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
-from beffroi.stack.broker_auth import AclRule, Binding
+from beffroi.broker_auth import AclRule, Binding
 
 log = logging.getLogger(__name__)
 

@@ -1,5 +1,7 @@
-"""Errors of the local stack."""
+"""The development stack's error."""
+
+from beffroi.context import CommandError
 
 
-class StackError(RuntimeError):
-    """The local stack could not be set up or started; the message says what to do."""
+class StackError(CommandError):
+    """The development stack cannot do what was asked; the message tells the user why."""

@@ -13,10 +13,12 @@ from pathlib import Path
 
 import psycopg
 from psycopg import sql
+from pydantic import SecretStr
 
-from beffroi.settings import PORTS_FILE, Settings
-from beffroi.stack import broker_auth, dynsec, install
-from beffroi.stack.broker_auth import BrokerAccount
+from beffroi import broker_auth, endpoints
+from beffroi.broker_auth import BrokerAccount
+from beffroi.settings import Settings
+from beffroi.stack import dynsec, install
 from beffroi.stack.errors import StackError
 from beffroi.stack.mosquitto import Mosquitto
 from beffroi.stack.postgres import Postgres
@@ -26,6 +28,8 @@ from beffroi.stack.secrets import LocalSecrets, load_or_create
 log = logging.getLogger(__name__)
 
 SHARED_ROOT = Path("/var/lib/beffroi")
+PORTS = frozenset({"pg_port", "mqtt_port"})
+PORTS_FILE = "ports.json"
 
 
 @dataclass(frozen=True)
@@ -46,6 +50,22 @@ class Stack:
         self.settings = settings
         self.state_dir = settings.state_dir.resolve()
         self._secrets: LocalSecrets | None = None
+        self._explicit_ports = frozenset(PORTS & settings.model_fields_set)
+        self._apply_recorded_ports()
+
+    def _apply_recorded_ports(self) -> None:
+        """Take the ports recorded in ``<state_dir>/ports.json`` unless set explicitly."""
+        try:
+            recorded = json.loads((self.state_dir / PORTS_FILE).read_text())
+        except (OSError, ValueError):
+            return
+        for name in PORTS - self._explicit_ports:
+            if isinstance(recorded.get(name), int):
+                setattr(self.settings, name, recorded[name])
+
+    def port_is_explicit(self, name: str) -> bool:
+        """True when ``pg_port`` / ``mqtt_port`` was set (environment, .env, argument)."""
+        return name in self._explicit_ports
 
     # -- layout -------------------------------------------------------------------------
     @property
@@ -114,7 +134,7 @@ class Stack:
         """When the port ``name`` (not set explicitly) is taken by another program, take a
         free one and record it for every later process; True if moved."""
         port: int = getattr(self.settings, name)
-        if self.settings.port_is_explicit(name) or not port_open("127.0.0.1", port):
+        if self.port_is_explicit(name) or not port_open("127.0.0.1", port):
             return False
         new = next((p for p in range(port + 1, min(port + 200, 65536)) if port_free(p)), None)
         if new is None:
@@ -169,6 +189,41 @@ class Stack:
         self._secrets = None
 
     # -- helpers used by other commands ---------------------------------------------------
+    def broker_address(self) -> tuple[str, int]:
+        """Host and port of the broker in use (the external one, or the local one)."""
+        if self.settings.broker_url is not None:
+            return endpoints.broker_address(self.settings)
+        return "127.0.0.1", self.settings.mqtt_port
+
+    def client_settings(self) -> Settings:
+        """The settings with every endpoint left unset taken from this stack: what the
+        production code (ingestor, API, simulators) reads, see :mod:`beffroi.endpoints`."""
+        s = self.settings
+        update: dict[str, object] = {}
+        if s.database_url is None:
+            update["database_url"] = SecretStr(self.database_url())
+        if s.broker_url is None:  # the local broker, with the stack's accounts
+            update["broker_url"] = f"mqtt://127.0.0.1:{s.mqtt_port}"
+            if s.ingest_mqtt_password is None:
+                update["ingest_mqtt_password"] = SecretStr(self.mqtt_credentials("ingest")[1])
+            if s.sim_mqtt_password is None:
+                update["sim_mqtt_password"] = SecretStr(self.mqtt_credentials("sim")[1])
+        return s.model_copy(update=update)
+
+    def environment(self) -> dict[str, str]:
+        """``BEFFROI_*`` variables giving a process this stack's endpoints and accounts."""
+        c = self.client_settings()
+        assert c.database_url and c.broker_url
+        env = {"BEFFROI_DATABASE_URL": c.database_url.get_secret_value(),
+               "BEFFROI_BROKER_URL": c.broker_url,
+               "BEFFROI_INGEST_MQTT_USERNAME": c.ingest_mqtt_username,
+               "BEFFROI_SIM_MQTT_USERNAME": c.sim_mqtt_username}
+        if c.ingest_mqtt_password is not None:
+            env["BEFFROI_INGEST_MQTT_PASSWORD"] = c.ingest_mqtt_password.get_secret_value()
+        if c.sim_mqtt_password is not None:
+            env["BEFFROI_SIM_MQTT_PASSWORD"] = c.sim_mqtt_password.get_secret_value()
+        return env
+
     def database_url(self, db: str | None = None) -> str:
         """URL of the database in use (the external one, or ``db`` on the local cluster)."""
         if self.settings.database_url is not None:
@@ -269,7 +324,7 @@ class Stack:
 
     @contextlib.contextmanager
     def _dynsec(self) -> Iterator[dynsec.DynsecControl]:
-        host, port = self.settings.broker_address()
+        host, port = self.broker_address()
         user, password = self.mqtt_credentials("admin")
         try:
             ctl = dynsec.DynsecControl(host, port, user, password,

@@ -20,6 +20,9 @@ from typing import Any
 import httpx
 import numpy as np
 
+from beffroi.settings import Settings
+from beffroi.stack import Stack
+
 
 @dataclass(frozen=True)
 class Stats:
@@ -48,7 +51,9 @@ def api_server(db_url: str, log_path: Path, *,
     The factory's defaults: no background maintenance (``beffroi api`` runs it every
     minute), a pool of 10 database connections."""
     port = _free_port()
-    env = {**os.environ, "BEFFROI_DATABASE_URL": db_url}
+    # The factory reads its endpoints from the environment: the development stack's broker.
+    stack_env = Stack(Settings()).environment()
+    env = {**os.environ, **stack_env, "BEFFROI_DATABASE_URL": db_url}
     with log_path.open("w") as log:
         proc = subprocess.Popen(
             [sys.executable, "-m", "uvicorn", app, "--factory",

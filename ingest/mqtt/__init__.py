@@ -23,8 +23,8 @@ class Subscriber(Protocol):
     async def start(self) -> None:
         """Connect, subscribe, and keep reconnecting until ``stop``."""
 
-    async def stop(self) -> None:
-        """Disconnect cleanly (the broker keeps the session)."""
+    async def stop(self, *, end_session: bool = False) -> None:
+        """Disconnect cleanly (the broker keeps the session unless ``end_session``)."""
 
     @property
     def connected(self) -> bool:

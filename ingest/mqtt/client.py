@@ -35,6 +35,9 @@ DISCONNECT_WAIT_S = 3.0
 BACKOFF_FIRST_S = 0.5
 BACKOFF_MAX_S = 15.0
 STABLE_S = 10.0  # a connection that lived this long resets the backoff
+#: MQTT 5 DISCONNECT reason: another connection took this client id's session (Mosquitto
+#: 2.0.15 and later; 2.0.11 says 0x80, "unspecified error").
+SESSION_TAKEN_OVER = 0x8E
 
 
 class SubscriptionRefused(RuntimeError):
@@ -92,7 +95,8 @@ class MqttSubscriber:
                  session_expiry_s: int, stale_topics: Sequence[str] = (),
                  max_inflight_bytes: int = 0, max_packet_size: int = 1 << 20,
                  keepalive_s: int = KEEPALIVE_S,
-                 on_state: Callable[[bool], None] | None = None) -> None:
+                 on_state: Callable[[bool], None] | None = None,
+                 on_taken_over: Callable[[], None] | None = None) -> None:
         self.host = host
         self.port = port
         self.username = username
@@ -106,6 +110,8 @@ class MqttSubscriber:
         self.keepalive_s = keepalive_s
         self._submit = submit
         self._on_state = on_state
+        self._on_taken_over = on_taken_over
+        self.taken_over = False
         self.gate = InflightGate(receive_maximum, max_inflight_bytes)
         self.gate.on_change = self._gate_changed
         self.backoff = Backoff()
@@ -221,8 +227,10 @@ class MqttSubscriber:
             # Subscribe on every connection, session present or not: Mosquitto 2.0 does not
             # restore shared subscriptions from its persistence file after a restart
             # (idempotent for a live subscription).
-            async with asyncio.timeout(SUBSCRIBE_TIMEOUT_S):
-                suback = await asyncio.shield(conn.subscribe(self.topics, qos=1))
+            suback = w.Ack(0, [], {})  # no filter: a retiring worker's session, drained only
+            if self.topics:
+                async with asyncio.timeout(SUBSCRIBE_TIMEOUT_S):
+                    suback = await asyncio.shield(conn.subscribe(self.topics, qos=1))
             # Only now may the gate pause reading: paused earlier, the SUBACK could not be
             # read (messages read meanwhile count, and close the gate, all the same).
             self._conn = conn
@@ -277,6 +285,17 @@ class MqttSubscriber:
                 self._conn = None
             if self._on_state:
                 self._on_state(False)
+            if getattr(err, "reason", None) == SESSION_TAKEN_OVER:
+                # Another client connected with our client id (a second ingestor): taking the
+                # session back would start a fight that loses messages. This one stops.
+                log.error("another client connected as %s and took over its session: this "
+                          "ingestor stops (is another `beffroi ingest` running with the same "
+                          "BEFFROI_INGEST_CLIENT_ID?)", self.client_id)
+                self.taken_over = True
+                self._stopping = True
+                if self._on_taken_over:
+                    self._on_taken_over()
+                return
             log.warning("disconnected from the broker at %s:%d (%s)", self.host, self.port, err)
             if time.monotonic() - since >= STABLE_S:
                 self.backoff.reset()
@@ -304,11 +323,18 @@ class MqttSubscriber:
             await conn.closed
         await self.stop()
 
-    async def stop(self) -> None:
-        """Disconnect without ending the session (reason 0: the broker keeps it)."""
+    async def stop(self, *, end_session: bool = False) -> None:
+        """Disconnect without ending the session (reason 0: the broker keeps it), or ending
+        it (session expiry 0: the broker forgets it)."""
         self._stopping = True
         conn, self._conn = self._conn, None
-        if conn is not None and conn.is_open:
+        if conn is not None and conn.is_open and end_session:
+            conn.write(w.disconnect_packet(properties={"session_expiry_interval": 0}))
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(DISCONNECT_WAIT_S):
+                    await conn.closed
+            conn.close()
+        elif conn is not None and conn.is_open:
             # The broker closes the connection once it has read DISCONNECT, so after every
             # PUBACK written before it: waiting for that close means they all counted (a
             # restart with the same client id could otherwise take the session over first).

@@ -198,7 +198,7 @@ def dash(stack: Stack, settings: Settings,
             runs_dir = work / "scenarios"
             runs_dir.mkdir()
             _write_run_scenarios(runs_dir, reg)
-            host, port = stack.settings.broker_address()
+            host, port = stack.broker_address()
             user, password = stack.mqtt_credentials("admin")
             app_settings = settings.model_copy(update={
                 "database_url": SecretStr(db_url), "ingest_metrics_port": 0})

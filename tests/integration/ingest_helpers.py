@@ -36,7 +36,7 @@ def ingest_settings(settings: Settings, **overrides: Any) -> Settings:
 
 def broker_config(stack: Stack) -> BrokerConfig:
     """A broker account for test ingestors: the admin one, which may read any test prefix."""
-    host, port = stack.settings.broker_address()
+    host, port = stack.broker_address()
     user, password = stack.mqtt_credentials("admin")
     return BrokerConfig(host, port, user, password)
 
@@ -83,7 +83,7 @@ class IngestProcess:
 
     def __init__(self, stack: Stack, db_url: str, log_path: Path, *, workers: int = 1,
                  env: dict[str, str] | None = None) -> None:
-        host, port = stack.settings.broker_address()
+        host, port = stack.broker_address()
         user, password = stack.mqtt_credentials("admin")  # may read the test prefix
         tag = random_tag()
         self.client_ids = [f"crash-{tag}-{i}" for i in range(workers)]

@@ -23,7 +23,7 @@ class Publisher:
 
     def __init__(self, stack: Stack, *, username: str, password: str,
                  client_id: str = "") -> None:
-        host, port = stack.settings.broker_address()
+        host, port = stack.broker_address()
         self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id,
                                   protocol=mqtt.MQTTv5)
         self.client.username_pw_set(username, password)
@@ -86,7 +86,7 @@ def publish_fast(stack: Stack, messages: Iterable[tuple[str, bytes]], *, role: s
     if not 0 < window < 65_535:
         raise ValueError("window must be below the 65,535 packet ids")
     user, password = stack.mqtt_credentials(role)
-    host, port = stack.settings.broker_address()
+    host, port = stack.broker_address()
     deadline = time.monotonic() + timeout
     with socket.create_connection((host, port), timeout=timeout) as sock:
         sock.sendall(connect_packet(f"pub-{secrets.token_hex(4)}", user, password))
@@ -135,7 +135,7 @@ def publish_fast(stack: Stack, messages: Iterable[tuple[str, bytes]], *, role: s
 def purge_session(stack: Stack, client_id: str) -> None:
     """Delete a persistent session on the broker (connect clean with expiry 0)."""
     user, password = stack.mqtt_credentials("admin")
-    host, port = stack.settings.broker_address()
+    host, port = stack.broker_address()
     c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
     c.username_pw_set(user, password)
     done = threading.Event()

@@ -17,7 +17,7 @@ def publish_simulation(stack: Stack, messages: Iterable[SimMessage], router: Rou
                        client_ids: Mapping[str, str] | None = None) -> RunStats:
     """Publish at full speed through a Fleet; fail unless the broker acknowledged every
     message."""
-    host, port = stack.settings.broker_address()
+    host, port = stack.broker_address()
     fleet = Fleet(host, port, accounts, client_ids=client_ids)
     fleet.connect()
     try:

@@ -45,7 +45,7 @@ class Counting:
     """A subscriber on the run's topic prefix that counts what the broker delivers."""
 
     def __init__(self, stack: Stack, prefix: str) -> None:
-        host, port = stack.settings.broker_address()
+        host, port = stack.broker_address()
         user, password = stack.mqtt_credentials("admin")
         self.n = 0
         self._lock = threading.Lock()
@@ -146,7 +146,7 @@ def ops(stack: Stack, settings: Settings, db_url: str,
     # A topic prefix of the test's own (no ingestor reads it) and the admin broker account,
     # which may write any prefix; the application otherwise uses the simulator's account.
     prefix = f"t{uid}"
-    host, port = stack.settings.broker_address()
+    host, port = stack.broker_address()
     user, password = stack.mqtt_credentials("admin")
     app_settings = settings.model_copy(update={"database_url": SecretStr(db_url),
                                                "topic_prefix": prefix})

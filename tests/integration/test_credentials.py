@@ -27,9 +27,10 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 from beffroi import cli
+from beffroi.broker_auth import connection_user, mosquitto_verify
+from beffroi.endpoints import broker_address
 from beffroi.settings import Settings
 from beffroi.stack import Stack
-from beffroi.stack.broker_auth import connection_user, mosquitto_verify
 from beffroi.stack.dynsec import DynsecControl, current_bindings
 from devices import credentials as creds
 from devices import store
@@ -59,7 +60,7 @@ class Peer:
         self.client.on_publish = self._on_publish
         self.client.on_subscribe = self._on_subscribe
         self.client.on_message = lambda _c, _u, msg: self.messages.append(msg)
-        host, port = settings.broker_address()
+        host, port = broker_address(settings)
         self.client.connect(host, port, keepalive=30)
 
     def _on_connect(self, _c: Any, _u: Any, _flags: Any, rc: Any, _props: Any) -> None:
@@ -263,7 +264,7 @@ async def test_a_stolen_client_id_is_refused_and_nothing_is_lost(
     # The real ingest account of the last worker slot, so a developer's ingestor is not hit.
     worker = settings.ingest_max_workers - 1
     victim = f"{settings.ingest_client_id}-{worker}"
-    host, port = settings.broker_address()
+    host, port = broker_address(settings)
     broker = BrokerConfig(host, port, *stack.mqtt_credentials("ingest"))
     s = ingest_settings(settings, topic_prefix=prefix, ingest_client_id=settings.ingest_client_id)
     start = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=1)
@@ -335,7 +336,7 @@ def test_bindings_follow_the_accounts_without_a_restart(
 
     def bindings() -> dict[str, str | None]:
         """User name -> bound client id, as the running broker holds it."""
-        host, port = settings.broker_address()
+        host, port = broker_address(settings)
         ctl = DynsecControl(host, port, *stack.mqtt_credentials("admin"))
         try:
             return {u: None if b is None else b.client_id

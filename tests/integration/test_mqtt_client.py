@@ -11,9 +11,9 @@ from typing import Any
 
 import pytest
 
+from beffroi.broker_auth import connection_user
 from beffroi.settings import Settings
 from beffroi.stack import Stack
-from beffroi.stack.broker_auth import connection_user
 from ingest.mqtt import ConnectRefused, MqttSubscriber, SubscriptionRefused
 from tests.integration.mqtt_helpers import Publisher, await_until, purge_session
 
@@ -47,7 +47,7 @@ class Recorder:
 def make(stack: Stack, client_id: str, topics: list[str], submit: Callable[..., Any], *,
          account: tuple[str, str] | None = None,
          on_state: Callable[[bool], None] | None = None) -> MqttSubscriber:
-    host, port = stack.settings.broker_address()
+    host, port = stack.broker_address()
     user, password = account or stack.mqtt_credentials("admin")
     sub = MqttSubscriber(host=host, port=port, username=user, password=password,
                          client_id=client_id, topics=topics, submit=submit,

@@ -29,8 +29,22 @@ HYPERTABLES = {
 }
 
 
+def _sql_dir() -> Path:
+    """The package's migrations (a directory in a checkout)."""
+    return Path(str(default_sql_dir()))
+
+
+def test_no_migration_at_all_is_refused(db_url: str, tmp_path: Path,
+                                        conn: psycopg.Connection) -> None:
+    """An installation without its migrations fails, rather than saying "up to date"."""
+    before = conn.execute("SELECT count(*) FROM schema_migrations").fetchone()
+    with pytest.raises(MigrationError, match="no migration found"):
+        migrate(db_url, tmp_path)
+    assert conn.execute("SELECT count(*) FROM schema_migrations").fetchone() == before
+
+
 def test_migrations_are_recorded_and_rerun_is_noop(db_url: str, conn: psycopg.Connection) -> None:
-    files = sorted(p.name for p in default_sql_dir().glob("*.sql"))
+    files = sorted(p.name for p in _sql_dir().glob("*.sql"))
     rows = conn.execute("SELECT version, checksum FROM schema_migrations ORDER BY 1").fetchall()
     assert [r[0] for r in rows] == [int(f[:3]) for f in files]
     assert migrate(db_url) == []
@@ -38,7 +52,7 @@ def test_migrations_are_recorded_and_rerun_is_noop(db_url: str, conn: psycopg.Co
 
 def test_edited_migration_is_refused(db_url: str, tmp_path: Path) -> None:
     sql_dir = tmp_path / "sql"
-    shutil.copytree(default_sql_dir(), sql_dir)
+    shutil.copytree(_sql_dir(), sql_dir)
     first = sorted(sql_dir.glob("*.sql"))[0]
     first.write_text(first.read_text() + "\n-- edited\n")
     with pytest.raises(MigrationError, match="changed after it was applied"):
@@ -79,7 +93,7 @@ def test_meter_serial_migration_moves_12_digit_meter_ids(stack: Stack, tmp_path:
     011 moves serials to ``meter_serial`` and leaves ``meter_id`` to PRMs."""
     old = tmp_path / "sql"
     old.mkdir()
-    for path in default_sql_dir().glob("*.sql"):
+    for path in _sql_dir().glob("*.sql"):
         if path.name < "011_meter_serial.sql":
             shutil.copy(path, old / path.name)
     name = f"beffroi_test_mig_{secrets.token_hex(3)}"

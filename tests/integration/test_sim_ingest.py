@@ -12,9 +12,9 @@ from typing import Any
 import psycopg
 import pytest
 
+from beffroi.broker_auth import BrokerAccount
 from beffroi.settings import Settings
 from beffroi.stack import Stack
-from beffroi.stack.broker_auth import BrokerAccount
 from devices import credentials as creds
 from devices import store
 from devices.registry import RegistryFile
@@ -108,7 +108,7 @@ async def test_tiny_scenario_rows_match_the_generator(stack: Stack, settings: Se
 
 async def test_per_device_connections_authenticate(stack: Stack, settings: Settings,
                                                    db_url: str, uid: str) -> None:
-    if settings.external_broker:
+    if stack.settings.external_broker:
         pytest.skip("per-device accounts are applied on the local broker only")
     reg = tiny_city(prefix=f"{uid}-")
     _import(db_url, reg)
@@ -124,7 +124,7 @@ async def test_per_device_connections_authenticate(stack: Stack, settings: Setti
     assert set(passwords) == set(ids)
     _merge_broker_accounts(stack, add=mine)
     try:
-        host, port = settings.broker_address()
+        host, port = stack.broker_address()
         sim_user = stack.mqtt_credentials("admin")
         accounts = accounts_for(mode="per-device", pool_size=1, sim=sim_user,
                                 device_passwords=passwords)

@@ -44,10 +44,10 @@ def test_a_second_stack_moves_off_ports_another_program_holds(tmp_path: Path) ->
     state.mkdir()
     (state / "ports.json").write_text(f'{{"pg_port": {taken}, "mqtt_port": {taken}}}')
     st = Stack(Settings(state_dir=state))
-    assert st.settings.pg_port == taken and not st.settings.port_is_explicit("pg_port")
+    assert st.settings.pg_port == taken and not st.port_is_explicit("pg_port")
     try:
         st.up()
-        later = Settings(state_dir=state)  # what the next process sees
+        later = Stack(Settings(state_dir=state)).settings  # what the next process sees
         assert taken not in (later.pg_port, later.mqtt_port)
         assert (later.pg_port, later.mqtt_port) == (st.settings.pg_port, st.settings.mqtt_port)
         with psycopg.connect(Stack(later).database_url()) as conn:
@@ -100,7 +100,7 @@ def test_broker_refuses_anonymous_and_wrong_password(stack: Stack) -> None:
     import paho.mqtt.client as mqtt
     from paho.mqtt.enums import CallbackAPIVersion
 
-    host, port = stack.settings.broker_address()
+    host, port = stack.broker_address()
     for user, password in ((None, None), ("beffroi-ingest", "wrong")):
         client = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
         if user:
@@ -118,7 +118,7 @@ def test_broker_refuses_anonymous_and_wrong_password(stack: Stack) -> None:
 
 
 def test_external_database_is_honoured(tmp_path: Path, db_url: str, stack: Stack) -> None:
-    host, port = stack.settings.broker_address()
+    host, port = stack.broker_address()
     ext = Stack(Settings(state_dir=tmp_path / "ext", database_url=db_url,
                          broker_url=f"mqtt://{host}:{port}", pg_port=_free_port()))
     lines = ext.up()

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from beffroi.stack.broker_auth import (
+from beffroi.broker_auth import (
     ADMIN_USER,
     BrokerAccount,
     connection_user,

@@ -86,20 +86,41 @@ def service_accounts(*, prefix: str, ingest_password: str, sim_password: str,
     connection ``n`` is ``sim_user`` with ``{n}`` replaced, client id = user name, and writes
     them. The admin account reads and writes everything, with any client id.
     """
-    for template in (ingest_user, sim_user):
-        if CONNECTION_PLACEHOLDER not in template:
-            raise ValueError(f"broker user name {template!r} needs {CONNECTION_PLACEHOLDER}: "
-                             "each connection has an account of its own")
-    device_topics = (f"{prefix}/#", *bridge_topics(bridge_prefix))
-    ingest_hash, sim_hash = mosquitto_hash(ingest_password), mosquitto_hash(sim_password)
-    ingest = [BrokerAccount(connection_user(ingest_user, n), ingest_hash, read=device_topics,
-                            client_id=f"{ingest_client_id}-{n}")
-              for n in range(ingest_connections)]
-    sim = [BrokerAccount(user, sim_hash, write=device_topics, client_id=user)
-           for user in (connection_user(sim_user, n) for n in range(sim_connections))]
+    ingest = ingest_accounts(prefix=prefix, password=ingest_password, user=ingest_user,
+                             client_id=ingest_client_id, connections=ingest_connections,
+                             bridge_prefix=bridge_prefix)
+    sim = sim_accounts(prefix=prefix, password=sim_password, user=sim_user,
+                       connections=sim_connections, bridge_prefix=bridge_prefix)
     admin = BrokerAccount(ADMIN_USER, mosquitto_hash(admin_password),
                           read=("#", DYNSEC_CONTROL), write=("#", DYNSEC_CONTROL))
     return [*ingest, *sim, admin]
+
+
+def _template(user: str) -> str:
+    if CONNECTION_PLACEHOLDER not in user:
+        raise ValueError(f"broker user name {user!r} needs {CONNECTION_PLACEHOLDER}: "
+                         "each connection has an account of its own")
+    return user
+
+
+def ingest_accounts(*, prefix: str, password: str, user: str, client_id: str,
+                    connections: int, bridge_prefix: str = "") -> list[BrokerAccount]:
+    """The ingestor's accounts: worker ``n`` is ``user`` with ``{n}`` replaced, client id
+    ``{client_id}-{n}``, and reads every device and bridge topic."""
+    topics = (f"{prefix}/#", *bridge_topics(bridge_prefix))
+    hashed = mosquitto_hash(password)
+    return [BrokerAccount(connection_user(_template(user), n), hashed, read=topics,
+                          client_id=f"{client_id}-{n}") for n in range(connections)]
+
+
+def sim_accounts(*, prefix: str, password: str, user: str, connections: int,
+                 bridge_prefix: str = "") -> list[BrokerAccount]:
+    """The simulator's accounts: connection ``n`` is ``user`` with ``{n}`` replaced (and
+    that client id), and writes every device and bridge topic."""
+    topics = (f"{prefix}/#", *bridge_topics(bridge_prefix))
+    hashed = mosquitto_hash(password)
+    return [BrokerAccount(name, hashed, write=topics, client_id=name)
+            for name in (connection_user(_template(user), n) for n in range(connections))]
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,1 @@
+"""Beffroi's SQL migrations, ``NNN_name.sql``: package data read with importlib.resources."""
