@@ -1,7 +1,7 @@
 """Reading rollups from the routes: each bucket is answered from where its data is.
 
 Rollups (migrations ``007_rollups.sql`` and ``008_site_rollups.sql`` in
-``beffroi/migrations/``, maintained by :mod:`api.maintenance`) hold one row per device (or
+``sql/``, maintained by :mod:`api.maintenance`) hold one row per device (or
 site) per UTC hour, per parking zone
 per UTC quarter hour, and per district per local day. A bucket is answered from a rollup
 when both its edges are whole slots of it (hourly rollups: 1h, day, week and month buckets

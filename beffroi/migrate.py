@@ -1,8 +1,8 @@
 """Forward-only numbered SQL migrations, each in its own transaction.
 
-They ship inside the package (``beffroi/migrations/*.sql``, read with importlib.resources),
-so an installed wheel migrates like a checkout; finding none at all is an error, never
-"up to date".
+They live in ``sql/`` and ship inside the package (``beffroi/migrations``, a link to
+``sql/``, read with importlib.resources), so an installed wheel migrates like a
+checkout; finding none at all is an error, never "up to date".
 """
 
 from __future__ import annotations
@@ -43,8 +43,9 @@ class Migration:
 
 
 def default_sql_dir() -> Traversable:
-    """The migrations shipped with the package (``beffroi.migrations``)."""
-    return resources.files("beffroi.migrations")
+    """The migrations shipped with the package: ``beffroi/migrations``, a link to the
+    repository's ``sql/`` that the wheel holds as package data."""
+    return resources.files("beffroi") / "migrations"
 
 
 def discover(sql_dir: Traversable | Path) -> list[Migration]:

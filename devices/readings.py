@@ -2,7 +2,7 @@
 
 Decoders of every payload format produce these; the ingestor writes them with COPY, so a
 reading's tuple *is* the row. Range limits here mirror the SQL CHECK constraints of the
-migrations (``beffroi/migrations/``).
+migrations (``sql/``).
 """
 
 from __future__ import annotations
@@ -114,7 +114,7 @@ PG_TYPES: dict[str, tuple[str, ...]] = {
     ),
 }
 
-# Natural key of each table: the columns of its unique index (beffroi/migrations/
+# Natural key of each table: the columns of its unique index (sql/
 # 002_readings.sql). A row whose key is already stored is a redelivery when every other
 # column matches, else a conflict.
 KEY_COLUMNS: dict[str, tuple[str, ...]] = {

@@ -1,6 +1,6 @@
 """The device registry: sites and devices, and the JSON/CSV files that describe them.
 
-The models mirror the CHECK constraints of ``beffroi/migrations/001_registry.sql``, so that
+The models mirror the CHECK constraints of ``sql/001_registry.sql``, so that
 a file that validates here never fails a constraint on import. A Linky has two numbers: ``meter_id``
 is its delivery point's PRM (14 digits, kept when the meter is replaced) and
 ``meter_serial`` the meter's own serial (12 digits, ``ADSC``/``ADCO`` in its TIC frames,
@@ -90,7 +90,7 @@ class ParkingPlace(BaseModel):
     """What the national parking-places schema (etalab/schema-stationnement) needs of a
     parking zone beyond the site's own fields (name, INSEE code, coordinates, capacity).
 
-    Mirrors the CHECKs of ``beffroi/migrations/013_opendata.sql``; the open data exports
+    Mirrors the CHECKs of ``sql/013_opendata.sql``; the open data exports
     these values as they are (see docs/opendata.md), nothing is invented at export time.
     """
 

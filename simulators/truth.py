@@ -231,7 +231,7 @@ class Truth:
 
 
 def _row_key(e: Emission, ts_unix: int) -> tuple[Any, ...]:
-    """The reading's unique key in its table (``beffroi/migrations/002_readings.sql``)."""
+    """The reading's unique key in its table (``sql/002_readings.sql``)."""
     v = e.values
     if e.kind == "wifi/sessions":
         return (e.device.id, v["client_mac"], v["event"], ts_unix)

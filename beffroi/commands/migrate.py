@@ -14,7 +14,7 @@ def register(sub: Any) -> None:
     """Add ``migrate``."""
     p = sub.add_parser("migrate", help="apply pending database migrations",
                        description="Apply the numbered SQL migrations shipped in the package "
-                       "(beffroi/migrations/) that the database "
+                       "(sql/) that the database "
                        "has not applied yet, each in its own transaction. Refuses a migration "
                        "edited after it was applied.")
     p.add_argument("--sql-dir", type=Path, default=None,

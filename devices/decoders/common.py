@@ -1,7 +1,7 @@
 """Shared pieces of the decoders: the decode context, JSON loading, times, range checks.
 
 ``check_reading`` is the last step of every decoder: it enforces on a finished reading the
-CHECK constraints of ``beffroi/migrations/002_readings.sql`` and the limits of the column
+CHECK constraints of ``sql/002_readings.sql`` and the limits of the column
 types, so that a reading that passes can never make a COPY batch fail.
 """
 
@@ -39,7 +39,7 @@ INT4_MAX: Final = 2**31 - 1
 INT8_MAX: Final = 2**63 - 1
 FLOAT4_MAX: Final = 3.4028234663852886e38  # largest finite real
 
-# CHECK constraints of beffroi/migrations/002_readings.sql, as (min, max), both inclusive.
+# CHECK constraints of sql/002_readings.sql, as (min, max), both inclusive.
 CLIENTS: Final = (0, INT4_MAX)
 BYTES_COUNTER: Final = (0, INT8_MAX)
 WIFI_RSSI_DBM: Final = (-120, 0)

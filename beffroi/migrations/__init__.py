@@ -1,1 +1,0 @@
-"""Beffroi's SQL migrations, ``NNN_name.sql``: package data read with importlib.resources."""
