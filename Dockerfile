@@ -6,6 +6,7 @@ WORKDIR /src
 COPY requirements-build.lock ./
 RUN pip install --no-cache-dir --require-hashes -r requirements-build.lock
 COPY pyproject.toml README.md ./
+COPY sql sql
 COPY beffroi beffroi
 COPY devices devices
 COPY ingest ingest

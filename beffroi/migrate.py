@@ -52,7 +52,8 @@ def discover(sql_dir: Traversable | Path) -> list[Migration]:
     """The migrations in ``sql_dir``, in order; refuses duplicate numbers and odd names,
     and a directory with none at all (a package installed without its migrations)."""
     found: dict[int, Migration] = {}
-    files = (p for p in sql_dir.iterdir() if p.name.endswith(".sql") and p.is_file())
+    files = (p for p in (sql_dir.iterdir() if sql_dir.is_dir() else ())
+             if p.name.endswith(".sql") and p.is_file())
     for path in sorted(files, key=lambda p: p.name):
         m = MIGRATION_RE.match(path.name)
         if not m:

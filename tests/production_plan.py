@@ -16,7 +16,7 @@ DOCKERFILE = ROOT / "Dockerfile"
 #: The image's Python (``FROM python:<this>-...``) is the one the smoke test installs into.
 PYTHON = "3.11"
 #: What the image copies into its build stage, and the smoke test into its build directory.
-IMAGE_SOURCES = ("pyproject.toml", "README.md", "beffroi", "devices", "ingest", "api",
+IMAGE_SOURCES = ("pyproject.toml", "README.md", "sql", "beffroi", "devices", "ingest", "api",
                  "simulators")
 #: pip steps, in order: the build backend, the wheel, the locked dependencies, the wheel.
 PIP_BUILD_BACKEND = ("install", "--require-hashes", "-r", "requirements-build.lock")

@@ -119,7 +119,8 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
     for name in plan.IMAGE_SOURCES:  # the Dockerfile's COPY lines
         source = plan.ROOT / name
         if source.is_dir():
-            shutil.copytree(source, src / name,
+            # links stay links, as Docker's COPY keeps them (beffroi/migrations -> ../sql)
+            shutil.copytree(source, src / name, symlinks=True,
                             ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
         else:
             shutil.copy2(source, src / name)

@@ -40,6 +40,9 @@ def test_no_migration_at_all_is_refused(db_url: str, tmp_path: Path,
     before = conn.execute("SELECT count(*) FROM schema_migrations").fetchone()
     with pytest.raises(MigrationError, match="no migration found"):
         migrate(db_url, tmp_path)
+    # nor a package whose migrations directory is missing (a link left dangling)
+    with pytest.raises(MigrationError, match="no migration found"):
+        migrate(db_url, tmp_path / "migrations")
     assert conn.execute("SELECT count(*) FROM schema_migrations").fetchone() == before
 
 
