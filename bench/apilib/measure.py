@@ -53,7 +53,10 @@ def api_server(db_url: str, log_path: Path, *,
     port = _free_port()
     # The factory reads its endpoints from the environment: the development stack's broker.
     stack_env = Stack(Settings()).environment()
-    env = {**os.environ, **stack_env, "BEFFROI_DATABASE_URL": db_url}
+    # No statement timeout: the baseline computes a year from raw rows (about 50 s), which
+    # the API in service refuses after BEFFROI_API_STATEMENT_TIMEOUT_S (10 s).
+    env = {**os.environ, **stack_env, "BEFFROI_DATABASE_URL": db_url,
+           "BEFFROI_API_STATEMENT_TIMEOUT_S": "0"}
     with log_path.open("w") as log:
         proc = subprocess.Popen(
             [sys.executable, "-m", "uvicorn", app, "--factory",
