@@ -22,11 +22,11 @@ TEXT_PATTERN = r"^[^\x00-\x1f\x7f]+$"
 
 
 async def get_conn(request: Request) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
-    """One pooled autocommit connection per request (auth and route share it)."""
+    """One pooled autocommit connection per request (auth and route share it; the pool
+    opens them in autocommit, :func:`api.main.connection_kwargs`)."""
     pool: AsyncConnectionPool = request.app.state.pool
     try:
         async with pool.connection(timeout=5) as conn:
-            await conn.set_autocommit(True)
             yield conn
     except psycopg.errors.QueryCanceled as exc:
         raise statement_cancelled(exc, request.app.state.settings) from exc
@@ -49,8 +49,9 @@ def statement_cancelled(exc: psycopg.errors.QueryCanceled, settings: Settings) -
 Conn = Annotated[psycopg.AsyncConnection[Any], Depends(get_conn)]
 
 
-def get_settings(request: Request) -> Settings:
-    """The process settings."""
+async def get_settings(request: Request) -> Settings:
+    """The process settings. The request dependencies are coroutines: FastAPI runs a plain
+    function in its thread pool, a hop per dependency that cost more than the work."""
     settings: Settings = request.app.state.settings
     return settings
 
@@ -70,7 +71,7 @@ def require(scope: Scope) -> Callable[..., Awaitable[TokenInfo]]:
         token = token.strip()
         if len(token) > 200:
             raise ApiError(401, "unauthorized", "invalid token", challenge)
-        info = await authenticate(conn, token)
+        info = await authenticate(conn, token, request.app.state.tokens)
         if info is None:
             raise ApiError(401, "unauthorized", "unknown or revoked token", challenge)
         if not info.allows(scope):
@@ -95,7 +96,7 @@ class Pagination:
 RowsFormat = Annotated[str, Depends(rows_format)]
 
 
-def pagination(_: RowsFormat,
+async def pagination(_: RowsFormat,
                limit: Annotated[int, Query(ge=1, le=1000, description="rows per page")] = 100,
                offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0) -> Pagination:
     """Pagination parameters (a list answers JSON or CSV, as a time series)."""
@@ -118,12 +119,12 @@ TzQuery = Annotated[str | None, Query(
     "the settings (the schema lists the names this server knows)")]
 
 
-def time_range(buckets: tuple[str, ...] = BUCKETS) -> Callable[..., Buckets]:
+def time_range(buckets: tuple[str, ...] = BUCKETS) -> Callable[..., Awaitable[Buckets]]:
     """The dependency of a time series accepting ``buckets`` (its schema enumerates them)."""
     default = "1h" if "1h" in buckets else buckets[0]
 
-    def dependency(settings: SettingsDep, _: RowsFormat, from_: FromQuery, to: ToQuery,
-                   bucket: str = default, tz: TzQuery = None) -> Buckets:
+    async def dependency(settings: SettingsDep, _: RowsFormat, from_: FromQuery, to: ToQuery,
+                         bucket: str = default, tz: TzQuery = None) -> Buckets:
         if bucket not in buckets:
             raise invalid(f"bucket must be one of {', '.join(buckets)}", param="bucket")
         zone = parse_tz(tz, settings.timezone)

@@ -7,15 +7,18 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 import psycopg
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse
 from psycopg_pool import AsyncConnectionPool
 
+from api.db import register_types
 from api.disconnect import CancelOnDisconnect
 from api.errors import install_error_handlers
 from api.openapi import install_openapi
+from api.tokens import TokenCache
 from beffroi import endpoints
 from beffroi.gctune import tune_gc
 from beffroi.settings import Settings
@@ -36,10 +39,9 @@ def create_app(settings: Settings | None = None, *,
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        timeout_ms = round(settings.api_statement_timeout_s * 1000)
         pool = AsyncConnectionPool(read_url, min_size=1, max_size=10, open=False,
-                                   kwargs={"application_name": "beffroi-api",
-                                           "options": f"-c statement_timeout={timeout_ms}"})
+                                   kwargs=connection_kwargs(settings),
+                                   configure=_configure)
         await pool.open(wait=False)
         app.state.pool = pool
         tune_gc(settings.api_gc_threshold)
@@ -59,6 +61,7 @@ def create_app(settings: Settings | None = None, *,
                   "under /v1 needs `Authorization: Bearer <token>` (see `beffroi tokens`); "
                   "errors are `{\"error\": code, \"detail\": ...}`. See docs/api.md.")
     app.state.settings = settings
+    app.state.tokens = TokenCache(settings.api_token_cache_s)
     install_error_handlers(app)
     app.add_middleware(CancelOnDisconnect)
     _include_routers(app)
@@ -93,6 +96,22 @@ def create_app(settings: Settings | None = None, *,
                             status_code=200 if ok else 503)
 
     return app
+
+
+def connection_kwargs(settings: Settings) -> dict[str, Any]:
+    """How the requests' pooled connections are opened: autocommit from the start (a
+    request reads, and switching it per checkout costs a lock each time), the statement
+    timeout, and JIT compilation off unless ``api_jit`` (PostgreSQL compiles the
+    expressions of a query it estimates costly: 20 to 200 ms spent on answers the rollups
+    give in a few; docs/api.md, Performance)."""
+    timeout_ms = round(settings.api_statement_timeout_s * 1000)
+    jit = "on" if settings.api_jit else "off"
+    return {"application_name": "beffroi-api", "autocommit": True,
+            "options": f"-c statement_timeout={timeout_ms} -c jit={jit}"}
+
+
+async def _configure(conn: psycopg.AsyncConnection[Any]) -> None:
+    register_types(conn)
 
 
 async def _maintenance_loop(db_url: str, settings: Settings, interval_s: float) -> None:

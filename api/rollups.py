@@ -80,10 +80,6 @@ class Coverage:
     raw_from: datetime | None = None
 
 
-def _sub(b: Buckets, edges: list[datetime]) -> Buckets:
-    return Buckets(b.bucket, b.tz, edges)
-
-
 def _on_slot(e: datetime, slot_s: int) -> bool:
     return e.microsecond == 0 and int(e.timestamp()) % slot_s == 0
 
@@ -134,7 +130,7 @@ def split(b: Buckets, cov: Coverage, source: str = "auto", *, slot_s: int = SLOT
     j = 0
     for i in range(1, len(b) + 1):
         if i == len(b) or kinds[i] != kinds[j]:
-            out.append(Segment(kinds[j][0], _sub(b, b.edges[j:i + 1]), kinds[j][1]))
+            out.append(Segment(kinds[j][0], b.slice(j, i), kinds[j][1]))
             j = i
     return out
 

@@ -88,6 +88,18 @@ class Settings(BaseSettings):
         "statement_timeout; 0: no limit): past it the query is cancelled and the request "
         "answered 503, so a few heavy requests cannot hold the connection pool."
     )
+    api_token_cache_s: float = Field(
+        5.0, ge=0, le=300,
+        description="How long an API process trusts a token it verified without asking the "
+        "database again: a revoked token keeps working this long at most (0: every request "
+        "asks)."
+    )
+    api_jit: bool = Field(
+        False,
+        description="PostgreSQL JIT compilation for the API's queries (jit on its pooled "
+        "connections): off by default, its compilation cost more than it saved on every "
+        "route measured (docs/api.md, Performance)."
+    )
     api_gc_threshold: int = Field(
         20_000, ge=0,
         description="Allocations between two runs of Python's cyclic garbage collector in "
