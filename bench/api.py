@@ -8,10 +8,14 @@
 2. ``beffroi maintain --rollups-only`` builds the hourly rollups (skipped when they already
    cover the year).
 3. The API runs as ``uvicorn api.main:create_app --factory`` in a child process (one worker,
-   as deployed); this process is the client: ``httpx.AsyncClient`` with 1 and 16 concurrent
-   clients per route. Client and server share the 2 cores (in-process ASGI would hide the
-   HTTP and event-loop costs and let the client's work block the server's loop: a child
-   process is the closer picture of production, slightly pessimistic).
+   as deployed, or ``--workers``); this process is the client: 1 and 16 keep-alive
+   connections per route of a minimal HTTP/1.1 client on asyncio streams
+   (``bench.apilib.client``; httpx cost as much CPU per request as the API's lightest
+   routes, taken from the cores the server needs). Client and server share the 2 cores
+   (in-process ASGI would hide the HTTP and event-loop costs and let the client's work
+   block the server's loop: a child process is the closer picture of production). Each
+   measurement also counts the CPU per request of the server, of the database backends
+   serving it and of the client, which does not depend on what else the machine runs.
 4. The baseline is the same route with ``source=raw`` (answers computed from raw rows, no
    rollups), in the same run, on fewer requests when it is slow; routes whose raw and
    rolled-up answers differ are flagged.
@@ -45,7 +49,7 @@ from api.tokens import create_token, revoke_token
 from beffroi.settings import Settings
 from beffroi.stack import Stack
 from bench.apilib.load import DB_NAME, Dataset, prepare
-from bench.apilib.measure import Stats, api_server, fetch, measure, same_answer
+from bench.apilib.measure import CpuMeter, Stats, api_process, fetch, measure, same_answer
 from bench.apilib.synth import Year
 
 log = logging.getLogger("bench.api")
@@ -65,7 +69,7 @@ class Route:
     name: str
     url: str
     what: str
-    target: bool = False
+    target: bool = True  # the issue's target holds for every route (p99 < 100 ms)
     raw: bool = True  # has a source=raw baseline
 
 
@@ -200,14 +204,13 @@ def machine(url: str) -> dict[str, Any]:
         size = conn.execute("SELECT pg_size_pretty(pg_database_size(current_database()))"
                             ).fetchone()
     import fastapi
-    import httpx
     import uvicorn
     return {"cpu": cpu, "cores": os.cpu_count(), "memory_gib": mem_gib, "os": os_name,
             "kernel": platform.release(), "python": platform.python_version(),
             "postgresql": pg[0] if pg else None, "timescaledb": ts[0] if ts else None,
             "postgresql_settings": pg_settings, "database_size": size[0] if size else None,
             "fastapi": fastapi.__version__, "uvicorn": uvicorn.__version__,
-            "httpx": httpx.__version__, "load_average": list(os.getloadavg())}
+            "load_average": list(os.getloadavg())}
 
 
 # -- measuring -----------------------------------------------------------------------------------
@@ -222,11 +225,14 @@ def _row(route: Route, clients: int, auto: Stats, base: Stats | None, source: st
             "baseline_p99_ms": base.p99_ms if base else None,
             "baseline_rps": base.rps if base else None,
             "baseline_requests": base.requests if base else None,
-            "matches_raw": matches, "target": route.target}
+            "matches_raw": matches, "target": route.target,
+            "cpu_ms_per_request": auto.cpu_ms}
 
 
-def run_routes(base: str, token: str, todo: list[Route], seconds: float) -> list[dict[str, Any]]:
-    """Every route with 1 and 16 clients, then its raw baseline."""
+def run_routes(base: str, token: str, todo: list[Route], seconds: float, *,
+               meter: CpuMeter | None = None, baselines: bool = True) -> list[dict[str, Any]]:
+    """Every route with 1 and 16 clients, then its raw baseline (unless not
+    ``baselines``)."""
     out = []
     for r in todo:
         t = time.perf_counter()
@@ -235,7 +241,7 @@ def run_routes(base: str, token: str, todo: list[Route], seconds: float) -> list
         source = answer.get("source") if isinstance(answer, dict) else None
         matches: bool | None = None
         raw_once_s = None
-        if r.raw:
+        if r.raw and baselines:
             t = time.perf_counter()
             raw_answer = fetch(base, token, _raw(r.url))
             raw_once_s = time.perf_counter() - t
@@ -247,7 +253,8 @@ def run_routes(base: str, token: str, todo: list[Route], seconds: float) -> list
             slow = once_s * clients / (os.cpu_count() or 1) > seconds
             auto = asyncio.run(measure(base, token, r.url, clients, seconds=seconds,
                                        max_requests=clients if slow else 100_000,
-                                       min_requests=clients if slow else 2 * clients))
+                                       min_requests=clients if slow else 2 * clients,
+                                       meter=meter))
             baseline = None
             if r.raw and raw_once_s is not None:
                 # One round of `clients` raw requests costs about clients x raw_once_s of
@@ -268,8 +275,11 @@ def run_routes(base: str, token: str, todo: list[Route], seconds: float) -> list
                 else:
                     log.info("%s: raw baseline with %d clients skipped (one raw answer "
                              "takes %.1fs)", r.name, clients, raw_once_s)
-            log.info("%-28s %2d client(s): p50 %7s ms  p99 %7s ms  %7s req/s  (%s)  | raw p99 "
-                     "%s ms", r.name, clients, auto.p50_ms, auto.p99_ms, auto.rps, source,
+            cpu = auto.cpu_ms or {}
+            log.info("%-28s %2d client(s): p50 %7s ms  p99 %7s ms  %7s req/s  (%s)  | CPU "
+                     "ms/request: server %s, database %s, client %s | raw p99 %s ms", r.name,
+                     clients, auto.p50_ms, auto.p99_ms, auto.rps, source, cpu.get("server"),
+                     cpu.get("database"), cpu.get("client"),
                      baseline.p99_ms if baseline else "-")
             out.append(_row(r, clients, auto, baseline, source, matches))
     return out
@@ -279,6 +289,10 @@ def run_routes(base: str, token: str, todo: list[Route], seconds: float) -> list
 
 def _fmt(x: float | None) -> str:
     return "—" if x is None else f"{x:,.1f}"
+
+
+def _fmt2(x: float | None) -> str:
+    return "—" if x is None else f"{x:,.2f}"
 
 
 def markdown(doc: dict[str, Any]) -> str:
@@ -292,9 +306,11 @@ def markdown(doc: dict[str, Any]) -> str:
              f"(kernel {m['kernel']})",
              f"- PostgreSQL {m['postgresql']} + TimescaleDB {m['timescaledb']} "
              f"({', '.join(f'{k} {v}' for k, v in sorted(m['postgresql_settings'].items()))})",
-             f"- Python {m['python']}, FastAPI {m['fastapi']}, uvicorn {m['uvicorn']} (one "
-             f"worker, child process), client httpx {m['httpx']} in the benchmark process: "
-             "client, server and database share the cores",
+             f"- Python {m['python']}, FastAPI {m['fastapi']}, uvicorn {m['uvicorn']} ("
+             + (f"{doc['workers']} workers" if doc.get("workers", 1) > 1 else "one worker")
+             + ", child process); client: the benchmark's own HTTP/1.1 keep-alive client on "
+             "asyncio streams, in the benchmark process: client, server and database share "
+             "the cores",
              f"- Load average at start: {', '.join(f'{x:.2f}' for x in m['load_average'])}",
              "", "## Data", "",
              f"Database `{DB_NAME}` ({m['database_size']}): {ds['days']} local days from "
@@ -307,15 +323,21 @@ def markdown(doc: dict[str, Any]) -> str:
              "", f"Rollups: {json.dumps(doc['maintain'])}", "",
              "## Results", "",
              "Per route and number of concurrent clients: latency of the route as served "
-             "(`source` says whether the answer came from rollups), and the baseline: the "
-             "same route with `source=raw` (computed from raw rows), same run.", "",
-             "| route | what | clients | p50 ms | p99 ms | req/s | source | baseline p50 ms "
-             "| baseline p99 ms | baseline req/s | raw = rollup |",
-             "|---|---|---:|---:|---:|---:|---|---:|---:|---:|---|"]
+             "(`source` says whether the answer came from rollups), its CPU per request "
+             "(milliseconds of the API server's processes / of the PostgreSQL backends "
+             "serving it / of the client), and the baseline: the same route with "
+             "`source=raw` (computed from raw rows), same run.", "",
+             "| route | what | clients | p50 ms | p99 ms | req/s | CPU ms/req server / db / "
+             "client | source | baseline p50 ms | baseline p99 ms | baseline req/s "
+             "| raw = rollup |",
+             "|---|---|---:|---:|---:|---:|---:|---|---:|---:|---:|---|"]
     for r in doc["routes"]:
+        cpu = r.get("cpu_ms_per_request") or {}
         lines.append(
             f"| `{r['name']}` | {r['what']} | {r['clients']} | {_fmt(r['p50_ms'])} | "
-            f"**{_fmt(r['p99_ms'])}** | {_fmt(r['rps'])} | {r['source'] or '—'} | "
+            f"**{_fmt(r['p99_ms'])}** | {_fmt(r['rps'])} | "
+            + " / ".join(_fmt2(cpu.get(k)) for k in ("server", "database", "client"))
+            + f" | {r['source'] or '—'} | "
             f"{_fmt(r['baseline_p50_ms'])} | {_fmt(r['baseline_p99_ms'])} | "
             f"{_fmt(r['baseline_rps'])} | "
             f"{'—' if r['matches_raw'] is None else ('yes' if r['matches_raw'] else 'NO')} |")
@@ -333,7 +355,11 @@ def markdown(doc: dict[str, Any]) -> str:
               "baseline whose round of concurrent raw requests would exceed "
               f"{RAW_BUDGET_S:g} s is not measured at that concurrency (—), and when one raw "
               "answer takes longer than a measurement, that single answer is the 1-client "
-              "baseline.", ""]
+              "baseline. CPU per request: user + system time of the server's processes and "
+              "of the PostgreSQL backends of its pool (`/proc`), and of the benchmark process "
+              "(the client), over the measured requests (warm-up excluded), divided by their "
+              "number; with one worker the server's share is what queues requests behind each "
+              "other (16 clients x 3 ms of server CPU is about 50 ms of waiting).", ""]
     return "\n".join(lines)
 
 
@@ -346,6 +372,12 @@ def main(argv: list[str] | None = None) -> int:
                     help="seconds per measurement (default 5)")
     ap.add_argument("--out", type=Path, default=RESULTS, help="results directory")
     ap.add_argument("--only", nargs="*", help="route names to measure (default: all)")
+    ap.add_argument("--workers", type=int, default=1,
+                    help="uvicorn worker processes of the API server (default 1, as "
+                    "`beffroi api` runs it)")
+    ap.add_argument("--no-baseline", action="store_true",
+                    help="skip the source=raw baselines (and the raw = rollup check): a "
+                    "quick look at latency and CPU per request")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
     logging.getLogger("httpx").setLevel(logging.WARNING)
@@ -365,8 +397,14 @@ def main(argv: list[str] | None = None) -> int:
     info = machine(ds.url)
     args.out.mkdir(parents=True, exist_ok=True)
     try:
-        with api_server(ds.url, args.out / "api-server.log") as base:
-            rows = run_routes(base, token, todo, args.seconds)
+        with api_process(ds.url, args.out / "api-server.log",
+                         workers=args.workers) as server:
+            meter = CpuMeter(server.pid, ds.url)
+            try:
+                rows = run_routes(server.base, token, todo, args.seconds, meter=meter,
+                                  baselines=not args.no_baseline)
+            finally:
+                meter.close()
     finally:
         with psycopg.connect(ds.url) as conn:
             revoke_token(conn, name=token_name)
@@ -381,6 +419,7 @@ def main(argv: list[str] | None = None) -> int:
            "dataset": {**ds.spec, "rows": ds.rows, "load_s": ds.load_s,
                        "vacuum_s": ds.vacuum_s},
            "maintain": maintain, "seconds_per_measurement": args.seconds,
+           "workers": args.workers, "baselines": not args.no_baseline,
            "routes": rows, "targets": targets}
     (args.out / "api.json").write_text(json.dumps(doc, indent=1) + "\n", encoding="utf-8")
     (args.out / "api.md").write_text(markdown(doc), encoding="utf-8")

@@ -1,5 +1,9 @@
-"""Latency and throughput of routes: an API server in a child process (uvicorn, one worker,
-as in production) and ``clients`` concurrent httpx clients in this process."""
+"""Latency, throughput and CPU per request of routes: an API server in a child process
+(uvicorn, one worker as in production, or ``workers``) and ``clients`` concurrent
+connections of the benchmark's own light HTTP client (:mod:`bench.apilib.client`) in this
+process. CPU per request is counted apart for the server's processes, the database
+backends serving it and this process (the client): unlike latency, it does not depend on
+what else the machine runs."""
 
 from __future__ import annotations
 
@@ -8,25 +12,29 @@ import contextlib
 import gc
 import math
 import os
+import resource
 import socket
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import httpx
 import numpy as np
+import psycopg
 
 from beffroi.settings import Settings
 from beffroi.stack import Stack
+from bench.apilib.client import Connection, HttpError
 
 
 @dataclass(frozen=True)
 class Stats:
-    """One (route, clients) measurement."""
+    """One (route, clients) measurement; ``cpu_ms``: CPU milliseconds per request of the
+    ``server``, the ``database`` backends and the ``client`` (None: not measured)."""
 
     requests: int
     errors: int
@@ -34,6 +42,82 @@ class Stats:
     p99_ms: float | None
     rps: float
     seconds: float
+    cpu_ms: dict[str, float | None] | None = None
+
+
+@dataclass(frozen=True)
+class Server:
+    """A running API server: its base URL and the process id of its uvicorn."""
+
+    base: str
+    pid: int
+
+
+_TICK = os.sysconf("SC_CLK_TCK")
+
+
+def _process_cpu_s(pid: int) -> float | None:
+    """User + system CPU seconds of process ``pid`` (None: gone or unreadable)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / _TICK
+
+
+def _process_tree(pid: int) -> list[int]:
+    """``pid`` and its descendants (uvicorn's workers)."""
+    out = [pid]
+    with contextlib.suppress(OSError):
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            for child in (task / "children").read_text().split():
+                out += _process_tree(int(child))
+    return out
+
+
+class CpuMeter:
+    """CPU seconds used so far by the API server's processes, by the PostgreSQL backends
+    of its pool (``application_name`` beffroi-api, on this machine) and by this process.
+    The database's share is None when its processes cannot be read (another machine)."""
+
+    def __init__(self, server_pid: int, db_url: str) -> None:
+        self.server_pid = server_pid
+        self._conn = psycopg.connect(db_url, autocommit=True,
+                                     application_name="bench-api-meter")
+
+    def close(self) -> None:
+        """Close the meter's database connection."""
+        self._conn.close()
+
+    def _backends(self) -> list[int]:
+        rows = self._conn.execute("SELECT pid FROM pg_stat_activity WHERE application_name "
+                                  "= 'beffroi-api'").fetchall()
+        return [int(r[0]) for r in rows]
+
+    def snapshot(self) -> dict[str, Any]:
+        """Cumulative CPU seconds: ``server``, ``client``, and ``backends`` by pid. (The
+        meter's own query, on a connection kept open, costs the client about 0.1 ms.)"""
+        own = resource.getrusage(resource.RUSAGE_SELF)
+        server = sum(_process_cpu_s(p) or 0.0 for p in _process_tree(self.server_pid))
+        backends = {p: _process_cpu_s(p) for p in self._backends()}
+        return {"server": server, "client": own.ru_utime + own.ru_stime,
+                "backends": backends}
+
+    @staticmethod
+    def per_request(before: dict[str, Any], after: dict[str, Any],
+                    requests: int) -> dict[str, float | None]:
+        """CPU milliseconds per request between two snapshots (a backend opened in between
+        counts from zero)."""
+        n = max(requests, 1)
+        db: float | None = 0.0
+        for pid, cpu in after["backends"].items():
+            if cpu is None or db is None:
+                db = None
+                continue
+            db += cpu - (before["backends"].get(pid) or 0.0)
+        return {"server": round((after["server"] - before["server"]) * 1000 / n, 2),
+                "database": None if db is None else round(db * 1000 / n, 2),
+                "client": round((after["client"] - before["client"]) * 1000 / n, 2)}
 
 
 def _free_port() -> int:
@@ -43,13 +127,21 @@ def _free_port() -> int:
 
 
 @contextlib.contextmanager
-def api_server(db_url: str, log_path: Path, *,
-               app: str = "api.main:create_app") -> Iterator[str]:
-    """``uvicorn api.main:create_app --factory`` (or another factory) on a free port; its
-    base URL.
+def api_server(db_url: str, log_path: Path, *, app: str = "api.main:create_app",
+               workers: int = 1) -> Iterator[str]:
+    """:func:`api_process`, for callers that only need its base URL."""
+    with api_process(db_url, log_path, app=app, workers=workers) as server:
+        yield server.base
+
+
+@contextlib.contextmanager
+def api_process(db_url: str, log_path: Path, *, app: str = "api.main:create_app",
+                workers: int = 1) -> Iterator[Server]:
+    """``uvicorn api.main:create_app --factory`` (or another factory) on a free port, with
+    ``workers`` processes (uvicorn's ``--workers``).
 
     The factory's defaults: no background maintenance (``beffroi api`` runs it every
-    minute), a pool of 10 database connections."""
+    minute), a pool of 10 database connections per process."""
     port = _free_port()
     # The factory reads its endpoints from the environment: the development stack's broker.
     stack_env = Stack(Settings()).environment()
@@ -57,11 +149,12 @@ def api_server(db_url: str, log_path: Path, *,
     # the API in service refuses after BEFFROI_API_STATEMENT_TIMEOUT_S (10 s).
     env = {**os.environ, **stack_env, "BEFFROI_DATABASE_URL": db_url,
            "BEFFROI_API_STATEMENT_TIMEOUT_S": "0"}
+    cmd = [sys.executable, "-m", "uvicorn", app, "--factory", "--host", "127.0.0.1",
+           "--port", str(port), "--no-access-log", "--log-level", "warning"]
+    if workers > 1:
+        cmd += ["--workers", str(workers)]
     with log_path.open("w") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "uvicorn", app, "--factory",
-             "--host", "127.0.0.1", "--port", str(port), "--no-access-log",
-             "--log-level", "warning"], env=env, stdout=log, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
         base = f"http://127.0.0.1:{port}"
         try:
             deadline = time.monotonic() + 60
@@ -77,7 +170,7 @@ def api_server(db_url: str, log_path: Path, *,
                 if time.monotonic() > deadline:
                     raise RuntimeError(f"the API server did not get ready; see {log_path}")
                 time.sleep(0.2)
-            yield base
+            yield Server(base, proc.pid)
         finally:
             proc.terminate()
             try:
@@ -87,15 +180,15 @@ def api_server(db_url: str, log_path: Path, *,
                 proc.wait()
 
 
-async def _measure(client: httpx.AsyncClient, url: str, clients: int, *, seconds: float,
-                   max_requests: int, min_requests: int) -> Stats:
+async def _measure(conns: list[Connection], url: str, *, seconds: float, max_requests: int,
+                   min_requests: int) -> Stats:
     lat: list[float] = []
     errors = 0
     t0 = time.perf_counter()
     deadline = t0 + seconds
     issued = 0
 
-    async def worker() -> None:
+    async def worker(conn: Connection) -> None:
         nonlocal errors, issued
         while True:
             if issued >= max_requests or (time.perf_counter() >= deadline
@@ -103,12 +196,15 @@ async def _measure(client: httpx.AsyncClient, url: str, clients: int, *, seconds
                 return
             issued += 1
             t = time.perf_counter()
-            r = await client.get(url)
+            try:
+                status = (await conn.get(url)).status
+            except HttpError:
+                status = 0
             lat.append(time.perf_counter() - t)
-            if r.status_code != 200:
+            if status != 200:
                 errors += 1
 
-    await asyncio.gather(*(worker() for _ in range(clients)))
+    await asyncio.gather(*(worker(c) for c in conns))
     wall = time.perf_counter() - t0
     if not lat:
         return Stats(0, errors, None, None, 0.0, wall)
@@ -119,19 +215,28 @@ async def _measure(client: httpx.AsyncClient, url: str, clients: int, *, seconds
 
 
 async def measure(base: str, token: str, url: str, clients: int, *, seconds: float,
-                  max_requests: int, min_requests: int) -> Stats:
-    """Warm up (one request per client), then ``clients`` workers issue requests until
-    ``seconds`` passed (and at least ``min_requests`` were made) or ``max_requests``."""
+                  max_requests: int, min_requests: int, meter: CpuMeter | None = None
+                  ) -> Stats:
+    """Warm up (two requests), then ``clients`` connections issue requests back to back
+    until ``seconds`` passed (and at least ``min_requests`` were made) or
+    ``max_requests``; with ``meter``, the CPU per request of that part."""
     # The client's own garbage collections would show as server latency: keep them rare.
     gc.collect()
     gc.freeze()
     gc.set_threshold(50_000, 20, 100)
-    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
-    async with httpx.AsyncClient(base_url=base, limits=limits, timeout=600,
-                                 headers={"Authorization": f"Bearer {token}"}) as client:
-        await asyncio.gather(*(client.get(url) for _ in range(min(clients, 2))))
-        return await _measure(client, url, clients, seconds=seconds,
-                              max_requests=max_requests, min_requests=min_requests)
+    conns = [Connection(base, {"Authorization": f"Bearer {token}"}) for _ in range(clients)]
+    try:
+        await asyncio.gather(*(c.get(url) for c in conns[:2]))
+        before = meter.snapshot() if meter else None
+        stats = await _measure(conns, url, seconds=seconds, max_requests=max_requests,
+                               min_requests=min_requests)
+        if meter is not None and before is not None:
+            stats = replace(stats, cpu_ms=meter.per_request(before, meter.snapshot(),
+                                                            stats.requests))
+        return stats
+    finally:
+        for c in conns:
+            await c.close()
 
 
 def fetch(base: str, token: str, url: str) -> Any:
