@@ -82,7 +82,7 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
                         "the Accept header allows none of them"),
     422: error_response("a parameter is invalid or out of bounds", "invalid_parameter",
                         {"param": "to", "message": "range too long for bucket 15m: at most "
-                         "93 days"}),
+                         "93 days; ask a shorter range or a larger bucket"}),
     503: error_response("the database is unreachable", "unavailable",
                         "database unreachable"),
 }

@@ -17,7 +17,7 @@ from typing import Any
 import schemathesis
 
 from api.errors import ApiError
-from api.timeq import MAX_RANGE_DAYS, parse_instant, parse_tz
+from api.timeq import MAX_RANGE_DAYS, parse_instant, parse_tz, within_range_limit
 
 _DEFAULT_TZ = "Europe/Paris"
 
@@ -42,10 +42,11 @@ def repaired(query: dict[str, Any], path: str = "") -> dict[str, Any] | None:
         hi = parse_instant(to, tz, param="to")
     except ApiError:
         return None
-    span = timedelta(days=MAX_RANGE_DAYS.get(str(query.get("bucket")), 1))
-    if lo < hi <= lo + span:
+    bucket = str(query.get("bucket"))  # not given: the strictest limit (one day)
+    if lo < hi and within_range_limit(lo, hi, bucket if bucket in MAX_RANGE_DAYS else "5m",
+                                      tz):
         return None
-    new_hi = lo + timedelta(days=1)
+    new_hi = lo + timedelta(hours=20)  # within one calendar day, summer time or not
     if new_hi.year > 2098:  # keep both ends within the years the schema allows
         return {**query, "from": "2098-06-01", "to": "2098-06-02"}
     return {**query, "to": _text(new_hi)}

@@ -184,6 +184,22 @@ def test_range_limit_is_stated(world: World) -> None:
     assert "at most 93 days" in str(r.json()["detail"])
 
 
+def test_five_minute_buckets_answer_one_day_at_most(world: World) -> None:
+    """5-minute buckets are computed from raw rows: one calendar day (25 hours when summer
+    time ends) at most; longer is 422 naming the limit, for every route taking them."""
+    day = f"/v1/grid/districts/{world.p}dist/energy?from={PARIS_DST_END}&to=2025-10-27&bucket=5m"
+    r = world.get(day)
+    assert r.status_code == 200, r.text
+    assert len(r.json()["data"]) == 25 * 12
+    for path in (f"grid/districts/{world.p}dist/energy", f"grid/meters/{world.p}linky-1/energy",
+                 f"parking/zones/{world.p}pz/occupancy", f"wifi/squares/{world.p}sq/clients"):
+        r = world.get(f"/v1/{path}?from=2025-11-17&to=2025-11-18T00:05&bucket=5m")
+        assert r.status_code == 422, (path, r.text)
+        assert r.json()["detail"] == {
+            "param": "to", "message": "range too long for bucket 5m: at most 1 day; ask a "
+            "shorter range or a larger bucket"}
+
+
 def test_devices_table_still_there(world: World, db_url: str) -> None:
     with psycopg.connect(db_url) as conn:
         row = conn.execute("SELECT count(*) FROM devices WHERE id LIKE %s",

@@ -8,7 +8,13 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from api.errors import ApiError
-from api.timeq import MAX_POINTS, make_buckets, parse_instant, parse_tz
+from api.timeq import (
+    MAX_POINTS,
+    MAX_RANGE_DAYS,
+    make_buckets,
+    parse_instant,
+    parse_tz,
+)
 
 PARIS = ZoneInfo("Europe/Paris")
 
@@ -85,10 +91,26 @@ def test_bounds_are_422_with_the_limit(start: str, end: str, bucket: str) -> Non
     assert e.value.status == 422
 
 
-def test_point_limit_is_never_exceeded() -> None:
-    b = make_buckets(datetime(2025, 1, 1, tzinfo=UTC),
-                     datetime(2025, 1, 1, tzinfo=UTC) + timedelta(days=31), "5m", PARIS)
+@pytest.mark.parametrize("bucket", list(MAX_RANGE_DAYS))
+def test_point_limit_is_never_exceeded(bucket: str) -> None:
+    day = datetime(2025, 10, 26)  # 25 hours: summer time ends
+    start = day.replace(tzinfo=PARIS)
+    end = (day + timedelta(days=MAX_RANGE_DAYS[bucket])).replace(tzinfo=PARIS)
+    b = make_buckets(start.astimezone(UTC), end.astimezone(UTC), bucket, PARIS)
     assert len(b) <= MAX_POINTS
+
+
+def test_five_minute_buckets_cover_one_local_day_at_most() -> None:
+    """5-minute buckets are computed from raw rows: one day at most (25 hours on the day
+    summer time ends), refused beyond with the limit in the message."""
+    assert len(_b("2025-10-26", "2025-10-27", "5m")) == 25 * 12
+    assert len(_b("2025-03-30", "2025-03-31", "5m")) == 23 * 12
+    with pytest.raises(ApiError) as e:
+        _b("2025-11-17", "2025-11-18T00:05", "5m")
+    assert e.value.status == 422
+    assert e.value.detail == {"param": "to", "message": "range too long for bucket 5m: at "
+                              "most 1 day; ask a shorter range or a larger bucket"}
+    assert len(_b("2025-11-17", "2025-12-17", "10m")) == 30 * 144  # a month: 10 minutes
 
 
 @pytest.mark.parametrize("name", ["Mars/Olympus", "../../etc/passwd", "", "x" * 80, "UTC'--"])

@@ -6,7 +6,7 @@ import { get } from './api.js';
 import { el, errorText, clear } from './dom.js';
 
 // The API's limits (docs/api.md): longest range per bucket, at most 10,000 buckets.
-const MAX_DAYS = { '5m': 31, '10m': 62, '15m': 93, '30m': 186, '1h': 366, '1d': 3660, '1w': 3660, '1mo': 3660 };
+const MAX_DAYS = { '5m': 1, '10m': 62, '15m': 93, '30m': 186, '1h': 366, '1d': 3660, '1w': 3660, '1mo': 3660 };
 const SECONDS = { '5m': 300, '10m': 600, '15m': 900, '30m': 1800, '1h': 3600, '1d': 86400, '1w': 604800, '1mo': 2419200 };
 export const BUCKETS = Object.keys(MAX_DAYS);
 export const RANGES = ['today', 'yesterday', '7d', '30d', 'year', 'custom'];
