@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from typing import Annotated, Any, Literal
 
 import orjson
 from fastapi import Query, Request
-from fastapi.responses import Response
+from fastapi.responses import Response, StreamingResponse
 
 from api.errors import ApiError
 
@@ -117,23 +117,58 @@ def _cell(value: Any) -> Any:
     return value
 
 
-def to_csv(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> str:
-    """A header line and one line per row, cells as the JSON answer says them."""
+def to_csv(rows: Sequence[dict[str, Any]], columns: Sequence[str], *,
+           header: bool = True) -> str:
+    """A header line (unless not ``header``) and one line per row, cells as the JSON answer
+    says them."""
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
-    w.writerow(columns)
+    if header:
+        w.writerow(columns)
     for r in rows:
         w.writerow([_cell(r.get(c)) for c in columns])
     return buf.getvalue()
 
 
+#: Answers of more rows than this are sent in pieces of this many rows (chunked transfer
+#: encoding): the encoded answer is never whole in memory, and its first bytes leave before
+#: the last rows are encoded. Smaller answers go in one piece, with a Content-Length.
+STREAM_ROWS = 2000
+
+
+async def json_pieces(meta: dict[str, Any], rows: Sequence[dict[str, Any]],
+                      size: int = STREAM_ROWS) -> AsyncIterator[bytes]:
+    """The bytes of ``orjson.dumps({**meta, "data": rows})``, ``size`` rows at a time."""
+    head = orjson.dumps(meta)[:-1]  # the object without its closing brace
+    yield head + (b',"data":[' if len(head) > 1 else b'"data":[')
+    for i in range(0, len(rows), size):
+        piece = orjson.dumps(list(rows[i:i + size]))[1:-1]
+        yield piece if i == 0 else b"," + piece
+    yield b"]}"
+
+
+async def csv_pieces(rows: Sequence[dict[str, Any]], columns: Sequence[str],
+                     size: int = STREAM_ROWS) -> AsyncIterator[bytes]:
+    """The bytes of ``to_csv(rows, columns)``, ``size`` rows at a time."""
+    yield to_csv((), columns).encode()
+    for i in range(0, len(rows), size):
+        yield to_csv(rows[i:i + size], columns, header=False).encode()
+
+
 def series_response(request: Request, meta: dict[str, Any], rows: Sequence[dict[str, Any]],
                     columns: Sequence[str], *, filename: str) -> Response:
-    """``{**meta, "data": rows}`` as JSON, or the rows as CSV with a header line."""
+    """``{**meta, "data": rows}`` as JSON, or the rows as CSV with a header line; streamed
+    past ``STREAM_ROWS`` rows."""
     fmt = getattr(request.state, "answer_format", None) or negotiate(request, ROW_FORMATS)
+    stream = len(rows) > STREAM_ROWS
     if fmt == "csv":
-        return Response(to_csv(rows, columns), media_type=CSV_MEDIA, headers={
-            "Content-Disposition": f'attachment; filename="{filename}.csv"'})
+        headers = {"Content-Disposition": f'attachment; filename="{filename}.csv"'}
+        if stream:
+            return StreamingResponse(csv_pieces(rows, columns), media_type=CSV_MEDIA,
+                                     headers=headers)
+        return Response(to_csv(rows, columns), media_type=CSV_MEDIA, headers=headers)
+    if stream and "data" not in meta:
+        return StreamingResponse(json_pieces(meta, rows), media_type=JSON_MEDIA)
     return Response(orjson.dumps({**meta, "data": list(rows)}), media_type=JSON_MEDIA)
 
 

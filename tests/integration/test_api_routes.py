@@ -200,6 +200,31 @@ def test_five_minute_buckets_answer_one_day_at_most(world: World) -> None:
             "shorter range or a larger bucket"}
 
 
+def test_large_answers_are_streamed_and_whole(world: World,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """Past ``STREAM_ROWS`` rows an answer goes in pieces (no Content-Length: chunked),
+    byte for byte what the one-piece answer is, in JSON and CSV."""
+    import api.output
+
+    url = (f"/v1/grid/meters/{world.p}linky-1/energy?from=2025-10-01&to=2025-10-31"
+           "&bucket=10m")
+    streamed = {f: world.get(f"{url}&format={f}") for f in ("json", "csv")}
+    threshold = api.output.STREAM_ROWS
+    monkeypatch.setattr(api.output, "STREAM_ROWS", 10**9)
+    whole = {f: world.get(f"{url}&format={f}") for f in ("json", "csv")}
+    for f in ("json", "csv"):
+        assert streamed[f].status_code == whole[f].status_code == 200, streamed[f].text
+        assert "content-length" not in streamed[f].headers
+        assert int(whole[f].headers["content-length"]) == len(whole[f].content)
+        assert streamed[f].content == whole[f].content
+        assert streamed[f].headers["content-type"] == whole[f].headers["content-type"]
+    data = streamed["json"].json()["data"]
+    assert len(data) == 30 * 144 + 6 > threshold  # 10-minute buckets; the 25-hour day
+    assert any(r["import_wh"] for r in data)  # the meter's readings of 2025-10-26 and 27
+    assert streamed["csv"].content.count(b"\n") == len(data) + 1
+    assert streamed["csv"].headers["content-disposition"].endswith('.csv"')
+
+
 def test_devices_table_still_there(world: World, db_url: str) -> None:
     with psycopg.connect(db_url) as conn:
         row = conn.execute("SELECT count(*) FROM devices WHERE id LIKE %s",

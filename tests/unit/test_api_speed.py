@@ -1,11 +1,18 @@
 """The API's per-request shortcuts: the verified-token cache, bucket slices sharing their
-labels."""
+labels, large answers sent in pieces equal to the whole."""
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
+from typing import Any
 from zoneinfo import ZoneInfo
 
+import orjson
+import pytest
+
+from api.output import csv_pieces, json_pieces, to_csv
 from api.timeq import make_buckets, parse_instant
 from api.tokens import TokenCache, TokenInfo
 
@@ -56,3 +63,33 @@ def test_a_slice_has_the_labels_of_its_buckets() -> None:
     fresh = type(b)(b.bucket, b.tz, b.edges[20:31])
     assert [part.label(i) for i in range(10)] == [fresh.label(i) for i in range(10)]
     assert part.meta()["from"] == b.label(20)[0] and part.meta()["to"] == b.label(29)[1]
+
+
+def _joined(pieces: AsyncIterator[bytes]) -> list[bytes]:
+    async def collect() -> list[bytes]:
+        return [p async for p in pieces]
+
+    return asyncio.run(collect())
+
+
+def _rows(n: int) -> list[dict[str, Any]]:
+    return [{"start": f"2025-01-01T{i % 24:02d}:00:00+01:00", "value": i / 3 if i % 7 else None,
+             "ok": i % 2 == 0, "note": 'a "quoted", comma' if i % 5 == 0 else "é",
+             "nested": {"k": [i]}} for i in range(n)]
+
+
+@pytest.mark.parametrize("n", [0, 1, 3, 4, 10])
+@pytest.mark.parametrize("meta", [{}, {"bucket": "1h", "source": "rollup", "count": 3}])
+def test_json_pieces_are_the_whole_answer(n: int, meta: dict[str, Any]) -> None:
+    rows = _rows(n)
+    pieces = _joined(json_pieces(meta, rows, size=3))
+    assert b"".join(pieces) == orjson.dumps({**meta, "data": rows})
+    assert len(pieces) == 2 + -(-n // 3)  # head, one piece per 3 rows, tail
+
+
+@pytest.mark.parametrize("n", [0, 2, 3, 7])
+def test_csv_pieces_are_the_whole_answer(n: int) -> None:
+    rows, cols = _rows(n), ("start", "value", "ok", "note", "nested", "missing")
+    pieces = _joined(csv_pieces(rows, cols, size=3))
+    assert b"".join(pieces) == to_csv(rows, cols).encode()
+    assert len(pieces) == 1 + -(-n // 3)
