@@ -102,8 +102,8 @@ def connection_kwargs(settings: Settings) -> dict[str, Any]:
     """How the requests' pooled connections are opened: autocommit from the start (a
     request reads, and switching it per checkout costs a lock each time), the statement
     timeout, and JIT compilation off unless ``api_jit`` (PostgreSQL compiles the
-    expressions of a query it estimates costly: 20 to 200 ms spent on answers the rollups
-    give in a few; docs/api.md, Performance)."""
+    expressions of a query it estimates costly: 0.1 to 0.4 s of compilation measured on a
+    day of a district's raw readings, for no faster execution; docs/api.md, Performance)."""
     timeout_ms = round(settings.api_statement_timeout_s * 1000)
     jit = "on" if settings.api_jit else "off"
     return {"application_name": "beffroi-api", "autocommit": True,

@@ -88,6 +88,17 @@ class Settings(BaseSettings):
         "statement_timeout; 0: no limit): past it the query is cancelled and the request "
         "answered 503, so a few heavy requests cannot hold the connection pool."
     )
+    api_workers: int = Field(
+        1, ge=1, le=64,
+        description="Processes of `beffroi api`. One by default: dashboard sign-in codes "
+        "and operator runs live in one process's memory, and on 2 cores shared with "
+        "PostgreSQL a second process measured no faster (docs/api.md, Performance)."
+    )
+    api_maintenance_interval_s: float = Field(
+        60.0, ge=0,
+        description="How often `beffroi api` runs the maintenance job (rollups, "
+        "retention) in the background; 0: never (`--maintenance-interval`)."
+    )
     api_token_cache_s: float = Field(
         5.0, ge=0, le=300,
         description="How long an API process trusts a token it verified without asking the "
@@ -97,8 +108,8 @@ class Settings(BaseSettings):
     api_jit: bool = Field(
         False,
         description="PostgreSQL JIT compilation for the API's queries (jit on its pooled "
-        "connections): off by default, its compilation cost more than it saved on every "
-        "route measured (docs/api.md, Performance)."
+        "connections): off by default, its compilation cost more than it saved on the "
+        "routes measured (docs/api.md, Performance)."
     )
     api_gc_threshold: int = Field(
         20_000, ge=0,

@@ -104,6 +104,39 @@ def test_the_pool_connections_have_the_statement_timeout(
         assert client.portal.call(show) == "10s"  # type: ignore[union-attr]
 
 
+@pytest.mark.parametrize(("jit", "shown"), [(None, "off"), (True, "on")])
+def test_the_pool_connections_are_autocommit_without_jit_unless_asked(
+        city: tuple[str, str, str, Settings], jit: bool | None, shown: str) -> None:
+    """JIT compilation costs the API's queries more than it saves: off unless api_jit.
+    Connections start in autocommit (no per-request switch) and send bucket edges as
+    one packed binary array, equal to what psycopg's own list adaptation sends."""
+    from datetime import UTC, datetime, timedelta
+
+    from fastapi.testclient import TestClient
+    from psycopg.adapt import PyFormat
+
+    from api.db import Instants, InstantsDumper
+    from api.main import create_app
+
+    s = city[3] if jit is None else city[3].model_copy(update={"api_jit": jit})
+    edges = [datetime(1999, 12, 31, 23, 59, 59, 999999, tzinfo=UTC),
+             *(datetime(2025, 10, 26, tzinfo=UTC) + timedelta(minutes=5 * i) for i in range(300))]
+    with TestClient(create_app(s)) as client:
+        pool = client.app.state.pool  # type: ignore[attr-defined]
+
+        async def show() -> tuple[str, bool, bool, bool]:
+            async with pool.connection() as conn:
+                row = await (await conn.execute("SHOW jit")).fetchone()
+                packed = await (await conn.execute(
+                    "SELECT %s::timestamptz[] = %s::timestamptz[], %s::timestamptz[]",
+                    (Instants(edges), list(edges), Instants(edges)))).fetchone()
+                dumper = conn.adapters.get_dumper(Instants, PyFormat.BINARY)
+                return (str(row[0]), conn.autocommit, packed[0] and packed[1] == edges,
+                        dumper is InstantsDumper)
+
+        assert client.portal.call(show) == (shown, True, True, True)  # type: ignore[union-attr]
+
+
 def test_a_statement_past_the_timeout_is_cancelled_with_a_503(
         city: tuple[str, str, str, Settings], locked: psycopg.Connection[Any]) -> None:
     url, token, p, s = city
