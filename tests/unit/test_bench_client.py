@@ -1,0 +1,78 @@
+"""The API benchmark's HTTP client against a server that answers canned bytes: lengths,
+chunked bodies, keep-alive and its end, a broken answer."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+
+import pytest
+
+from bench.apilib.client import Connection, HttpError
+
+ANSWERS = {
+    b"/length": b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Type: text/plain\r\n\r\nhello",
+    b"/chunked": (b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n"
+                  b"4;ext=1\r\nabcd\r\nA\r\n0123456789\r\n0\r\nX-Trailer: t\r\n\r\n"),
+    b"/close": b"HTTP/1.1 404 Not Found\r\nconnection: close\r\ncontent-length: 2\r\n\r\nno",
+    b"/broken": b"SMTP ready\r\n\r\n",
+}
+
+
+async def _with_server(test: Callable[[str], Awaitable[None]]) -> tuple[list[bytes], int]:
+    """Run ``test(base)`` against the canned server; the requests it saw and how many
+    connections were opened."""
+    seen: list[bytes] = []
+    opened = 0
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal opened
+        opened += 1
+        while True:
+            try:
+                head = await reader.readuntil(b"\r\n\r\n")
+            except asyncio.IncompleteReadError:  # the client closed the connection
+                break
+            seen.append(head)
+            path = head.split(b" ")[1]
+            writer.write(ANSWERS[path])
+            await writer.drain()
+            if path in (b"/close", b"/broken"):
+                break
+        writer.close()
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    async with server:
+        await test(f"http://127.0.0.1:{port}")
+    return seen, opened
+
+
+def test_lengths_chunks_keep_alive_and_close() -> None:
+    async def run(base: str) -> None:
+        conn = Connection(base, {"Authorization": "Bearer x"})
+        assert (await conn.get("/length")).body == b"hello"
+        chunked = await conn.get("/chunked")
+        assert (chunked.status, chunked.body) == (200, b"abcd0123456789")
+        assert (await conn.get("/length")).status == 200
+        closed = await conn.get("/close")
+        assert (closed.status, closed.body) == (404, b"no")
+        assert (await conn.get("/length")).body == b"hello"  # a new connection
+        await conn.close()
+
+    seen, opened = asyncio.run(_with_server(run))
+    assert opened == 2  # keep-alive until the server said close
+    assert len(seen) == 5
+    assert seen[0].startswith(b"GET /length HTTP/1.1\r\nHost: 127.0.0.1:")
+    assert b"\r\nAuthorization: Bearer x\r\n" in seen[0]
+
+
+def test_an_answer_that_is_not_http_is_an_error() -> None:
+    async def run(base: str) -> None:
+        conn = Connection(base)
+        with pytest.raises(HttpError, match=r"not an HTTP/1\.x status line"):
+            await conn.get("/broken")
+        assert (await conn.get("/length")).body == b"hello"  # reconnects
+        await conn.close()
+
+    asyncio.run(_with_server(run))
