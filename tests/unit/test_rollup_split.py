@@ -61,3 +61,14 @@ def test_buckets_that_have_not_started_are_answered_null_with_a_reason() -> None
     assert segs[1].buckets.edges[0] == _t(9, 11)
     assert segs[1].reason == "in the future: no data yet"
     assert _kinds(split(b, COV, "raw", now=_t(9, 10, 30))) == [("raw", 3), ("gone", 3)]
+
+
+def test_a_request_the_rollup_covers_whole_is_one_segment() -> None:
+    b = make_buckets(_t(6), _t(9), "1h", PARIS)
+    assert _kinds(split(b, COV, now=_t(20))) == [("rollup", 72)]
+    assert split(b, COV)[0].buckets.edges == b.edges
+    # the last bucket started just before now: answered so far; starting at now: null
+    assert _kinds(split(b, COV, now=_t(8, 23, 1))) == [("rollup", 72)]
+    assert _kinds(split(b, COV, now=_t(8, 23))) == [("rollup", 71), ("gone", 1)]
+    assert _kinds(split(b, Coverage(since=_t(6, 1), watermark=_t(10)))) == [("raw", 1),
+                                                                            ("rollup", 71)]
