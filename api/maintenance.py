@@ -18,6 +18,8 @@ from zoneinfo import ZoneInfo
 import psycopg
 from psycopg.rows import dict_row
 
+from api.metrics.base import fill_rollup
+from api.metrics.catalog import rollups_of
 from api.rollups import DWELL_BOUNDS_S, RETENTION_PREFIX, forget_rolled_ranges
 from api.routes import grid, parking, wifi
 from beffroi.settings import Settings
@@ -139,24 +141,13 @@ async def _roll_parking_turnover(conn: Conn, h1: datetime, h2: datetime,
         {"edges": hour_edges(h1, h2), "lo": h1, "hi": h2})
 
 
-async def _roll_parking_meter(conn: Conn, h1: datetime, h2: datetime, tz: ZoneInfo) -> None:
-    p = {"lo": h1, "hi": h2}
-    for table in ("rollup_parking_tx_1h", "rollup_parking_faults_1h"):
-        await conn.execute(f"DELETE FROM {table} WHERE hour >= %(lo)s AND hour < %(hi)s", p)
-    await conn.execute("""
-        INSERT INTO rollup_parking_tx_1h (hour, device_id, payment_method, transactions,
-                                          revenue_cents)
-        SELECT time_bucket('1 hour', t.time), t.device_id, t.payment_method, count(*),
-               sum(t.amount_cents)
-        FROM parking_transactions t JOIN devices d ON d.id = t.device_id
-        WHERE d.family = 'parking_meter' AND t.time >= %(lo)s AND t.time < %(hi)s
-        GROUP BY 1, 2, 3""", p)
-    await conn.execute("""
-        INSERT INTO rollup_parking_faults_1h (hour, device_id, fault_code)
-        SELECT DISTINCT time_bucket('1 hour', s.time), s.device_id, s.fault_code
-        FROM parking_meter_status s JOIN devices d ON d.id = s.device_id
-        WHERE d.family = 'parking_meter' AND s.fault_code IS NOT NULL
-          AND s.time >= %(lo)s AND s.time < %(hi)s""", p)
+def _declared(coverage: str) -> Callable[[Conn, datetime, datetime, ZoneInfo],
+                                           Awaitable[None]]:
+    """The computation of the rollups the metrics of ``coverage`` declare."""
+    async def compute(conn: Conn, h1: datetime, h2: datetime, tz: ZoneInfo) -> None:
+        for rollup in rollups_of(coverage):
+            await fill_rollup(conn, rollup, slot_edges(h1, h2, rollup.slot))
+    return compute
 
 
 async def _roll_grid(conn: Conn, h1: datetime, h2: datetime, tz: ZoneInfo) -> None:
@@ -416,7 +407,8 @@ Roll = Callable[[Conn, datetime, datetime, ZoneInfo], Awaitable[None]]
 ROLLUPS: dict[str, tuple[tuple[str, ...], Roll]] = {
     "parking_spot": (("parking_spot_state",), _roll_parking_spot),
     "parking_turnover": (("parking_spot_state",), _roll_parking_turnover),
-    "parking_meter": (("parking_transactions", "parking_meter_status"), _roll_parking_meter),
+    "parking_meter": (("parking_transactions", "parking_meter_status"),
+                      _declared("parking_meter")),
     "grid": (("grid_readings",), _roll_grid),
     "wifi_ap": (("wifi_ap_stats",), _roll_wifi_ap),
 }

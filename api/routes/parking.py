@@ -12,6 +12,8 @@ from fastapi.responses import Response
 from api.db import fetch_all, get_device, get_site, per_bucket
 from api.deps import HOURLY_AND_LONGER, ID_PATTERN, Conn, Range, Reader, only_buckets, time_range
 from api.errors import ERROR_RESPONSES, NOT_FOUND_RESPONSE
+from api.metrics.parking import REVENUE
+from api.metrics.routes import add_routes
 from api.output import CSV_RESPONSE, FORMAT_DOC, json_only, series_response
 from api.rollups import QUARTER_S, SLOT_S, Answer, SourceParam, combine
 from api.timeq import Buckets
@@ -26,7 +28,6 @@ STALE_AFTER = 3
 ZoneId = Annotated[str, Path(pattern=ID_PATTERN, examples=["parking-grand-place"])]
 MeterId = Annotated[str, Path(pattern=ID_PATTERN, examples=["pm-grand-place-01"])]
 SpotId = Annotated[str, Path(pattern=ID_PATTERN, examples=["spot-grand-place-001"])]
-METHODS = ("card", "contactless", "coins", "mobile")
 
 # Each reported state holds from its time to the next report of the same sensor, capped at
 # STALE_AFTER heartbeats and clipped to the range; the intervals are cut at bucket edges
@@ -307,105 +308,4 @@ async def spot_turnover(request: Request, conn: Conn, _: Reader, spot_id: SpotId
                            f"turnover-{spot_id}", source)
 
 
-_TX_SQL = """
-WITH e AS (SELECT %(edges)s::timestamptz[] AS a)
-SELECT width_bucket(t.time, e.a) AS i, t.payment_method AS m, count(*) AS n,
-       sum(t.amount_cents) AS cents
-FROM parking_transactions t JOIN devices d ON d.id = t.device_id CROSS JOIN e
-WHERE {filter} AND d.family = 'parking_meter' AND t.time >= %(lo)s AND t.time < %(hi)s
-GROUP BY 1, 2
-"""
-_FAULTS_SQL = """
-WITH e AS (SELECT %(edges)s::timestamptz[] AS a)
-SELECT width_bucket(s.time, e.a) AS i, count(DISTINCT (s.device_id, s.fault_code)) AS n
-FROM parking_meter_status s JOIN devices d ON d.id = s.device_id CROSS JOIN e
-WHERE {filter} AND d.family = 'parking_meter' AND s.fault_code IS NOT NULL
-  AND s.time >= %(lo)s AND s.time < %(hi)s
-GROUP BY 1
-"""
-_TX_ROLLUP_SQL = """
-WITH e AS (SELECT %(edges)s::timestamptz[] AS a)
-SELECT width_bucket(t.hour, e.a) AS i, t.payment_method AS m, sum(t.transactions) AS n,
-       sum(t.revenue_cents) AS cents
-FROM rollup_parking_tx_1h t JOIN devices d ON d.id = t.device_id CROSS JOIN e
-WHERE {filter} AND d.family = 'parking_meter' AND t.hour >= %(lo)s AND t.hour < %(hi)s
-GROUP BY 1, 2
-"""
-_FAULTS_ROLLUP_SQL = """
-WITH e AS (SELECT %(edges)s::timestamptz[] AS a)
-SELECT width_bucket(s.hour, e.a) AS i, count(DISTINCT (s.device_id, s.fault_code)) AS n
-FROM rollup_parking_faults_1h s JOIN devices d ON d.id = s.device_id CROSS JOIN e
-WHERE {filter} AND d.family = 'parking_meter' AND s.hour >= %(lo)s AND s.hour < %(hi)s
-GROUP BY 1
-"""
-
-
-async def _revenue(request: Request, conn: Conn, b: Buckets, filt: str,
-                   params: dict[str, Any], meta: dict[str, Any], filename: str,
-                   source: str) -> Response:
-    async def part(sub: Buckets, tx_sql: str, faults_sql: str) -> list[dict[str, Any]]:
-        args = {**params, "edges": sub.edges, "lo": sub.start, "hi": sub.end}
-        rows = await fetch_all(conn, tx_sql, args)
-        faults = await fetch_all(conn, faults_sql, args)
-        return _revenue_rows(sub, rows, faults)
-
-    async def raw(sub: Buckets) -> list[dict[str, Any]]:
-        return await part(sub, _TX_SQL.format(filter=filt),
-                          _FAULTS_SQL.format(filter=filt))
-
-    async def rolled(sub: Buckets) -> list[dict[str, Any]]:
-        return await part(sub, _TX_ROLLUP_SQL.format(filter=filt),
-                          _FAULTS_ROLLUP_SQL.format(filter=filt))
-
-    cols = ("start", "end", "transactions", "revenue_cents",
-            *(f"transactions_{m}" for m in METHODS), *(f"revenue_cents_{m}" for m in METHODS),
-            "meter_faults")
-    ans = await combine(conn, b, source, "parking_meter", rolled=rolled, raw=raw, columns=cols)
-    return series_response(request, {**meta, **ans.meta()}, ans.rows, cols, filename=filename)
-
-
-def _revenue_rows(b: Buckets, rows: list[dict[str, Any]],
-                  faults: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    fault_by_i = {r["i"] - 1: int(r["n"]) for r in faults}
-    acc: dict[int, dict[str, tuple[int, int]]] = defaultdict(dict)
-    for r in rows:
-        acc[r["i"] - 1][r["m"]] = (int(r["n"]), int(r["cents"]))
-    out = []
-    for i in range(len(b)):
-        start, end = b.label(i)
-        by = acc.get(i, {})
-        row: dict[str, Any] = {"start": start, "end": end,
-                               "transactions": sum(n for n, _ in by.values()),
-                               "revenue_cents": sum(c for _, c in by.values())}
-        for m in METHODS:
-            row[f"transactions_{m}"] = by.get(m, (0, 0))[0]
-            row[f"revenue_cents_{m}"] = by.get(m, (0, 0))[1]
-        row["meter_faults"] = fault_by_i.get(i, 0)
-        out.append(row)
-    return out
-
-
-_REV_DOC = ("Per bucket: transactions, revenue (euro cents), split by payment method, and "
-            "`meter_faults` (distinct fault codes reported per meter). " + FORMAT_DOC)
-
-
-@router.get("/zones/{zone_id}/revenue", summary="Parking meter revenue of a zone",
-            description=_REV_DOC)
-async def zone_revenue(request: Request, conn: Conn, _: Reader, zone_id: ZoneId,
-                       b: Range, source: SourceParam = "auto") -> Response:
-    """Revenue of the zone's meters per bucket."""
-    await get_site(conn, zone_id, "parking_zone")
-    return await _revenue(request, conn, b, "d.site_id = %(id)s", {"id": zone_id},
-                          b.meta(zone=zone_id), f"revenue-{zone_id}", source)
-
-
-@router.get("/meters/{meter_id}/revenue", summary="Revenue of one parking meter",
-            description=_REV_DOC)
-async def meter_revenue(request: Request, conn: Conn, _: Reader, meter_id: MeterId,
-                        b: Range, source: SourceParam = "auto") -> Response:
-    """Revenue of one meter per bucket."""
-    await get_device(conn, meter_id, "parking_meter")
-    return await _revenue(request, conn, b, "d.id = %(id)s", {"id": meter_id},
-                          b.meta(meter=meter_id), f"revenue-{meter_id}", source)
-
-
+add_routes(router, REVENUE)
