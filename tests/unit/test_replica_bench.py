@@ -12,7 +12,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from bench.ingestlib.stream import ensure_stream, publisher_files, read_records
-from bench.replica import data_period
+from bench.replica import data_period, timeless
 from bench.replicalib.lag import LagSample, sample_of, stats, summary
 from bench.replicalib.report import markdown, per_unit
 
@@ -120,3 +120,11 @@ def test_the_page_reports_a_failed_check() -> None:
                   "standby_equals_primary": True, "ok": False}}
     page = markdown(doc)
     assert "**FAILED**" in page and "109 readings stored on the primary" in page
+
+
+def test_answers_are_compared_without_the_seconds_since_a_devices_last_message() -> None:
+    a = {"count": 1, "data": [{"id": "d1", "status": "online", "silent_s": 12}]}
+    b = {"count": 1, "data": [{"id": "d1", "status": "online", "silent_s": 13}]}
+    assert timeless(a) == timeless(b) == {"count": 1, "data": [{"id": "d1",
+                                                                "status": "online"}]}
+    assert timeless(a) != timeless(b | {"count": 2})
