@@ -141,6 +141,9 @@ LANGUAGE sql STABLE AS $$
         WHERE p.device_id = d.id AND p.time <= coalesce(p_at, 'infinity')
           AND p.time > coalesce(p_at, now()) - make_interval(secs => d.report_interval_s
                                                                      * p_stale)
+          -- the same bound for the slowest sensor the registry allows (7 days), which the
+          -- planner applies before the join: the older chunks are left out
+          AND p.time > coalesce(p_at, now()) - make_interval(days => 7 * p_stale)
         ORDER BY p.time DESC LIMIT 1) l ON true
     WHERE d.family = 'parking_spot' AND d.active AND (p_site IS NULL OR d.site_id = p_site)
 $$;
