@@ -21,6 +21,7 @@ import psycopg
 from psycopg import sql
 
 from api.db import fetch_all
+from api.rollups import Answer, combine
 from api.timeq import BUCKETS, Buckets
 
 Conn = psycopg.AsyncConnection[Any]
@@ -40,6 +41,9 @@ class Target:
     device: str  # meter
     site_example: str
     device_example: str
+    #: A family whose devices of the site its row counts (``family_count``), e.g. the
+    #: sensors that make a zone's capacity when the registry gives none.
+    site_count: str = ""
 
     @property
     def site_path(self) -> str:
@@ -89,6 +93,7 @@ class Rollup:
     fill: str
     columns: tuple[str, ...]
     slot: timedelta = timedelta(hours=1)
+    args: Mapping[str, Any] = field(default_factory=dict)  # constant extra arguments
 
 
 @dataclass(frozen=True)
@@ -114,6 +119,14 @@ class Metric:
     meta: tuple[str, ...] = ()  # context keys shown in the answer
     responses: Mapping[int | str, dict[str, Any]] = field(default_factory=dict)
     device_doc: str = ""  # added to the device route's description
+    site_slot_s: int | None = None  # a site's rollup slot, when it differs (zone quarters)
+    #: The lookback of one request when it depends on the scope (the report intervals of
+    #: its sensors), instead of ``lookback``.
+    lookback_of: Callable[[Conn, Scope], Awaitable[timedelta]] | None = None
+
+    def slot_of(self, scope: Scope) -> int:
+        """The slot of the rollup ``scope`` reads."""
+        return self.site_slot_s if scope.kind == "site" and self.site_slot_s else self.slot_s
 
     def call(self, function: str, scope: Scope, b: Buckets) -> tuple[sql.Composed,
                                                                      dict[str, Any]]:
@@ -152,6 +165,34 @@ def by_bucket(b: Buckets, rows: list[dict[str, Any]],
     return out
 
 
+async def series(conn: Conn, metric: Metric, scope: Scope, b: Buckets, source: str = "auto",
+                 *, ctx: Context | None = None, shape: Shaper | None = None,
+                 columns: Sequence[str] | None = None) -> Answer:
+    """The rows of ``metric`` for ``scope`` over ``b``, each bucket from the rollup or the
+    raw rows (:func:`api.rollups.combine`). ``ctx`` replaces what the metric's context
+    hook gives; ``shape`` and ``columns`` another view of the same rows (the open data's
+    sums, for instance)."""
+    if ctx is None:
+        ctx = await metric.context(conn, scope) if metric.context else {}
+    shaper = shape or metric.shape
+    # Bound to locals: mypy keeps the narrowing of ``ctx`` inside the closures.
+    context: Context = ctx
+
+    async def raw(sub: Buckets) -> list[dict[str, Any]]:
+        return shaper(sub, await rows_of(conn, metric, metric.raw, scope, sub), context)
+
+    async def rolled(sub: Buckets) -> list[dict[str, Any]]:
+        assert metric.rolled is not None  # combine asks only when a rollup exists
+        return shaper(sub, await rows_of(conn, metric, metric.rolled, scope, sub), context)
+
+    lookback = (await metric.lookback_of(conn, scope) if metric.lookback_of
+                else metric.lookback)
+    return await combine(conn, b, source, metric.coverage, rolled=rolled, raw=raw,
+                         columns=metric.columns if columns is None else columns,
+                         slot_s=metric.slot_of(scope), lookback=lookback,
+                         unusable="" if metric.rolled else "this metric has no rollup")
+
+
 async def fill_rollup(conn: Conn, rollup: Rollup, edges: list[datetime]) -> None:
     """Replace the rows of ``rollup`` in ``[edges[0], edges[-1])`` by what its fill
     function computes from the raw rows."""
@@ -160,7 +201,7 @@ async def fill_rollup(conn: Conn, rollup: Rollup, edges: list[datetime]) -> None
         sql.Identifier(rollup.table), sql.Identifier(rollup.time_column),
         sql.Identifier(rollup.time_column)), {"lo": lo, "hi": hi})
     cols = sql.SQL(", ").join(sql.Identifier(c) for c in rollup.columns)
-    await conn.execute(sql.SQL("INSERT INTO {} ({}) SELECT {} FROM {}(%(edges)s, %(lo)s, "
-                               "%(hi)s)").format(
-        sql.Identifier(rollup.table), cols, cols, sql.Identifier(SCHEMA, rollup.fill)),
-        {"edges": edges, "lo": lo, "hi": hi}, prepare=False)
+    args = sql.SQL(", ").join(sql.Placeholder(n) for n in ("edges", "lo", "hi", *rollup.args))
+    await conn.execute(sql.SQL("INSERT INTO {} ({}) SELECT {} FROM {}({})").format(
+        sql.Identifier(rollup.table), cols, cols, sql.Identifier(SCHEMA, rollup.fill), args),
+        {"edges": edges, "lo": lo, "hi": hi, **rollup.args}, prepare=False)

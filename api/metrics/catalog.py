@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from api.metrics.base import Metric, Rollup
-from api.metrics.parking import REVENUE
+from api.metrics.parking import OCCUPANCY, REVENUE, TURNOVER
 
-METRICS: tuple[Metric, ...] = (REVENUE,)
+METRICS: tuple[Metric, ...] = (OCCUPANCY, TURNOVER, REVENUE)
 
 
 def rollups_of(coverage: str) -> tuple[Rollup, ...]:

@@ -10,9 +10,9 @@ from fastapi.responses import Response
 
 from api.db import get_device, get_site
 from api.deps import ID_PATTERN, Conn, Reader, only_buckets, time_range
-from api.metrics.base import Metric, Scope, rows_of
+from api.metrics.base import Metric, Scope, series
 from api.output import FORMAT_DOC, series_response
-from api.rollups import SourceParam, combine
+from api.rollups import SourceParam
 from api.timeq import Buckets
 
 
@@ -21,18 +21,7 @@ async def answer(request: Request, conn: Any, metric: Metric, scope: Scope, b: B
     """The answer of ``metric`` for ``scope``: each bucket from the rollup or the raw rows
     (:func:`api.rollups.combine`), shaped, as JSON or CSV."""
     ctx = await metric.context(conn, scope) if metric.context else {}
-
-    async def raw(sub: Buckets) -> list[dict[str, Any]]:
-        return metric.shape(sub, await rows_of(conn, metric, metric.raw, scope, sub), ctx)
-
-    async def rolled(sub: Buckets) -> list[dict[str, Any]]:
-        assert metric.rolled is not None  # combine asks only when a rollup exists
-        return metric.shape(sub, await rows_of(conn, metric, metric.rolled, scope, sub), ctx)
-
-    ans = await combine(conn, b, source, metric.coverage, rolled=rolled, raw=raw,
-                        columns=metric.columns, slot_s=metric.slot_s,
-                        lookback=metric.lookback,
-                        unusable="" if metric.rolled else "this metric has no rollup")
+    ans = await series(conn, metric, scope, b, source, ctx=ctx)
     key = metric.target.site if scope.kind == "site" else metric.target.device
     extra = {k: ctx[k] for k in metric.meta}
     return series_response(request, b.meta(**{key: scope.id}, **extra, **ans.meta()),
@@ -76,7 +65,8 @@ def _endpoint(metric: Metric, kind: str, param: str) -> Any:
             only_buckets(b, metric.buckets, metric.bucket_reason)
         ident = ids[param]
         t = metric.target
-        row = (await get_site(conn, ident, t.site_kind) if kind == "site"
+        row = (await get_site(conn, ident, t.site_kind, count_family=t.site_count)
+               if kind == "site"
                else await get_device(conn, ident, t.family))
         scope = Scope("site" if kind == "site" else "device", ident, row)
         return await answer(request, conn, metric, scope, b, source)
