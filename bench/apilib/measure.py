@@ -16,8 +16,9 @@ import resource
 import socket
 import subprocess
 import sys
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -127,18 +128,11 @@ def _free_port() -> int:
 
 
 @contextlib.contextmanager
-def api_server(db_url: str, log_path: Path, *, app: str = "api.main:create_app",
-               workers: int = 1) -> Iterator[str]:
-    """:func:`api_process`, for callers that only need its base URL."""
-    with api_process(db_url, log_path, app=app, workers=workers) as server:
-        yield server.base
-
-
-@contextlib.contextmanager
 def api_process(db_url: str, log_path: Path, *, app: str = "api.main:create_app",
-                workers: int = 1) -> Iterator[Server]:
+                read_url: str | None = None, workers: int = 1) -> Iterator[Server]:
     """``uvicorn api.main:create_app --factory`` (or another factory) on a free port, with
-    ``workers`` processes (uvicorn's ``--workers``).
+    ``workers`` processes (uvicorn's ``--workers``), reading from ``read_url``
+    (``BEFFROI_DATABASE_READ_URL``, a standby) when given.
 
     The factory's defaults: no background maintenance (``beffroi api`` runs it every
     minute), a pool of 10 database connections per process."""
@@ -149,6 +143,9 @@ def api_process(db_url: str, log_path: Path, *, app: str = "api.main:create_app"
     # the API in service refuses after BEFFROI_API_STATEMENT_TIMEOUT_S (10 s).
     env = {**os.environ, **stack_env, "BEFFROI_DATABASE_URL": db_url,
            "BEFFROI_API_STATEMENT_TIMEOUT_S": "0"}
+    env.pop("BEFFROI_DATABASE_READ_URL", None)
+    if read_url is not None:
+        env["BEFFROI_DATABASE_READ_URL"] = read_url
     cmd = [sys.executable, "-m", "uvicorn", app, "--factory", "--host", "127.0.0.1",
            "--port", str(port), "--no-access-log", "--log-level", "warning"]
     if workers > 1:
@@ -180,8 +177,17 @@ def api_process(db_url: str, log_path: Path, *, app: str = "api.main:create_app"
                 proc.wait()
 
 
-async def _measure(conns: list[Connection], url: str, *, seconds: float, max_requests: int,
-                   min_requests: int) -> Stats:
+@contextlib.contextmanager
+def api_server(db_url: str, log_path: Path, *, app: str = "api.main:create_app",
+               workers: int = 1) -> Iterator[str]:
+    """:func:`api_process` reading from ``db_url``; its base URL."""
+    with api_process(db_url, log_path, app=app, workers=workers) as server:
+        yield server.base
+
+
+async def _measure(conns: list[Connection], urls: Sequence[str], *, seconds: float,
+                   max_requests: int, min_requests: int,
+                   stop: threading.Event | None) -> Stats:
     lat: list[float] = []
     errors = 0
     t0 = time.perf_counter()
@@ -194,6 +200,9 @@ async def _measure(conns: list[Connection], url: str, *, seconds: float, max_req
             if issued >= max_requests or (time.perf_counter() >= deadline
                                           and issued >= min_requests):
                 return
+            if stop is not None and stop.is_set():
+                return
+            url = urls[issued % len(urls)]
             issued += 1
             t = time.perf_counter()
             try:
@@ -214,22 +223,26 @@ async def _measure(conns: list[Connection], url: str, *, seconds: float, max_req
                  round(wall, 1))
 
 
-async def measure(base: str, token: str, url: str, clients: int, *, seconds: float,
-                  max_requests: int, min_requests: int, meter: CpuMeter | None = None
+async def measure(base: str, token: str, url: str | Sequence[str], clients: int, *,
+                  seconds: float, max_requests: int, min_requests: int,
+                  stop: threading.Event | None = None, meter: CpuMeter | None = None
                   ) -> Stats:
     """Warm up (two requests), then ``clients`` connections issue requests back to back
-    until ``seconds`` passed (and at least ``min_requests`` were made) or
-    ``max_requests``; with ``meter``, the CPU per request of that part."""
+    until ``seconds`` passed (and at least ``min_requests`` were made), ``max_requests``,
+    or ``stop`` is set; several URLs are asked in turn. With ``meter``, the CPU per
+    request of the measured part."""
+    urls = [url] if isinstance(url, str) else list(url)
     # The client's own garbage collections would show as server latency: keep them rare.
     gc.collect()
     gc.freeze()
     gc.set_threshold(50_000, 20, 100)
     conns = [Connection(base, {"Authorization": f"Bearer {token}"}) for _ in range(clients)]
     try:
-        await asyncio.gather(*(c.get(url) for c in conns[:2]))
+        await asyncio.gather(*(c.get(urls[i % len(urls)])
+                               for i, c in enumerate(conns[:2])))
         before = meter.snapshot() if meter else None
-        stats = await _measure(conns, url, seconds=seconds, max_requests=max_requests,
-                               min_requests=min_requests)
+        stats = await _measure(conns, urls, seconds=seconds, max_requests=max_requests,
+                               min_requests=min_requests, stop=stop)
         if meter is not None and before is not None:
             stats = replace(stats, cpu_ms=meter.per_request(before, meter.snapshot(),
                                                             stats.requests))
