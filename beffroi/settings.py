@@ -94,6 +94,11 @@ class Settings(BaseSettings):
         "and operator runs live in one process's memory, and on 2 cores shared with "
         "PostgreSQL a second process measured no faster (docs/api.md, Performance)."
     )
+    api_access_log: bool = Field(
+        True,
+        description="uvicorn's access log of `beffroi api` (a line per request on stdout; "
+        "about 0.2 ms of CPU per request measured: a proxy in front can log instead)."
+    )
     api_maintenance_interval_s: float = Field(
         60.0, ge=0,
         description="How often `beffroi api` runs the maintenance job (rollups, "

@@ -47,13 +47,15 @@ def _api(ctx: Context, args: argparse.Namespace) -> int:
         raise SystemExit("--workers must be at least 1")
     if workers == 1:
         app = create_app(settings, maintenance_interval_s=interval)
-        uvicorn.run(app, host=args.host, port=args.port, log_level="info")
+        uvicorn.run(app, host=args.host, port=args.port, log_level="info",
+                    access_log=settings.api_access_log)
         return 0
     # uvicorn starts each worker from an import string: the workers build their app from
     # the same environment (the options given here go to them through it).
     os.environ["BEFFROI_API_MAINTENANCE_INTERVAL_S"] = str(interval)
     uvicorn.run("beffroi.commands.api:worker_app", factory=True, workers=workers,
-                host=args.host, port=args.port, log_level="info")
+                host=args.host, port=args.port, log_level="info",
+                access_log=settings.api_access_log)
     return 0
 
 
