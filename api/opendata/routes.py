@@ -1,9 +1,11 @@
 """Open data over HTTP, without a token: the published package under ``/opendata`` and the
 real-time NGSI-LD entities under ``/ngsi-ld/v1/entities``.
 
-The files are the ones ``beffroi opendata publish`` wrote (same bytes, ETag = their
-SHA-256). The entities are computed from the database for the current minute and kept for
-that minute, so a public page polling them costs one computation a minute. Every route is
+The files are the ones ``beffroi opendata publish`` wrote (same bytes streamed from the
+disk, ETag = their SHA-256 as the package lists it; the package is written last, so for
+the moment a new publication takes, a new file may still carry its former ETag). The
+entities are computed from the database for the current minute and kept for that
+minute, so a public page polling them costs one computation a minute. Every route is
 rate-limited per client address and can be switched off (``BEFFROI_OPENDATA_ENABLED``).
 """
 
@@ -21,7 +23,7 @@ from typing import Annotated, Any
 from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Depends, Path, Query, Request
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import FileResponse, JSONResponse, Response
 
 from api.deps import Conn, SettingsDep
 from api.errors import PUBLIC_ERROR_RESPONSES, ApiError, not_found
@@ -94,10 +96,21 @@ def _read(settings: Settings, name: str) -> bytes:
         raise not_found("open-data file", name) from None
 
 
+def _existing(settings: Settings, name: str) -> FsPath:
+    path: FsPath = settings.opendata_path() / name
+    if not path.is_file():
+        raise not_found("open-data file", name)
+    return path
+
+
+def _file_headers(etag: str) -> dict[str, str]:
+    return {"Cache-Control": f"public, max-age={FILE_MAX_AGE_S}", "ETag": etag,
+            "Access-Control-Allow-Origin": "*"}
+
+
 def _file_response(request: Request, name: str, data: bytes) -> Response:
     etag = f'"{hashlib.sha256(data).hexdigest()}"'
-    headers = {"Cache-Control": f"public, max-age={FILE_MAX_AGE_S}", "ETag": etag,
-               "Access-Control-Allow-Origin": "*"}
+    headers = _file_headers(etag)
     if request.headers.get("if-none-match") == etag:
         return Response(status_code=304, headers=headers)
     return Response(data, media_type=_MEDIA[FsPath(name).suffix], headers=headers)
@@ -125,12 +138,23 @@ async def opendata_file(request: Request, settings: Open,
                         name: Annotated[str, Path(pattern=_FILE_RE,
                                                   examples=["lieux-stationnement.csv"])]
                         ) -> Response:
-    """A published file."""
-    if name != PACKAGE_FILE:
-        doc = json.loads(_read(settings, PACKAGE_FILE))
-        if name not in {r["path"] for r in doc.get("resources", [])}:
-            raise not_found("open-data file", name)
-    return _file_response(request, name, _read(settings, name))
+    """A published file. A data file (a year of hours can be megabytes) is streamed from
+    the disk, its ETag the SHA-256 the package lists for it: neither read whole nor hashed
+    per request."""
+    package = _read(settings, PACKAGE_FILE)
+    if name == PACKAGE_FILE:
+        return _file_response(request, name, package)
+    listed = {r["path"]: r for r in json.loads(package).get("resources", [])}
+    if name not in listed:
+        raise not_found("open-data file", name)
+    digest = str(listed[name].get("hash", ""))
+    if not digest.startswith("sha256:"):  # a package without hashes: read and hash
+        return _file_response(request, name, _read(settings, name))
+    path = _existing(settings, name)
+    headers = _file_headers(f'"{digest.removeprefix("sha256:")}"')
+    if request.headers.get("if-none-match") == headers["ETag"]:
+        return Response(status_code=304, headers=headers)
+    return FileResponse(path, media_type=_MEDIA[path.suffix], headers=headers)
 
 
 # -- real-time NGSI-LD --------------------------------------------------------------------

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import csv
+import hashlib
 import io
 import json
 import re
@@ -338,6 +339,14 @@ def test_routes_serve_the_same_files_without_a_token(world: World, client: TestC
         assert again.status_code == 304
     index = client.get("/opendata").json()
     assert len(index["files"]) == len(world.files) - 1
+    big = max((n for n in world.files if n.endswith(".csv")), key=lambda n: len(world.files[n]))
+    r = client.get(f"/opendata/{big}")
+    # A data file is streamed from the disk (a file answer: Last-Modified, byte ranges),
+    # its ETag the SHA-256 the package lists, equal to its bytes' own.
+    assert r.headers["etag"] == f'"{hashlib.sha256(world.files[big]).hexdigest()}"'
+    assert "last-modified" in r.headers and r.headers["accept-ranges"] == "bytes"
+    part = client.get(f"/opendata/{big}", headers={"Range": "bytes=0-9"})
+    assert part.status_code == 206 and part.content == world.files[big][:10]
     assert client.get("/opendata/secret.csv").status_code == 404
     assert client.get("/opendata/..%2Fports.json").status_code in (404, 422)
     paths = client.get("/openapi.json").json()["paths"]
