@@ -200,8 +200,12 @@ def dash(stack: Stack, settings: Settings,
             _write_run_scenarios(runs_dir, reg)
             host, port = stack.broker_address()
             user, password = stack.mqtt_credentials("admin")
+            # api_token_cache_s 0: a revoked token is refused at its next request, so the
+            # page's reaction to it shows at once (the delay the default allows is
+            # tests/integration/test_api_tokens.py's).
             app_settings = settings.model_copy(update={
-                "database_url": SecretStr(db_url), "ingest_metrics_port": 0})
+                "database_url": SecretStr(db_url), "ingest_metrics_port": 0,
+                "api_token_cache_s": 0.0})
             app = create_app(app_settings)
             app.state.runs = RunManager(BrokerTarget(host, port, user, password, f"r{uid}"),
                                         scenario_dir=runs_dir, database_url=db_url,
