@@ -20,6 +20,10 @@ class HttpError(Exception):
     """An answer the client cannot read (the connection is then closed)."""
 
 
+class _NoAnswer(Exception):
+    """The connection ended before a byte of the answer came."""
+
+
 @dataclass(frozen=True)
 class Answer:
     """Status and body of one answer."""
@@ -45,17 +49,37 @@ class Connection:
         self._writer: asyncio.StreamWriter | None = None
 
     async def get(self, path: str) -> Answer:
-        """``GET path``; the whole answer."""
+        """``GET path``; the whole answer. A kept-alive connection the server closed while
+        it was idle (uvicorn closes them after 5 s) is reopened and the request sent again,
+        once, as HTTP clients do for a request that got no answer at all."""
         request = self._requests.get(path)
         if request is None:
             request = self._requests[path] = (f"GET {path} HTTP/1.1\r\n".encode("latin-1")
                                               + self._head)
+        if self._writer is not None:
+            try:
+                return await self._exchange(path, request)
+            except _NoAnswer:
+                await self.close()
+        try:
+            return await self._exchange(path, request)
+        except _NoAnswer as exc:
+            await self.close()
+            raise HttpError(f"GET {path}: the server closed the connection without an "
+                            "answer") from exc
+
+    async def _exchange(self, path: str, request: bytes) -> Answer:
         if self._writer is None:
             self._reader, self._writer = await asyncio.open_connection(self.host, self.port)
         assert self._reader is not None
         try:
             self._writer.write(request)
-            head = await self._reader.readuntil(b"\r\n\r\n")
+            try:
+                head = await self._reader.readuntil(b"\r\n\r\n")
+            except (asyncio.IncompleteReadError, ConnectionResetError) as exc:
+                if isinstance(exc, ConnectionResetError) or not exc.partial:
+                    raise _NoAnswer from exc
+                raise
             status, length, chunked, close = _parse_head(head)
             if chunked:
                 body = await _read_chunked(self._reader)

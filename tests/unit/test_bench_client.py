@@ -16,6 +16,9 @@ ANSWERS = {
                   b"4;ext=1\r\nabcd\r\nA\r\n0123456789\r\n0\r\nX-Trailer: t\r\n\r\n"),
     b"/close": b"HTTP/1.1 404 Not Found\r\nconnection: close\r\ncontent-length: 2\r\n\r\nno",
     b"/broken": b"SMTP ready\r\n\r\n",
+    # answered, then the connection dropped without a word (a server's idle timeout)
+    b"/then-idle": b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok",
+    b"/drop": b"",  # never answered
 }
 
 
@@ -37,7 +40,7 @@ async def _with_server(test: Callable[[str], Awaitable[None]]) -> tuple[list[byt
             path = head.split(b" ")[1]
             writer.write(ANSWERS[path])
             await writer.drain()
-            if path in (b"/close", b"/broken"):
+            if path in (b"/close", b"/broken", b"/then-idle", b"/drop"):
                 break
         writer.close()
 
@@ -76,3 +79,18 @@ def test_an_answer_that_is_not_http_is_an_error() -> None:
         await conn.close()
 
     asyncio.run(_with_server(run))
+
+
+def test_a_connection_the_server_dropped_while_idle_is_reopened_once() -> None:
+    async def run(base: str) -> None:
+        conn = Connection(base)
+        assert (await conn.get("/then-idle")).body == b"ok"
+        assert (await conn.get("/length")).body == b"hello"  # sent again on a new one
+        with pytest.raises(HttpError, match="closed the connection without an answer"):
+            await conn.get("/drop")
+        await conn.close()
+
+    seen, opened = asyncio.run(_with_server(run))
+    assert [h.split(b" ")[1] for h in seen] == [b"/then-idle", b"/length", b"/drop",
+                                                b"/drop"]
+    assert opened == 3  # the first, its replacement, and one more for /drop's second try
