@@ -15,7 +15,8 @@
    (in-process ASGI would hide the HTTP and event-loop costs and let the client's work
    block the server's loop: a child process is the closer picture of production). Each
    measurement also counts the CPU per request of the server, of the database backends
-   serving it and of the client, which does not depend on what else the machine runs.
+   serving it and of the client, much less sensitive than latency to what else the
+   machine runs.
 4. The baseline is the same route with ``source=raw`` (answers computed from raw rows, no
    rollups), in the same run, on fewer requests when it is slow; routes whose raw and
    rolled-up answers differ are flagged.

@@ -2,7 +2,7 @@
 (uvicorn, one worker as in production, or ``workers``) and ``clients`` concurrent
 connections of the benchmark's own light HTTP client (:mod:`bench.apilib.client`) in this
 process. CPU per request is counted apart for the server's processes, the database
-backends serving it and this process (the client): unlike latency, it does not depend on
+backends serving it and this process (the client): it depends much less than latency on
 what else the machine runs."""
 
 from __future__ import annotations
