@@ -80,8 +80,10 @@ class Coverage:
     raw_from: datetime | None = None
 
 
-def _sub(b: Buckets, edges: list[datetime]) -> Buckets:
-    return Buckets(b.bucket, b.tz, edges)
+def _sub(b: Buckets, i: int, j: int) -> Buckets:
+    """Buckets ``i`` to ``j - 1`` of ``b``: ``b`` itself when that is all of them (its
+    labels are then made once)."""
+    return b if i == 0 and j == len(b) else Buckets(b.bucket, b.tz, b.edges[i:j + 1])
 
 
 def _on_slot(e: datetime, slot_s: int) -> bool:
@@ -134,7 +136,7 @@ def split(b: Buckets, cov: Coverage, source: str = "auto", *, slot_s: int = SLOT
     j = 0
     for i in range(1, len(b) + 1):
         if i == len(b) or kinds[i] != kinds[j]:
-            out.append(Segment(kinds[j][0], _sub(b, b.edges[j:i + 1]), kinds[j][1]))
+            out.append(Segment(kinds[j][0], _sub(b, j, i), kinds[j][1]))
             j = i
     return out
 

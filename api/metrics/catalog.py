@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from api.metrics import wifi
 from api.metrics.base import Metric, Rollup
 from api.metrics.parking import REVENUE
 
-METRICS: tuple[Metric, ...] = (REVENUE,)
+METRICS: tuple[Metric, ...] = (REVENUE, *wifi.METRICS)
 
 
 def rollups_of(coverage: str) -> tuple[Rollup, ...]:

@@ -1,8 +1,9 @@
 """The aggregates the open data publishes, read with the API's own queries and rollups.
 
-Series come from the routes' helpers and SQL (parking occupancy and turnover, wifi
-clients, visitors and dwell, district energy), so the published numbers are the ones the
-API answers. Buckets are local hours, days and months of the configured time zone, cut at
+Series come from the routes' helpers and SQL (parking occupancy and turnover, district
+energy) and from the declared metrics (wifi clients, visitors and dwell:
+:func:`api.metrics.routes.series`), so the published numbers are the ones the API
+answers. Buckets are local hours, days and months of the configured time zone, cut at
 the publication's start and end (whole hours).
 """
 
@@ -18,7 +19,10 @@ from zoneinfo import ZoneInfo
 import psycopg
 
 from api.db import fetch_all, per_bucket
-from api.rollups import DWELL_BOUNDS_S, combine
+from api.metrics import wifi
+from api.metrics.base import Scope
+from api.metrics.routes import series
+from api.rollups import combine
 from api.routes.grid import _energy
 from api.routes.parking import (
     _TURNOVER_ROLLUP_SQL,
@@ -26,16 +30,8 @@ from api.routes.parking import (
     STALE_AFTER,
     _occupancy,
 )
-from api.routes.wifi import (
-    _CLIENTS_ROLLUP_SQL,
-    _CLIENTS_SQL,
-    _DWELL_ROLLUP_SQL,
-    _DWELL_SQL,
-    _VISITORS_1D_SQL,
-    _VISITORS_SQL,
-    MAX_SESSION,
-)
 from api.timeq import Buckets, make_buckets
+from beffroi.settings import Settings
 from devices.registry import ParkingPlace, Site, SiteKind
 from devices.store import PARKING_COLS
 
@@ -137,67 +133,33 @@ async def parking_series(conn: Conn, zone: Site, capacity: int, b: Buckets) -> l
 
 # -- wifi -----------------------------------------------------------------------------------
 
+def _square(square: str) -> Scope:
+    return Scope("site", square, {})
+
+
 async def wifi_aps(conn: Conn, square: str, b: Buckets) -> list[int]:
-    """Access points of the square with a report, per bucket."""
-    async def part(sub: Buckets, query: str) -> list[Row]:
-        return await per_bucket(conn, sub, query, {"id": square, "site": square},
-                                lambda r: {"aps": int(r["aps"]) if r else 0})
-
-    async def raw(sub: Buckets) -> list[Row]:
-        return await part(sub, _CLIENTS_SQL.format(filter="d.site_id = %(id)s"))
-
-    async def rolled(sub: Buckets) -> list[Row]:
-        return await part(sub, _CLIENTS_ROLLUP_SQL.format(filter="d.site_id = %(id)s"))
-
-    out = (await combine(conn, b, "auto", "wifi_ap", rolled=rolled, raw=raw,
-                         columns=("aps",))).rows
-    return [r["aps"] for r in out]
+    """Access points of the square with a report, per bucket (the clients metric's
+    ``aps_reporting``)."""
+    ans, _ = await series(conn, wifi.CLIENTS, _square(square), b, "auto")
+    return [r["aps_reporting"] for r in ans.rows]
 
 
-async def wifi_visitors(conn: Conn, square: str, b: Buckets, tz_setting: str) -> list[Row]:
-    """Unique visitors and associations per local day (the visitors route's queries): whole
-    days from the daily aggregates kept after the raw sessions are deleted, a cut day from
-    the raw sessions."""
-    async def part(sub: Buckets, query: str) -> list[Row]:
-        return await per_bucket(
-            conn, sub, query, {"id": square, "site": square, "ap": "", "tz": tz_setting},
-            lambda r: {"visitors": int(r["visitors"]) if r else 0,
-                       "associations": int(r["associations"]) if r else 0})
-
-    async def raw(sub: Buckets) -> list[Row]:
-        return await part(sub, _VISITORS_SQL.format(filter="d.site_id = %(id)s"))
-
-    async def rolled(sub: Buckets) -> list[Row]:
-        return await part(sub, _VISITORS_1D_SQL)
-
-    daily = b.bucket == "1d" and b.tz.key == tz_setting
-    return (await combine(conn, b, "auto" if daily else "raw", "wifi_visitors_1d",
-                          rolled=rolled, raw=raw, columns=("visitors", "associations"))).rows
+async def wifi_visitors(conn: Conn, square: str, b: Buckets, settings: Settings) -> list[Row]:
+    """Unique visitors and associations per local day (the visitors metric): whole days of
+    the server's zone from the daily aggregates kept after the raw sessions are deleted, a
+    cut day from the raw sessions."""
+    daily = b.bucket == "1d" and b.tz.key == settings.timezone
+    ans, _ = await series(conn, wifi.VISITORS, _square(square), b, "auto" if daily else "raw",
+                          settings)
+    return [{"visitors": r["unique_visitors"], "associations": r["associations"]}
+            for r in ans.rows]
 
 
-async def wifi_dwell(conn: Conn, square: str, b: Buckets) -> list[tuple[int, int]]:
-    """(ended sessions, their total length in seconds) per bucket (the dwell route's
-    queries)."""
-    async def part(sub: Buckets, query: str) -> list[Row]:
-        rows = await fetch_all(conn, query, {"id": square, "edges": sub.edges,
-                                             "lo": sub.start, "hi": sub.end,
-                                             "bounds": list(DWELL_BOUNDS_S)})
-        acc: dict[int, list[int]] = defaultdict(lambda: [0, 0])
-        for r in rows:
-            acc[r["i"] - 1][0] += int(r["sessions"])
-            acc[r["i"] - 1][1] += int(r["dwell_s"])
-        return [{"n": acc[i][0], "s": acc[i][1]} for i in range(len(sub))]
-
-    async def raw(sub: Buckets) -> list[Row]:
-        return await part(sub, _DWELL_SQL.format(filter="d.site_id = %(id)s", dev="",
-                                                 max_session=MAX_SESSION))
-
-    async def rolled(sub: Buckets) -> list[Row]:
-        return await part(sub, _DWELL_ROLLUP_SQL.format(filter="r.site_id = %(id)s"))
-
-    out = (await combine(conn, b, "auto", "wifi_visitors_1h", rolled=rolled, raw=raw,
-                         columns=("n", "s"))).rows
-    return [(r["n"], r["s"]) for r in out]
+async def wifi_dwell(conn: Conn, square: str, b: Buckets) -> list[tuple[int, int | None]]:
+    """(ended sessions, their mean length in seconds or None) per bucket (the dwell
+    metric)."""
+    ans, _ = await series(conn, wifi.DWELL, _square(square), b, "auto")
+    return [(r["sessions"], r["mean_dwell_s"]) for r in ans.rows]
 
 
 # -- energy ---------------------------------------------------------------------------------
