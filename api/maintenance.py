@@ -23,14 +23,13 @@ from api.metrics.base import call, fill_rollup, insert_from
 from api.metrics.catalog import rollups_of
 from api.metrics.wifi import VISITOR_DAY_COLUMNS, VISITOR_HOURS
 from api.rollups import RETENTION_PREFIX, forget_rolled_ranges
-from api.routes import grid, parking
+from api.routes import grid
 from beffroi.settings import Settings
 
 log = logging.getLogger(__name__)
 
 LOCK_KEY = int.from_bytes(b"beffroi\x01", "big")  # pg advisory lock of the job
 HOUR = timedelta(hours=1)
-QUARTER = timedelta(minutes=15)
 HALF_HOUR = timedelta(minutes=30)
 #: Each refresh recomputes this much below the watermark (late data, gaps up to a day).
 REWIND = timedelta(hours=24)
@@ -101,48 +100,6 @@ def local_days(h1: datetime, h2: datetime, tz: ZoneInfo) -> list[tuple[date, dat
 
 
 # -- rollup computations: replace the rows of the hours [h1, h2) ------------------------------
-async def _roll_parking_spot(conn: Conn, h1: datetime, h2: datetime, tz: ZoneInfo) -> None:
-    for table, col in (("rollup_parking_spot_1h", "hour"), ("rollup_parking_zone_15m", "slot")):
-        await conn.execute(f"DELETE FROM {table} WHERE {col} >= %s AND {col} < %s", (h1, h2))
-    cur = await conn.execute("SELECT coalesce(max(report_interval_s), 0) FROM devices "
-                             "WHERE family = 'parking_spot'")
-    row = await cur.fetchone()
-    lookback = int(row[0] if row else 0) * parking.STALE_AFTER
-    inner = parking._OCCUPANCY_SQL.format(filter="true", dev="iv.device_id,")
-    # One pass over the raw rows at quarter-hour edges; spots per hour, zones per quarter.
-    await conn.execute(f"""
-        WITH x AS MATERIALIZED (
-            SELECT (%(edges)s::timestamptz[])[q.i] AS slot, q.device_id,
-                   coalesce(sum(q.seconds) FILTER (WHERE q.state = 'occupied'), 0) AS occ,
-                   coalesce(sum(q.seconds) FILTER (WHERE q.state = 'free'), 0) AS free
-            FROM ({inner}) q WHERE q.state IN ('occupied', 'free') GROUP BY 1, 2),
-        spots AS (
-            INSERT INTO rollup_parking_spot_1h (hour, device_id, occupied_s, free_s)
-            SELECT time_bucket('1 hour', slot), device_id, sum(occ), sum(free)
-            FROM x GROUP BY 1, 2)
-        INSERT INTO rollup_parking_zone_15m (slot, site_id, occupied_s, free_s)
-        SELECT x.slot, d.site_id, sum(x.occ), sum(x.free)
-        FROM x JOIN devices d ON d.id = x.device_id WHERE d.site_id IS NOT NULL
-        GROUP BY 1, 2""",
-        {"edges": slot_edges(h1, h2, QUARTER), "lo": h1, "hi": h2,
-         "stale": parking.STALE_AFTER, "lookback": lookback})
-
-
-async def _roll_parking_turnover(conn: Conn, h1: datetime, h2: datetime,
-                                 tz: ZoneInfo) -> None:
-    await conn.execute("DELETE FROM rollup_parking_turnover_1h WHERE hour >= %s AND hour < %s",
-                       (h1, h2))
-    inner = parking._TURNOVER_SQL.format(filter="true", dev="device_id,")
-    await conn.execute(f"""
-        INSERT INTO rollup_parking_turnover_1h (hour, site_id, device_id, arrivals, stays,
-                                                stay_s)
-        SELECT (%(edges)s::timestamptz[])[x.i], coalesce(d.site_id, ''),
-               coalesce(x.device_id, ''), sum(x.arrivals), sum(x.stays), sum(x.stay_s)
-        FROM ({inner}) x JOIN devices d ON d.id = x.device_id
-        GROUP BY GROUPING SETS ((x.i, d.site_id, x.device_id), (x.i, d.site_id))""",
-        {"edges": hour_edges(h1, h2), "lo": h1, "hi": h2})
-
-
 def _declared(coverage: str) -> Callable[[Conn, datetime, datetime, ZoneInfo],
                                            Awaitable[None]]:
     """The computation of the rollups the metrics of ``coverage`` declare."""
@@ -314,8 +271,8 @@ Roll = Callable[[Conn, datetime, datetime, ZoneInfo], Awaitable[None]]
 
 #: name -> (raw tables it reads, computation)
 ROLLUPS: dict[str, tuple[tuple[str, ...], Roll]] = {
-    "parking_spot": (("parking_spot_state",), _roll_parking_spot),
-    "parking_turnover": (("parking_spot_state",), _roll_parking_turnover),
+    "parking_spot": (("parking_spot_state",), _declared("parking_spot")),
+    "parking_turnover": (("parking_spot_state",), _declared("parking_turnover")),
     "parking_meter": (("parking_transactions", "parking_meter_status"),
                       _declared("parking_meter")),
     "grid": (("grid_readings",), _roll_grid),

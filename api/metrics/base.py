@@ -22,6 +22,7 @@ from psycopg import sql
 from psycopg.adapt import PyFormat
 
 from api.db import fetch_all
+from api.rollups import Answer, combine
 from api.timeq import BUCKETS, Buckets
 from beffroi.settings import Settings
 
@@ -42,6 +43,9 @@ class Target:
     device: str  # meter
     site_example: str
     device_example: str
+    #: A family whose devices of the site its row counts (``family_count``), e.g. the
+    #: sensors that make a zone's capacity when the registry gives none.
+    site_count: str = ""
 
     @property
     def site_path(self) -> str:
@@ -119,6 +123,10 @@ class Metric:
     meta: tuple[str, ...] = ()  # context keys shown in the answer
     responses: Mapping[int | str, dict[str, Any]] = field(default_factory=dict)
     device_doc: str = ""  # added to the device route's description
+    site_slot_s: int | None = None  # a site's rollup slot, when it differs (zone quarters)
+    #: The lookback of one request when it depends on the scope (the report intervals of
+    #: its sensors), instead of ``lookback``.
+    lookback_of: Callable[[Conn, Scope], Awaitable[timedelta]] | None = None
     #: Arguments taken from the settings, passed after ``args``: argument name -> Settings
     #: attribute (e.g. ``{"tz": "timezone"}``: the zone of the days a daily rollup holds).
     setting_args: Mapping[str, str] = field(default_factory=dict)
@@ -128,13 +136,13 @@ class Metric:
     #: rollup of their own answers (a square's hours, visitors' days).
     rolled_by_bucket: Mapping[str, tuple[str, str]] = field(default_factory=dict)
 
-    def call(self, function: str, scope: Scope, b: Buckets,
-             settings: Settings | None = None) -> tuple[sql.Composed, dict[str, Any]]:
-        """The statement calling ``function`` for ``scope`` over ``b``, and its params."""
-        extra = self.setting_values(settings)
-        return call(function, (*SCOPE_ARGS, *self.args, *extra)), {
-            "site": scope.site, "device": scope.device, "edges": b.edges, "lo": b.start,
-            "hi": b.end, **self.args, **extra}
+    def slot_of(self, scope: Scope) -> int:
+        """The slot of the rollup ``scope`` reads."""
+        return self.site_slot_s if scope.kind == "site" and self.site_slot_s else self.slot_s
+
+    def rollup_for(self, bucket: str) -> tuple[str, str | None]:
+        """The coverage (rollup_state name) and the rolled function of ``bucket``."""
+        return self.rolled_by_bucket.get(bucket, (self.coverage, self.rolled))
 
     def setting_values(self, settings: Settings | None) -> dict[str, Any]:
         """The values of ``setting_args`` in ``settings``."""
@@ -145,9 +153,13 @@ class Metric:
                              f"({', '.join(self.setting_args.values())})")
         return {arg: getattr(settings, attr) for arg, attr in self.setting_args.items()}
 
-    def rollup_for(self, bucket: str) -> tuple[str, str | None]:
-        """The coverage (rollup_state name) and the rolled function of ``bucket``."""
-        return self.rolled_by_bucket.get(bucket, (self.coverage, self.rolled))
+    def call(self, function: str, scope: Scope, b: Buckets,
+             settings: Settings | None = None) -> tuple[sql.Composed, dict[str, Any]]:
+        """The statement calling ``function`` for ``scope`` over ``b``, and its params."""
+        extra = self.setting_values(settings)
+        return call(function, (*SCOPE_ARGS, *self.args, *extra)), {
+            "site": scope.site, "device": scope.device, "edges": b.edges, "lo": b.start,
+            "hi": b.end, **self.args, **extra}
 
 
 #: Arguments sent in binary: a year of hourly edges dumps in well under a millisecond
@@ -185,6 +197,38 @@ def by_bucket(b: Buckets, rows: list[dict[str, Any]],
     labels = b.labels
     return [{"start": labels[k], "end": labels[k + 1], **row(by_i.get(k), k)}
             for k in range(len(labels) - 1)]
+
+
+async def series(conn: Conn, metric: Metric, scope: Scope, b: Buckets, source: str = "auto",
+                 *, ctx: Context | None = None, shape: Shaper | None = None,
+                 columns: Sequence[str] | None = None,
+                 settings: Settings | None = None) -> Answer:
+    """The rows of ``metric`` for ``scope`` over ``b``, each bucket from the rollup or the
+    raw rows (:func:`api.rollups.combine`). ``ctx`` replaces what the metric's context
+    hook gives; ``shape`` and ``columns`` another view of the same rows (the open data's
+    sums, for instance); ``settings`` give the metric's ``setting_args``."""
+    if ctx is None:
+        ctx = await metric.context(conn, scope) if metric.context else {}
+    shaper = shape or metric.shape
+    # Bound to locals: mypy keeps the narrowing of ``ctx`` inside the closures.
+    context: Context = ctx
+    coverage, rolled_fn = metric.rollup_for(b.bucket)
+
+    async def raw(sub: Buckets) -> list[dict[str, Any]]:
+        return shaper(sub, await rows_of(conn, metric, metric.raw, scope, sub, settings),
+                      context)
+
+    async def rolled(sub: Buckets) -> list[dict[str, Any]]:
+        assert rolled_fn is not None  # combine asks only when a rollup exists
+        return shaper(sub, await rows_of(conn, metric, rolled_fn, scope, sub, settings),
+                      context)
+
+    lookback = (await metric.lookback_of(conn, scope) if metric.lookback_of
+                else metric.lookback)
+    return await combine(conn, b, source, coverage, rolled=rolled, raw=raw,
+                         columns=metric.columns if columns is None else columns,
+                         slot_s=metric.slot_of(scope), lookback=lookback,
+                         unusable="" if rolled_fn else "this metric has no rollup")
 
 
 async def fill_rollup(conn: Conn, rollup: Rollup, edges: list[datetime],

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from api.metrics import wifi
 from api.metrics.base import Metric, Rollup
-from api.metrics.parking import REVENUE
+from api.metrics.parking import OCCUPANCY, REVENUE, TURNOVER
 
-METRICS: tuple[Metric, ...] = (REVENUE, *wifi.METRICS)
+METRICS: tuple[Metric, ...] = (OCCUPANCY, TURNOVER, REVENUE, *wifi.METRICS)
 
 
 def rollups_of(coverage: str) -> tuple[Rollup, ...]:

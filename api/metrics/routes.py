@@ -10,45 +10,22 @@ from fastapi.responses import Response
 
 from api.db import get_device, get_site
 from api.deps import ID_PATTERN, Conn, Reader, only_buckets, time_range
-from api.metrics.base import Context, Metric, Scope, rows_of
+from api.metrics.base import Metric, Scope, series
 from api.output import FORMAT_DOC, series_response
-from api.rollups import Answer, SourceParam, combine
+from api.rollups import SourceParam
 from api.timeq import Buckets
 from beffroi.settings import Settings
 
 
-async def series(conn: Any, metric: Metric, scope: Scope, b: Buckets, source: str,
-                 settings: Settings | None = None) -> tuple[Answer, Context]:
-    """The rows of ``metric`` for ``scope``, each bucket from the rollup or the raw rows
-    (:func:`api.rollups.combine`), shaped; and the request's context. The routes answer
-    with it, and so does whatever publishes the same numbers (the open data). ``settings``
-    gives the metric's ``setting_args``."""
-    ctx = await metric.context(conn, scope) if metric.context else {}
-    coverage, rolled_fn = metric.rollup_for(b.bucket)
-
-    async def raw(sub: Buckets) -> list[dict[str, Any]]:
-        return metric.shape(sub, await rows_of(conn, metric, metric.raw, scope, sub,
-                                               settings), ctx)
-
-    async def rolled(sub: Buckets) -> list[dict[str, Any]]:
-        assert rolled_fn is not None  # combine asks only when a rollup exists
-        return metric.shape(sub, await rows_of(conn, metric, rolled_fn, scope, sub,
-                                               settings), ctx)
-
-    ans = await combine(conn, b, source, coverage, rolled=rolled, raw=raw,
-                        columns=metric.columns, slot_s=metric.slot_s,
-                        lookback=metric.lookback,
-                        unusable="" if rolled_fn else "this metric has no rollup")
-    return ans, ctx
-
-
 async def answer(request: Request, conn: Any, metric: Metric, scope: Scope, b: Buckets,
                  source: str) -> Response:
-    """The answer of ``metric`` for ``scope`` (:func:`series`) as JSON or CSV."""
+    """The answer of ``metric`` for ``scope``: each bucket from the rollup or the raw rows
+    (:func:`api.rollups.combine`), shaped, as JSON or CSV."""
     settings: Settings = request.app.state.settings
     if metric.check:
         metric.check(b, settings)
-    ans, ctx = await series(conn, metric, scope, b, source, settings)
+    ctx = await metric.context(conn, scope) if metric.context else {}
+    ans = await series(conn, metric, scope, b, source, ctx=ctx, settings=settings)
     key = metric.target.site if scope.kind == "site" else metric.target.device
     extra = {k: ctx[k] for k in metric.meta}
     return series_response(request, b.meta(**{key: scope.id}, **extra, **ans.meta()),
@@ -92,7 +69,8 @@ def _endpoint(metric: Metric, kind: str, param: str) -> Any:
             only_buckets(b, metric.buckets, metric.bucket_reason)
         ident = ids[param]
         t = metric.target
-        row = (await get_site(conn, ident, t.site_kind) if kind == "site"
+        row = (await get_site(conn, ident, t.site_kind, count_family=t.site_count)
+               if kind == "site"
                else await get_device(conn, ident, t.family))
         scope = Scope("site" if kind == "site" else "device", ident, row)
         return await answer(request, conn, metric, scope, b, source)

@@ -7,8 +7,11 @@ from datetime import UTC, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from psycopg import sql
+
+from api.db import fetch_all
 from api.errors import invalid
-from api.metrics.base import Conn, Context, Metric, Rollup, Scope, Target, by_bucket
+from api.metrics.base import Conn, Context, Metric, Rollup, Scope, Target, by_bucket, call
 from api.timeq import Buckets
 from beffroi.settings import Settings
 
@@ -51,6 +54,15 @@ CLIENTS = Metric(
     rollups=(_AP_HOURS, _SQUARE_HOURS),
     # A square's hours are rows of their own (its APs' means summed at rollup time).
     rolled_by_bucket={"1h": ("wifi_ap", "wifi_clients_hours")})
+
+async def aps_at(conn: Conn, at: datetime, stale: int) -> list[dict[str, Any]]:
+    """Each active access point with its latest report at ``at`` if younger than ``stale``
+    reporting intervals (``time`` and ``clients`` None otherwise), by square and id
+    (``metric.wifi_aps_at``)."""
+    query = sql.Composed([call("wifi_aps_at", ("at", "stale")),
+                          sql.SQL(" ORDER BY site_id, id")])
+    return await fetch_all(conn, query, {"at": at, "stale": stale})
+
 
 # -- traffic ------------------------------------------------------------------------------
 

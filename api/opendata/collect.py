@@ -1,10 +1,10 @@
 """The aggregates the open data publishes, read with the API's own queries and rollups.
 
-Series come from the routes' helpers and SQL (parking occupancy and turnover, district
-energy) and from the declared metrics (wifi clients, visitors and dwell:
-:func:`api.metrics.routes.series`), so the published numbers are the ones the API
-answers. Buckets are local hours, days and months of the configured time zone, cut at
-the publication's start and end (whole hours).
+Series come from the metrics' declarations (:mod:`api.metrics`: parking occupancy and
+turnover, wifi clients, visitors and dwell) and the routes' helpers and SQL (district
+energy), so the published numbers are the ones the API answers. Buckets are local hours,
+days and months of the configured time zone, cut at the publication's start and end
+(whole hours).
 """
 
 from __future__ import annotations
@@ -18,18 +18,11 @@ from zoneinfo import ZoneInfo
 
 import psycopg
 
-from api.db import fetch_all, per_bucket
-from api.metrics import wifi
-from api.metrics.base import Scope
-from api.metrics.routes import series
-from api.rollups import combine
+from api.db import fetch_all
+from api.metrics import parking, wifi
+from api.metrics.base import Scope, series
+from api.metrics.parking import STALE_AFTER
 from api.routes.grid import _energy
-from api.routes.parking import (
-    _TURNOVER_ROLLUP_SQL,
-    _TURNOVER_SQL,
-    STALE_AFTER,
-    _occupancy,
-)
 from api.timeq import Buckets, make_buckets
 from beffroi.settings import Settings
 from devices.registry import ParkingPlace, Site, SiteKind
@@ -109,25 +102,13 @@ async def _each(parts: list[Buckets],
 # -- parking --------------------------------------------------------------------------------
 
 async def parking_series(conn: Conn, zone: Site, capacity: int, b: Buckets) -> list[Row]:
-    """Occupancy (the zone route's rows) joined with turnover per bucket of ``b``."""
-    occ = (await _occupancy(conn, b, "d.site_id = %(site)s", {"site": zone.id}, capacity,
-                            "auto", zone=True)).rows
-
-    def row(r: Row | None) -> Row:
-        return {"arrivals": int(r["arrivals"]) if r else 0,
-                "stays": int(r["stays"]) if r else 0,
-                "stay_s": float(r["stay_s"]) if r else 0.0}
-
-    async def raw(sub: Buckets) -> list[Row]:
-        return await per_bucket(conn, sub, _TURNOVER_SQL.format(
-            filter="d.site_id = %(id)s", dev=""), {"id": zone.id}, row)
-
-    async def rolled(sub: Buckets) -> list[Row]:
-        return await per_bucket(conn, sub, _TURNOVER_ROLLUP_SQL,
-                                {"site": zone.id, "dev_id": ""}, row)
-
-    turn = (await combine(conn, b, "auto", "parking_turnover", rolled=rolled, raw=raw,
-                          columns=("arrivals", "stays", "stay_s"))).rows
+    """Occupancy (the zone route's rows, for ``capacity``) joined with the turnover's sums
+    (arrivals, stays, their length) per bucket of ``b``."""
+    scope = Scope("site", zone.id, {})
+    occ = (await series(conn, parking.OCCUPANCY, scope, b, ctx={"capacity": capacity})).rows
+    turn = (await series(conn, parking.TURNOVER, scope, b, ctx={},
+                         shape=parking.turnover_sums,
+                         columns=parking.TURNOVER_SUM_COLUMNS)).rows
     return [{**o, **t} for o, t in zip(occ, turn, strict=True)]
 
 
@@ -140,7 +121,7 @@ def _square(square: str) -> Scope:
 async def wifi_aps(conn: Conn, square: str, b: Buckets) -> list[int]:
     """Access points of the square with a report, per bucket (the clients metric's
     ``aps_reporting``)."""
-    ans, _ = await series(conn, wifi.CLIENTS, _square(square), b, "auto")
+    ans = await series(conn, wifi.CLIENTS, _square(square), b)
     return [r["aps_reporting"] for r in ans.rows]
 
 
@@ -149,8 +130,8 @@ async def wifi_visitors(conn: Conn, square: str, b: Buckets, settings: Settings)
     the server's zone from the daily aggregates kept after the raw sessions are deleted, a
     cut day from the raw sessions."""
     daily = b.bucket == "1d" and b.tz.key == settings.timezone
-    ans, _ = await series(conn, wifi.VISITORS, _square(square), b, "auto" if daily else "raw",
-                          settings)
+    ans = await series(conn, wifi.VISITORS, _square(square), b, "auto" if daily else "raw",
+                       settings=settings)
     return [{"visitors": r["unique_visitors"], "associations": r["associations"]}
             for r in ans.rows]
 
@@ -158,7 +139,7 @@ async def wifi_visitors(conn: Conn, square: str, b: Buckets, settings: Settings)
 async def wifi_dwell(conn: Conn, square: str, b: Buckets) -> list[tuple[int, int | None]]:
     """(ended sessions, their mean length in seconds or None) per bucket (the dwell
     metric)."""
-    ans, _ = await series(conn, wifi.DWELL, _square(square), b, "auto")
+    ans = await series(conn, wifi.DWELL, _square(square), b)
     return [(r["sessions"], r["mean_dwell_s"]) for r in ans.rows]
 
 
@@ -173,46 +154,20 @@ async def district_energy(conn: Conn, district: str, meters: int, b: Buckets,
 
 # -- state at an instant (the real-time feed) -------------------------------------------
 
-_SPOTS_AT_SQL = """
-SELECT d.id, d.name, d.site_id, d.latitude, d.longitude, coalesce(l.state, 'unknown') AS state
-FROM devices d LEFT JOIN LATERAL (
-    SELECT p.state FROM parking_spot_state p
-    WHERE p.device_id = d.id AND p.time <= %(t)s
-      AND p.time > %(t)s - make_interval(secs => d.report_interval_s * %(stale)s)
-    ORDER BY p.time DESC LIMIT 1) l ON true
-WHERE d.family = 'parking_spot' AND d.active
-ORDER BY d.site_id, d.id
-"""
-
-
 async def spots_at(conn: Conn, t: datetime) -> dict[str, list[Row]]:
     """Each active spot sensor's state at ``t`` (as the zone's current route counts: the
     latest report if younger than 3 heartbeats, else unknown), by zone."""
-    rows = await fetch_all(conn, _SPOTS_AT_SQL, {"t": t, "stale": STALE_AFTER})
     out: dict[str, list[Row]] = defaultdict(list)
-    for r in rows:
+    for r in await parking.spots_at(conn, t):
         out[r["site_id"]].append(r)
     return out
-
-
-_APS_AT_SQL = """
-SELECT d.id, d.name, d.site_id, d.latitude, d.longitude, d.metadata, l.time, l.clients
-FROM devices d LEFT JOIN LATERAL (
-    SELECT w.time, w.clients FROM wifi_ap_stats w
-    WHERE w.device_id = d.id AND w.time <= %(t)s
-      AND w.time > %(t)s - make_interval(secs => d.report_interval_s * %(stale)s)
-    ORDER BY w.time DESC LIMIT 1) l ON true
-WHERE d.family = 'wifi_ap' AND d.active
-ORDER BY d.site_id, d.id
-"""
 
 
 async def aps_at(conn: Conn, t: datetime) -> dict[str, list[Row]]:
     """Each active access point's latest report at ``t`` if younger than 3 reporting
     intervals (``time`` and ``clients`` null otherwise), by square."""
-    rows = await fetch_all(conn, _APS_AT_SQL, {"t": t, "stale": STALE_AFTER})
     out: dict[str, list[Row]] = defaultdict(list)
-    for r in rows:
+    for r in await wifi.aps_at(conn, t, STALE_AFTER):
         out[r["site_id"]].append(r)
     return out
 

@@ -159,3 +159,20 @@ LANGUAGE sql STABLE AS $$
     SELECT p.hour, p.site_id, p.mx, m.mean_c, m.aps
     FROM peak p JOIN mean m USING (hour, site_id)
 $$;
+
+-- Each active access point (of every square) with its latest report at p_at if younger
+-- than p_stale reporting intervals (time and clients null otherwise): the open data's
+-- real-time feed.
+CREATE FUNCTION metric.wifi_aps_at(p_at timestamptz, p_stale integer)
+RETURNS TABLE (id text, name text, site_id text, latitude double precision,
+               longitude double precision, metadata jsonb, "time" timestamptz,
+               clients integer)
+LANGUAGE sql STABLE AS $$
+    SELECT d.id, d.name, d.site_id, d.latitude, d.longitude, d.metadata, l.time, l.clients
+    FROM devices d LEFT JOIN LATERAL (
+        SELECT w.time, w.clients FROM wifi_ap_stats w
+        WHERE w.device_id = d.id AND w.time <= p_at
+          AND w.time > p_at - make_interval(secs => d.report_interval_s * p_stale)
+        ORDER BY w.time DESC LIMIT 1) l ON true
+    WHERE d.family = 'wifi_ap' AND d.active
+$$;
