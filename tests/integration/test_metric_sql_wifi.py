@@ -146,6 +146,22 @@ def test_clients_from_the_rollups_equal_raw(conn: psycopg.Connection[Any], city:
     assert row == (9.0, 2, 15.0)
 
 
+def test_each_aps_latest_report_at_an_instant(conn: psycopg.Connection[Any],
+                                             city: str) -> None:
+    p = city
+
+    def at(t: datetime) -> dict[str, tuple[Any, Any]]:
+        return {r["id"]: (r["time"], r["clients"]) for r in _call(conn, "wifi_aps_at", t, 3)
+                if r["id"].startswith(p)}
+
+    assert at(H0 + 45 * S) == {f"{p}ap1": (H0 + 40 * S, 6), f"{p}ap2": (H0 + 20 * S, 10),
+                               f"{p}ap3": (None, None)}
+    # a report older than 3 reporting intervals (3 minutes) is stale: no count
+    assert at(H0 + 32 * M) == {f"{p}ap1": (H0 + 30 * M, 2), f"{p}ap2": (None, None),
+                               f"{p}ap3": (None, None)}
+    assert at(H0 + 33 * M)[f"{p}ap1"] == (None, None)
+
+
 def test_metric_functions_are_inlined_and_read_only_the_chunks_of_the_range(
         conn: psycopg.Connection[Any], city: str) -> None:
     p = city
