@@ -971,18 +971,22 @@ def _table(runs: list[dict[str, Any]], *, per_reading: bool) -> list[str]:
         if r.get("offered_rate_msg_s"):
             name += f" (offered {_fmt(r['offered_rate_msg_s'])} msg/s)"
 
-        def per(key: str, r: dict[str, Any] = r) -> str:
+        def per(key: str, unit_count: int, r: dict[str, Any] = r) -> str:
             u = r.get(key, {})
-            cons = u.get("ingestor", u.get("subscriber"))
-            return f"{_fmt2(u.get('broker'))} / {_fmt2(cons)} / {_fmt2(u.get('postgres'))}"
+            cons = _fmt2(u.get("ingestor", u.get("subscriber")))
+            procs = [c for c in r.get("cpu_s_ingestor_processes", [])
+                     if c > 0.05 * c_ingestor] if (c_ingestor := c.get("ingestor")) else []
+            if len(procs) > 1 and unit_count:  # each worker's share
+                cons += " (" + " + ".join(_fmt2(x / unit_count * 1e6) for x in procs) + ")"
+            return f"{_fmt2(u.get('broker'))} / {cons} / {_fmt2(u.get('postgres'))}"
 
         lines.append(
             f"| {name} | {_fmt(r.get('messages_per_s'))} | **{_fmt(r['readings_per_s'])}** | "
             f"{_fmt(r['latency_ms_p50'], ' ms')} | {_fmt(r['latency_ms_p99'], ' ms')} | "
             f"{rss_txt} | {_fmt(c.get('broker'))} / {_fmt(consumer)} / "
             f"{_fmt(c.get('postgres'))} / {_fmt(c.get('publishers'))} / "
-            f"{_fmt(c.get('unaccounted'))} | {per('cpu_us_per_message')} |"
-            + (f" {per('cpu_us_per_reading')} |" if per_reading else ""))
+            f"{_fmt(c.get('unaccounted'))} | {per('cpu_us_per_message', r['messages'])} |"
+            + (f" {per('cpu_us_per_reading', r['readings'])} |" if per_reading else ""))
     return lines
 
 
@@ -1074,7 +1078,8 @@ def write_markdown(path: Path, result: dict[str, Any]) -> None:
               "process accounts for (other users of the machine, the kernel). CPU µs per "
               "message (and per reading) divide them by the messages (readings) of the run; "
               "with two workers the ingestor's figure is both workers' (and their parent's) "
-              "added: `ingest.json` has each process's (`cpu_s_ingestor_processes`).",
+              "added, each worker's in brackets; `ingest.json` has each process's CPU "
+              "seconds (`cpu_s_ingestor_processes`).",
               "- The baseline runs on a prefix of the stream (a rate is a rate).",
               "- Everything shares 2 cores: publishers, broker, ingestor and PostgreSQL.", ""]
     path.write_text("\n".join(lines))
