@@ -18,15 +18,16 @@ from zoneinfo import ZoneInfo
 import psycopg
 from psycopg.rows import dict_row
 
+from api.metrics.base import fill_rollup
+from api.metrics.catalog import rollups_of
 from api.rollups import DWELL_BOUNDS_S, RETENTION_PREFIX, forget_rolled_ranges
-from api.routes import grid, parking, wifi
+from api.routes import grid, wifi
 from beffroi.settings import Settings
 
 log = logging.getLogger(__name__)
 
 LOCK_KEY = int.from_bytes(b"beffroi\x01", "big")  # pg advisory lock of the job
 HOUR = timedelta(hours=1)
-QUARTER = timedelta(minutes=15)
 HALF_HOUR = timedelta(minutes=30)
 #: Each refresh recomputes this much below the watermark (late data, gaps up to a day).
 REWIND = timedelta(hours=24)
@@ -97,66 +98,13 @@ def local_days(h1: datetime, h2: datetime, tz: ZoneInfo) -> list[tuple[date, dat
 
 
 # -- rollup computations: replace the rows of the hours [h1, h2) ------------------------------
-async def _roll_parking_spot(conn: Conn, h1: datetime, h2: datetime, tz: ZoneInfo) -> None:
-    for table, col in (("rollup_parking_spot_1h", "hour"), ("rollup_parking_zone_15m", "slot")):
-        await conn.execute(f"DELETE FROM {table} WHERE {col} >= %s AND {col} < %s", (h1, h2))
-    cur = await conn.execute("SELECT coalesce(max(report_interval_s), 0) FROM devices "
-                             "WHERE family = 'parking_spot'")
-    row = await cur.fetchone()
-    lookback = int(row[0] if row else 0) * parking.STALE_AFTER
-    inner = parking._OCCUPANCY_SQL.format(filter="true", dev="iv.device_id,")
-    # One pass over the raw rows at quarter-hour edges; spots per hour, zones per quarter.
-    await conn.execute(f"""
-        WITH x AS MATERIALIZED (
-            SELECT (%(edges)s::timestamptz[])[q.i] AS slot, q.device_id,
-                   coalesce(sum(q.seconds) FILTER (WHERE q.state = 'occupied'), 0) AS occ,
-                   coalesce(sum(q.seconds) FILTER (WHERE q.state = 'free'), 0) AS free
-            FROM ({inner}) q WHERE q.state IN ('occupied', 'free') GROUP BY 1, 2),
-        spots AS (
-            INSERT INTO rollup_parking_spot_1h (hour, device_id, occupied_s, free_s)
-            SELECT time_bucket('1 hour', slot), device_id, sum(occ), sum(free)
-            FROM x GROUP BY 1, 2)
-        INSERT INTO rollup_parking_zone_15m (slot, site_id, occupied_s, free_s)
-        SELECT x.slot, d.site_id, sum(x.occ), sum(x.free)
-        FROM x JOIN devices d ON d.id = x.device_id WHERE d.site_id IS NOT NULL
-        GROUP BY 1, 2""",
-        {"edges": slot_edges(h1, h2, QUARTER), "lo": h1, "hi": h2,
-         "stale": parking.STALE_AFTER, "lookback": lookback})
-
-
-async def _roll_parking_turnover(conn: Conn, h1: datetime, h2: datetime,
-                                 tz: ZoneInfo) -> None:
-    await conn.execute("DELETE FROM rollup_parking_turnover_1h WHERE hour >= %s AND hour < %s",
-                       (h1, h2))
-    inner = parking._TURNOVER_SQL.format(filter="true", dev="device_id,")
-    await conn.execute(f"""
-        INSERT INTO rollup_parking_turnover_1h (hour, site_id, device_id, arrivals, stays,
-                                                stay_s)
-        SELECT (%(edges)s::timestamptz[])[x.i], coalesce(d.site_id, ''),
-               coalesce(x.device_id, ''), sum(x.arrivals), sum(x.stays), sum(x.stay_s)
-        FROM ({inner}) x JOIN devices d ON d.id = x.device_id
-        GROUP BY GROUPING SETS ((x.i, d.site_id, x.device_id), (x.i, d.site_id))""",
-        {"edges": hour_edges(h1, h2), "lo": h1, "hi": h2})
-
-
-async def _roll_parking_meter(conn: Conn, h1: datetime, h2: datetime, tz: ZoneInfo) -> None:
-    p = {"lo": h1, "hi": h2}
-    for table in ("rollup_parking_tx_1h", "rollup_parking_faults_1h"):
-        await conn.execute(f"DELETE FROM {table} WHERE hour >= %(lo)s AND hour < %(hi)s", p)
-    await conn.execute("""
-        INSERT INTO rollup_parking_tx_1h (hour, device_id, payment_method, transactions,
-                                          revenue_cents)
-        SELECT time_bucket('1 hour', t.time), t.device_id, t.payment_method, count(*),
-               sum(t.amount_cents)
-        FROM parking_transactions t JOIN devices d ON d.id = t.device_id
-        WHERE d.family = 'parking_meter' AND t.time >= %(lo)s AND t.time < %(hi)s
-        GROUP BY 1, 2, 3""", p)
-    await conn.execute("""
-        INSERT INTO rollup_parking_faults_1h (hour, device_id, fault_code)
-        SELECT DISTINCT time_bucket('1 hour', s.time), s.device_id, s.fault_code
-        FROM parking_meter_status s JOIN devices d ON d.id = s.device_id
-        WHERE d.family = 'parking_meter' AND s.fault_code IS NOT NULL
-          AND s.time >= %(lo)s AND s.time < %(hi)s""", p)
+def _declared(coverage: str) -> Callable[[Conn, datetime, datetime, ZoneInfo],
+                                           Awaitable[None]]:
+    """The computation of the rollups the metrics of ``coverage`` declare."""
+    async def compute(conn: Conn, h1: datetime, h2: datetime, tz: ZoneInfo) -> None:
+        for rollup in rollups_of(coverage):
+            await fill_rollup(conn, rollup, slot_edges(h1, h2, rollup.slot))
+    return compute
 
 
 async def _roll_grid(conn: Conn, h1: datetime, h2: datetime, tz: ZoneInfo) -> None:
@@ -414,9 +362,10 @@ Roll = Callable[[Conn, datetime, datetime, ZoneInfo], Awaitable[None]]
 
 #: name -> (raw tables it reads, computation)
 ROLLUPS: dict[str, tuple[tuple[str, ...], Roll]] = {
-    "parking_spot": (("parking_spot_state",), _roll_parking_spot),
-    "parking_turnover": (("parking_spot_state",), _roll_parking_turnover),
-    "parking_meter": (("parking_transactions", "parking_meter_status"), _roll_parking_meter),
+    "parking_spot": (("parking_spot_state",), _declared("parking_spot")),
+    "parking_turnover": (("parking_spot_state",), _declared("parking_turnover")),
+    "parking_meter": (("parking_transactions", "parking_meter_status"),
+                      _declared("parking_meter")),
     "grid": (("grid_readings",), _roll_grid),
     "wifi_ap": (("wifi_ap_stats",), _roll_wifi_ap),
 }

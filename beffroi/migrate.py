@@ -3,6 +3,11 @@
 They live in ``sql/`` and ship inside the package (``beffroi/migrations``, a link to
 ``sql/``, read with importlib.resources), so an installed wheel migrates like a
 checkout; finding none at all is an error, never "up to date".
+
+The metrics' statements (``sql/metrics/*.sql``: SQL functions in schema ``metric``, each
+metric's SQL in one file, see docs/metrics.md) are not numbered: they hold no data, so
+after the numbered migrations the whole schema is rebuilt from the files whenever their
+checksum changed, in one transaction (readers see the old functions or the new ones).
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ from dataclasses import dataclass
 from importlib import resources
 from importlib.resources.abc import Traversable
 from pathlib import Path
+from typing import Any
 
 import psycopg
 
@@ -21,6 +27,8 @@ log = logging.getLogger(__name__)
 
 MIGRATION_RE = re.compile(r"^(\d{3})_([a-z0-9_]+)\.sql$")
 LOCK_ID = 0x62656666  # advisory lock: two `migrate` runs never interleave
+METRICS_DIR = "metrics"  # sql/metrics/: the metric functions, rebuilt when changed
+METRIC_RE = re.compile(r"^[a-z0-9_]+\.sql$")
 
 
 class MigrationError(RuntimeError):
@@ -69,9 +77,58 @@ def discover(sql_dir: Traversable | Path) -> list[Migration]:
     return [found[v] for v in sorted(found)]
 
 
+def discover_metrics(sql_dir: Traversable | Path) -> list[Traversable | Path]:
+    """The metric files (``sql/metrics/*.sql``), in name order."""
+    folder = sql_dir / METRICS_DIR
+    if not folder.is_dir():
+        return []
+    files = sorted((p for p in folder.iterdir() if p.name.endswith(".sql") and p.is_file()),
+                   key=lambda p: p.name)
+    for path in files:
+        if not METRIC_RE.match(path.name):
+            raise MigrationError(f"metrics/{path.name}: metric files are named name.sql")
+    return files
+
+
+def metrics_checksum(files: list[Traversable | Path]) -> str:
+    """One digest over the metric files' names and contents."""
+    h = hashlib.sha256()
+    for path in files:
+        h.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
+    return h.hexdigest()
+
+
+def _apply_metrics(conn: psycopg.Connection[Any], files: list[Traversable | Path]) -> bool:
+    """Rebuild schema ``metric`` from ``files`` when their checksum changed."""
+    conn.execute("CREATE TABLE IF NOT EXISTS metric_functions ("
+                 " id boolean PRIMARY KEY DEFAULT true CHECK (id), checksum text NOT NULL,"
+                 " applied_at timestamptz NOT NULL DEFAULT now())")
+    digest = metrics_checksum(files)
+    row = conn.execute("SELECT checksum FROM metric_functions").fetchone()
+    if row is not None and row[0] == digest:
+        return False
+    log.info("rebuilding the metric functions (%d files)", len(files))
+    with conn.transaction():
+        conn.execute("DROP SCHEMA IF EXISTS metric CASCADE")
+        conn.execute("CREATE SCHEMA metric")
+        conn.execute("GRANT USAGE ON SCHEMA metric TO PUBLIC")
+        for path in files:
+            try:
+                conn.execute(path.read_text(encoding="utf-8").encode())
+            except psycopg.Error as exc:
+                raise MigrationError(f"metrics/{path.name} failed: {exc}") from exc
+        conn.execute("INSERT INTO metric_functions (checksum) VALUES (%s) ON CONFLICT (id) "
+                     "DO UPDATE SET checksum = EXCLUDED.checksum, applied_at = now()",
+                     (digest,))
+    return True
+
+
 def migrate(conninfo: str, sql_dir: Traversable | Path | None = None) -> list[Migration]:
-    """Apply pending migrations; return those applied now (empty when up to date)."""
-    migrations = discover(sql_dir or default_sql_dir())
+    """Apply pending migrations, then rebuild the metric functions if their files changed;
+    return the migrations applied now (empty when up to date)."""
+    sql_dir = sql_dir or default_sql_dir()
+    migrations = discover(sql_dir)
+    metric_files = discover_metrics(sql_dir)
     applied_now: list[Migration] = []
     with psycopg.connect(conninfo, autocommit=True) as conn:
         conn.execute("SELECT pg_advisory_lock(%s)", (LOCK_ID,))
@@ -103,6 +160,7 @@ def migrate(conninfo: str, sql_dir: Traversable | Path | None = None) -> list[Mi
                 except psycopg.Error as exc:
                     raise MigrationError(f"migration {mig.path.name} failed: {exc}") from exc
                 applied_now.append(mig)
+            _apply_metrics(conn, metric_files)
             unknown = sorted(set(applied) - {m.version for m in migrations})
             if unknown:
                 log.warning("database has migrations this code does not know: %s", unknown)

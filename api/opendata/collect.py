@@ -1,9 +1,10 @@
 """The aggregates the open data publishes, read with the API's own queries and rollups.
 
-Series come from the routes' helpers and SQL (parking occupancy and turnover, wifi
-clients, visitors and dwell, district energy), so the published numbers are the ones the
-API answers. Buckets are local hours, days and months of the configured time zone, cut at
-the publication's start and end (whole hours).
+Series come from the metrics' declarations (:mod:`api.metrics`: parking occupancy and
+turnover) and the routes' helpers and SQL (wifi clients, visitors and dwell, district
+energy), so the published numbers are the ones the API answers. Buckets are local hours,
+days and months of the configured time zone, cut at the publication's start and end
+(whole hours).
 """
 
 from __future__ import annotations
@@ -18,14 +19,11 @@ from zoneinfo import ZoneInfo
 import psycopg
 
 from api.db import fetch_all, per_bucket
+from api.metrics import parking
+from api.metrics.base import Scope, series
+from api.metrics.parking import STALE_AFTER
 from api.rollups import DWELL_BOUNDS_S, combine
 from api.routes.grid import _energy
-from api.routes.parking import (
-    _TURNOVER_ROLLUP_SQL,
-    _TURNOVER_SQL,
-    STALE_AFTER,
-    _occupancy,
-)
 from api.routes.wifi import (
     _CLIENTS_ROLLUP_SQL,
     _CLIENTS_SQL,
@@ -113,25 +111,13 @@ async def _each(parts: list[Buckets],
 # -- parking --------------------------------------------------------------------------------
 
 async def parking_series(conn: Conn, zone: Site, capacity: int, b: Buckets) -> list[Row]:
-    """Occupancy (the zone route's rows) joined with turnover per bucket of ``b``."""
-    occ = (await _occupancy(conn, b, "d.site_id = %(site)s", {"site": zone.id}, capacity,
-                            "auto", zone=True)).rows
-
-    def row(r: Row | None) -> Row:
-        return {"arrivals": int(r["arrivals"]) if r else 0,
-                "stays": int(r["stays"]) if r else 0,
-                "stay_s": float(r["stay_s"]) if r else 0.0}
-
-    async def raw(sub: Buckets) -> list[Row]:
-        return await per_bucket(conn, sub, _TURNOVER_SQL.format(
-            filter="d.site_id = %(id)s", dev=""), {"id": zone.id}, row)
-
-    async def rolled(sub: Buckets) -> list[Row]:
-        return await per_bucket(conn, sub, _TURNOVER_ROLLUP_SQL,
-                                {"site": zone.id, "dev_id": ""}, row)
-
-    turn = (await combine(conn, b, "auto", "parking_turnover", rolled=rolled, raw=raw,
-                          columns=("arrivals", "stays", "stay_s"))).rows
+    """Occupancy (the zone route's rows, for ``capacity``) joined with the turnover's sums
+    (arrivals, stays, their length) per bucket of ``b``."""
+    scope = Scope("site", zone.id, {})
+    occ = (await series(conn, parking.OCCUPANCY, scope, b, ctx={"capacity": capacity})).rows
+    turn = (await series(conn, parking.TURNOVER, scope, b, ctx={},
+                         shape=parking.turnover_sums,
+                         columns=parking.TURNOVER_SUM_COLUMNS)).rows
     return [{**o, **t} for o, t in zip(occ, turn, strict=True)]
 
 
@@ -211,24 +197,11 @@ async def district_energy(conn: Conn, district: str, meters: int, b: Buckets,
 
 # -- state at an instant (the real-time feed) -------------------------------------------
 
-_SPOTS_AT_SQL = """
-SELECT d.id, d.name, d.site_id, d.latitude, d.longitude, coalesce(l.state, 'unknown') AS state
-FROM devices d LEFT JOIN LATERAL (
-    SELECT p.state FROM parking_spot_state p
-    WHERE p.device_id = d.id AND p.time <= %(t)s
-      AND p.time > %(t)s - make_interval(secs => d.report_interval_s * %(stale)s)
-    ORDER BY p.time DESC LIMIT 1) l ON true
-WHERE d.family = 'parking_spot' AND d.active
-ORDER BY d.site_id, d.id
-"""
-
-
 async def spots_at(conn: Conn, t: datetime) -> dict[str, list[Row]]:
     """Each active spot sensor's state at ``t`` (as the zone's current route counts: the
     latest report if younger than 3 heartbeats, else unknown), by zone."""
-    rows = await fetch_all(conn, _SPOTS_AT_SQL, {"t": t, "stale": STALE_AFTER})
     out: dict[str, list[Row]] = defaultdict(list)
-    for r in rows:
+    for r in await parking.spots_at(conn, t):
         out[r["site_id"]].append(r)
     return out
 

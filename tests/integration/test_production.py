@@ -30,6 +30,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator, Sequence
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -375,6 +376,12 @@ def test_the_compose_path_runs_natively(services: Services, uid: str) -> None:
     doc = _wait(current, "both readings through the API", logs=s.logs)
     assert doc == {"zone": zone, "capacity": 2, "sensors": 2, "free": 0, "occupied": 2,
                    "unknown": 0}
+    # a series: the metric functions (sql/metrics/, shipped in the wheel) are in place
+    day = datetime.now(UTC).date() - timedelta(days=2)
+    status, body = _get(f"http://127.0.0.2:{s.api_port}/v1/parking/zones/{zone}/revenue"
+                        f"?from={day}&to={day + timedelta(days=1)}&bucket=1d", token)
+    assert status == 200, body
+    assert json.loads(body)["data"][0]["transactions"] == 0, body
 
     # the metrics: both messages stored, counted by the workers that took them
     def stored() -> float:

@@ -11,7 +11,9 @@ import psycopg
 import pytest
 
 from beffroi.migrate import MigrationError, default_sql_dir, migrate
+from beffroi.settings import Settings
 from beffroi.stack import Stack
+from tests.conftest import throwaway_database
 
 HYPERTABLES = {
     "wifi_ap_stats": "time",
@@ -121,3 +123,36 @@ def test_meter_serial_migration_moves_12_digit_meter_ids(stack: Stack, tmp_path:
                     c.execute(f"UPDATE devices SET {column} = %s WHERE id = 'prm'", (value,))
     finally:
         stack.drop_database(name)
+
+
+def _functions(url: str) -> dict[str, str]:
+    with psycopg.connect(url) as c:
+        return dict(c.execute(
+            "SELECT p.proname, pg_get_functiondef(p.oid) FROM pg_proc p "
+            "JOIN pg_namespace n ON n.oid = p.pronamespace WHERE n.nspname = 'metric'"
+        ).fetchall())
+
+
+def test_metric_functions_are_rebuilt_when_their_files_change(
+        stack: Stack, settings: Settings, tmp_path: Path) -> None:
+    """sql/metrics/ is applied after the migrations, again only when a file changed; a
+    broken file fails with its name and leaves the functions in force untouched."""
+    sql_dir = tmp_path / "sql"
+    shutil.copytree(_sql_dir(), sql_dir)
+    with throwaway_database(stack, settings, "metricfn") as url:
+        migrate(url, sql_dir)
+        first = _functions(url)
+        assert "parking_revenue" in first and "parking_revenue_rollup" in first
+        with psycopg.connect(url) as c:
+            applied = c.execute("SELECT applied_at FROM metric_functions").fetchone()
+        migrate(url, sql_dir)  # unchanged: not rebuilt
+        with psycopg.connect(url) as c:
+            assert c.execute("SELECT applied_at FROM metric_functions").fetchone() == applied
+        (sql_dir / "metrics" / "zz_extra.sql").write_text(
+            "CREATE FUNCTION metric.answer() RETURNS integer LANGUAGE sql AS 'SELECT 42';")
+        migrate(url, sql_dir)
+        assert set(_functions(url)) == {*first, "answer"}
+        (sql_dir / "metrics" / "zz_extra.sql").write_text("CREATE FUNCTION metric.oops(")
+        with pytest.raises(MigrationError, match=r"zz_extra\.sql"):
+            migrate(url, sql_dir)
+        assert set(_functions(url)) == {*first, "answer"}

@@ -1,0 +1,18 @@
+"""Every declared metric: the routes and the rollup job read them from here."""
+
+from __future__ import annotations
+
+from api.metrics.base import Metric, Rollup
+from api.metrics.parking import OCCUPANCY, REVENUE, TURNOVER
+
+METRICS: tuple[Metric, ...] = (OCCUPANCY, TURNOVER, REVENUE)
+
+
+def rollups_of(coverage: str) -> tuple[Rollup, ...]:
+    """The rollup tables filled under rollup_state ``coverage`` (each once)."""
+    out: dict[str, Rollup] = {}
+    for m in METRICS:
+        if m.coverage == coverage:
+            for r in m.rollups:
+                out.setdefault(r.table, r)
+    return tuple(out.values())
