@@ -50,8 +50,7 @@ Conn = Annotated[psycopg.AsyncConnection[Any], Depends(get_conn)]
 
 
 async def get_settings(request: Request) -> Settings:
-    """The process settings. The request dependencies are coroutines: FastAPI runs a plain
-    function in its thread pool, a hop per dependency that cost more than the work."""
+    """The process settings."""
     settings: Settings = request.app.state.settings
     return settings
 
@@ -120,7 +119,9 @@ TzQuery = Annotated[str | None, Query(
 
 
 def time_range(buckets: tuple[str, ...] = BUCKETS) -> Callable[..., Awaitable[Buckets]]:
-    """The dependency of a time series accepting ``buckets`` (its schema enumerates them)."""
+    """The dependency of a time series accepting ``buckets`` (its schema enumerates them).
+    Like the other small dependencies it is a coroutine: FastAPI runs a plain function in
+    its thread pool, a hop that costs more than the work."""
     default = "1h" if "1h" in buckets else buckets[0]
 
     async def dependency(settings: SettingsDep, _: RowsFormat, from_: FromQuery, to: ToQuery,

@@ -30,10 +30,6 @@ from api.timeq import Buckets
 SLOT_S = 3600  # rollup slot: one UTC hour
 QUARTER_S = 900  # zone occupancy slot
 
-#: Dwell-time histogram bins (lower bounds in seconds after the first, which is 0).
-DWELL_BOUNDS_S = (60, 300, 900, 1800, 3600, 7200, 14400)
-DWELL_LABELS = ("lt_1m", "1m_5m", "5m_15m", "15m_30m", "30m_1h", "1h_2h", "2h_4h", "ge_4h")
-
 SourceParam = Annotated[Literal["auto", "raw"], Query(
     description="`auto` (default): each bucket from the rollups where they cover it "
     "(hourly or longer buckets in the rolled-up past), from the raw rows elsewhere; `raw`: "

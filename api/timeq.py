@@ -122,26 +122,28 @@ class Buckets:
         return len(self.edges) - 1
 
     @cached_property
-    def _labels(self) -> list[str]:
-        return [e.astimezone(self.tz).isoformat() for e in self.edges]
+    def labels(self) -> list[str]:
+        """Local ISO time of each edge (made once)."""
+        tz = self.tz
+        return [e.astimezone(tz).isoformat() for e in self.edges]
 
     def slice(self, i: int, j: int) -> Buckets:
         """Buckets ``i`` to ``j - 1`` of these, their labels taken from these (computed
         once per request: formatting an instant in a zone costs a microsecond, thousands
         of them per answer)."""
         out = Buckets(self.bucket, self.tz, self.edges[i:j + 1])
-        out.__dict__["_labels"] = self._labels[i:j + 1]
+        out.__dict__["labels"] = self.labels[i:j + 1]  # what cached_property would store
         return out
 
     def label(self, i: int) -> tuple[str, str]:
         """Local ISO start and end of bucket ``i``."""
-        labels = self._labels
+        labels = self.labels
         return labels[i], labels[i + 1]
 
     def meta(self, **extra: Any) -> dict[str, Any]:
         """The fields that describe these buckets in an answer, after ``extra``."""
-        return {**extra, "bucket": self.bucket, "tz": self.tz.key, "from": self._labels[0],
-                "to": self._labels[-1]}
+        return {**extra, "bucket": self.bucket, "tz": self.tz.key, "from": self.labels[0],
+                "to": self.labels[-1]}
 
     def seconds(self, i: int) -> float:
         """Length of bucket ``i``."""

@@ -7,6 +7,9 @@ Systems, each fed the same deterministic stream (``bench.ingestlib.stream``):
 - ``broker-only``: the stream published through Mosquitto to ``mosquitto_sub -q 1 -C N``:
   the broker's limit (with these publishers), no database.
 - ``beffroi-1w`` / ``beffroi-2w``: ``beffroi ingest --workers 1|2`` as child processes.
+- ``batched-copy-only``, ``batched-broker-only``, ``batched-beffroi-1w`` / ``-2w``: the same
+  on the batched stream (the same devices, ``BATCH_READINGS`` = 10 readings a message: native
+  arrays and SenML packs), whose own raw limits they are.
 - ``baseline-insert``: a paho callback doing one INSERT and one commit per message, on a prefix
   of the stream.
 - then the backlog: the whole stream queued on the broker for a stopped ingestor's session,
@@ -15,7 +18,9 @@ Systems, each fed the same deterministic stream (``bench.ingestlib.stream``):
 End-to-end rate = readings / (first publish -> last row committed); the commit time of every
 row comes from ``pg_xact_commit_timestamp(xmin)`` (``track_commit_timestamp = on``), and
 publish-to-commit latency is that minus the reading's ``ts``, which native JSON messages set to
-their publish wall time. Results: ``bench/results/ingest.json`` and ``ingest.md``.
+their publish wall time. Every run reports the CPU seconds of each process group (broker,
+ingestor, PostgreSQL, publishers), and those per message and per reading. Results:
+``bench/results/ingest.json`` and ``ingest.md``.
 """
 
 from __future__ import annotations
@@ -51,6 +56,7 @@ from beffroi.stack import Stack
 from bench.ingestlib.decode import make_router
 from bench.ingestlib.procstat import Group, Sampler, children, cmdline, descendants
 from bench.ingestlib.stream import (
+    BATCH_READINGS,
     BRIDGE_PREFIX,
     PREFIX,
     Manifest,
@@ -80,13 +86,37 @@ SEED = 20240514
 COPY_BATCH = 5000
 STALL_S = 60.0
 
-# Targets of issue 3, section 9.
+# Targets of issue 3, section 9, and of issue 12, section 2.
 TARGET_OF_RAW = 0.60
 TARGET_OVER_BASELINE = 20.0
 TARGET_RSS_MB = 300.0
+TARGET_BATCHED_OF_COPY = 0.50
 
 
 # -- environment ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Stream:
+    """A generated stream: ``single`` (one reading a message, a few small arrays) or
+    ``batched`` (``BATCH_READINGS`` readings a message)."""
+
+    name: str
+    dir: Path
+    manifest: Manifest
+
+    def files(self) -> list[Path]:
+        """Its publisher files."""
+        return publisher_files(self.dir, self.manifest.publishers)
+
+    @property
+    def messages(self) -> int:
+        """Messages in the stream."""
+        return sum(self.manifest.per_publisher)
+
+    def system(self, name: str) -> str:
+        """The name of a system run on this stream (``batched-`` before the batched one's)."""
+        return name if self.name == "single" else f"{self.name}-{name}"
 
 
 @dataclass
@@ -99,13 +129,13 @@ class Env:
     port: int
     user: str
     password: str
-    stream_dir: Path
-    manifest: Manifest
+    stream: Stream
     publishers: int
     logs: Path
     extra_ingest_env: dict[str, str] = field(default_factory=dict)
     run_cap_s: float = 120.0
     ingest_module: str = "beffroi.cli"
+    batched: Stream | None = None
 
     def broker_pid(self) -> int | None:
         return _service_pid(self.stack, "mosquitto")
@@ -307,11 +337,12 @@ def groups_for(env: Env, ingestor: Callable[[], list[int]] | None,
 class Publishers:
     """The publisher processes of one run, started READY and released together."""
 
-    def __init__(self, env: Env, tag: str, *, limit: int | None = None,
-                 rate: float | None = None, skip: list[int] | None = None) -> None:
+    def __init__(self, env: Env, tag: str, stream: Stream | None = None, *,
+                 limit: int | None = None, rate: float | None = None,
+                 skip: list[int] | None = None) -> None:
         self.procs: list[subprocess.Popen[str]] = []
         penv = os.environ | {"BENCH_MQTT_PASSWORD": env.password}
-        for i, f in enumerate(publisher_files(env.stream_dir, env.publishers)):
+        for i, f in enumerate((stream or env.stream).files()):
             cmd = [sys.executable, "-m", "bench.ingestlib.publisher", str(f), "--host",
                    env.host, "--port", str(env.port), "--user", env.user,
                    "--client-id", f"bench-pub-{tag}-{i}"]
@@ -589,18 +620,34 @@ def _round(x: float | None, nd: int = 1) -> float | None:
 # -- the systems --------------------------------------------------------------------------------
 
 
-def _finish(system: str, readings: int, t0: float, t1: float, sampler: Sampler,
-            extra: dict[str, Any]) -> dict[str, Any]:
+def _finish(system: str, readings: int, messages: int, t0: float, t1: float,
+            sampler: Sampler, extra: dict[str, Any]) -> dict[str, Any]:
     elapsed = t1 - t0
     cpu = sampler.report()
     window = sampler.t1 - sampler.t0
-    run = {"system": system, "readings": readings, "elapsed_s": round(elapsed, 2),
+    run = {"system": system, "readings": readings, "messages": messages,
+           "elapsed_s": round(elapsed, 2),
            "readings_per_s": round(readings / elapsed) if elapsed > 0 else None,
+           "messages_per_s": round(messages / elapsed) if elapsed > 0 else None,
            "latency_ms_p50": None, "latency_ms_p99": None, "peak_rss_mb": None,
            "cpu_s": cpu,
-           "cpu_cores": {k: round(v / window, 2) for k, v in cpu.items()} if window else {}}
+           "cpu_cores": {k: round(v / window, 2) for k, v in cpu.items()} if window else {},
+           "cpu_us_per_message": _per(cpu, messages), "cpu_us_per_reading": _per(cpu, readings)}
+    for g in sampler.groups:
+        if g.name == "ingestor":
+            per = sorted(g.per_process().values(), reverse=True)
+            run["cpu_s_ingestor_processes"] = [round(c, 2) for c in per]
     run.update(extra)
     return run
+
+
+def _per(cpu: dict[str, float], n: int) -> dict[str, float]:
+    """CPU microseconds per unit, by process group (the machine's total and 'unaccounted'
+    left out)."""
+    if n <= 0:
+        return {}
+    return {k: round(v / n * 1e6, 2) for k, v in cpu.items()
+            if k not in ("machine", "unaccounted", "bench")}
 
 
 def _rss(group: Group) -> dict[str, Any]:
@@ -611,15 +658,16 @@ def _rss(group: Group) -> dict[str, Any]:
             "peak_rss_mb_all_processes": round(sum(per) / 1024, 1)}
 
 
-def run_copy_only(env: Env) -> dict[str, Any]:
+def run_copy_only(env: Env, stream: Stream) -> dict[str, Any]:
     """Decode every message in advance, then COPY the rows in batches of 5,000 readings."""
-    log.info("copy-only: decoding the stream in advance (not timed)")
+    system = stream.system("copy-only")
+    log.info("%s: decoding the stream in advance (not timed)", system)
     router = make_router(demo_devices())
     start_us = int((time.time() - 3600) * 1e6)
     # Reception times advance (frames without a time of their own are timed on receipt).
     received = datetime.now(UTC) - timedelta(minutes=30)
     step = timedelta(microseconds=1)
-    recs = [read_records(f) for f in publisher_files(env.stream_dir, env.publishers)]
+    recs = [read_records(f) for f in stream.files()]
     # Interleave the publishers' files so batches mix tables as the live stream does.
     order: list[tuple[str, tuple[Any, ...]]] = []
     rejected: dict[str, int] = {}
@@ -641,7 +689,7 @@ def run_copy_only(env: Env) -> dict[str, Any]:
         iters = alive
     if rejected:
         raise RuntimeError(f"stream messages rejected by the decoders: {rejected}")
-    log.info("copy-only: %d readings decoded; loading with binary COPY", len(order))
+    log.info("%s: %d readings decoded; loading with binary COPY", system, len(order))
     stmts = {t: sql.SQL("COPY {} ({}) FROM STDIN (FORMAT BINARY)").format(
         sql.Identifier(t), sql.SQL(", ").join(map(sql.Identifier, READING_OF_TABLE[t]._fields)))
         for t in TABLES}
@@ -666,17 +714,18 @@ def run_copy_only(env: Env) -> dict[str, Any]:
     del order
     out = db_outcome(env, None)
     if out["rows"] != n:
-        raise RuntimeError(f"copy-only: {out['rows']} rows in the database, {n} expected")
-    return _finish("copy-only", n, t0, t1, sampler,
+        raise RuntimeError(f"{system}: {out['rows']} rows in the database, {n} expected")
+    return _finish(system, n, stream.messages, t0, t1, sampler,
                    {"batch_readings": COPY_BATCH, "method": "binary COPY (psycopg write_row), "
                     "one transaction per batch"})
 
 
-def run_broker_only(env: Env) -> dict[str, Any]:
+def run_broker_only(env: Env, stream: Stream) -> dict[str, Any]:
     """The stream through Mosquitto to ``mosquitto_sub -q 1 -C N`` (admin account)."""
+    system = stream.system("broker-only")
     tag = secrets.token_hex(3)
-    n = sum(env.manifest.per_publisher)
-    out_path = env.logs / "broker-only.sub.out"
+    n = stream.messages
+    out_path = env.logs / f"{system}.sub.out"
     cmd = ["mosquitto_sub", "-h", env.host, "-p", str(env.port), "-u", env.user,
            "-P", env.password, "-q", "1", "-C", str(n + 1), "-F", "", "-i", f"bench-sub-{tag}"]
     for t in TOPICS:
@@ -693,7 +742,7 @@ def run_broker_only(env: Env) -> dict[str, Any]:
             time.sleep(0.2)
             if time.monotonic() > deadline or sub.poll() is not None:
                 raise RuntimeError("mosquitto_sub did not subscribe")
-        pubs = Publishers(env, tag)
+        pubs = Publishers(env, tag, stream)
         sampler = Sampler(groups_for(env, None, pubs.pids,
                                      lambda: [sub.pid] if sub.poll() is None else []))
         sampler.start()
@@ -717,27 +766,26 @@ def run_broker_only(env: Env) -> dict[str, Any]:
             sub.wait()
     if sub.returncode != 0:
         raise RuntimeError(f"mosquitto_sub exited with {sub.returncode}")
-    return _finish("broker-only", env.manifest.readings, pub["first_publish"], end[0], sampler,
+    return _finish(system, stream.manifest.readings, n, pub["first_publish"], end[0], sampler,
                    {"messages": n, "publishers": pub,
                     "subscriber": "mosquitto_sub -q 1 (C, MQTT 3.1.1)"})
 
 
-def run_beffroi(env: Env, workers: int, *, rate: float | None = None,
+def run_beffroi(env: Env, stream: Stream, workers: int, *, rate: float | None = None,
                 seconds: float = 20.0) -> dict[str, Any]:
     """``beffroi ingest --workers N`` on the live stream (flat out, or paced at ``rate``)."""
-    system = f"beffroi-{workers}w" + ("-paced" if rate else "")
+    system = stream.system(f"beffroi-{workers}w" + ("-paced" if rate else ""))
     tag = secrets.token_hex(3)
     limit = None
-    expected = env.manifest.readings
+    expected = stream.manifest.readings
     if rate:
         limit = math.ceil(rate * seconds / env.publishers)
-        expected = sum(r.readings for f in publisher_files(env.stream_dir, env.publishers)
-                       for r in read_records(f, limit))
+        expected = sum(r.readings for f in stream.files() for r in read_records(f, limit))
     ing = Ingestor(env, workers, tag, system)
     ing.start()
     pubs: Publishers | None = None
     try:
-        pubs = Publishers(env, tag, limit=limit, rate=rate)
+        pubs = Publishers(env, tag, stream, limit=limit, rate=rate)
         groups = groups_for(env, ing.pids, pubs.pids, None)
         ing_group = _group(groups, "ingestor")
         sampler = Sampler(groups)
@@ -762,9 +810,12 @@ def run_beffroi(env: Env, workers: int, *, rate: float | None = None,
     if rate:
         extra["offered_rate_msg_s"] = rate
         extra["prefix_of_stream"] = True
+    messages = pub["messages"]
     if not complete:
         extra |= _incomplete(expected, env.run_cap_s)
-    return _finish(system, db["rows"], pub["first_publish"], db["last_commit"], sampler, extra)
+        messages = round(messages * db["rows"] / expected)  # about those committed
+    return _finish(system, db["rows"], messages, pub["first_publish"], db["last_commit"],
+                   sampler, extra)
 
 
 def _incomplete(expected: int, cap: float) -> dict[str, Any]:
@@ -783,7 +834,7 @@ def run_baseline(env: Env, messages: int) -> dict[str, Any]:
     """A paho callback doing one INSERT + one commit per message, on a prefix of the stream."""
     tag = secrets.token_hex(3)
     per = math.ceil(messages / env.publishers)
-    prefixes = [read_records(f, per) for f in publisher_files(env.stream_dir, env.publishers)]
+    prefixes = [read_records(f, per) for f in env.stream.files()]
     n_msgs = sum(len(p) for p in prefixes)
     n_readings = sum(r.readings for p in prefixes for r in p)
     del prefixes
@@ -818,7 +869,7 @@ def run_baseline(env: Env, messages: int) -> dict[str, Any]:
         raise RuntimeError(f"baseline: {db['rows']} rows, {n_readings} expected")
     extra = {"messages": n_msgs, "prefix_of_stream": True, "subscriber_stats": stats,
              "publishers": pub, **_rss(grp), **_pick(db)}
-    return _finish("baseline-insert", db["rows"], pub["first_publish"], db["last_commit"],
+    return _finish("baseline-insert", db["rows"], n_msgs, pub["first_publish"], db["last_commit"],
                    sampler, extra)
 
 
@@ -830,7 +881,7 @@ def run_backlog(env: Env) -> dict[str, Any]:
     try:
         ing.stop()  # the broker keeps the session and queues for it
         log.info("backlog: ingestor stopped; publishing %d messages into its session",
-                 sum(env.manifest.per_publisher))
+                 env.stream.messages)
         pubs = Publishers(env, tag)
         pubs.go()
         pub = pubs.wait()
@@ -842,7 +893,7 @@ def run_backlog(env: Env) -> dict[str, Any]:
         sampler.start()
         t_start = time.time()
         ing.start(timeout=120)
-        complete, rejected = ing.wait_for(env.manifest.readings, timeout=env.run_cap_s)
+        complete, rejected = ing.wait_for(env.stream.manifest.readings, timeout=env.run_cap_s)
         sampler.stop()
         if complete:
             ing.stop()
@@ -850,13 +901,14 @@ def run_backlog(env: Env) -> dict[str, Any]:
         ing.kill()
         ing.purge_sessions()
     db = db_outcome(env, None)
-    if complete and db["rows"] != env.manifest.readings:
-        raise RuntimeError(f"backlog: {db['rows']} rows, {env.manifest.readings} expected")
-    run = _finish("beffroi-1w-backlog", db["rows"], t_start, db["last_commit"], sampler,
+    if complete and db["rows"] != env.stream.manifest.readings:
+        raise RuntimeError(f"backlog: {db['rows']} rows, {env.stream.manifest.readings} expected")
+    run = _finish("beffroi-1w-backlog", db["rows"], pub["messages"], t_start, db["last_commit"],
+                  sampler,
                   {"messages": pub["messages"], "rejected_messages": rejected,
                    "backlog_publish": pub, **_rss(grp)})
     if not complete:
-        run |= _incomplete(env.manifest.readings, env.run_cap_s)
+        run |= _incomplete(env.stream.manifest.readings, env.run_cap_s)
     run["drain_readings_per_s"] = run.pop("readings_per_s")
     run["drain_from"] = "ingestor process start"
     return run
@@ -889,6 +941,23 @@ def targets(runs: list[dict[str, Any]], backlog: dict[str, Any] | None) -> dict[
         "met": bool(best and base and best >= TARGET_OVER_BASELINE * base)}
     out["backlog_peak_rss"] = {"peak_rss_mb": rss, "target_mb": TARGET_RSS_MB,
                                "met": bool(rss is not None and rss < TARGET_RSS_MB)}
+    ing_us = broker_us = None
+    if best_sys is not None:
+        per = by[best_sys].get("cpu_us_per_message", {})
+        ing_us, broker_us = per.get("ingestor"), per.get("broker")
+    out["ingestor_cpu_vs_broker"] = {
+        "system": best_sys, "ingestor_us_per_message": ing_us,
+        "broker_us_per_message": broker_us,
+        "met": bool(ing_us is not None and broker_us is not None and ing_us <= broker_us)}
+    batched = [s for s in ("batched-beffroi-1w", "batched-beffroi-2w") if s in by]
+    b_best = max(batched, key=lambda s: by[s]["readings_per_s"], default=None)
+    b_rate = by[b_best]["readings_per_s"] if b_best else None
+    copy = by.get("batched-copy-only", {}).get("readings_per_s")
+    out["batched_of_copy_only"] = {
+        "best_beffroi": b_best, "readings_per_s": b_rate, "copy_only": copy,
+        "ratio": round(b_rate / copy, 3) if b_rate and copy else None,
+        "target": TARGET_BATCHED_OF_COPY,
+        "met": bool(b_rate and copy and b_rate >= TARGET_BATCHED_OF_COPY * copy)}
     return out
 
 
@@ -898,6 +967,55 @@ def _fmt(x: Any, unit: str = "") -> str:
     if isinstance(x, float) and not x.is_integer():
         return f"{x:,.1f}{unit}"
     return f"{int(x):,}{unit}"
+
+
+def _table(runs: list[dict[str, Any]], *, per_reading: bool) -> list[str]:
+    """The results table of one stream's runs."""
+    unit = "reading" if per_reading else "message"
+    lines = ["| system | messages/s | readings/s | latency p50 | latency p99 | peak RSS | "
+             "CPU s: broker / ingestor / PostgreSQL / publishers / other | "
+             "CPU µs per message: broker / ingestor / PostgreSQL |"
+             + (f" CPU µs per {unit}: broker / ingestor / PostgreSQL |" if per_reading else ""),
+             "|---|---:|---:|---:|---:|---:|---|---|" + ("---|" if per_reading else "")]
+    for r in runs:
+        if "error" in r:
+            lines.append(f"| {r['system']} | failed: {r['error'][:80]} | | | | | | |"
+                         + (" |" if per_reading else ""))
+            continue
+        c = r["cpu_s"]
+        consumer = c.get("ingestor", c.get("subscriber"))
+        rss = r.get("peak_rss_mb")
+        rss_txt = _fmt(rss, " MB")
+        if r.get("peak_rss_mb_all_processes") and r["peak_rss_mb_all_processes"] != rss:
+            rss_txt += f" (all processes {_fmt(r['peak_rss_mb_all_processes'], ' MB')})"
+        name = r["system"]
+        if r.get("complete") is False:
+            name += f" (stopped at {_fmt(r['elapsed_s'])} s: partial)"
+        if r.get("offered_rate_msg_s"):
+            name += f" (offered {_fmt(r['offered_rate_msg_s'])} msg/s)"
+
+        def per(key: str, unit_count: int, r: dict[str, Any] = r) -> str:
+            u = r.get(key, {})
+            cons = _fmt2(u.get("ingestor", u.get("subscriber")))
+            procs = [c for c in r.get("cpu_s_ingestor_processes", [])
+                     if c > 0.05 * c_ingestor] if (c_ingestor := c.get("ingestor")) else []
+            if len(procs) > 1 and unit_count:  # each worker's share
+                cons += " (" + " + ".join(_fmt2(x / unit_count * 1e6) for x in procs) + ")"
+            return f"{_fmt2(u.get('broker'))} / {cons} / {_fmt2(u.get('postgres'))}"
+
+        lines.append(
+            f"| {name} | {_fmt(r.get('messages_per_s'))} | **{_fmt(r['readings_per_s'])}** | "
+            f"{_fmt(r['latency_ms_p50'], ' ms')} | {_fmt(r['latency_ms_p99'], ' ms')} | "
+            f"{rss_txt} | {_fmt(c.get('broker'))} / {_fmt(consumer)} / "
+            f"{_fmt(c.get('postgres'))} / {_fmt(c.get('publishers'))} / "
+            f"{_fmt(c.get('unaccounted'))} | {per('cpu_us_per_message', r['messages'])} |"
+            + (f" {per('cpu_us_per_reading', r['readings'])} |" if per_reading else ""))
+    return lines
+
+
+def _fmt2(x: Any) -> str:
+    """A small figure with two significant decimals (µs per message)."""
+    return "—" if x is None else f"{x:.2f}"
 
 
 def write_markdown(path: Path, result: dict[str, Any]) -> None:
@@ -919,32 +1037,21 @@ def write_markdown(path: Path, result: dict[str, Any]) -> None:
     lines += [f"{s['messages']:,} QoS 1 messages, {s['readings']:,} readings, from the 820 "
               f"devices of the demo city, seed {s['seed']}; {s['publishers']} publisher "
               f"processes. Formats: {fmts}. Native JSON messages carry their publish time "
-              "(`ts`, µs), which is what latency is measured on.", "",
-              "## Results", "",
-              "| system | readings | readings/s | latency p50 | latency p99 | peak RSS | "
-              "CPU s: broker / ingestor / PostgreSQL / publishers / other |",
-              "|---|---:|---:|---:|---:|---:|---|"]
-    for r in result["runs"]:
-        if "error" in r:
-            lines.append(f"| {r['system']} | failed: {r['error'][:80]} | | | | | |")
-            continue
-        c = r["cpu_s"]
-        consumer = c.get("ingestor", c.get("subscriber"))
-        rss = r.get("peak_rss_mb")
-        rss_txt = _fmt(rss, " MB")
-        if r.get("peak_rss_mb_all_processes") and r["peak_rss_mb_all_processes"] != rss:
-            rss_txt += f" (all processes {_fmt(r['peak_rss_mb_all_processes'], ' MB')})"
-        name = r["system"]
-        if r.get("complete") is False:
-            name += f" (stopped at {_fmt(r['elapsed_s'])} s: partial)"
-        if r.get("offered_rate_msg_s"):
-            name += f" (offered {_fmt(r['offered_rate_msg_s'])} msg/s)"
-        lines.append(
-            f"| {name} | {_fmt(r['readings'])} | **{_fmt(r['readings_per_s'])}** | "
-            f"{_fmt(r['latency_ms_p50'], ' ms')} | {_fmt(r['latency_ms_p99'], ' ms')} | "
-            f"{rss_txt} | {_fmt(c.get('broker'))} / {_fmt(consumer)} / "
-            f"{_fmt(c.get('postgres'))} / {_fmt(c.get('publishers'))} / "
-            f"{_fmt(c.get('unaccounted'))} |")
+              "(`ts`, µs), which is what latency is measured on.", ""]
+    bs = result.get("batched_stream")
+    if bs:
+        kinds = ", ".join(f"{k} {v:,}" for k, v in sorted(bs["by_kind"].items(),
+                                                          key=lambda kv: -kv[1]))
+        lines += [f"**Batched stream**: {bs['messages']:,} QoS 1 messages of "
+                  f"{bs['readings_per_message']} readings each ({bs['readings']:,} readings), "
+                  f"the same devices and publishers: {kinds}. Native arrays carry a publish "
+                  f"time per reading; SenML packs hold {bs['readings_per_message']} time "
+                  "groups of fixed times.", ""]
+    single = [r for r in result["runs"] if not r["system"].startswith("batched-")]
+    lines += ["## Results: single-reading stream", "", *_table(single, per_reading=False)]
+    b_runs = [r for r in result["runs"] if r["system"].startswith("batched-")]
+    if b_runs:
+        lines += ["", "## Results: batched stream", "", *_table(b_runs, per_reading=True)]
     busy = [r["system"] for r in [*result["runs"], result.get("backlog") or {}]
             if r.get("concurrent_activity")]
     if busy:
@@ -972,6 +1079,17 @@ def write_markdown(path: Path, result: dict[str, Any]) -> None:
     lines.append(f"| peak RSS < 300 MB with the backlog "
                  f"({_fmt(b['messages'] if b and 'messages' in b else None)} messages) | "
                  f"{_fmt(br['peak_rss_mb'], ' MB')} | {'yes' if br['met'] else '**no**'} |")
+    ic = t["ingestor_cpu_vs_broker"]
+    lines.append(f"| ingestor CPU per message ≤ the broker's ({ic['system'] or '—'}) | "
+                 f"{_fmt(ic['ingestor_us_per_message'], ' µs')} against "
+                 f"{_fmt(ic['broker_us_per_message'], ' µs')} | "
+                 f"{'yes' if ic['met'] else '**no**'} |")
+    bt = t["batched_of_copy_only"]
+    if bt["copy_only"] or bt["readings_per_s"]:
+        lines.append(f"| batched stream ≥ 50 % of its COPY-only limit | "
+                     f"{_fmt(bt['readings_per_s'])} ({bt['best_beffroi'] or '—'}) / "
+                     f"{_fmt(bt['copy_only'])} = {_fmt((bt['ratio'] or 0) * 100)} % | "
+                     f"{'yes' if bt['met'] else '**no**'} |")
     lines += ["", "## How to read this", "",
               "- readings/s is end to end: from the first publish to the commit of the last "
               "row (`pg_xact_commit_timestamp`); for broker-only, to `mosquitto_sub` exiting "
@@ -980,7 +1098,11 @@ def write_markdown(path: Path, result: dict[str, Any]) -> None:
               "flat out: when the broker accepts messages faster than the consumer drains "
               "them, it is mostly time spent queued in the broker.",
               "- CPU seconds over the measured window; 'other' is machine CPU no measured "
-              "process accounts for (other users of the machine, the kernel).",
+              "process accounts for (other users of the machine, the kernel). CPU µs per "
+              "message (and per reading) divide them by the messages (readings) of the run; "
+              "with two workers the ingestor's figure is both workers' (and their parent's) "
+              "added, each worker's in brackets; `ingest.json` has each process's CPU "
+              "seconds (`cpu_s_ingestor_processes`).",
               "- The baseline runs on a prefix of the stream (a rate is a rate).",
               "- Everything shares 2 cores: publishers, broker, ingestor and PostgreSQL.", ""]
     path.write_text("\n".join(lines))
@@ -990,7 +1112,8 @@ def write_markdown(path: Path, result: dict[str, Any]) -> None:
 
 
 SYSTEMS = ("copy-only", "broker-only", "beffroi-1w", "beffroi-2w", "beffroi-2w-paced",
-           "baseline-insert", "backlog")
+           "batched-copy-only", "batched-broker-only", "batched-beffroi-1w",
+           "batched-beffroi-2w", "baseline-insert", "backlog")
 PACED_SHARE = 0.5
 
 
@@ -1000,8 +1123,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--readings", type=int, default=1_000_000,
                    help="messages in the stream (each holds at least one reading; "
                    "default 1,000,000)")
+    p.add_argument("--batched-messages", type=int, default=100_000,
+                   help=f"messages in the batched stream ({BATCH_READINGS} readings each; "
+                   "default 100,000)")
     p.add_argument("--quick", action="store_true",
-                   help="100,000 messages and a 5,000-message baseline")
+                   help="100,000 messages, 10,000 batched and a 5,000-message baseline")
     p.add_argument("--baseline-messages", type=int, default=20_000)
     p.add_argument("--publishers", type=int, default=4)
     p.add_argument("--paced-rate", type=float, default=None,
@@ -1023,12 +1149,18 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     a = p.parse_args(argv)
     if a.quick:
         a.readings = min(a.readings, 100_000)
+        a.batched_messages = min(a.batched_messages, 10_000)
         a.baseline_messages = min(a.baseline_messages, 5_000)
     a.systems = [s.strip() for s in a.systems.split(",") if s.strip()]
     unknown = set(a.systems) - set(SYSTEMS)
     if unknown:
         p.error(f"unknown systems: {', '.join(sorted(unknown))}")
     return a
+
+
+def _stream_json(stream: Stream) -> dict[str, Any]:
+    return {k: v for k, v in stream.manifest.to_json().items()
+            if k not in ("version", "generated_at", "base_time")}
 
 
 @contextlib.contextmanager
@@ -1054,17 +1186,23 @@ def main(argv: list[str] | None = None) -> int:
     logs.mkdir(exist_ok=True)
     stream_dir, manifest = ensure_stream(WORK, messages=a.readings, seed=a.seed,
                                          publishers=a.publishers)
+    single = Stream("single", stream_dir, manifest)
+    batched = None
+    if any(s.startswith("batched-") for s in a.systems):
+        b_dir, b_manifest = ensure_stream(WORK, messages=a.batched_messages, seed=a.seed,
+                                          publishers=a.publishers, batched=True)
+        batched = Stream("batched", b_dir, b_manifest)
     with _timed("preparing database " + BENCH_DB):
         db_url = prepare_database(stack)
     host, port = stack.broker_address()
     user, password = stack.mqtt_credentials("admin")
     extra = dict(kv.split("=", 1) for kv in a.ingest_env)
-    env = Env(stack, db_url, host, port, user, password, stream_dir, manifest, a.publishers,
-              logs, extra, a.run_cap, a.ingest_module)
+    env = Env(stack, db_url, host, port, user, password, single, a.publishers,
+              logs, extra, a.run_cap, a.ingest_module, batched)
     result: dict[str, Any] = {
         "machine": machine_info(env),
-        "stream": {k: v for k, v in manifest.to_json().items()
-                   if k not in ("version", "generated_at", "base_time")},
+        "stream": _stream_json(single),
+        "batched_stream": _stream_json(batched) if batched else None,
         "settings": {"ingest_env_overrides": extra, "baseline_messages": a.baseline_messages,
                      "copy_batch_readings": COPY_BATCH, "publisher": "raw MQTT 3.1.1 socket, "
                      "QoS 1, window 20000, chunks of 256"},
@@ -1079,12 +1217,20 @@ def main(argv: list[str] | None = None) -> int:
         (a.out / "ingest.json").write_text(json.dumps(result, indent=2) + "\n")
         write_markdown(a.out / "ingest.md", result)
 
+    def on_batched() -> Stream:
+        assert batched is not None
+        return batched
+
     plan: list[tuple[str, Callable[[], dict[str, Any]]]] = [
-        ("copy-only", lambda: run_copy_only(env)),
-        ("broker-only", lambda: run_broker_only(env)),
-        ("beffroi-1w", lambda: run_beffroi(env, 1)),
-        ("beffroi-2w", lambda: run_beffroi(env, 2)),
-        ("beffroi-2w-paced", lambda: run_beffroi(env, 2, rate=paced_rate())),
+        ("copy-only", lambda: run_copy_only(env, single)),
+        ("broker-only", lambda: run_broker_only(env, single)),
+        ("beffroi-1w", lambda: run_beffroi(env, single, 1)),
+        ("beffroi-2w", lambda: run_beffroi(env, single, 2)),
+        ("beffroi-2w-paced", lambda: run_beffroi(env, single, 2, rate=paced_rate())),
+        ("batched-copy-only", lambda: run_copy_only(env, on_batched())),
+        ("batched-broker-only", lambda: run_broker_only(env, on_batched())),
+        ("batched-beffroi-1w", lambda: run_beffroi(env, on_batched(), 1)),
+        ("batched-beffroi-2w", lambda: run_beffroi(env, on_batched(), 2)),
         ("baseline-insert", lambda: run_baseline(env, a.baseline_messages)),
         ("backlog", lambda: run_backlog(env)),
     ]

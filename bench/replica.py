@@ -66,6 +66,7 @@ from bench.ingest import (
     Env,
     Ingestor,
     Publishers,
+    Stream,
     concurrent_activity,
     latency_sql,
     machine_info,
@@ -141,14 +142,16 @@ class Run:
 
     def publishers(self, tag: str, *, limit: int | None, rate: float | None) -> Publishers:
         """The next slice of the stream (to its end when ``limit`` is None)."""
-        left = [n - s for n, s in zip(self.env.manifest.per_publisher, self.skip, strict=True)]
+        per = self.env.stream.manifest.per_publisher
+        left = [n - s for n, s in zip(per, self.skip, strict=True)]
         if min(left) <= 0:
             raise RuntimeError("the stream is used up: raise --stream-messages")
         return Publishers(self.env, tag, limit=limit, rate=rate, skip=list(self.skip))
 
     def published(self, pub: dict[str, Any]) -> None:
         """Move past what a phase published."""
-        left = [n - s for n, s in zip(self.env.manifest.per_publisher, self.skip, strict=True)]
+        per = self.env.stream.manifest.per_publisher
+        left = [n - s for n, s in zip(per, self.skip, strict=True)]
         if any(sent >= n for sent, n in zip(pub["per_publisher"], left, strict=True)):
             log.warning("a publisher reached the end of the stream: the phase published less "
                         "than planned (raise --stream-messages)")
@@ -436,8 +439,8 @@ def main(argv: list[str] | None = None) -> int:
         pair.replayed(timeout=600)
         log.info("the standby replayed the load in %.1fs more", time.monotonic() - t)
         before = _counts(pair.primary_url)
-        env = Env(stack, pair.primary_url, host, port, user, password, stream_dir, manifest,
-                  a.publishers, logs)
+        env = Env(stack, pair.primary_url, host, port, user, password,
+                  Stream("single", stream_dir, manifest), a.publishers, logs)
         info = machine_info(env) | {"standby_settings": _settings(pair.standby_url)}
         primary_pid, standby_pid = pair.primary.pid(), pair.standby.pid()
         assert primary_pid is not None and standby_pid is not None

@@ -12,7 +12,7 @@ from devices.decoders import (
     decode_teleinfo,
 )
 from devices.errors import DecodeError
-from devices.families import MessageKind, parse_device_topic
+from devices.families import DeviceTopic, MessageKind, parse_device_topic
 from devices.privacy import MacHasher
 from devices.readings import PER_CLIENT, Reading
 from ingest.keys import PER_CLIENT_MAX_AGE
@@ -28,6 +28,10 @@ TOO_OLD = "too_old"
 OVERSIZED = "oversized"
 DB_REJECTED = "db_rejected"
 CONFLICT = "conflict"
+
+#: Device topics parsed once and kept (a city's devices publish on a few thousand topics);
+#: emptied when full, so that topics of ever new device ids cannot grow it.
+TOPIC_CACHE_MAX = 65536
 
 
 @dataclass(slots=True)
@@ -54,6 +58,9 @@ class Router:
                  max_payload_bytes: int, future_skew_s: float, max_age_days: float,
                  bridge_prefix: str = "") -> None:
         self.prefix = prefix
+        self._device_root = prefix + "/"
+        # Valid device topics (at most about 150 characters: DEVICE_ID_RE bounds the id).
+        self._topics: dict[str, DeviceTopic] = {}
         self.bridge_root = f"{bridge_prefix}/" if bridge_prefix else ""
         self.registry = registry
         self.hasher = hasher
@@ -76,14 +83,19 @@ class Router:
         ctx.received_at = received_at
         device_id: str | None = None
         try:
-            if topic.startswith(self.prefix + "/"):
-                try:
-                    parsed = parse_device_topic(topic, self.prefix)
-                except ValueError as exc:
-                    return _reject(UNKNOWN_TOPIC, str(exc))
+            if topic.startswith(self._device_root):
+                parsed = self._topics.get(topic)
                 if parsed is None:
-                    return _reject(UNKNOWN_TOPIC, f"topic {topic!r} is not "
-                                   f"{self.prefix}/<family>/<device>/<message>")
+                    try:
+                        parsed = parse_device_topic(topic, self.prefix)
+                    except ValueError as exc:
+                        return _reject(UNKNOWN_TOPIC, str(exc))
+                    if parsed is None:
+                        return _reject(UNKNOWN_TOPIC, f"topic {topic!r} is not "
+                                       f"{self.prefix}/<family>/<device>/<message>")
+                    if len(self._topics) >= TOPIC_CACHE_MAX:
+                        self._topics.clear()
+                    self._topics[topic] = parsed
                 device_id = parsed.device_id
                 bad = self._check_device(device_id, parsed.kind)
                 if bad is not None:

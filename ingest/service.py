@@ -76,7 +76,6 @@ class Ingestor:
         # drained (every message it holds is stored; rows already stored are kept once) and
         # ended, so the broker stops keeping a copy of the stream for it.
         self.retire = retire
-        self._taken_elsewhere: asyncio.Future[None] | None = None
         self.metrics = metrics or Metrics()
         self.progress = sys.stderr.isatty() if progress is None else progress
         self.tz = ZoneInfo(settings.timezone)
@@ -112,7 +111,8 @@ class Ingestor:
 
         Synchronous on purpose: the MQTT client calls it for each message and sends the
         PUBACKs from a callback on the future, with no task per message. A message of another
-        worker's share is acknowledged at once: that worker's own session has its copy.
+        worker's share is not stored (that worker's own session has its copy) but is
+        acknowledged with the open batch, in the order received (see ``_elsewhere``).
         """
         if self.partition > 1 and crc32(topic.encode()) % self.partition != self.worker:
             return self._elsewhere()
@@ -127,12 +127,23 @@ class Ingestor:
         return self._add(topic, payload, now, routed)
 
     def _elsewhere(self) -> asyncio.Future[None]:
-        fut = self._taken_elsewhere
-        if fut is None:
-            fut = self._taken_elsewhere = asyncio.get_running_loop().create_future()
-            fut.set_result(None)
+        """Another worker's message: its PUBACK waits for the open batch's commit.
+
+        Acknowledged at once, it would overtake the PUBACKs of this worker's own messages
+        still waiting for their commit, and Mosquitto looks each PUBACK up by walking the
+        session's in-flight list from its oldest message: out of order, every lookup walks
+        past the thousands still waiting (docs/ingest.md, "Two workers on plain
+        subscriptions"). In receive order, each PUBACK names the oldest message.
+        """
         self.metrics.messages.labels("other_worker").inc()
-        return fut
+        batch = self.current
+        if batch is None:
+            batch = self._open_batch()
+        batch.passed += 1
+        self.unacked += 1
+        if batch.n_readings + batch.passed >= self.settings.ingest_batch_size:
+            self._seal(batch)
+        return batch.done
 
     async def _submit_after_refresh(self, topic: str, payload: bytes, now: datetime,
                                     content_type: str | None) -> None:
@@ -154,7 +165,7 @@ class Ingestor:
             batch.add_dead(self._dead_row(now, topic, rej.device_id, rej.reason, rej.detail,
                                           payload))
         self.unacked += 1
-        if batch.n_readings >= self.settings.ingest_batch_size:
+        if batch.n_readings + batch.passed >= self.settings.ingest_batch_size:
             self._seal(batch)
         return batch.done
 
@@ -201,19 +212,23 @@ class Ingestor:
             batch = await self.queue.get()
             self.metrics.queue_depth.set(self.queue.qsize())
             try:
-                written = await self.writer.write(batch)
+                # Only other workers' messages: nothing to write, acknowledged in turn.
+                written = await self.writer.write(batch) if batch.n_messages else {}
             except Exception as exc:
                 # Not a database outage (those are retried inside write): fail the batch so
                 # its messages stay unacknowledged and the broker redelivers them.
                 log.exception("batch of %d messages failed; it will be redelivered",
-                              batch.n_messages)
-                self.unacked -= batch.n_messages
+                              batch.n_messages + batch.passed)
+                self.unacked -= batch.n_messages + batch.passed
                 batch.done.set_exception(exc)
                 batch.done.exception()  # mark retrieved
                 continue
             finally:
                 self.queue.task_done()
-            self.unacked -= batch.n_messages
+            self.unacked -= batch.n_messages + batch.passed
+            if not batch.n_messages:
+                batch.done.set_result(None)
+                continue
             self.committed_messages += batch.n_messages
             for table, n in written.items():
                 self.metrics.readings.labels(table).inc(n)

@@ -19,10 +19,12 @@ from typing import Any, Literal
 
 import psycopg
 from psycopg import sql
+from psycopg.adapt import PyFormat
 
 from api.db import fetch_all
 from api.rollups import Answer, combine
 from api.timeq import BUCKETS, Buckets
+from beffroi.settings import Settings
 
 Conn = psycopg.AsyncConnection[Any]
 SCHEMA = "metric"
@@ -93,7 +95,9 @@ class Rollup:
     fill: str
     columns: tuple[str, ...]
     slot: timedelta = timedelta(hours=1)
-    args: Mapping[str, Any] = field(default_factory=dict)  # constant extra arguments
+    #: Arguments of ``fill`` after (edges, lo, hi), in order, with their values; the job
+    #: gives those that change per run (fill_rollup's ``given``, e.g. a commit cutoff).
+    args: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -123,31 +127,63 @@ class Metric:
     #: The lookback of one request when it depends on the scope (the report intervals of
     #: its sensors), instead of ``lookback``.
     lookback_of: Callable[[Conn, Scope], Awaitable[timedelta]] | None = None
+    #: Arguments taken from the settings, passed after ``args``: argument name -> Settings
+    #: attribute (e.g. ``{"tz": "timezone"}``: the zone of the days a daily rollup holds).
+    setting_args: Mapping[str, str] = field(default_factory=dict)
+    #: Refuses, before any query, a request that no source can answer (raises ApiError).
+    check: Callable[[Buckets, Settings], None] | None = None
+    #: Per bucket size, another ``(coverage, rolled)`` than the metric's: buckets that a
+    #: rollup of their own answers (a square's hours, visitors' days).
+    rolled_by_bucket: Mapping[str, tuple[str, str]] = field(default_factory=dict)
 
     def slot_of(self, scope: Scope) -> int:
         """The slot of the rollup ``scope`` reads."""
         return self.site_slot_s if scope.kind == "site" and self.site_slot_s else self.slot_s
 
-    def call(self, function: str, scope: Scope, b: Buckets) -> tuple[sql.Composed,
-                                                                     dict[str, Any]]:
+    def rollup_for(self, bucket: str) -> tuple[str, str | None]:
+        """The coverage (rollup_state name) and the rolled function of ``bucket``."""
+        return self.rolled_by_bucket.get(bucket, (self.coverage, self.rolled))
+
+    def setting_values(self, settings: Settings | None) -> dict[str, Any]:
+        """The values of ``setting_args`` in ``settings``."""
+        if not self.setting_args:
+            return {}
+        if settings is None:
+            raise ValueError(f"metric {self.name} needs the settings "
+                             f"({', '.join(self.setting_args.values())})")
+        return {arg: getattr(settings, attr) for arg, attr in self.setting_args.items()}
+
+    def call(self, function: str, scope: Scope, b: Buckets,
+             settings: Settings | None = None) -> tuple[sql.Composed, dict[str, Any]]:
         """The statement calling ``function`` for ``scope`` over ``b``, and its params."""
-        return call(function, (*SCOPE_ARGS, *self.args)), {
+        extra = self.setting_values(settings)
+        return call(function, (*SCOPE_ARGS, *self.args, *extra)), {
             "site": scope.site, "device": scope.device, "edges": b.edges, "lo": b.start,
-            "hi": b.end, **self.args}
+            "hi": b.end, **self.args, **extra}
+
+
+#: Arguments sent in binary: a year of hourly edges dumps in well under a millisecond
+#: that way, against several as a text array (measured: 721 edges, 0.35 ms against 6.5).
+_BINARY = frozenset({"edges"})
+
+
+def _function(function: str, names: Sequence[str]) -> sql.Composed:
+    return sql.SQL("{}({})").format(
+        sql.Identifier(SCHEMA, function),
+        sql.SQL(", ").join(sql.Placeholder(n, PyFormat.BINARY if n in _BINARY
+                                           else PyFormat.AUTO) for n in names))
 
 
 def call(function: str, names: Sequence[str]) -> sql.Composed:
     """``SELECT * FROM metric.<function>(%(name)s, ...)``: a metric function called with
     bound, named parameters (never spliced values)."""
-    return sql.SQL("SELECT * FROM {}({})").format(
-        sql.Identifier(SCHEMA, function),
-        sql.SQL(", ").join(sql.Placeholder(n) for n in names))
+    return sql.SQL("SELECT * FROM {}").format(_function(function, names))
 
 
 async def rows_of(conn: Conn, metric: Metric, function: str, scope: Scope,
-                  b: Buckets) -> list[dict[str, Any]]:
+                  b: Buckets, settings: Settings | None = None) -> list[dict[str, Any]]:
     """What ``function`` of ``metric`` returns for ``scope`` over ``b``."""
-    query, params = metric.call(function, scope, b)
+    query, params = metric.call(function, scope, b, settings)
     return await fetch_all(conn, query, params)
 
 
@@ -158,50 +194,69 @@ def by_bucket(b: Buckets, rows: list[dict[str, Any]],
     ``width_bucket`` numbers them); ``row(r, k)`` gives the values after ``start`` and
     ``end`` of bucket ``k`` from its row, or from None when it has none."""
     by_i = {r["i"] - 1: r for r in rows}
-    out = []
-    for k in range(len(b)):
-        start, end = b.label(k)
-        out.append({"start": start, "end": end, **row(by_i.get(k), k)})
-    return out
+    labels = b.labels
+    return [{"start": labels[k], "end": labels[k + 1], **row(by_i.get(k), k)}
+            for k in range(len(labels) - 1)]
 
 
 async def series(conn: Conn, metric: Metric, scope: Scope, b: Buckets, source: str = "auto",
                  *, ctx: Context | None = None, shape: Shaper | None = None,
-                 columns: Sequence[str] | None = None) -> Answer:
+                 columns: Sequence[str] | None = None,
+                 settings: Settings | None = None) -> Answer:
     """The rows of ``metric`` for ``scope`` over ``b``, each bucket from the rollup or the
     raw rows (:func:`api.rollups.combine`). ``ctx`` replaces what the metric's context
     hook gives; ``shape`` and ``columns`` another view of the same rows (the open data's
-    sums, for instance)."""
+    sums, for instance); ``settings`` give the metric's ``setting_args``."""
     if ctx is None:
         ctx = await metric.context(conn, scope) if metric.context else {}
     shaper = shape or metric.shape
     # Bound to locals: mypy keeps the narrowing of ``ctx`` inside the closures.
     context: Context = ctx
+    coverage, rolled_fn = metric.rollup_for(b.bucket)
 
     async def raw(sub: Buckets) -> list[dict[str, Any]]:
-        return shaper(sub, await rows_of(conn, metric, metric.raw, scope, sub), context)
+        return shaper(sub, await rows_of(conn, metric, metric.raw, scope, sub, settings),
+                      context)
 
     async def rolled(sub: Buckets) -> list[dict[str, Any]]:
-        assert metric.rolled is not None  # combine asks only when a rollup exists
-        return shaper(sub, await rows_of(conn, metric, metric.rolled, scope, sub), context)
+        assert rolled_fn is not None  # combine asks only when a rollup exists
+        return shaper(sub, await rows_of(conn, metric, rolled_fn, scope, sub, settings),
+                      context)
 
     lookback = (await metric.lookback_of(conn, scope) if metric.lookback_of
                 else metric.lookback)
-    return await combine(conn, b, source, metric.coverage, rolled=rolled, raw=raw,
+    return await combine(conn, b, source, coverage, rolled=rolled, raw=raw,
                          columns=metric.columns if columns is None else columns,
                          slot_s=metric.slot_of(scope), lookback=lookback,
-                         unusable="" if metric.rolled else "this metric has no rollup")
+                         unusable="" if rolled_fn else "this metric has no rollup")
 
 
-async def fill_rollup(conn: Conn, rollup: Rollup, edges: list[datetime]) -> None:
+async def fill_rollup(conn: Conn, rollup: Rollup, edges: list[datetime],
+                      given: Mapping[str, Any] | None = None) -> None:
     """Replace the rows of ``rollup`` in ``[edges[0], edges[-1])`` by what its fill
-    function computes from the raw rows."""
+    function computes from the raw rows; ``given``: values of the fill's ``args`` that
+    the job sets for this run."""
     lo, hi = edges[0], edges[-1]
     await conn.execute(sql.SQL("DELETE FROM {} WHERE {} >= %(lo)s AND {} < %(hi)s").format(
         sql.Identifier(rollup.table), sql.Identifier(rollup.time_column),
         sql.Identifier(rollup.time_column)), {"lo": lo, "hi": hi})
-    cols = sql.SQL(", ").join(sql.Identifier(c) for c in rollup.columns)
-    args = sql.SQL(", ").join(sql.Placeholder(n) for n in ("edges", "lo", "hi", *rollup.args))
-    await conn.execute(sql.SQL("INSERT INTO {} ({}) SELECT {} FROM {}({})").format(
-        sql.Identifier(rollup.table), cols, cols, sql.Identifier(SCHEMA, rollup.fill), args),
-        {"edges": edges, "lo": lo, "hi": hi, **rollup.args}, prepare=False)
+    args = {k: (given or {}).get(k, v) for k, v in rollup.args.items()}
+    await insert_from(conn, rollup.table, rollup.columns, rollup.fill,
+                      {"edges": edges, "lo": lo, "hi": hi, **args})
+
+
+async def insert_from(conn: Conn, table: str, columns: Sequence[str], function: str,
+                      args: Mapping[str, Any], *, key: Sequence[str] = (),
+                      add: Sequence[str] = ()) -> None:
+    """Insert into ``table`` the rows of metric function ``function`` called with ``args``
+    (in order). With ``key`` (a unique key of ``table``), a row whose key exists adds its
+    ``add`` columns to that row's instead (counts of rows that came late)."""
+    cols = sql.SQL(", ").join(sql.Identifier(c) for c in columns)
+    query = sql.SQL("INSERT INTO {} AS t ({}) SELECT {} FROM {}").format(
+        sql.Identifier(table), cols, cols, _function(function, list(args)))
+    if key:
+        query += sql.SQL(" ON CONFLICT ({}) DO UPDATE SET {}").format(
+            sql.SQL(", ").join(sql.Identifier(c) for c in key),
+            sql.SQL(", ").join(sql.SQL("{} = t.{} + EXCLUDED.{}").format(
+                sql.Identifier(c), sql.Identifier(c), sql.Identifier(c)) for c in add))
+    await conn.execute(query, dict(args), prepare=False)

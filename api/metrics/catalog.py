@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from api.metrics import wifi
 from api.metrics.base import Metric, Rollup
 from api.metrics.parking import OCCUPANCY, REVENUE, TURNOVER
 
-METRICS: tuple[Metric, ...] = (OCCUPANCY, TURNOVER, REVENUE)
+METRICS: tuple[Metric, ...] = (OCCUPANCY, TURNOVER, REVENUE, *wifi.METRICS)
 
 
 def rollups_of(coverage: str) -> tuple[Rollup, ...]:

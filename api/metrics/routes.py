@@ -14,14 +14,18 @@ from api.metrics.base import Metric, Scope, series
 from api.output import FORMAT_DOC, series_response
 from api.rollups import SourceParam
 from api.timeq import Buckets
+from beffroi.settings import Settings
 
 
 async def answer(request: Request, conn: Any, metric: Metric, scope: Scope, b: Buckets,
                  source: str) -> Response:
     """The answer of ``metric`` for ``scope``: each bucket from the rollup or the raw rows
     (:func:`api.rollups.combine`), shaped, as JSON or CSV."""
+    settings: Settings = request.app.state.settings
+    if metric.check:
+        metric.check(b, settings)
     ctx = await metric.context(conn, scope) if metric.context else {}
-    ans = await series(conn, metric, scope, b, source, ctx=ctx)
+    ans = await series(conn, metric, scope, b, source, ctx=ctx, settings=settings)
     key = metric.target.site if scope.kind == "site" else metric.target.device
     extra = {k: ctx[k] for k in metric.meta}
     return series_response(request, b.meta(**{key: scope.id}, **extra, **ans.meta()),

@@ -100,7 +100,11 @@ class Group:
 
     def cpu(self) -> float:
         """CPU seconds used by the group since the first sample."""
-        return sum(self.last[p] - self.start[p] for p in self.last)
+        return sum(self.per_process().values())
+
+    def per_process(self) -> dict[int, float]:
+        """CPU seconds used by each of the group's processes since the first sample."""
+        return {p: self.last[p] - self.start[p] for p in self.last}
 
 
 class Sampler:

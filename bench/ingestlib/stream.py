@@ -10,6 +10,11 @@ in by the publisher. That is what publish-to-commit latency is measured on. Ever
 format carries a fixed time of its own (a per-device slot, 7 s apart, starting three days
 before generation), so it can never collide with a native reading.
 
+The batched stream (``ensure_stream(..., batched=True)``, ``bench/work/batched-<key>/``) has
+the same devices and publishers, and every message holds ``BATCH_READINGS`` (10) readings: a
+native array of 10 objects (each with its own ``ts`` placeholder) or a SenML pack of 10 time
+groups, in the mix of ``BATCH_KINDS``. The single stream is generated exactly as before it.
+
 SenML packs, ChirpStack uplinks and Linky TIC frames address devices through the bench
 database's registry, whose DevEUIs and meter serials are rewritten (see ``bench_ids``) so that
 another ingestor on the shared broker never takes them for its own demo-city devices.
@@ -67,6 +72,26 @@ KINDS: Final[tuple[tuple[str, str, str, float], ...]] = (
 NATIVE_BATCH_SHARE: Final = 0.03  # native grid/state messages sent as an array of 2-4 readings
 SENML_TWO_TIMES_SHARE: Final = 0.2  # SenML packs holding two time groups (two readings)
 
+#: The batched stream: the same devices, each message holding ``BATCH_READINGS`` readings, as
+#: gateways and devices that buffer send them: native arrays and SenML packs (one time group
+#: per reading). Families keep the single stream's weights (its ChirpStack uplinks counted
+#: with the parking spots, its TIC frames with the grid meters: neither format batches);
+#: SenML takes a larger share than in the single stream, since packs are how gateways batch.
+BATCH_READINGS: Final = 10
+BATCH_STREAM_VERSION: Final = 1
+BATCH_KINDS: Final[tuple[tuple[str, str, str, float], ...]] = (
+    ("native grid/reading", "native", "grid_meter", 0.36),
+    ("native parking/state", "native", "parking_spot", 0.20),
+    ("native wifi/stats", "native", "wifi_ap", 0.03),
+    ("native wifi/sessions", "native", "wifi_ap", 0.09),
+    ("native parking/transaction", "native", "parking_meter", 0.02),
+    ("native parking/status", "native", "parking_meter", 0.02),
+    ("senml grid/reading", "senml", "grid_meter", 0.15),
+    ("senml parking/state", "senml", "parking_spot", 0.08),
+    ("senml wifi/stats", "senml", "wifi_ap", 0.03),
+    ("senml parking/status", "senml", "parking_meter", 0.02),
+)
+
 
 @dataclass(frozen=True)
 class Device:
@@ -115,6 +140,7 @@ class Manifest:
     readings_by_format: dict[str, int] = field(default_factory=dict)
     per_publisher: list[int] = field(default_factory=list)
     bytes_payload: int = 0
+    readings_per_message: int = 0  # every message's, in a batched stream; 0: one or a few
 
     def to_json(self) -> dict[str, Any]:
         """As a JSON object."""
@@ -160,17 +186,23 @@ def fill(rec: Record, t_us: int) -> bytes:
 # -- generation ---------------------------------------------------------------------------
 
 
-def stream_dir(work: Path, messages: int, seed: int, publishers: int) -> Path:
+def stream_dir(work: Path, messages: int, seed: int, publishers: int, *,
+               batched: bool = False) -> Path:
     """Where a stream with these parameters lives."""
     city = hashlib.sha256(DEMO_CITY.read_bytes()).hexdigest()
-    key = hashlib.sha256(f"{STREAM_VERSION}:{city}".encode()).hexdigest()[:10]
-    return work / f"stream-{messages}-{seed}-{publishers}p-{key}"
+    version = f"{STREAM_VERSION}:{BATCH_STREAM_VERSION}" if batched else str(STREAM_VERSION)
+    key = hashlib.sha256(f"{version}:{city}".encode()).hexdigest()[:10]
+    name = "batched" if batched else "stream"
+    return work / f"{name}-{messages}-{seed}-{publishers}p-{key}"
 
 
-def ensure_stream(work: Path, *, messages: int, seed: int,
-                  publishers: int) -> tuple[Path, Manifest]:
-    """Generate the stream unless it exists and is recent enough; return its dir and manifest."""
-    d = stream_dir(work, messages, seed, publishers)
+def ensure_stream(work: Path, *, messages: int, seed: int, publishers: int,
+                  batched: bool = False) -> tuple[Path, Manifest]:
+    """Generate the stream unless it exists and is recent enough; return its dir and manifest.
+
+    ``batched``: the batched stream (``BATCH_KINDS``, ``BATCH_READINGS`` readings a message).
+    """
+    d = stream_dir(work, messages, seed, publishers, batched=batched)
     mf = d / "manifest.json"
     if mf.exists():
         manifest = Manifest(**json.loads(mf.read_text()))
@@ -182,7 +214,8 @@ def ensure_stream(work: Path, *, messages: int, seed: int,
         log.info("stream: %s is %.0f days old; regenerating", d.name, age_days)
     d.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    manifest = _generate(d, messages=messages, seed=seed, publishers=publishers)
+    manifest = _generate(d, messages=messages, seed=seed, publishers=publishers,
+                         batch=BATCH_READINGS if batched else 0)
     mf.write_text(json.dumps(manifest.to_json(), indent=2))
     log.info("stream: generated %d messages / %d readings in %.1fs into %s", manifest.messages,
              manifest.readings, time.perf_counter() - t0, d)
@@ -235,15 +268,26 @@ class _Gen:
                 "battery": round(float(r.uniform(0.2, 1.0)), 2),
                 "rssi": int(r.integers(-125, -70)), "snr": round(float(r.uniform(-10, 12)), 1)}
 
-    def native(self, kind: str, d: Device) -> tuple[bytes, int]:
+    def native(self, kind: str, d: Device, batch: int = 0) -> tuple[bytes, int]:
+        """A native message and its number of readings: one object, an array of 2-4 (a
+        share of grid and parking state messages), or an array of ``batch`` objects."""
         r = self.rng
+        if batch:
+            items = [self._native_obj(kind, d) for _ in range(batch)]
+            return b"[" + b",".join(_native_template(i) for i in items) + b"]", batch
         if kind in ("native grid/reading", "native parking/state"):
             n = int(r.integers(2, 5)) if r.random() < NATIVE_BATCH_SHARE else 1
-            items = [self.grid_values(d) if d.family == "grid_meter" else self.spot_values()
-                     for _ in range(n)]
+            items = [self._native_obj(kind, d) for _ in range(n)]
             if n == 1:
                 return _native_template(items[0]), 1
             return b"[" + b",".join(_native_template(i) for i in items) + b"]", n
+        return _native_template(self._native_obj(kind, d)), 1
+
+    def _native_obj(self, kind: str, d: Device) -> dict[str, Any]:
+        """The fields of one native reading (``ts`` aside)."""
+        r = self.rng
+        if kind in ("native grid/reading", "native parking/state"):
+            return self.grid_values(d) if d.family == "grid_meter" else self.spot_values()
         if kind == "native wifi/stats":
             self.rx[d.index] += int(r.integers(10_000, 5_000_000))
             obj: dict[str, Any] = {"clients": int(r.integers(0, 120)),
@@ -266,11 +310,13 @@ class _Gen:
                    "paper": round(float(r.uniform(0, 1)), 2), "fault": None}
         else:
             raise ValueError(kind)
-        return _native_template(obj), 1
+        return obj
 
-    def senml(self, kind: str, d: Device) -> tuple[bytes, int]:
+    def senml(self, kind: str, d: Device, batch: int = 0) -> tuple[bytes, int]:
+        """A SenML pack and its number of readings (time groups): one, two (a share of
+        packs), or ``batch``."""
         r = self.rng
-        groups = 2 if r.random() < SENML_TWO_TIMES_SHARE else 1
+        groups = batch or (2 if r.random() < SENML_TWO_TIMES_SHARE else 1)
         times = self.next_time(d, groups)
         bt = int(times[0].timestamp())
         pack: list[dict[str, Any]] = []
@@ -366,35 +412,39 @@ class _Gen:
         return orjson.dumps(nested)
 
 
-def _generate(d: Path, *, messages: int, seed: int, publishers: int) -> Manifest:
+def _generate(d: Path, *, messages: int, seed: int, publishers: int, batch: int = 0
+              ) -> Manifest:
+    """Write the publisher files of a stream; ``batch``: every message holds that many
+    readings (``BATCH_KINDS``), else the single stream (``KINDS``)."""
     rng = np.random.default_rng(seed)
     devices = demo_devices()
     by_family: dict[str, list[Device]] = {}
     for dev in devices:
         by_family.setdefault(dev.family, []).append(dev)
-    shares = np.array([k[3] for k in KINDS])
-    kinds = rng.choice(len(KINDS), size=messages, p=shares / shares.sum())
+    table = BATCH_KINDS if batch else KINDS
+    shares = np.array([k[3] for k in table])
+    kinds = rng.choice(len(table), size=messages, p=shares / shares.sum())
     picks = rng.random(messages)
     now = time.time()
     base = int(now // 86400 * 86400 - 3 * 86400)
     gen = _Gen(rng, devices, base * 1_000_000)
     manifest = Manifest(version=STREAM_VERSION, seed=seed, messages=messages,
                         publishers=publishers, base_time=base, generated_at=now,
-                        per_publisher=[0] * publishers)
+                        per_publisher=[0] * publishers, readings_per_message=batch)
     files = [(d / f"pub-{i}.bin").open("wb") for i in range(publishers)]
     try:
         for f in files:
             f.write(MAGIC)
         for i in range(messages):
             k = int(kinds[i])
-            name, fmt, family, _ = KINDS[k]
+            name, fmt, family, _ = table[k]
             fam = by_family[family]
             dev = fam[int(picks[i] * len(fam))]
             if fmt == "native":
-                payload, n = gen.native(name, dev)
+                payload, n = gen.native(name, dev, batch)
                 topic = f"{PREFIX}/{_segment(name)}/{dev.id}/{name.split('/')[-1]}"
             elif fmt == "senml":
-                payload, n = gen.senml(name, dev)
+                payload, n = gen.senml(name, dev, batch)
                 topic = f"{PREFIX}/{_segment(name)}/{dev.id}/{name.split('/')[-1]}"
             elif fmt == "chirpstack":
                 payload, n = gen.chirpstack(dev), 1

@@ -48,6 +48,32 @@ SENML_KEYS: Final = frozenset({"bn", "n", "bt", "bver", "bu", "v", "vb", "vs"})
 _NAME_RE: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9:./_-]*")
 _BASE_KEYS: Final = frozenset({"bn", "bt", "bu", "bv", "bs", "bver"})
 _REGULAR_KEYS: Final = frozenset({"n", "u", "v", "vs", "vb", "vd", "s", "t", "ut"})
+_LABELS: Final = _BASE_KEYS | _REGULAR_KEYS  # none ends with "_"
+
+# (base name, record name) -> (resolved name, measurement), or None for an invalid name. A
+# device sends the same few names again and again: the check and the cut are done once.
+_NAMES: dict[tuple[str, str], tuple[str, str] | None] = {}
+_NAMES_MAX: Final = 4096  # emptied when full: names sent by many devices cannot grow it
+_NAME_CACHED_LEN: Final = 128
+
+
+def _name(bn: str, n: str) -> tuple[str, str] | None:
+    """Resolved name and measurement of a record (bn + n; the measurement is the record's
+    own name, the resolved one when n is empty, cut after its last ':' or '/'), or None
+    when the resolved name is not a valid SenML name."""
+    key = (bn, n)
+    if key in _NAMES:
+        return _NAMES[key]
+    name = bn + n
+    out: tuple[str, str] | None = None
+    if _NAME_RE.fullmatch(name) is not None:
+        tail = n or name
+        out = (name, tail[max(tail.rfind(":"), tail.rfind("/")) + 1 :])
+    if len(name) <= _NAME_CACHED_LEN:  # a long name is checked each time, never kept
+        if len(_NAMES) >= _NAMES_MAX:
+            _NAMES.clear()
+        _NAMES[key] = out
+    return out
 
 
 class SenMLRecord(NamedTuple):
@@ -142,9 +168,10 @@ def resolve_pack(pack: object, received_at: datetime) -> list[SenMLRecord]:
         if type(rec) is not dict:
             raise _invalid(i, "not a JSON object")
         keys = rec.keys()
-        for key in keys:
-            if key[-1:] == "_":
-                raise _invalid(i, f"label {key[:32]!r} ends with '_' and is not understood")
+        if not keys <= _LABELS:  # an unknown label: ignored, unless it must be understood
+            for key in keys:
+                if key[-1:] == "_":
+                    raise _invalid(i, f"label {key[:32]!r} ends with '_' and is not understood")
         if not keys.isdisjoint(_BASE_KEYS):
             base.update(rec, i)
         if keys.isdisjoint(_REGULAR_KEYS):
@@ -168,9 +195,8 @@ def resolve_pack(pack: object, received_at: datetime) -> list[SenMLRecord]:
             and (ut is None or type(ut) is float or type(ut) is int)
         ):
             raise _field_types_error(rec, i)
-        n = n or ""
-        name = base.bn + n
-        if _NAME_RE.fullmatch(name) is None:
+        names = _name(base.bn, n or "")
+        if names is None:
             raise _invalid(i, "name is empty or not of [A-Za-z0-9][A-Za-z0-9:./_-]*")
         present = (v is not None) + (vs is not None) + (vb is not None) + (vd is not None)
         if present > 1:
@@ -184,15 +210,14 @@ def resolve_pack(pack: object, received_at: datetime) -> list[SenMLRecord]:
             if not math.isfinite(at):
                 raise _invalid(i, "time is not finite")
             time = times[at] = senml_time(at, received_at)
-        tail = n or name
         if v is not None and base.bv is not None:
             v += base.bv
         if s is not None and base.bs is not None:
             s += base.bs
         out.append(
             SenMLRecord(
-                name,
-                tail[max(tail.rfind(":"), tail.rfind("/")) + 1 :],
+                names[0],
+                names[1],
                 unit,
                 v,
                 vs,
@@ -310,26 +335,34 @@ _REQUIRED: Final[dict[str, tuple[str, ...]]] = {
 }
 
 
-def _column_value(m: Measurement, r: SenMLRecord) -> object:
-    """The column value of record ``r`` for measurement ``m``."""
-    name = r.measurement
+def _column_value(
+    m: Measurement,
+    name: str,
+    unit: str | None,
+    number: float | None,
+    string_value: str | None,
+    bool_value: bool | None,
+    sum_: float | None,
+) -> object:
+    """The column value for measurement ``m`` of a resolved record's measurement ``name``,
+    ``unit`` and values (``v``, ``vs``, ``vb``, ``s``)."""
     if m.kind == "bool":
-        if r.bool_value is None:
+        if bool_value is None:
             raise DecodeError(INVALID_PAYLOAD, f"SenML {name} needs a boolean value (vb)")
-        return r.bool_value
+        return bool_value
     if m.kind == "string":
-        if r.string_value is None:
+        if string_value is None:
             raise DecodeError(INVALID_PAYLOAD, f"SenML {name} needs a string value (vs)")
         if m.cast == "str_or_none":
-            return r.string_value or None  # "" means no fault
-        return r.string_value
-    if m.kind == "occupancy" and r.bool_value is not None:
-        return "occupied" if r.bool_value else "free"
+            return string_value or None  # "" means no fault
+        return string_value
+    if m.kind == "occupancy" and bool_value is not None:
+        return "occupied" if bool_value else "free"
 
-    raw = r.value if r.value is not None else (r.sum if m.cumulative else None)
+    raw = number if number is not None else (sum_ if m.cumulative else None)
     if raw is None:
         raise DecodeError(INVALID_PAYLOAD, f"SenML {name} needs a numeric value (v)")
-    unit = r.unit or ""
+    unit = unit or ""
     conversion = m.units.get(unit)
     if conversion is None:
         accepted = ", ".join(repr(u) for u in m.units if u)
@@ -356,13 +389,32 @@ def _column_value(m: Measurement, r: SenMLRecord) -> object:
 def decode_senml(
     device_id: str, kind: MessageKind, pack: object, ctx: DecodeContext
 ) -> list[Reading]:
-    """Readings of a parsed SenML pack for ``kind``: one per distinct resolved time."""
+    """Readings of a parsed SenML pack for ``kind``: one per distinct resolved time.
+
+    A pack of the usual shape is read in one pass (``_plain_pack``); any other, and every
+    refused pack, is resolved first (``resolve_pack``), which gives the same readings and
+    names the error.
+    """
     key = f"{kind.segment}/{kind.name}"
     measurements = MEASUREMENTS.get(key)
     if measurements is None:
         raise DecodeError(UNSUPPORTED_FORMAT, f"SenML is not accepted for {key} messages")
+    readings = _plain_pack(device_id, key, measurements, pack, ctx.received_at)
+    if readings is not None:
+        return readings
+    return _resolved_pack(device_id, key, measurements, pack, ctx.received_at)
+
+
+def _resolved_pack(
+    device_id: str,
+    key: str,
+    measurements: dict[str, Measurement],
+    pack: object,
+    received_at: datetime,
+) -> list[Reading]:
+    """The reference path: the pack's resolved records mapped to columns."""
     groups: dict[datetime, dict[str, object]] = {}
-    for r in resolve_pack(pack, ctx.received_at):
+    for r in resolve_pack(pack, received_at):
         m = measurements.get(r.measurement)
         if m is None:
             continue  # unknown names are ignored
@@ -371,8 +423,16 @@ def decode_senml(
             raise DecodeError(
                 INVALID_PAYLOAD, f"SenML pack gives {m.column} twice for the same time"
             )
-        columns[m.column] = _column_value(m, r)
+        columns[m.column] = _column_value(
+            m, r.measurement, r.unit, r.value, r.string_value, r.bool_value, r.sum
+        )
+    return _readings(device_id, key, groups)
 
+
+def _readings(
+    device_id: str, key: str, groups: dict[datetime, dict[str, object]]
+) -> list[Reading]:
+    """One checked reading per time group, in time order."""
     reading_type = _READING_TYPES[key]
     required = _REQUIRED[key]
     fields = reading_type._fields[2:]
@@ -385,3 +445,94 @@ def decode_senml(
         reading = reading_type._make([time, device_id, *map(columns.get, fields)])
         readings.append(check_reading(reading))
     return readings
+
+
+# Labels of the usual packs (a base name and time, names, units, numbers, booleans, strings,
+# relative times): ``_plain_pack`` reads those; a pack with any other label (bver, bv, bs, s,
+# ut, vd, an unknown one) takes the reference path.
+_PLAIN_LABELS: Final = frozenset({"bn", "bt", "bu", "n", "u", "v", "vb", "vs", "t"})
+_PLAIN_BASE: Final = frozenset({"bn", "bt", "bu"})
+
+
+def _plain_pack(
+    device_id: str,
+    key: str,
+    measurements: dict[str, Measurement],
+    pack: object,
+    received_at: datetime,
+) -> list[Reading] | None:
+    """The readings of a pack of the usual shape in one pass, without resolved records; None
+    when the pack is of another shape or refused: then ``resolve_pack`` decides.
+
+    It reads exactly what ``resolve_pack`` then ``decode_senml`` would (the same resolution,
+    the same column values through ``_column_value``, the same readings), and gives up on
+    anything they would refuse, so that their errors name it.
+    """
+    if type(pack) is not list:
+        return None
+    bn = ""
+    bt: float = 0.0
+    bu: str | None = None
+    times: dict[float, datetime] = {}
+    groups: dict[datetime, dict[str, object]] = {}
+    try:
+        for rec in pack:
+            if type(rec) is not dict:
+                return None
+            keys = rec.keys()
+            if not keys <= _PLAIN_LABELS:
+                return None
+            get = rec.get
+            if not keys.isdisjoint(_PLAIN_BASE):
+                b = get("bn")
+                t = get("bt")
+                u = get("bu")
+                if not (
+                    (b is None or type(b) is str)
+                    and (t is None or type(t) is float or type(t) is int)
+                    and (u is None or type(u) is str)
+                ):
+                    return None
+                if "bn" in rec:
+                    bn = b or ""
+                if "bt" in rec:
+                    bt = t or 0.0
+                if "bu" in rec:
+                    bu = u
+                if len(keys & _PLAIN_BASE) == len(keys):
+                    continue  # only base fields
+            n, u, v, vs, vb, t = get("n"), get("u"), get("v"), get("vs"), get("vb"), get("t")
+            if not (
+                (n is None or type(n) is str)
+                and (u is None or type(u) is str)
+                and (v is None or type(v) is float or type(v) is int)
+                and (vs is None or type(vs) is str)
+                and (vb is None or type(vb) is bool)
+                and (t is None or type(t) is float or type(t) is int)
+            ):
+                return None
+            if (v is not None) + (vs is not None) + (vb is not None) != 1:
+                return None
+            names = _name(bn, n or "")
+            if names is None:
+                return None
+            at = bt + (t or 0.0)
+            time = times.get(at)
+            if time is None:
+                if not math.isfinite(at):
+                    return None
+                time = times[at] = senml_time(at, received_at)
+            m = measurements.get(names[1])
+            if m is None:
+                continue  # unknown names are ignored (once their record is valid)
+            columns = groups.get(time)
+            if columns is None:
+                columns = groups[time] = {}
+            elif m.column in columns:
+                return None
+            columns[m.column] = _column_value(
+                m, names[1], u if "u" in rec else bu, v, vs, vb, None
+            )
+        return _readings(device_id, key, groups)
+    except DecodeError:
+        return None
