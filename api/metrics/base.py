@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, time, timedelta
 from typing import Any, Literal
 
 import psycopg
@@ -81,14 +81,56 @@ Shaper = Callable[[Buckets, list[dict[str, Any]], Context], list[dict[str, Any]]
 @dataclass(frozen=True)
 class Rollup:
     """A rollup table a metric fills: the job replaces its rows of ``[lo, hi)`` by those of
-    function ``fill`` (called with ``edges`` every ``slot``, ``lo``, ``hi``), which returns
-    ``columns``."""
+    function ``fill`` (called with ``edges`` every ``slot``, ``lo``, ``hi``, then the values
+    of ``args``), which returns ``columns``. The job fills a metric's rollups in the order
+    declared: one may read the tables filled before it.
+
+    ``local_days``: its slots are the local days of the configured time zone (23 to 25
+    hours long), in rows marked with that zone (column ``tz``): ``edges`` are the starts of
+    the days that ended in the range, then the end of the last, and the zone is the fill
+    function's last argument."""
 
     table: str
     time_column: str
     fill: str
     columns: tuple[str, ...]
     slot: timedelta = timedelta(hours=1)
+    args: Mapping[str, Any] = field(default_factory=dict)
+    local_days: bool = False
+
+
+@dataclass(frozen=True)
+class RollupReader:
+    """Another function reading rollups, used instead of :attr:`Metric.rolled` for the
+    requests it fits: a site's own precomputed rollup, a rollup of local days...
+
+    It takes the arguments of the metric's functions, then with ``local_days`` the
+    configured time zone (its rows are that zone's local days: only requests in that zone
+    use it). ``slot_s``: its slot (buckets whose edges are whole slots may read it);
+    ``shape``: its own shaper when its rows differ from the metric's."""
+
+    function: str
+    buckets: tuple[str, ...] = BUCKETS
+    scope: Literal["site", "device"] | None = None  # None: sites and devices
+    local_days: bool = False
+    slot_s: int = 3600
+    shape: Shaper | None = None
+
+    def fits(self, kind: str, b: Buckets, zone: str | None) -> bool:
+        """Whether it answers a request of ``kind`` over ``b`` (configured zone ``zone``):
+        a reader of local days only buckets whose every edge starts a day of that zone
+        (not a month cut at a publication's end)."""
+        return (self.scope in (None, kind) and b.bucket in self.buckets
+                and (not self.local_days or (b.tz.key == zone and whole_days(b))))
+
+
+def whole_days(b: Buckets) -> bool:
+    """Whether every edge of ``b`` is the start of a local day of its zone."""
+    for e in b.edges:
+        day = e.astimezone(b.tz).date()
+        if datetime.combine(day, time(0), tzinfo=b.tz).astimezone(UTC) != e:
+            return False
+    return True
 
 
 @dataclass(frozen=True)
@@ -111,30 +153,42 @@ class Metric:
     slot_s: int = 3600  # the rollup's slot: buckets on whole slots may read it
     lookback: timedelta = timedelta(0)  # how far before a bucket the raw function reads
     context: Callable[[Conn, Scope], Awaitable[Context]] | None = None
-    meta: tuple[str, ...] = ()  # context keys shown in the answer
+    meta: tuple[str, ...] = ()  # context keys shown in the answer (those it has)
     responses: Mapping[int | str, dict[str, Any]] = field(default_factory=dict)
     device_doc: str = ""  # added to the device route's description
+    readers: tuple[RollupReader, ...] = ()  # the first that fits replaces ``rolled``
 
-    def call(self, function: str, scope: Scope, b: Buckets) -> tuple[sql.Composed,
-                                                                     dict[str, Any]]:
-        """The statement calling ``function`` for ``scope`` over ``b``, and its params."""
-        return call(function, (*SCOPE_ARGS, *self.args)), {
+    def reader(self, kind: str, b: Buckets, zone: str | None) -> RollupReader | None:
+        """The reader answering a request of ``kind`` over ``b`` instead of ``rolled``."""
+        return next((r for r in self.readers if r.fits(kind, b, zone)), None)
+
+    def call(self, function: str, scope: Scope, b: Buckets, tz: str | None = None
+             ) -> tuple[sql.Composed, dict[str, Any]]:
+        """The statement calling ``function`` for ``scope`` over ``b`` (and zone ``tz``
+        as last argument when given), and its params."""
+        extra = {"tz": tz} if tz is not None else {}
+        return call(function, (*SCOPE_ARGS, *self.args, *extra)), {
             "site": scope.site, "device": scope.device, "edges": b.edges, "lo": b.start,
-            "hi": b.end, **self.args}
+            "hi": b.end, **self.args, **extra}
 
 
 def call(function: str, names: Sequence[str]) -> sql.Composed:
     """``SELECT * FROM metric.<function>(%(name)s, ...)``: a metric function called with
     bound, named parameters (never spliced values)."""
-    return sql.SQL("SELECT * FROM {}({})").format(
-        sql.Identifier(SCHEMA, function),
-        sql.SQL(", ").join(sql.Placeholder(n) for n in names))
+    return sql.SQL("SELECT * FROM {}").format(call_of(function, names))
+
+
+def call_of(function: str, names: Sequence[str]) -> sql.Composed:
+    """``metric.<function>(%(name)s, ...)``."""
+    return sql.SQL("{}({})").format(sql.Identifier(SCHEMA, function),
+                                    sql.SQL(", ").join(sql.Placeholder(n) for n in names))
 
 
 async def rows_of(conn: Conn, metric: Metric, function: str, scope: Scope,
-                  b: Buckets) -> list[dict[str, Any]]:
-    """What ``function`` of ``metric`` returns for ``scope`` over ``b``."""
-    query, params = metric.call(function, scope, b)
+                  b: Buckets, tz: str | None = None) -> list[dict[str, Any]]:
+    """What ``function`` of ``metric`` returns for ``scope`` over ``b`` (``tz``: the zone
+    argument of a reader of local days)."""
+    query, params = metric.call(function, scope, b, tz)
     return await fetch_all(conn, query, params)
 
 
@@ -152,15 +206,18 @@ def by_bucket(b: Buckets, rows: list[dict[str, Any]],
     return out
 
 
-async def fill_rollup(conn: Conn, rollup: Rollup, edges: list[datetime]) -> None:
-    """Replace the rows of ``rollup`` in ``[edges[0], edges[-1])`` by what its fill
-    function computes from the raw rows."""
+async def fill_rollup(conn: Conn, rollup: Rollup, edges: list[datetime],
+                      tz: str | None = None) -> None:
+    """Replace the rows of ``rollup`` in ``[edges[0], edges[-1])`` (of zone ``tz`` for a
+    rollup of local days) by what its fill function computes from the raw rows."""
     lo, hi = edges[0], edges[-1]
-    await conn.execute(sql.SQL("DELETE FROM {} WHERE {} >= %(lo)s AND {} < %(hi)s").format(
+    zone = {"tz": tz} if rollup.local_days else {}
+    where = sql.SQL(" AND {} = %(tz)s").format(sql.Identifier("tz")) if zone else sql.SQL("")
+    await conn.execute(sql.SQL("DELETE FROM {} WHERE {} >= %(lo)s AND {} < %(hi)s{}").format(
         sql.Identifier(rollup.table), sql.Identifier(rollup.time_column),
-        sql.Identifier(rollup.time_column)), {"lo": lo, "hi": hi})
+        sql.Identifier(rollup.time_column), where), {"lo": lo, "hi": hi, **zone})
     cols = sql.SQL(", ").join(sql.Identifier(c) for c in rollup.columns)
-    await conn.execute(sql.SQL("INSERT INTO {} ({}) SELECT {} FROM {}(%(edges)s, %(lo)s, "
-                               "%(hi)s)").format(
-        sql.Identifier(rollup.table), cols, cols, sql.Identifier(SCHEMA, rollup.fill)),
-        {"edges": edges, "lo": lo, "hi": hi}, prepare=False)
+    await conn.execute(sql.SQL("INSERT INTO {} ({}) SELECT {} FROM {}").format(
+        sql.Identifier(rollup.table), cols, cols,
+        call_of(rollup.fill, ("edges", "lo", "hi", *rollup.args, *zone))),
+        {"edges": edges, "lo": lo, "hi": hi, **rollup.args, **zone}, prepare=False)

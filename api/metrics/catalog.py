@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from api.metrics.base import Metric, Rollup
+from api.metrics.grid import GRID_METRICS
 from api.metrics.parking import REVENUE
 
-METRICS: tuple[Metric, ...] = (REVENUE,)
+METRICS: tuple[Metric, ...] = (REVENUE, *GRID_METRICS)
 
 
 def rollups_of(coverage: str) -> tuple[Rollup, ...]:

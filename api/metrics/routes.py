@@ -9,32 +9,49 @@ from fastapi import APIRouter, Depends, Path, Request
 from fastapi.responses import Response
 
 from api.db import get_device, get_site
-from api.deps import ID_PATTERN, Conn, Reader, only_buckets, time_range
-from api.metrics.base import Metric, Scope, rows_of
+from api.deps import ID_PATTERN, Conn, Reader, SettingsDep, only_buckets, time_range
+from api.metrics.base import Context, Metric, Scope, rows_of
 from api.output import FORMAT_DOC, series_response
-from api.rollups import SourceParam, combine
+from api.rollups import Answer, SourceParam, combine
 from api.timeq import Buckets
+from beffroi.settings import Settings
+
+
+async def series(conn: Any, metric: Metric, scope: Scope, b: Buckets, source: str = "auto",
+                 *, zone: str | None = None, ctx: Context | None = None
+                 ) -> tuple[Answer, Context]:
+    """The rows of ``metric`` for ``scope``, each bucket from the rollups or the raw rows
+    (:func:`api.rollups.combine`), shaped, and the request's context (``ctx`` when given,
+    else from the metric's context hook). ``zone``: the configured time zone (readers of
+    local days answer requests in it)."""
+    context: Context = ctx if ctx is not None else (
+        await metric.context(conn, scope) if metric.context else {})
+    reader = metric.reader(scope.kind, b, zone)
+    function = reader.function if reader else metric.rolled
+    shape = (reader.shape or metric.shape) if reader else metric.shape
+    tz = zone if reader and reader.local_days else None
+
+    async def raw(sub: Buckets) -> list[dict[str, Any]]:
+        return metric.shape(sub, await rows_of(conn, metric, metric.raw, scope, sub), context)
+
+    async def rolled(sub: Buckets) -> list[dict[str, Any]]:
+        assert function is not None  # combine asks only when a rollup exists
+        return shape(sub, await rows_of(conn, metric, function, scope, sub, tz), context)
+
+    ans = await combine(conn, b, source, metric.coverage, rolled=rolled, raw=raw,
+                        columns=metric.columns,
+                        slot_s=reader.slot_s if reader else metric.slot_s,
+                        lookback=metric.lookback,
+                        unusable="" if function else "this metric has no rollup")
+    return ans, context
 
 
 async def answer(request: Request, conn: Any, metric: Metric, scope: Scope, b: Buckets,
-                 source: str) -> Response:
-    """The answer of ``metric`` for ``scope``: each bucket from the rollup or the raw rows
-    (:func:`api.rollups.combine`), shaped, as JSON or CSV."""
-    ctx = await metric.context(conn, scope) if metric.context else {}
-
-    async def raw(sub: Buckets) -> list[dict[str, Any]]:
-        return metric.shape(sub, await rows_of(conn, metric, metric.raw, scope, sub), ctx)
-
-    async def rolled(sub: Buckets) -> list[dict[str, Any]]:
-        assert metric.rolled is not None  # combine asks only when a rollup exists
-        return metric.shape(sub, await rows_of(conn, metric, metric.rolled, scope, sub), ctx)
-
-    ans = await combine(conn, b, source, metric.coverage, rolled=rolled, raw=raw,
-                        columns=metric.columns, slot_s=metric.slot_s,
-                        lookback=metric.lookback,
-                        unusable="" if metric.rolled else "this metric has no rollup")
+                 source: str, *, zone: str | None = None) -> Response:
+    """The answer of ``metric`` for ``scope`` (:func:`series`) as JSON or CSV."""
+    ans, ctx = await series(conn, metric, scope, b, source, zone=zone)
     key = metric.target.site if scope.kind == "site" else metric.target.device
-    extra = {k: ctx[k] for k in metric.meta}
+    extra = {k: ctx[k] for k in metric.meta if k in ctx}
     return series_response(request, b.meta(**{key: scope.id}, **extra, **ans.meta()),
                            ans.rows, metric.columns, filename=f"{metric.name}-{scope.id}")
 
@@ -53,6 +70,8 @@ def add_routes(router: APIRouter, metric: Metric) -> None:
                               annotation=Request),
             inspect.Parameter("conn", inspect.Parameter.KEYWORD_ONLY, annotation=Conn),
             inspect.Parameter("_reader", inspect.Parameter.KEYWORD_ONLY, annotation=Reader),
+            inspect.Parameter("settings", inspect.Parameter.KEYWORD_ONLY,
+                              annotation=SettingsDep),
             inspect.Parameter(param, inspect.Parameter.KEYWORD_ONLY, annotation=Annotated[
                 str, Path(pattern=ID_PATTERN, examples=[example])]),
             inspect.Parameter("b", inspect.Parameter.KEYWORD_ONLY, annotation=range_dep),
@@ -70,8 +89,8 @@ def add_routes(router: APIRouter, metric: Metric) -> None:
 
 
 def _endpoint(metric: Metric, kind: str, param: str) -> Any:
-    async def endpoint(request: Request, *, conn: Any, _reader: Any, b: Buckets,
-                       source: str = "auto", **ids: str) -> Response:
+    async def endpoint(request: Request, *, conn: Any, _reader: Any, settings: Settings,
+                       b: Buckets, source: str = "auto", **ids: str) -> Response:
         if metric.bucket_reason:
             only_buckets(b, metric.buckets, metric.bucket_reason)
         ident = ids[param]
@@ -79,7 +98,8 @@ def _endpoint(metric: Metric, kind: str, param: str) -> Any:
         row = (await get_site(conn, ident, t.site_kind) if kind == "site"
                else await get_device(conn, ident, t.family))
         scope = Scope("site" if kind == "site" else "device", ident, row)
-        return await answer(request, conn, metric, scope, b, source)
+        return await answer(request, conn, metric, scope, b, source,
+                            zone=settings.timezone)
 
     endpoint.__name__ = f"{kind}_{metric.name}"
     endpoint.__doc__ = metric.summary[0 if kind == "site" else 1]

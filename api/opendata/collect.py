@@ -18,8 +18,10 @@ from zoneinfo import ZoneInfo
 import psycopg
 
 from api.db import fetch_all, per_bucket
+from api.metrics.base import Scope
+from api.metrics.grid import ENERGY
+from api.metrics.routes import series
 from api.rollups import DWELL_BOUNDS_S, combine
-from api.routes.grid import _energy
 from api.routes.parking import (
     _TURNOVER_ROLLUP_SQL,
     _TURNOVER_SQL,
@@ -204,9 +206,10 @@ async def wifi_dwell(conn: Conn, square: str, b: Buckets) -> list[tuple[int, int
 
 async def district_energy(conn: Conn, district: str, meters: int, b: Buckets,
                           tz_setting: str) -> list[Row]:
-    """The district energy route's rows per bucket."""
-    return (await _energy(conn, b, "d.site_id = %(id)s", {"id": district}, meters, "auto",
-                          site_days_tz=tz_setting)).rows
+    """The district energy route's rows per bucket, complete with ``meters`` meters."""
+    ans, _ = await series(conn, ENERGY, Scope("site", district, {}), b, zone=tz_setting,
+                          ctx={"total": meters})
+    return ans.rows
 
 
 # -- state at an instant (the real-time feed) -------------------------------------------
