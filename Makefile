@@ -10,7 +10,7 @@ BIN := $(VENV)/bin
 BEFFROI := $(BIN)/beffroi
 PYTEST_ARGS ?=
 
-.PHONY: help venv lock demo test lint typecheck check stack-up stack-down stack-status bench bench-ingest bench-api bench-dashboard clean browser-deps dashboard-vendor
+.PHONY: help venv lock demo test lint typecheck check stack-up stack-down stack-status bench bench-ingest bench-api bench-dashboard bench-replica clean browser-deps dashboard-vendor
 
 help:
 	@echo "make demo        start the stack, load the demo city, run simulators, ingestor and API"
@@ -75,7 +75,7 @@ browser-deps:
 dashboard-vendor:
 	@$(PYTHON) -m beffroi.devtools.dashboard_vendor
 
-bench: bench-ingest bench-api bench-dashboard
+bench: bench-ingest bench-api bench-dashboard bench-replica
 
 bench-ingest: venv stack-up
 	@$(BIN)/python -m bench.ingest
@@ -85,6 +85,10 @@ bench-api: venv stack-up
 
 bench-dashboard: venv stack-up browser-deps
 	@$(BIN)/python -m bench.dashboard
+
+# The API on a hot standby while the ingestor writes to the primary (two clusters of its own).
+bench-replica: venv stack-up
+	@$(BIN)/python -m bench.replica
 
 clean:
 	rm -rf $(VENV) build *.egg-info .mypy_cache .ruff_cache .pytest_cache

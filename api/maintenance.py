@@ -19,17 +19,17 @@ import psycopg
 from psycopg import sql
 from psycopg.rows import dict_row
 
-from api.metrics.base import fill_rollup
+from api.db import fetch_all
+from api.metrics.base import call, fill_rollup, insert_from
 from api.metrics.catalog import rollups_of
-from api.rollups import DWELL_BOUNDS_S, RETENTION_PREFIX, forget_rolled_ranges
-from api.routes import parking, wifi
+from api.metrics.wifi import VISITOR_DAY_COLUMNS, VISITOR_HOURS
+from api.rollups import RETENTION_PREFIX, forget_rolled_ranges
 from beffroi.settings import Settings
 
 log = logging.getLogger(__name__)
 
 LOCK_KEY = int.from_bytes(b"beffroi\x01", "big")  # pg advisory lock of the job
 HOUR = timedelta(hours=1)
-QUARTER = timedelta(minutes=15)
 #: Each refresh recomputes this much below the watermark (late data, gaps up to a day).
 REWIND = timedelta(hours=24)
 #: ...at least this often, and whenever a new hour has ended.
@@ -99,160 +99,41 @@ def local_days(h1: datetime, h2: datetime, tz: ZoneInfo) -> list[tuple[date, dat
 
 
 # -- rollup computations: replace the rows of the hours [h1, h2) ------------------------------
-async def _roll_parking_spot(conn: Conn, h1: datetime, h2: datetime, tz: ZoneInfo) -> None:
-    for table, col in (("rollup_parking_spot_1h", "hour"), ("rollup_parking_zone_15m", "slot")):
-        await conn.execute(f"DELETE FROM {table} WHERE {col} >= %s AND {col} < %s", (h1, h2))
-    cur = await conn.execute("SELECT coalesce(max(report_interval_s), 0) FROM devices "
-                             "WHERE family = 'parking_spot'")
-    row = await cur.fetchone()
-    lookback = int(row[0] if row else 0) * parking.STALE_AFTER
-    inner = parking._OCCUPANCY_SQL.format(filter="true", dev="iv.device_id,")
-    # One pass over the raw rows at quarter-hour edges; spots per hour, zones per quarter.
-    await conn.execute(f"""
-        WITH x AS MATERIALIZED (
-            SELECT (%(edges)s::timestamptz[])[q.i] AS slot, q.device_id,
-                   coalesce(sum(q.seconds) FILTER (WHERE q.state = 'occupied'), 0) AS occ,
-                   coalesce(sum(q.seconds) FILTER (WHERE q.state = 'free'), 0) AS free
-            FROM ({inner}) q WHERE q.state IN ('occupied', 'free') GROUP BY 1, 2),
-        spots AS (
-            INSERT INTO rollup_parking_spot_1h (hour, device_id, occupied_s, free_s)
-            SELECT time_bucket('1 hour', slot), device_id, sum(occ), sum(free)
-            FROM x GROUP BY 1, 2)
-        INSERT INTO rollup_parking_zone_15m (slot, site_id, occupied_s, free_s)
-        SELECT x.slot, d.site_id, sum(x.occ), sum(x.free)
-        FROM x JOIN devices d ON d.id = x.device_id WHERE d.site_id IS NOT NULL
-        GROUP BY 1, 2""",
-        {"edges": slot_edges(h1, h2, QUARTER), "lo": h1, "hi": h2,
-         "stale": parking.STALE_AFTER, "lookback": lookback})
-
-
-async def _roll_parking_turnover(conn: Conn, h1: datetime, h2: datetime,
-                                 tz: ZoneInfo) -> None:
-    await conn.execute("DELETE FROM rollup_parking_turnover_1h WHERE hour >= %s AND hour < %s",
-                       (h1, h2))
-    inner = parking._TURNOVER_SQL.format(filter="true", dev="device_id,")
-    await conn.execute(f"""
-        INSERT INTO rollup_parking_turnover_1h (hour, site_id, device_id, arrivals, stays,
-                                                stay_s)
-        SELECT (%(edges)s::timestamptz[])[x.i], coalesce(d.site_id, ''),
-               coalesce(x.device_id, ''), sum(x.arrivals), sum(x.stays), sum(x.stay_s)
-        FROM ({inner}) x JOIN devices d ON d.id = x.device_id
-        GROUP BY GROUPING SETS ((x.i, d.site_id, x.device_id), (x.i, d.site_id))""",
-        {"edges": hour_edges(h1, h2), "lo": h1, "hi": h2})
-
-
 def _declared(coverage: str) -> Callable[[Conn, datetime, datetime, ZoneInfo],
                                            Awaitable[None]]:
     """The computation of the rollups the metrics of ``coverage`` declare, in their order.
     A rollup of local days gets every day that began at or after the start of the day of
     ``h1`` and ended by ``h2`` (a day split over two steps is done in the second)."""
     async def compute(conn: Conn, h1: datetime, h2: datetime, tz: ZoneInfo) -> None:
+        zone = {"tz": tz.key}  # the configured zone, for the fills that take it
         for rollup in rollups_of(coverage):
             if rollup.local_days:
                 days = local_days(h1, h2, tz)
                 if days:
-                    await fill_rollup(conn, rollup, [s for _, s in days], tz.key)
+                    await fill_rollup(conn, rollup, [s for _, s in days], zone)
             else:
-                await fill_rollup(conn, rollup, slot_edges(h1, h2, rollup.slot))
+                await fill_rollup(conn, rollup, slot_edges(h1, h2, rollup.slot), zone)
     return compute
-
-
-async def _roll_wifi_ap(conn: Conn, h1: datetime, h2: datetime, tz: ZoneInfo) -> None:
-    p: dict[str, Any] = {"edges": hour_edges(h1, h2), "lo": h1, "hi": h2}
-    for table in ("rollup_wifi_ap_1h", "rollup_wifi_site_1h"):
-        await conn.execute(f"DELETE FROM {table} WHERE hour >= %(lo)s AND hour < %(hi)s", p)
-    await conn.execute("""
-        WITH s AS (
-            SELECT w.device_id, d.site_id, w.time, w.clients
-            FROM wifi_ap_stats w JOIN devices d ON d.id = w.device_id
-            WHERE d.family = 'wifi_ap' AND w.time >= %(lo)s AND w.time < %(hi)s),
-        mn AS (SELECT device_id, time_bucket('1 minute', time) AS slot,
-                      avg(clients)::float8 AS c FROM s GROUP BY 1, 2),
-        c AS (SELECT device_id, time_bucket('1 hour', time) AS hour, count(*) AS n,
-                     sum(clients) AS sm FROM s GROUP BY 1, 2),
-        mx AS (SELECT device_id, time_bucket('1 hour', slot) AS hour, max(c) AS mx
-               FROM mn GROUP BY 1, 2)
-        INSERT INTO rollup_wifi_ap_1h (hour, device_id, reports, clients_sum, clients_max,
-                                       traffic_intervals, counter_resets)
-        SELECT c.hour, c.device_id, c.n, c.sm, mx.mx, 0, 0
-        FROM c JOIN mx USING (device_id, hour)""", p)
-    await conn.execute("""
-        WITH s AS (
-            SELECT w.device_id, d.site_id, w.time, w.clients
-            FROM wifi_ap_stats w JOIN devices d ON d.id = w.device_id
-            WHERE d.family = 'wifi_ap' AND w.time >= %(lo)s AND w.time < %(hi)s),
-        mn AS (SELECT site_id, device_id, time_bucket('1 minute', time) AS slot,
-                      avg(clients) AS c FROM s GROUP BY 1, 2, 3),
-        tot AS (SELECT site_id, slot, sum(c)::float8 AS total FROM mn GROUP BY 1, 2)
-        INSERT INTO rollup_wifi_site_1h (hour, site_id, clients_max)
-        SELECT time_bucket('1 hour', slot), site_id, max(total) FROM tot GROUP BY 1, 2""", p)
-    inner = wifi._TRAFFIC_SQL.format(filter="true", dev="r.device_id,",
-                                     max_iv=wifi.MAX_INTERVAL)
-    await conn.execute(f"""
-        INSERT INTO rollup_wifi_ap_1h (hour, device_id, reports, clients_sum, rx_bytes,
-                                       tx_bytes, traffic_intervals, counter_resets)
-        SELECT (%(edges)s::timestamptz[])[x.i], x.device_id, 0, 0, x.rx_bytes, x.tx_bytes,
-               x.intervals, x.resets
-        FROM ({inner}) x
-        ON CONFLICT (device_id, hour) DO UPDATE SET
-            rx_bytes = EXCLUDED.rx_bytes, tx_bytes = EXCLUDED.tx_bytes,
-            traffic_intervals = EXCLUDED.traffic_intervals,
-            counter_resets = EXCLUDED.counter_resets""", p)
-
-
-def _visitors_sql(period: str, where: str) -> str:
-    """Distinct clients and associations of the wifi sessions ``where`` selects, per
-    ``period`` (an expression of ``s.time``), per access point and per square (device_id
-    empty): rows (period, site_id, device_id, visitors, associations)."""
-    return f"""
-        SELECT x.period, x.site_id, coalesce(x.device_id, '') AS device_id,
-               count(DISTINCT x.client_key) AS visitors,
-               count(*) FILTER (WHERE x.event = 'associated') AS associations
-        FROM (SELECT {period} AS period, s.device_id, s.client_key, s.event, d.site_id
-              FROM wifi_sessions s JOIN devices d ON d.id = s.device_id
-              WHERE d.family = 'wifi_ap' AND {where}) x
-        GROUP BY GROUPING SETS ((x.period, x.site_id, x.device_id), (x.period, x.site_id))"""
-
-
-_HOUR = "time_bucket('1 hour', s.time)"
-_LOCAL_DAY = "(s.time AT TIME ZONE %(tz)s)::date"
-# Sessions added to rows already aggregated: counts add up.
-_ADD_VISITORS = """
-    visitors = v.visitors + EXCLUDED.visitors,
-    associations = v.associations + EXCLUDED.associations"""
 
 
 async def _aggregate_session_hours(conn: Conn, h1: datetime, h2: datetime,
                                    cutoff: datetime | None) -> None:
-    p: dict[str, Any] = {"edges": hour_edges(h1, h2), "lo": h1, "hi": h2,
-                         "bounds": list(DWELL_BOUNDS_S), "cutoff": cutoff}
-    for table in ("wifi_visitors_1h", "wifi_dwell_1h"):
-        await conn.execute(f"DELETE FROM {table} WHERE hour >= %(lo)s AND hour < %(hi)s", p)
-    where = f"s.time >= %(lo)s AND s.time < %(hi)s AND {_committed(cutoff)}"
-    await conn.execute("INSERT INTO wifi_visitors_1h (hour, site_id, device_id, visitors, "
-                       f"associations) {_visitors_sql(_HOUR, where)}", p)
-    inner = wifi._DWELL_SQL.format(filter="true", dev="x.device_id,",
-                                   max_session=wifi.MAX_SESSION)
-    await conn.execute(f"""
-        INSERT INTO wifi_dwell_1h (hour, site_id, device_id, bin, sessions, dwell_s)
-        SELECT (%(edges)s::timestamptz[])[y.i], d.site_id, y.device_id, y.bin, y.sessions,
-               y.dwell_s
-        FROM ({inner}) y JOIN devices d ON d.id = y.device_id""", p)
+    """Visitors and dwell times of the hours [h1, h2): the session aggregates the visitors
+    and dwell metrics declare (counts only, no client key), of the rows committed up to
+    ``cutoff``."""
+    for rollup in rollups_of("wifi_visitors_1h"):
+        await fill_rollup(conn, rollup, hour_edges(h1, h2), {"cutoff": cutoff})
 
 
 async def _aggregate_session_day(conn: Conn, day: date, tz: ZoneInfo,
                                  cutoff: datetime | None) -> tuple[datetime, datetime]:
     start = datetime.combine(day, time(0), tzinfo=tz).astimezone(UTC)
     end = datetime.combine(day + timedelta(days=1), time(0), tzinfo=tz).astimezone(UTC)
-    p = {"day": day, "tz": tz.key, "start": start, "end": end, "cutoff": cutoff}
-    await conn.execute("DELETE FROM wifi_visitors_1d WHERE tz = %(tz)s AND day = %(day)s", p)
-    where = f"s.time >= %(start)s AND s.time < %(end)s AND {_committed(cutoff)}"
-    await conn.execute(f"""
-        INSERT INTO wifi_visitors_1d (day, tz, day_start, site_id, device_id, visitors,
-                                      associations)
-        SELECT %(day)s, %(tz)s, %(start)s, y.site_id, y.device_id, y.visitors,
-               y.associations
-        FROM ({_visitors_sql("0", where)}) y""", p)
+    await conn.execute("DELETE FROM wifi_visitors_1d WHERE tz = %s AND day = %s",
+                       (tz.key, day))
+    await insert_from(conn, "wifi_visitors_1d", VISITOR_DAY_COLUMNS, "wifi_visitors_days",
+                      {"lo": start, "hi": end, "tz": tz.key, "after": None,
+                       "upto": cutoff})
     return start, end
 
 
@@ -263,13 +144,7 @@ async def _aggregate_session_day(conn: Conn, day: date, tz: ZoneInfo,
 # so counted exactly once; a late client cannot be matched with the clients counted before
 # (their rows may be gone), so it adds a visitor.
 LATE_STATE = "wifi_sessions_commits"  # rollup_state row: watermark = last commit cutoff
-
-
-def _committed(cutoff: datetime | None, upper: bool = True) -> str:
-    if cutoff is None:
-        return "true"
-    ct = "coalesce(pg_xact_commit_timestamp(s.xmin), '-infinity'::timestamptz)"
-    return f"{ct} <= %(cutoff)s" if upper else f"{ct} > %(prev)s AND {ct} <= %(cutoff)s"
+VISITOR_COUNTS = ("visitors", "associations")  # late sessions add to these
 
 
 async def _commit_cutoff(conn: Conn) -> datetime | None:
@@ -290,30 +165,21 @@ async def _add_late_sessions(conn: Conn, prev: datetime, cutoff: datetime,
                              tz: ZoneInfo) -> int:
     """Add the sessions committed in (prev, cutoff] to the hours before ``hours_before`` and
     the days before ``days_before`` (already aggregated); returns how many rows."""
-    p: dict[str, Any] = {"prev": prev, "cutoff": cutoff, "hb": hours_before,
-                         "db": days_before, "tz": tz.key}
-    late = _committed(cutoff, upper=False)
-    cur = await conn.execute("SELECT count(*) FROM wifi_sessions s JOIN devices d ON "
-                             f"d.id = s.device_id WHERE d.family = 'wifi_ap' AND {late} "
-                             "AND (s.time < %(hb)s OR s.time < %(db)s)", p)
-    row = await cur.fetchone()
-    n = int(row[0]) if row else 0
+    rows = await fetch_all(conn, call("wifi_sessions_late", ("after", "upto", "hb", "db")),
+                           {"after": prev, "upto": cutoff, "hb": hours_before,
+                            "db": days_before})
+    n = int(rows[0]["sessions"]) if rows else 0
     if n == 0:
         return 0
+    late = {"after": prev, "upto": cutoff}
     if hours_before is not None:
-        await conn.execute(f"""
-            INSERT INTO wifi_visitors_1h AS v (hour, site_id, device_id, visitors,
-                                               associations)
-            {_visitors_sql(_HOUR, f"{late} AND s.time < %(hb)s")}
-            ON CONFLICT (site_id, device_id, hour) DO UPDATE SET {_ADD_VISITORS}""", p)
+        await insert_from(conn, VISITOR_HOURS.table, VISITOR_HOURS.columns,
+                          "wifi_visitors_hours", {"lo": None, "hi": hours_before, **late},
+                          key=("site_id", "device_id", "hour"), add=VISITOR_COUNTS)
     if days_before is not None:
-        await conn.execute(f"""
-            INSERT INTO wifi_visitors_1d AS v (day, tz, day_start, site_id, device_id,
-                                               visitors, associations)
-            SELECT y.period, %(tz)s, y.period::timestamp AT TIME ZONE %(tz)s, y.site_id,
-                   y.device_id, y.visitors, y.associations
-            FROM ({_visitors_sql(_LOCAL_DAY, f"{late} AND s.time < %(db)s")}) y
-            ON CONFLICT (site_id, device_id, tz, day) DO UPDATE SET {_ADD_VISITORS}""", p)
+        await insert_from(conn, "wifi_visitors_1d", VISITOR_DAY_COLUMNS, "wifi_visitors_days",
+                          {"lo": None, "hi": days_before, "tz": tz.key, **late},
+                          key=("site_id", "device_id", "tz", "day"), add=VISITOR_COUNTS)
     return n
 
 
@@ -321,12 +187,12 @@ Roll = Callable[[Conn, datetime, datetime, ZoneInfo], Awaitable[None]]
 
 #: name -> (raw tables it reads, computation)
 ROLLUPS: dict[str, tuple[tuple[str, ...], Roll]] = {
-    "parking_spot": (("parking_spot_state",), _roll_parking_spot),
-    "parking_turnover": (("parking_spot_state",), _roll_parking_turnover),
+    "parking_spot": (("parking_spot_state",), _declared("parking_spot")),
+    "parking_turnover": (("parking_spot_state",), _declared("parking_turnover")),
     "parking_meter": (("parking_transactions", "parking_meter_status"),
                       _declared("parking_meter")),
     "grid": (("grid_readings",), _declared("grid")),
-    "wifi_ap": (("wifi_ap_stats",), _roll_wifi_ap),
+    "wifi_ap": (("wifi_ap_stats",), _declared("wifi_ap")),
 }
 
 

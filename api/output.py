@@ -88,7 +88,7 @@ def negotiate(request: Request, offers: Sequence[str]) -> str:
     return next(f for s, f in scored if s == best)
 
 
-def rows_format(request: Request, format: Annotated[
+async def rows_format(request: Request, format: Annotated[
         Literal["json", "csv"] | None, Query(
             description="`json` or `csv`; default from the `Accept` header (q-values), "
             "JSON when it allows both")] = None) -> str:
@@ -99,7 +99,7 @@ def rows_format(request: Request, format: Annotated[
     return chosen
 
 
-def json_only(request: Request, format: Annotated[
+async def json_only(request: Request, format: Annotated[
         str | None, Query(max_length=8, json_schema_extra={"enum": ["json"]},
                           description="`json` only: this route answers one object (CSV is "
                           "for time series and lists: `csv` here is 406)")] = None) -> str:

@@ -30,10 +30,6 @@ from api.timeq import Buckets
 SLOT_S = 3600  # rollup slot: one UTC hour
 QUARTER_S = 900  # zone occupancy slot
 
-#: Dwell-time histogram bins (lower bounds in seconds after the first, which is 0).
-DWELL_BOUNDS_S = (60, 300, 900, 1800, 3600, 7200, 14400)
-DWELL_LABELS = ("lt_1m", "1m_5m", "5m_15m", "15m_30m", "30m_1h", "1h_2h", "2h_4h", "ge_4h")
-
 SourceParam = Annotated[Literal["auto", "raw"], Query(
     description="`auto` (default): each bucket from the rollups where they cover it "
     "(hourly or longer buckets in the rolled-up past), from the raw rows elsewhere; `raw`: "
@@ -80,8 +76,10 @@ class Coverage:
     raw_from: datetime | None = None
 
 
-def _sub(b: Buckets, edges: list[datetime]) -> Buckets:
-    return Buckets(b.bucket, b.tz, edges)
+def _sub(b: Buckets, i: int, j: int) -> Buckets:
+    """Buckets ``i`` to ``j - 1`` of ``b``: ``b`` itself when that is all of them (its
+    labels are then made once)."""
+    return b if i == 0 and j == len(b) else Buckets(b.bucket, b.tz, b.edges[i:j + 1])
 
 
 def _on_slot(e: datetime, slot_s: int) -> bool:
@@ -134,7 +132,7 @@ def split(b: Buckets, cov: Coverage, source: str = "auto", *, slot_s: int = SLOT
     j = 0
     for i in range(1, len(b) + 1):
         if i == len(b) or kinds[i] != kinds[j]:
-            out.append(Segment(kinds[j][0], _sub(b, b.edges[j:i + 1]), kinds[j][1]))
+            out.append(Segment(kinds[j][0], _sub(b, j, i), kinds[j][1]))
             j = i
     return out
 

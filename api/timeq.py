@@ -117,18 +117,20 @@ class Buckets:
         return len(self.edges) - 1
 
     @cached_property
-    def _labels(self) -> list[str]:
-        return [e.astimezone(self.tz).isoformat() for e in self.edges]
+    def labels(self) -> list[str]:
+        """Local ISO time of each edge (made once)."""
+        tz = self.tz
+        return [e.astimezone(tz).isoformat() for e in self.edges]
 
     def label(self, i: int) -> tuple[str, str]:
         """Local ISO start and end of bucket ``i``."""
-        labels = self._labels
+        labels = self.labels
         return labels[i], labels[i + 1]
 
     def meta(self, **extra: Any) -> dict[str, Any]:
         """The fields that describe these buckets in an answer, after ``extra``."""
-        return {**extra, "bucket": self.bucket, "tz": self.tz.key, "from": self._labels[0],
-                "to": self._labels[-1]}
+        return {**extra, "bucket": self.bucket, "tz": self.tz.key, "from": self.labels[0],
+                "to": self.labels[-1]}
 
     def seconds(self, i: int) -> float:
         """Length of bucket ``i``."""

@@ -129,6 +129,14 @@ def prepare_database(stack: Stack) -> str:
     """Create, migrate and load the bench database (demo city, bench DevEUIs and meter ids)."""
     stack.ensure_database(BENCH_DB)
     url = stack.database_url(BENCH_DB)
+    prepare_registry(url)
+    return url
+
+
+def prepare_registry(url: str) -> None:
+    """Migrate the database at ``url`` and load the demo city with the stream's DevEUIs and
+    meter serials (so that bench traffic addresses its devices); it must track commit
+    times."""
     migrate(url)
     reg = load_registry_file(ROOT / "devices" / "data" / "demo-city.json")
     with psycopg.connect(url) as conn:
@@ -143,7 +151,6 @@ def prepare_database(stack: Stack) -> str:
         on = conn.execute("SHOW track_commit_timestamp").fetchone()
     if on is None or on[0] != "on":
         raise SystemExit("track_commit_timestamp must be on (the local stack sets it)")
-    return url
 
 
 def wait_for_services(env: Env, timeout: float = 120) -> None:
@@ -301,13 +308,15 @@ class Publishers:
     """The publisher processes of one run, started READY and released together."""
 
     def __init__(self, env: Env, tag: str, *, limit: int | None = None,
-                 rate: float | None = None) -> None:
+                 rate: float | None = None, skip: list[int] | None = None) -> None:
         self.procs: list[subprocess.Popen[str]] = []
         penv = os.environ | {"BENCH_MQTT_PASSWORD": env.password}
         for i, f in enumerate(publisher_files(env.stream_dir, env.publishers)):
             cmd = [sys.executable, "-m", "bench.ingestlib.publisher", str(f), "--host",
                    env.host, "--port", str(env.port), "--user", env.user,
                    "--client-id", f"bench-pub-{tag}-{i}"]
+            if skip is not None:
+                cmd += ["--skip", str(skip[i])]
             if limit is not None:
                 cmd += ["--limit", str(limit)]
             if rate is not None:
@@ -335,6 +344,14 @@ class Publishers:
         self._thread = threading.Thread(target=self._collect, daemon=True)
         self._thread.start()
 
+    def stop(self) -> None:
+        """End the publishing early: each publisher stops sending and waits for the PUBACKs
+        of what it sent (its report counts those messages)."""
+        for p in self.procs:
+            if p.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    p.send_signal(signal.SIGUSR1)
+
     def _collect(self) -> None:
         for p in self.procs:
             out, _ = p.communicate()
@@ -349,10 +366,13 @@ class Publishers:
         self._thread.join(timeout)
         if len(self.results) != len(self.procs):
             raise RuntimeError("a publisher failed or timed out")
-        first = min(r["first_publish"] for r in self.results)
-        last = max(r["last_ack"] for r in self.results)
+        sent = [r for r in self.results if r["messages"]] or self.results
+        first = min(r["first_publish"] for r in sent)
+        last = max(r["last_ack"] for r in sent)
         n = sum(r["messages"] for r in self.results)
         return {"first_publish": first, "last_ack": last, "messages": n,
+                "readings": sum(r.get("readings", 0) for r in self.results),
+                "per_publisher": [r["messages"] for r in self.results],
                 "publish_rate_msg_s": round(n / max(last - first, 1e-9)),
                 "cpu_s": round(sum(r["cpu_s"] for r in self.results), 2)}
 
@@ -513,12 +533,14 @@ def purge_session(env: Env, client_id: str) -> None:
 # -- measuring in the database -------------------------------------------------------------------
 
 
-def _latency_sql() -> sql.Composed:
+def latency_sql(*, until: bool = False) -> sql.Composed:
+    """Count, p50, p99 and max of publish-to-commit latency (ms) over native readings timed
+    from ``%(t0)s`` (and before ``%(t1)s`` when ``until``)."""
     parts = []
     for t in TABLES:
-        cond = sql.SQL("time >= %(t0)s")
+        cond: sql.Composable = sql.SQL("time >= %(t0)s" + (" AND time < %(t1)s" if until else ""))
         if t == "grid_readings":  # historic TIC frames are timed on receipt: not a publish ts
-            cond = sql.SQL("time >= %(t0)s AND voltage_l1_v IS NOT NULL")
+            cond = sql.SQL(" AND ").join([cond, sql.SQL("voltage_l1_v IS NOT NULL")])
         parts.append(sql.SQL(
             "SELECT extract(epoch FROM pg_xact_commit_timestamp(xmin) - time) * 1000 AS ms "
             "FROM {} WHERE {}").format(sql.Identifier(t), cond))
@@ -550,7 +572,7 @@ def db_outcome(env: Env, first_publish: float | None) -> dict[str, Any]:
             "last_commit": last_commit.timestamp() if last_commit else None,
         }
         if first_publish is not None:
-            lat = conn.execute(_latency_sql(),
+            lat = conn.execute(latency_sql(),
                                {"t0": datetime.fromtimestamp(first_publish - 1, UTC)}).fetchone()
             assert lat is not None
             out["latency_rows"] = int(lat[0])

@@ -17,6 +17,7 @@ from typing import Any
 from api.db import fetch_all
 from api.errors import error_response, not_found
 from api.metrics.base import (
+    ZONE,
     Conn,
     Context,
     Metric,
@@ -61,9 +62,11 @@ SITE_HALF_HOURS = Rollup("rollup_grid_site_30m", "slot", "grid_site_30m_fill",
                          ("slot", *_SITE_COLS), slot=timedelta(minutes=30),
                          args={"gap": GAP_FACTOR, "max_interval": MAX_INTERVAL})
 SITE_DAYS = Rollup("rollup_grid_site_1d", "day_start", "grid_site_days_fill",
-                   ("day", "tz", "day_start", *_SITE_COLS), local_days=True)
+                   ("day", "tz", "day_start", *_SITE_COLS), args={"tz": None},
+                   local_days=True)
 METER_DAYS = Rollup("rollup_grid_meter_1d", "day_start", "grid_meter_days_fill",
-                    ("day", "tz", "day_start", "day_end", *_METER_COLS), local_days=True)
+                    ("day", "tz", "day_start", "day_end", *_METER_COLS), args={"tz": None},
+                    local_days=True)
 
 
 async def _count(conn: Conn, site: str, solar: bool) -> int:
@@ -162,7 +165,8 @@ _ENERGY_DOC = (
     "shared in proportion to time); `reset` when an index went down (meter replaced: the "
     "new index counts from 0, the energy between the last reading and the swap is "
     "unknown); `gap` when readings are further apart than 1.5 reporting intervals.")
-_METER_DAYS_READER = RollupReader("grid_energy_days", DAILY_OR_LONGER, local_days=True)
+_METER_DAYS_READER = RollupReader("grid_energy_days", DAILY_OR_LONGER, local_days=True,
+                                  setting_args=ZONE)
 
 ENERGY = Metric(
     name="energy", target=METERS, raw="grid_energy", rolled="grid_energy_rollup",
@@ -173,7 +177,7 @@ ENERGY = Metric(
     readers=(RollupReader("grid_energy_site_30m", ("30m",), scope="site", slot_s=HALF_HOUR_S,
                           shape=_site_rows),
              RollupReader("grid_energy_site_days", ("1d",), scope="site", local_days=True,
-                          shape=_site_rows),
+                          setting_args=ZONE, shape=_site_rows),
              _METER_DAYS_READER),
     rollups=(METER_HOURS, SITE_HALF_HOURS, SITE_DAYS, METER_DAYS))
 
@@ -246,7 +250,8 @@ PEAKS = Metric(
     description="Per day (or week, month): the highest 10-minute power (W) and when. For a "
     "district, the highest sum of its meters' powers on one 10-minute mark.",
     buckets=DAILY_OR_LONGER, bucket_reason="peaks are daily or longer",
-    readers=(RollupReader("grid_peaks_days", DAILY_OR_LONGER, local_days=True),),
+    readers=(RollupReader("grid_peaks_days", DAILY_OR_LONGER, local_days=True,
+                          setting_args=ZONE),),
     rollups=(METER_HOURS, SITE_HOURS, METER_DAYS))
 
 
@@ -279,7 +284,8 @@ VOLTAGE = Metric(
     "within 230 V ± 10 % (207-253 V); `compliant` when at least 95 %.",
     buckets=HOURLY_OR_LONGER, bucket_reason="voltage quality is over 10-minute means",
     args=VOLTAGE_ARGS, context=_limits, meta=("limits_v",),
-    readers=(RollupReader("grid_voltage_days", DAILY_OR_LONGER, local_days=True),),
+    readers=(RollupReader("grid_voltage_days", DAILY_OR_LONGER, local_days=True,
+                          setting_args=ZONE),),
     rollups=(METER_HOURS, METER_DAYS))
 
 #: In the order of the routes (and of the rollups the job fills).

@@ -9,49 +9,25 @@ from fastapi import APIRouter, Depends, Path, Request
 from fastapi.responses import Response
 
 from api.db import get_device, get_site
-from api.deps import ID_PATTERN, Conn, Reader, SettingsDep, only_buckets, time_range
-from api.metrics.base import Context, Metric, Scope, rows_of
+from api.deps import ID_PATTERN, Conn, Reader, only_buckets, time_range
+from api.metrics.base import Metric, Scope, series
 from api.output import FORMAT_DOC, series_response
-from api.rollups import Answer, SourceParam, combine
+from api.rollups import SourceParam
 from api.timeq import Buckets
 from beffroi.settings import Settings
 
 
-async def series(conn: Any, metric: Metric, scope: Scope, b: Buckets, source: str = "auto",
-                 *, zone: str | None = None, ctx: Context | None = None
-                 ) -> tuple[Answer, Context]:
-    """The rows of ``metric`` for ``scope``, each bucket from the rollups or the raw rows
-    (:func:`api.rollups.combine`), shaped, and the request's context (``ctx`` when given,
-    else from the metric's context hook). ``zone``: the configured time zone (readers of
-    local days answer requests in it)."""
-    context: Context = ctx if ctx is not None else (
-        await metric.context(conn, scope) if metric.context else {})
-    reader = metric.reader(scope.kind, b, zone)
-    function = reader.function if reader else metric.rolled
-    shape = (reader.shape or metric.shape) if reader else metric.shape
-    tz = zone if reader and reader.local_days else None
-
-    async def raw(sub: Buckets) -> list[dict[str, Any]]:
-        return metric.shape(sub, await rows_of(conn, metric, metric.raw, scope, sub), context)
-
-    async def rolled(sub: Buckets) -> list[dict[str, Any]]:
-        assert function is not None  # combine asks only when a rollup exists
-        return shape(sub, await rows_of(conn, metric, function, scope, sub, tz), context)
-
-    ans = await combine(conn, b, source, metric.coverage, rolled=rolled, raw=raw,
-                        columns=metric.columns,
-                        slot_s=reader.slot_s if reader else metric.slot_s,
-                        lookback=metric.lookback,
-                        unusable="" if function else "this metric has no rollup")
-    return ans, context
-
-
 async def answer(request: Request, conn: Any, metric: Metric, scope: Scope, b: Buckets,
-                 source: str, *, zone: str | None = None) -> Response:
-    """The answer of ``metric`` for ``scope`` (:func:`series`) as JSON or CSV."""
-    ans, ctx = await series(conn, metric, scope, b, source, zone=zone)
+                 source: str) -> Response:
+    """The answer of ``metric`` for ``scope``: each bucket from the rollup or the raw rows
+    (:func:`api.rollups.combine`), shaped, as JSON or CSV."""
+    settings: Settings = request.app.state.settings
+    if metric.check:
+        metric.check(b, settings)
+    ctx = await metric.context(conn, scope) if metric.context else {}
+    ans = await series(conn, metric, scope, b, source, ctx=ctx, settings=settings)
     key = metric.target.site if scope.kind == "site" else metric.target.device
-    extra = {k: ctx[k] for k in metric.meta if k in ctx}
+    extra = {k: ctx[k] for k in metric.meta if k in ctx}  # a device may lack some
     return series_response(request, b.meta(**{key: scope.id}, **extra, **ans.meta()),
                            ans.rows, metric.columns, filename=f"{metric.name}-{scope.id}")
 
@@ -70,8 +46,6 @@ def add_routes(router: APIRouter, metric: Metric) -> None:
                               annotation=Request),
             inspect.Parameter("conn", inspect.Parameter.KEYWORD_ONLY, annotation=Conn),
             inspect.Parameter("_reader", inspect.Parameter.KEYWORD_ONLY, annotation=Reader),
-            inspect.Parameter("settings", inspect.Parameter.KEYWORD_ONLY,
-                              annotation=SettingsDep),
             inspect.Parameter(param, inspect.Parameter.KEYWORD_ONLY, annotation=Annotated[
                 str, Path(pattern=ID_PATTERN, examples=[example])]),
             inspect.Parameter("b", inspect.Parameter.KEYWORD_ONLY, annotation=range_dep),
@@ -89,17 +63,17 @@ def add_routes(router: APIRouter, metric: Metric) -> None:
 
 
 def _endpoint(metric: Metric, kind: str, param: str) -> Any:
-    async def endpoint(request: Request, *, conn: Any, _reader: Any, settings: Settings,
-                       b: Buckets, source: str = "auto", **ids: str) -> Response:
+    async def endpoint(request: Request, *, conn: Any, _reader: Any, b: Buckets,
+                       source: str = "auto", **ids: str) -> Response:
         if metric.bucket_reason:
             only_buckets(b, metric.buckets, metric.bucket_reason)
         ident = ids[param]
         t = metric.target
-        row = (await get_site(conn, ident, t.site_kind) if kind == "site"
+        row = (await get_site(conn, ident, t.site_kind, count_family=t.site_count)
+               if kind == "site"
                else await get_device(conn, ident, t.family))
         scope = Scope("site" if kind == "site" else "device", ident, row)
-        return await answer(request, conn, metric, scope, b, source,
-                            zone=settings.timezone)
+        return await answer(request, conn, metric, scope, b, source)
 
     endpoint.__name__ = f"{kind}_{metric.name}"
     endpoint.__doc__ = metric.summary[0 if kind == "site" else 1]

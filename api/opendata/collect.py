@@ -1,9 +1,9 @@
 """The aggregates the open data publishes, read with the API's own queries and rollups.
 
-Series come from the routes' helpers and SQL (parking occupancy and turnover, wifi
-clients, visitors and dwell, district energy), so the published numbers are the ones the
-API answers. Buckets are local hours, days and months of the configured time zone, cut at
-the publication's start and end (whole hours).
+Series come from the metrics' declarations (:mod:`api.metrics`: parking occupancy and
+turnover, wifi clients, visitors and dwell, district energy), so the published numbers are
+the ones the API answers. Buckets are local hours, days and months of the configured time
+zone, cut at the publication's start and end (whole hours).
 """
 
 from __future__ import annotations
@@ -17,27 +17,13 @@ from zoneinfo import ZoneInfo
 
 import psycopg
 
-from api.db import fetch_all, per_bucket
-from api.metrics.base import Scope
+from api.db import fetch_all
+from api.metrics import parking, wifi
+from api.metrics.base import Scope, series
 from api.metrics.grid import ENERGY
-from api.metrics.routes import series
-from api.rollups import DWELL_BOUNDS_S, combine
-from api.routes.parking import (
-    _TURNOVER_ROLLUP_SQL,
-    _TURNOVER_SQL,
-    STALE_AFTER,
-    _occupancy,
-)
-from api.routes.wifi import (
-    _CLIENTS_ROLLUP_SQL,
-    _CLIENTS_SQL,
-    _DWELL_ROLLUP_SQL,
-    _DWELL_SQL,
-    _VISITORS_1D_SQL,
-    _VISITORS_SQL,
-    MAX_SESSION,
-)
+from api.metrics.parking import STALE_AFTER
 from api.timeq import Buckets, make_buckets
+from beffroi.settings import Settings
 from devices.registry import ParkingPlace, Site, SiteKind
 from devices.store import PARKING_COLS
 
@@ -115,145 +101,73 @@ async def _each(parts: list[Buckets],
 # -- parking --------------------------------------------------------------------------------
 
 async def parking_series(conn: Conn, zone: Site, capacity: int, b: Buckets) -> list[Row]:
-    """Occupancy (the zone route's rows) joined with turnover per bucket of ``b``."""
-    occ = (await _occupancy(conn, b, "d.site_id = %(site)s", {"site": zone.id}, capacity,
-                            "auto", zone=True)).rows
-
-    def row(r: Row | None) -> Row:
-        return {"arrivals": int(r["arrivals"]) if r else 0,
-                "stays": int(r["stays"]) if r else 0,
-                "stay_s": float(r["stay_s"]) if r else 0.0}
-
-    async def raw(sub: Buckets) -> list[Row]:
-        return await per_bucket(conn, sub, _TURNOVER_SQL.format(
-            filter="d.site_id = %(id)s", dev=""), {"id": zone.id}, row)
-
-    async def rolled(sub: Buckets) -> list[Row]:
-        return await per_bucket(conn, sub, _TURNOVER_ROLLUP_SQL,
-                                {"site": zone.id, "dev_id": ""}, row)
-
-    turn = (await combine(conn, b, "auto", "parking_turnover", rolled=rolled, raw=raw,
-                          columns=("arrivals", "stays", "stay_s"))).rows
+    """Occupancy (the zone route's rows, for ``capacity``) joined with the turnover's sums
+    (arrivals, stays, their length) per bucket of ``b``."""
+    scope = Scope("site", zone.id, {})
+    occ = (await series(conn, parking.OCCUPANCY, scope, b, ctx={"capacity": capacity})).rows
+    turn = (await series(conn, parking.TURNOVER, scope, b, ctx={},
+                         shape=parking.turnover_sums,
+                         columns=parking.TURNOVER_SUM_COLUMNS)).rows
     return [{**o, **t} for o, t in zip(occ, turn, strict=True)]
 
 
 # -- wifi -----------------------------------------------------------------------------------
 
+def _square(square: str) -> Scope:
+    return Scope("site", square, {})
+
+
 async def wifi_aps(conn: Conn, square: str, b: Buckets) -> list[int]:
-    """Access points of the square with a report, per bucket."""
-    async def part(sub: Buckets, query: str) -> list[Row]:
-        return await per_bucket(conn, sub, query, {"id": square, "site": square},
-                                lambda r: {"aps": int(r["aps"]) if r else 0})
-
-    async def raw(sub: Buckets) -> list[Row]:
-        return await part(sub, _CLIENTS_SQL.format(filter="d.site_id = %(id)s"))
-
-    async def rolled(sub: Buckets) -> list[Row]:
-        return await part(sub, _CLIENTS_ROLLUP_SQL.format(filter="d.site_id = %(id)s"))
-
-    out = (await combine(conn, b, "auto", "wifi_ap", rolled=rolled, raw=raw,
-                         columns=("aps",))).rows
-    return [r["aps"] for r in out]
+    """Access points of the square with a report, per bucket (the clients metric's
+    ``aps_reporting``)."""
+    ans = await series(conn, wifi.CLIENTS, _square(square), b)
+    return [r["aps_reporting"] for r in ans.rows]
 
 
-async def wifi_visitors(conn: Conn, square: str, b: Buckets, tz_setting: str) -> list[Row]:
-    """Unique visitors and associations per local day (the visitors route's queries): whole
-    days from the daily aggregates kept after the raw sessions are deleted, a cut day from
-    the raw sessions."""
-    async def part(sub: Buckets, query: str) -> list[Row]:
-        return await per_bucket(
-            conn, sub, query, {"id": square, "site": square, "ap": "", "tz": tz_setting},
-            lambda r: {"visitors": int(r["visitors"]) if r else 0,
-                       "associations": int(r["associations"]) if r else 0})
-
-    async def raw(sub: Buckets) -> list[Row]:
-        return await part(sub, _VISITORS_SQL.format(filter="d.site_id = %(id)s"))
-
-    async def rolled(sub: Buckets) -> list[Row]:
-        return await part(sub, _VISITORS_1D_SQL)
-
-    daily = b.bucket == "1d" and b.tz.key == tz_setting
-    return (await combine(conn, b, "auto" if daily else "raw", "wifi_visitors_1d",
-                          rolled=rolled, raw=raw, columns=("visitors", "associations"))).rows
+async def wifi_visitors(conn: Conn, square: str, b: Buckets, settings: Settings) -> list[Row]:
+    """Unique visitors and associations per local day (the visitors metric): whole days of
+    the server's zone from the daily aggregates kept after the raw sessions are deleted, a
+    cut day from the raw sessions."""
+    daily = b.bucket == "1d" and b.tz.key == settings.timezone
+    ans = await series(conn, wifi.VISITORS, _square(square), b, "auto" if daily else "raw",
+                       settings=settings)
+    return [{"visitors": r["unique_visitors"], "associations": r["associations"]}
+            for r in ans.rows]
 
 
-async def wifi_dwell(conn: Conn, square: str, b: Buckets) -> list[tuple[int, int]]:
-    """(ended sessions, their total length in seconds) per bucket (the dwell route's
-    queries)."""
-    async def part(sub: Buckets, query: str) -> list[Row]:
-        rows = await fetch_all(conn, query, {"id": square, "edges": sub.edges,
-                                             "lo": sub.start, "hi": sub.end,
-                                             "bounds": list(DWELL_BOUNDS_S)})
-        acc: dict[int, list[int]] = defaultdict(lambda: [0, 0])
-        for r in rows:
-            acc[r["i"] - 1][0] += int(r["sessions"])
-            acc[r["i"] - 1][1] += int(r["dwell_s"])
-        return [{"n": acc[i][0], "s": acc[i][1]} for i in range(len(sub))]
-
-    async def raw(sub: Buckets) -> list[Row]:
-        return await part(sub, _DWELL_SQL.format(filter="d.site_id = %(id)s", dev="",
-                                                 max_session=MAX_SESSION))
-
-    async def rolled(sub: Buckets) -> list[Row]:
-        return await part(sub, _DWELL_ROLLUP_SQL.format(filter="r.site_id = %(id)s"))
-
-    out = (await combine(conn, b, "auto", "wifi_visitors_1h", rolled=rolled, raw=raw,
-                         columns=("n", "s"))).rows
-    return [(r["n"], r["s"]) for r in out]
+async def wifi_dwell(conn: Conn, square: str, b: Buckets) -> list[tuple[int, int | None]]:
+    """(ended sessions, their mean length in seconds or None) per bucket (the dwell
+    metric)."""
+    ans = await series(conn, wifi.DWELL, _square(square), b)
+    return [(r["sessions"], r["mean_dwell_s"]) for r in ans.rows]
 
 
 # -- energy ---------------------------------------------------------------------------------
 
 async def district_energy(conn: Conn, district: str, meters: int, b: Buckets,
-                          tz_setting: str) -> list[Row]:
+                          settings: Settings) -> list[Row]:
     """The district energy route's rows per bucket, complete with ``meters`` meters."""
-    ans, _ = await series(conn, ENERGY, Scope("site", district, {}), b, zone=tz_setting,
-                          ctx={"total": meters})
+    ans = await series(conn, ENERGY, Scope("site", district, {}), b, ctx={"total": meters},
+                       settings=settings)
     return ans.rows
 
 
 # -- state at an instant (the real-time feed) -------------------------------------------
 
-_SPOTS_AT_SQL = """
-SELECT d.id, d.name, d.site_id, d.latitude, d.longitude, coalesce(l.state, 'unknown') AS state
-FROM devices d LEFT JOIN LATERAL (
-    SELECT p.state FROM parking_spot_state p
-    WHERE p.device_id = d.id AND p.time <= %(t)s
-      AND p.time > %(t)s - make_interval(secs => d.report_interval_s * %(stale)s)
-    ORDER BY p.time DESC LIMIT 1) l ON true
-WHERE d.family = 'parking_spot' AND d.active
-ORDER BY d.site_id, d.id
-"""
-
-
 async def spots_at(conn: Conn, t: datetime) -> dict[str, list[Row]]:
     """Each active spot sensor's state at ``t`` (as the zone's current route counts: the
     latest report if younger than 3 heartbeats, else unknown), by zone."""
-    rows = await fetch_all(conn, _SPOTS_AT_SQL, {"t": t, "stale": STALE_AFTER})
     out: dict[str, list[Row]] = defaultdict(list)
-    for r in rows:
+    for r in await parking.spots_at(conn, t):
         out[r["site_id"]].append(r)
     return out
-
-
-_APS_AT_SQL = """
-SELECT d.id, d.name, d.site_id, d.latitude, d.longitude, d.metadata, l.time, l.clients
-FROM devices d LEFT JOIN LATERAL (
-    SELECT w.time, w.clients FROM wifi_ap_stats w
-    WHERE w.device_id = d.id AND w.time <= %(t)s
-      AND w.time > %(t)s - make_interval(secs => d.report_interval_s * %(stale)s)
-    ORDER BY w.time DESC LIMIT 1) l ON true
-WHERE d.family = 'wifi_ap' AND d.active
-ORDER BY d.site_id, d.id
-"""
 
 
 async def aps_at(conn: Conn, t: datetime) -> dict[str, list[Row]]:
     """Each active access point's latest report at ``t`` if younger than 3 reporting
     intervals (``time`` and ``clients`` null otherwise), by square."""
-    rows = await fetch_all(conn, _APS_AT_SQL, {"t": t, "stale": STALE_AFTER})
     out: dict[str, list[Row]] = defaultdict(list)
-    for r in rows:
+    for r in await wifi.aps_at(conn, t, STALE_AFTER):
         out[r["site_id"]].append(r)
     return out
 

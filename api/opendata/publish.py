@@ -125,7 +125,7 @@ _WIFI_MEASURES = ("visitors", "associations", "sessions")
 
 
 def _wifi_row(sq: Site, start: str, end: str, aps: int, m: dict[str, int | None],
-              dwell_s: int, secret: bool, *, monthly: bool) -> Row:
+              mean_dwell_s: int | None, secret: bool, *, monthly: bool) -> Row:
     shown = aps > 0 and not secret
     visitors_col = "visiteurs_jours" if monthly else "visiteurs_uniques"
     sessions = m["sessions"]
@@ -133,13 +133,12 @@ def _wifi_row(sq: Site, start: str, end: str, aps: int, m: dict[str, int | None]
             visitors_col: m["visitors"] if shown else None,
             "associations": m["associations"] if shown else None,
             "sessions_terminees": sessions if shown else None,
-            "duree_moyenne_s": round(dwell_s / sessions) if shown and sessions else None,
+            "duree_moyenne_s": mean_dwell_s if shown and sessions else None,
             "secret_statistique": aps > 0 and secret}
 
 
 async def _wifi(conn: Conn, squares: Sequence[Site], period: Period, settings: Settings,
                 th: Thresholds, progress: Progress) -> tuple[list[Row], list[Row]]:
-    tz_key = settings.timezone
     month_b = collect.months(period.start, period.end, period.tz)
     # A cut day is counted from the raw sessions, which live a few hours only: past that,
     # its visitors are unknown (empty), not zero.
@@ -156,7 +155,7 @@ async def _wifi(conn: Conn, squares: Sequence[Site], period: Period, settings: S
                                               for _ in month_b.edges[1:]]
         for part in collect.days(period.start, period.end, period.tz):
             aps = await collect.wifi_aps(conn, sq.id, part)
-            visits = await collect.wifi_visitors(conn, sq.id, part, tz_key)
+            visits = await collect.wifi_visitors(conn, sq.id, part, settings)
             dwell = await collect.wifi_dwell(conn, sq.id, part)
             lost = part.bucket != "1d" and part.start < sessions_since
             for i in range(len(part)):
@@ -218,17 +217,17 @@ async def _energy(conn: Conn, districts: Sequence[Site], period: Period, setting
         hidden: list[list[int]] = [[] for _ in month_b.edges[1:]]
         for part in collect.days(period.start, period.end, period.tz):
             for i, r in enumerate(await collect.district_energy(conn, d.id, n, part,
-                                                                settings.timezone)):
+                                                                settings)):
                 secret = too_small(r["meters"], th.energy_points)
                 daily.append(_energy_row(d, r, secret))
                 if secret:
                     hidden[_bucket_of(month_b.edges, part.edges[i])].append(r["meters"])
         for j, r in enumerate(await collect.district_energy(conn, d.id, n, month_b,
-                                                            settings.timezone)):
+                                                            settings)):
             secret = (too_small(r["meters"], th.energy_points)
                       or recoverable(hidden[j], th.energy_points, same_units=True))
             monthly.append(_energy_row(d, r, secret))
-        (r,) = await collect.district_energy(conn, d.id, n, whole, settings.timezone)
+        (r,) = await collect.district_energy(conn, d.id, n, whole, settings)
         entities.append(ngsild.DistrictEnergy(
             d.id, d.name, d.insee, d.latitude, d.longitude, r["meters"],
             _kwh(r["import_wh"]), _kwh(r["export_wh"])))

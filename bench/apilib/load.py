@@ -52,7 +52,12 @@ def _spec(year: Year, seed: int) -> dict[str, Any]:
 def prepare(stack: Stack, year: Year, seed: int) -> Dataset:
     """The benchmark database holding ``year`` (loaded unless already there)."""
     stack.ensure_database(DB_NAME)
-    url = stack.database_url(DB_NAME)
+    return prepare_url(stack.database_url(DB_NAME), year, seed)
+
+
+def prepare_url(url: str, year: Year, seed: int) -> Dataset:
+    """The database at ``url`` (migrated, the demo city imported) holding ``year``, loaded
+    unless already there."""
     migrate(url)
     reg = load_registry_file(DEMO_CITY_FILE)
     spec = _spec(year, seed)
@@ -63,11 +68,11 @@ def prepare(stack: Stack, year: Year, seed: int) -> Dataset:
                      "loaded_at timestamptz NOT NULL DEFAULT now())")
         row = conn.execute("SELECT spec, rows FROM bench_api_dataset").fetchone()
         if row is not None and row[0] == spec:
-            log.info("database %s already holds %s (%s rows): not loading again", DB_NAME,
+            log.info("database %s already holds %s (%s rows): not loading again", conn.info.dbname,
                      json.dumps(spec), f"{sum(row[1].values()):,}")
             return Dataset(url, spec, dict(row[1]), None, None)
         log.info("loading %d days from %s into %s (previous: %s)", year.days, year.first,
-                 DB_NAME, json.dumps(row[0]) if row else "none")
+                 conn.info.dbname, json.dumps(row[0]) if row else "none")
         conn.execute("DELETE FROM bench_api_dataset")
         conn.execute(sql.SQL("TRUNCATE {}").format(
             sql.SQL(", ").join(map(sql.Identifier, TABLES))))
@@ -139,4 +144,4 @@ def copy_blocks(url: str, blocks: Iterable[Block]) -> Counter[str]:
     return done
 
 
-__all__ = ["DB_NAME", "Dataset", "prepare"]
+__all__ = ["DB_NAME", "Dataset", "prepare", "prepare_url"]

@@ -11,8 +11,9 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -42,11 +43,19 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
+@dataclass(frozen=True)
+class Server:
+    """A running API server: its base URL and process id."""
+
+    base: str
+    pid: int
+
+
 @contextlib.contextmanager
-def api_server(db_url: str, log_path: Path, *,
-               app: str = "api.main:create_app") -> Iterator[str]:
-    """``uvicorn api.main:create_app --factory`` (or another factory) on a free port; its
-    base URL.
+def api_process(db_url: str, log_path: Path, *, app: str = "api.main:create_app",
+                read_url: str | None = None) -> Iterator[Server]:
+    """``uvicorn api.main:create_app --factory`` (or another factory) on a free port,
+    reading from ``read_url`` (``BEFFROI_DATABASE_READ_URL``, a standby) when given.
 
     The factory's defaults: no background maintenance (``beffroi api`` runs it every
     minute), a pool of 10 database connections."""
@@ -57,6 +66,9 @@ def api_server(db_url: str, log_path: Path, *,
     # the API in service refuses after BEFFROI_API_STATEMENT_TIMEOUT_S (10 s).
     env = {**os.environ, **stack_env, "BEFFROI_DATABASE_URL": db_url,
            "BEFFROI_API_STATEMENT_TIMEOUT_S": "0"}
+    env.pop("BEFFROI_DATABASE_READ_URL", None)
+    if read_url is not None:
+        env["BEFFROI_DATABASE_READ_URL"] = read_url
     with log_path.open("w") as log:
         proc = subprocess.Popen(
             [sys.executable, "-m", "uvicorn", app, "--factory",
@@ -77,7 +89,7 @@ def api_server(db_url: str, log_path: Path, *,
                 if time.monotonic() > deadline:
                     raise RuntimeError(f"the API server did not get ready; see {log_path}")
                 time.sleep(0.2)
-            yield base
+            yield Server(base, proc.pid)
         finally:
             proc.terminate()
             try:
@@ -87,8 +99,17 @@ def api_server(db_url: str, log_path: Path, *,
                 proc.wait()
 
 
-async def _measure(client: httpx.AsyncClient, url: str, clients: int, *, seconds: float,
-                   max_requests: int, min_requests: int) -> Stats:
+@contextlib.contextmanager
+def api_server(db_url: str, log_path: Path, *,
+               app: str = "api.main:create_app") -> Iterator[str]:
+    """:func:`api_process` reading from ``db_url``; its base URL."""
+    with api_process(db_url, log_path, app=app) as server:
+        yield server.base
+
+
+async def _measure(client: httpx.AsyncClient, urls: Sequence[str], clients: int, *,
+                   seconds: float, max_requests: int, min_requests: int,
+                   stop: threading.Event | None) -> Stats:
     lat: list[float] = []
     errors = 0
     t0 = time.perf_counter()
@@ -101,6 +122,9 @@ async def _measure(client: httpx.AsyncClient, url: str, clients: int, *, seconds
             if issued >= max_requests or (time.perf_counter() >= deadline
                                           and issued >= min_requests):
                 return
+            if stop is not None and stop.is_set():
+                return
+            url = urls[issued % len(urls)]
             issued += 1
             t = time.perf_counter()
             r = await client.get(url)
@@ -118,10 +142,13 @@ async def _measure(client: httpx.AsyncClient, url: str, clients: int, *, seconds
                  round(wall, 1))
 
 
-async def measure(base: str, token: str, url: str, clients: int, *, seconds: float,
-                  max_requests: int, min_requests: int) -> Stats:
+async def measure(base: str, token: str, url: str | Sequence[str], clients: int, *,
+                  seconds: float, max_requests: int, min_requests: int,
+                  stop: threading.Event | None = None) -> Stats:
     """Warm up (one request per client), then ``clients`` workers issue requests until
-    ``seconds`` passed (and at least ``min_requests`` were made) or ``max_requests``."""
+    ``seconds`` passed (and at least ``min_requests`` were made), ``max_requests``, or
+    ``stop`` is set. Several URLs are asked in turn."""
+    urls = [url] if isinstance(url, str) else list(url)
     # The client's own garbage collections would show as server latency: keep them rare.
     gc.collect()
     gc.freeze()
@@ -129,9 +156,11 @@ async def measure(base: str, token: str, url: str, clients: int, *, seconds: flo
     limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
     async with httpx.AsyncClient(base_url=base, limits=limits, timeout=600,
                                  headers={"Authorization": f"Bearer {token}"}) as client:
-        await asyncio.gather(*(client.get(url) for _ in range(min(clients, 2))))
-        return await _measure(client, url, clients, seconds=seconds,
-                              max_requests=max_requests, min_requests=min_requests)
+        await asyncio.gather(*(client.get(urls[i % len(urls)])
+                               for i in range(min(clients, 2))))
+        return await _measure(client, urls, clients, seconds=seconds,
+                              max_requests=max_requests, min_requests=min_requests,
+                              stop=stop)
 
 
 def fetch(base: str, token: str, url: str) -> Any:

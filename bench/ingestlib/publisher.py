@@ -1,7 +1,9 @@
 """One publisher process: ``python -m bench.ingestlib.publisher FILE ...``.
 
-Loads its share of the stream, connects, prints ``READY``, waits for ``GO`` on stdin, then
-publishes every message at QoS 1 and prints one JSON line of statistics.
+Loads its share of the stream (``--skip`` records, then ``--limit``), connects, prints
+``READY``, waits for ``GO`` on stdin, then publishes every message at QoS 1 and prints one JSON
+line of statistics. SIGUSR1 ends a run early (``raw`` client): no new message is sent, those
+sent are acknowledged, and the statistics count the messages sent.
 
 Two clients:
 
@@ -22,6 +24,7 @@ import argparse
 import json
 import os
 import resource
+import signal
 import socket
 import struct
 import sys
@@ -61,8 +64,10 @@ class RawPublisher:
         if ack[0] != 0x20 or ack[3] != 0:
             raise ConnectionError(f"CONNACK refused: {ack!r}")
 
-    def run(self, records: list[Record], rate: float | None) -> tuple[float, float]:
-        """Publish everything; return wall times of the first write and of the last PUBACK."""
+    def run(self, records: list[Record], rate: float | None,
+            stop: threading.Event | None = None) -> tuple[float, float, int]:
+        """Publish everything (or until ``stop`` is set); return wall times of the first
+        write and of the last PUBACK, and the number of messages sent (all acknowledged)."""
         heads = []
         for r in records:
             heads.append(publish_head(r.topic, sum(map(len, r.parts)) + r.slots * TS_LEN))
@@ -75,6 +80,9 @@ class RawPublisher:
         first = 0.0
         t_start = time.monotonic()
         while acked < n:
+            if stop is not None and n > sent and stop.is_set():
+                n = sent  # stopped: wait for the PUBACKs of what was sent
+                continue
             can_send = sent < n and sent - acked < self.window
             block = not can_send  # nothing to do but wait for PUBACKs
             if can_send and rate:
@@ -113,7 +121,7 @@ class RawPublisher:
                 raise ConnectionError(f"broker closed the connection after {acked} PUBACKs")
             k, pending = split_pubacks(pending + data)
             acked += k
-        return first, time.time()
+        return first, time.time(), n
 
     def close(self) -> None:
         """DISCONNECT."""
@@ -178,13 +186,16 @@ def main() -> None:
     p.add_argument("--port", type=int, required=True)
     p.add_argument("--user", required=True)
     p.add_argument("--client-id", required=True)
+    p.add_argument("--skip", type=int, default=0, help="records of the file to leave out")
     p.add_argument("--limit", type=int, default=None)
     p.add_argument("--window", type=int, default=20000)
     p.add_argument("--rate", type=float, default=None, help="messages/s (default: flat out)")
     p.add_argument("--client", choices=("raw", "paho"), default="raw")
     a = p.parse_args()
     password = os.environ["BENCH_MQTT_PASSWORD"]
-    records = read_records(__import__("pathlib").Path(a.file), a.limit)
+    records = read_records(__import__("pathlib").Path(a.file), a.limit, skip=a.skip)
+    stop = threading.Event()
+    signal.signal(signal.SIGUSR1, lambda *_: stop.set())
     raw: RawPublisher | None = None
     if a.client == "raw":
         raw = RawPublisher(a.host, a.port, a.user, password, a.client_id, a.window)
@@ -192,13 +203,15 @@ def main() -> None:
     if sys.stdin.readline().strip() != "GO":
         return
     if raw is not None:
-        first, last = raw.run(records, a.rate)
+        first, last, sent = raw.run(records, a.rate, stop)
         raw.close()
     else:
+        sent = len(records)
         first, last = run_paho(records, a.host, a.port, a.user, password, a.client_id,
                                a.window, a.rate)
     ru = resource.getrusage(resource.RUSAGE_SELF)
-    print(json.dumps({"messages": len(records), "first_publish": first, "last_ack": last,
+    print(json.dumps({"messages": sent, "readings": sum(r.readings for r in records[:sent]),
+                      "first_publish": first, "last_ack": last,
                       "cpu_s": ru.ru_utime + ru.ru_stime, "maxrss_kb": ru.ru_maxrss}),
           flush=True)
 

@@ -427,8 +427,8 @@ def _segment(kind_name: str) -> str:
 # -- reading ------------------------------------------------------------------------------
 
 
-def read_records(path: Path, limit: int | None = None) -> list[Record]:
-    """The records of one publisher file (the first ``limit`` of them)."""
+def read_records(path: Path, limit: int | None = None, *, skip: int = 0) -> list[Record]:
+    """The records of one publisher file (the first ``limit`` of them after ``skip``)."""
     data = path.read_bytes()
     if not data.startswith(MAGIC):
         raise ValueError(f"{path} is not a bench stream file")
@@ -437,6 +437,10 @@ def read_records(path: Path, limit: int | None = None) -> list[Record]:
     size = _REC.size
     unpack = _REC.unpack_from
     end = len(data)
+    while pos < end and skip > 0:
+        _kind, _slots, _n, tl, pl = unpack(data, pos)
+        pos += size + tl + pl
+        skip -= 1
     while pos < end and (limit is None or len(out) < limit):
         kind, _slots, n, tl, pl = unpack(data, pos)
         pos += size

@@ -118,3 +118,23 @@ def test_rolled_up_traffic_and_dwell_equal_raw(api: Any, settings: Settings) -> 
         # Equal and not trivially so: some bucket has a non-zero number.
         assert any(isinstance(v, int | float) and not isinstance(v, bool) and v
                    for d in raw["data"] for v in d.values()), raw
+
+
+def test_rolled_up_visitors_and_clients_equal_raw(api: Any) -> None:
+    client = api[0]
+    url = client.app.state.settings.database_url.get_secret_value()
+
+    async def go() -> None:
+        async with await psycopg.AsyncConnection.connect(url, autocommit=True) as c:
+            await run_once(c, client.app.state.settings, NOW)
+
+    asyncio.run(go())
+    q = "?from=2025-11-18T09:00Z&to=2025-11-18T12:00Z&bucket=1h"
+    for path in ("/v1/wifi/squares/{p}sq/visitors", "/v1/wifi/aps/{p}ap-1/visitors",
+                 "/v1/wifi/squares/{p}sq/clients",  # the square's own hourly rows
+                 "/v1/wifi/aps/{p}ap-2/clients"):
+        rolled, raw = _get(api, path + q), _get(api, path + q + "&source=raw")
+        assert rolled["source"] == "rollup", path + q
+        assert rolled["data"] == raw["data"], path + q
+        assert any(isinstance(v, int | float) and not isinstance(v, bool) and v
+                   for d in raw["data"] for v in d.values()), raw

@@ -5,17 +5,10 @@ first."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
-import secrets
-import shutil
-import socket
-import tempfile
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -27,84 +20,18 @@ from api.tokens import create_token
 from beffroi.migrate import migrate
 from beffroi.settings import Settings
 from beffroi.stack import Stack
-from beffroi.stack.install import PG_ROOT, pg_major_installed
-from beffroi.stack.postgres import Postgres
-from beffroi.stack.process import chown_tree, run, service_user
+from beffroi.stack.process import run
+from beffroi.stack.replica import Pair, replica_pair
 from tests.integration.ingest_helpers import ingest_settings, running_ingestor
 from tests.integration.mqtt_helpers import Publisher, register
 
 pytestmark = [pytest.mark.stack, pytest.mark.slow]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
-@dataclass
-class Pair:
-    primary: Postgres
-    standby: Postgres
-
-    @property
-    def primary_url(self) -> str:
-        return self.primary.url("beffroi")
-
-    @property
-    def standby_url(self) -> str:
-        return self.standby.url("beffroi")
-
-    def replayed(self, timeout: float = 60) -> None:
-        """Wait until the standby has replayed everything the primary has written."""
-        with psycopg.connect(self.primary_url, autocommit=True) as p:
-            row = p.execute("SELECT pg_current_wal_lsn()").fetchone()
-        assert row is not None
-        target = row[0]
-        deadline = time.monotonic() + timeout
-        with psycopg.connect(self.standby_url, autocommit=True) as s:
-            while time.monotonic() < deadline:
-                done = s.execute("SELECT pg_last_wal_replay_lsn() >= %s::pg_lsn",
-                                 (target,)).fetchone()
-                if done and done[0]:
-                    return
-                time.sleep(0.1)
-        raise AssertionError("the standby did not replay the primary's WAL in time")
-
-
 @pytest.fixture(scope="module")
 def pair() -> Iterator[Pair]:
-    major = pg_major_installed()
-    assert major is not None
-    pg_bin = PG_ROOT / major / "bin"
-    user = service_user("postgres")
-    root = Path(tempfile.mkdtemp(prefix="beffroi-replica-"))  # reachable by postgres
-    password = secrets.token_urlsafe(16)
-    (root / "primary").mkdir()
-    (root / "standby").mkdir()
-    chown_tree(root, user)
-    primary = Postgres(pg_bin=pg_bin, data_dir=root / "primary" / "data", port=_free_port(),
-                       user=user, password=password, timeout=60)
-    standby = Postgres(pg_bin=pg_bin, data_dir=root / "standby" / "data", port=_free_port(),
-                       user=user, password=password, timeout=60)
-    try:
-        primary.start()
-        with psycopg.connect(primary.url("postgres"), autocommit=True) as conn:
-            conn.execute("CREATE DATABASE beffroi")
-        migrate(primary.url("beffroi"))
-        conninfo = f"host=127.0.0.1 port={primary.port} user=beffroi password={password}"
-        run([str(pg_bin / "pg_basebackup"), "-d", conninfo, "-D", str(standby.data_dir),
-             "-R", "-X", "stream", "-c", "fast"], user=user, timeout=300)
-        standby.start()
-        with psycopg.connect(standby.url("beffroi"), autocommit=True) as conn:
-            assert conn.execute("SELECT pg_is_in_recovery()").fetchone() == (True,)
-        yield Pair(primary, standby)
-    finally:
-        for cluster in (standby, primary):
-            with contextlib.suppress(Exception):  # stop the other one too
-                cluster.stop()
-        shutil.rmtree(root, ignore_errors=True)
+    with replica_pair(setup=migrate) as p:
+        yield p
 
 
 def _states(topic_prefix: str, spots: list[str], occupied: bool) -> list[tuple[str, bytes]]:

@@ -1,0 +1,1 @@
+"""Pieces of ``make bench-replica``: replication lag sampling, the report."""
