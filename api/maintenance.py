@@ -16,6 +16,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import psycopg
+from psycopg import sql
 from psycopg.rows import dict_row
 
 from api.db import fetch_all
@@ -23,14 +24,12 @@ from api.metrics.base import call, fill_rollup, insert_from
 from api.metrics.catalog import rollups_of
 from api.metrics.wifi import VISITOR_DAY_COLUMNS, VISITOR_HOURS
 from api.rollups import RETENTION_PREFIX, forget_rolled_ranges
-from api.routes import grid
 from beffroi.settings import Settings
 
 log = logging.getLogger(__name__)
 
 LOCK_KEY = int.from_bytes(b"beffroi\x01", "big")  # pg advisory lock of the job
 HOUR = timedelta(hours=1)
-HALF_HOUR = timedelta(minutes=30)
 #: Each refresh recomputes this much below the watermark (late data, gaps up to a day).
 REWIND = timedelta(hours=24)
 #: ...at least this often, and whenever a new hour has ended.
@@ -102,102 +101,19 @@ def local_days(h1: datetime, h2: datetime, tz: ZoneInfo) -> list[tuple[date, dat
 # -- rollup computations: replace the rows of the hours [h1, h2) ------------------------------
 def _declared(coverage: str) -> Callable[[Conn, datetime, datetime, ZoneInfo],
                                            Awaitable[None]]:
-    """The computation of the rollups the metrics of ``coverage`` declare."""
+    """The computation of the rollups the metrics of ``coverage`` declare, in their order.
+    A rollup of local days gets every day that began at or after the start of the day of
+    ``h1`` and ended by ``h2`` (a day split over two steps is done in the second)."""
     async def compute(conn: Conn, h1: datetime, h2: datetime, tz: ZoneInfo) -> None:
+        zone = {"tz": tz.key}  # the configured zone, for the fills that take it
         for rollup in rollups_of(coverage):
-            await fill_rollup(conn, rollup, slot_edges(h1, h2, rollup.slot))
+            if rollup.local_days:
+                days = local_days(h1, h2, tz)
+                if days:
+                    await fill_rollup(conn, rollup, [s for _, s in days], zone)
+            else:
+                await fill_rollup(conn, rollup, slot_edges(h1, h2, rollup.slot), zone)
     return compute
-
-
-async def _roll_grid(conn: Conn, h1: datetime, h2: datetime, tz: ZoneInfo) -> None:
-    p: dict[str, Any] = {"edges": hour_edges(h1, h2), "lo": h1, "hi": h2,
-                         "gap": grid.GAP_FACTOR,
-                         "vmin": grid.NOMINAL_V * (1 - grid.TOLERANCE),
-                         "vmax": grid.NOMINAL_V * (1 + grid.TOLERANCE)}
-    for table in ("rollup_grid_1h", "rollup_grid_site_1h"):
-        await conn.execute(f"DELETE FROM {table} WHERE hour >= %(lo)s AND hour < %(hi)s", p)
-    inner = grid._ENERGY_SQL.format(filter="true", max_iv=grid.MAX_INTERVAL)
-    await conn.execute(f"""
-        INSERT INTO rollup_grid_1h (hour, device_id, intervals, import_wh, export_wh,
-            covered_s, reset, gap, cross_start, cross_end, v_n, v_within)
-        SELECT (%(edges)s::timestamptz[])[x.i], x.device_id, x.intervals, x.import_wh,
-               x.export_wh, x.covered_s, x.reset, x.gap, x.cross_start, x.cross_end, 0, 0
-        FROM ({inner}) x""", p)
-    peaks = grid._PEAK_SQL.format(filter="true", key="g.device_id")
-    volts = grid._VOLTAGE_SQL.format(filter="true", key="g.device_id")
-    await conn.execute(f"""
-        WITH pk AS ({peaks}), vq AS ({volts})
-        INSERT INTO rollup_grid_1h (hour, device_id, intervals, covered_s, reset, gap,
-            cross_start, cross_end, peak_w, peak_slot, v_n, v_within, v_min, v_max)
-        SELECT (%(edges)s::timestamptz[])[coalesce(pk.i, vq.i)], coalesce(pk.grp, vq.grp),
-               0, 0, false, false, false, false, pk.power_w, pk.slot, coalesce(vq.n, 0),
-               coalesce(vq.within, 0), vq.min_v, vq.max_v
-        FROM pk FULL JOIN vq ON vq.grp = pk.grp AND vq.i = pk.i
-        ON CONFLICT (device_id, hour) DO UPDATE SET
-            peak_w = EXCLUDED.peak_w, peak_slot = EXCLUDED.peak_slot, v_n = EXCLUDED.v_n,
-            v_within = EXCLUDED.v_within, v_min = EXCLUDED.v_min, v_max = EXCLUDED.v_max""", p)
-    site_peaks = grid._PEAK_SQL.format(filter="true", key="d.site_id")
-    await conn.execute(f"""
-        INSERT INTO rollup_grid_site_1h (hour, site_id, peak_w, peak_slot)
-        SELECT (%(edges)s::timestamptz[])[x.i], x.grp, x.power_w, x.slot
-        FROM ({site_peaks}) x""", p)
-    await _roll_grid_site_half_hours(conn, h1, h2)
-    await _roll_grid_site_days(conn, h1, h2, tz)
-
-
-# A district's energy buckets from its meters' cells (``{cells}``: the energy SQL of the
-# route, per meter and bucket ``i`` of ``edges``), computed as the route computes them.
-_SITE_BUCKETS_SQL = """
-WITH e AS (SELECT %(edges)s::timestamptz[] AS a),
-c AS (
-    SELECT y.device_id, y.i, coalesce(y.import_wh, 0) AS imp,
-           coalesce(y.export_wh, 0) AS exp, y.covered_s AS cov, y.estimated, y.reset, y.gap
-    FROM ({cells}) y)
-SELECT c.i, e.a[c.i] AS start, d.site_id, count(*) AS meters,
-       count(*) FILTER (WHERE c.cov >= extract(epoch FROM e.a[c.i + 1] - e.a[c.i]) - 0.5
-                        AND NOT c.estimated AND NOT c.reset) AS complete_meters,
-       sum(c.imp) AS import_wh, sum(c.exp) AS export_wh,
-       coalesce(sum((c.imp - c.exp) * 3600 / c.cov) FILTER (WHERE c.cov <> 0), 0)
-         AS mean_power_w,
-       sum(c.cov) AS covered_s, bool_or(c.estimated) AS estimated, bool_or(c.reset) AS reset,
-       bool_or(c.gap) AS gap
-FROM c JOIN devices d ON d.id = c.device_id CROSS JOIN e
-WHERE d.site_id IS NOT NULL
-GROUP BY c.i, e.a, d.site_id
-"""
-_SITE_BUCKET_COLS = ("site_id, meters, complete_meters, import_wh, export_wh, mean_power_w, "
-                     "covered_s, estimated, reset, gap")
-
-
-async def _roll_grid_site_half_hours(conn: Conn, h1: datetime, h2: datetime) -> None:
-    """Districts per half hour, from the raw readings as the route's 30m buckets."""
-    p: dict[str, Any] = {"edges": slot_edges(h1, h2, HALF_HOUR), "lo": h1, "hi": h2,
-                         "gap": grid.GAP_FACTOR}
-    await conn.execute("DELETE FROM rollup_grid_site_30m WHERE slot >= %(lo)s "
-                       "AND slot < %(hi)s", p)
-    cells = grid._ENERGY_SQL.format(filter="true", max_iv=grid.MAX_INTERVAL)
-    await conn.execute(f"""
-        INSERT INTO rollup_grid_site_30m (slot, {_SITE_BUCKET_COLS})
-        SELECT start, {_SITE_BUCKET_COLS} FROM ({_SITE_BUCKETS_SQL.format(cells=cells)}) x""",
-                       p)
-
-
-async def _roll_grid_site_days(conn: Conn, h1: datetime, h2: datetime, tz: ZoneInfo) -> None:
-    """Districts per local day, from the meters' hourly rollups, for every day that began
-    at or after the day of ``h1`` and ended by ``h2`` (a day split over two steps is done
-    in the second)."""
-    days = local_days(h1, h2, tz)
-    if not days:
-        return
-    p: dict[str, Any] = {"days": [d for d, _ in days[:-1]], "edges": [s for _, s in days],
-                         "lo": days[0][1], "hi": days[-1][1], "tz": tz.key}
-    await conn.execute("DELETE FROM rollup_grid_site_1d WHERE tz = %(tz)s "
-                       "AND day_start >= %(lo)s AND day_start < %(hi)s", p)
-    cells = grid._ENERGY_ROLLUP_SQL.format(filter="true")
-    await conn.execute(f"""
-        INSERT INTO rollup_grid_site_1d (day, tz, day_start, {_SITE_BUCKET_COLS})
-        SELECT (%(days)s::date[])[x.i], %(tz)s, start, {_SITE_BUCKET_COLS}
-        FROM ({_SITE_BUCKETS_SQL.format(cells=cells)}) x""", p)
 
 
 async def _aggregate_session_hours(conn: Conn, h1: datetime, h2: datetime,
@@ -275,7 +191,7 @@ ROLLUPS: dict[str, tuple[tuple[str, ...], Roll]] = {
     "parking_turnover": (("parking_spot_state",), _declared("parking_turnover")),
     "parking_meter": (("parking_transactions", "parking_meter_status"),
                       _declared("parking_meter")),
-    "grid": (("grid_readings",), _roll_grid),
+    "grid": (("grid_readings",), _declared("grid")),
     "wifi_ap": (("wifi_ap_stats",), _declared("wifi_ap")),
 }
 
@@ -451,8 +367,10 @@ async def retention(conn: Conn, settings: Settings, now: datetime, report: Repor
                                (table, old))
         for table, col in (("wifi_visitors_1h", "hour"), ("wifi_dwell_1h", "hour"),
                            ("wifi_visitors_1d", "day_start"),
-                           ("rollup_grid_site_1d", "day_start")):
-            await conn.execute(f"DELETE FROM {table} WHERE {col} < %s", (old,))
+                           ("rollup_grid_site_1d", "day_start"),
+                           ("rollup_grid_meter_1d", "day_start")):
+            await conn.execute(sql.SQL("DELETE FROM {} WHERE {} < %s").format(
+                sql.Identifier(table), sql.Identifier(col)), (old,))
         await conn.execute("UPDATE rollup_state SET since = greatest(since, %s) "
                            "WHERE NOT starts_with(name, %s)",
                            (floor_hour(old) + HOUR, RETENTION_PREFIX))

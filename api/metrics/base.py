@@ -14,7 +14,8 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, time, timedelta
+from types import MappingProxyType
 from typing import Any, Literal
 
 import psycopg
@@ -84,11 +85,21 @@ Context = dict[str, Any]
 Shaper = Callable[[Buckets, list[dict[str, Any]], Context], list[dict[str, Any]]]
 
 
+#: The setting argument of a function whose rows are local days: the configured zone.
+ZONE: Mapping[str, str] = MappingProxyType({"tz": "timezone"})
+
+
 @dataclass(frozen=True)
 class Rollup:
     """A rollup table a metric fills: the job replaces its rows of ``[lo, hi)`` by those of
-    function ``fill`` (called with ``edges`` every ``slot``, ``lo``, ``hi``), which returns
-    ``columns``."""
+    function ``fill`` (called with ``edges`` every ``slot``, ``lo``, ``hi``, then the values
+    of ``args``), which returns ``columns``. The job fills a metric's rollups in the order
+    declared: one may read the tables filled before it.
+
+    ``local_days``: its slots are the local days of the configured time zone (23 to 25
+    hours long), in rows marked with that zone (column ``tz``): ``edges`` are the starts of
+    the days that ended in the range, then the end of the last; the zone is its argument
+    ``tz`` (in ``args``, given by the job), and only that zone's rows are replaced."""
 
     table: str
     time_column: str
@@ -96,8 +107,68 @@ class Rollup:
     columns: tuple[str, ...]
     slot: timedelta = timedelta(hours=1)
     #: Arguments of ``fill`` after (edges, lo, hi), in order, with their values; the job
-    #: gives those that change per run (fill_rollup's ``given``, e.g. a commit cutoff).
+    #: gives those that change per run (fill_rollup's ``given``: a commit cutoff, the
+    #: configured zone ``tz``).
     args: Mapping[str, Any] = field(default_factory=dict)
+    local_days: bool = False
+
+    def __post_init__(self) -> None:
+        if self.local_days and "tz" not in self.args:
+            raise ValueError(f"rollup {self.table} of local days needs a tz argument")
+
+
+@dataclass(frozen=True)
+class RollupReader:
+    """A function reading rollups, used instead of :attr:`Metric.rolled` for the requests
+    it fits (the first of :attr:`Metric.readers` that does): a square's own hours, a
+    district's own half hours, local days of the configured zone...
+
+    It takes the arguments of the metric's functions, then those of ``setting_args`` not
+    already among the metric's. ``coverage``: its own rollup_state watermark (None: the
+    metric's); ``slot_s``: its slot, buckets whose edges are whole slots may read it
+    (None: the metric's); ``shape``: its own shaper when its rows differ from the metric's.
+    ``local_days``: its rows are local days of the configured zone (``setting_args``
+    :data:`ZONE`), so only requests in that zone whose every edge starts a day use it."""
+
+    function: str
+    buckets: tuple[str, ...] = BUCKETS
+    scope: Literal["site", "device"] | None = None  # None: sites and devices
+    coverage: str | None = None
+    local_days: bool = False
+    slot_s: int | None = None
+    shape: Shaper | None = None
+    setting_args: Mapping[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.local_days and not ZONE.items() <= dict(self.setting_args).items():
+            raise ValueError(f"reader {self.function} of local days needs the zone "
+                             "(setting_args=ZONE)")
+
+    def fits(self, kind: str, b: Buckets, zone: str | None) -> bool:
+        """Whether it answers a request of ``kind`` over ``b`` (configured zone ``zone``):
+        a reader of local days only buckets whose every edge starts a day of that zone
+        (not a month cut at a publication's end)."""
+        return (self.scope in (None, kind) and b.bucket in self.buckets
+                and (not self.local_days or (b.tz.key == zone and whole_days(b))))
+
+
+def whole_days(b: Buckets) -> bool:
+    """Whether every edge of ``b`` is the start of a local day of its zone."""
+    for e in b.edges:
+        day = e.astimezone(b.tz).date()
+        if datetime.combine(day, time(0), tzinfo=b.tz).astimezone(UTC) != e:
+            return False
+    return True
+
+
+def setting_values(owner: str, setting_args: Mapping[str, str],
+                   settings: Settings | None) -> dict[str, Any]:
+    """The values of ``setting_args`` (argument -> Settings attribute) in ``settings``."""
+    if not setting_args:
+        return {}
+    if settings is None:
+        raise ValueError(f"{owner} needs the settings ({', '.join(setting_args.values())})")
+    return {arg: getattr(settings, attr) for arg, attr in setting_args.items()}
 
 
 @dataclass(frozen=True)
@@ -120,7 +191,7 @@ class Metric:
     slot_s: int = 3600  # the rollup's slot: buckets on whole slots may read it
     lookback: timedelta = timedelta(0)  # how far before a bucket the raw function reads
     context: Callable[[Conn, Scope], Awaitable[Context]] | None = None
-    meta: tuple[str, ...] = ()  # context keys shown in the answer
+    meta: tuple[str, ...] = ()  # context keys shown in the answer (those it has)
     responses: Mapping[int | str, dict[str, Any]] = field(default_factory=dict)
     device_doc: str = ""  # added to the device route's description
     site_slot_s: int | None = None  # a site's rollup slot, when it differs (zone quarters)
@@ -132,31 +203,30 @@ class Metric:
     setting_args: Mapping[str, str] = field(default_factory=dict)
     #: Refuses, before any query, a request that no source can answer (raises ApiError).
     check: Callable[[Buckets, Settings], None] | None = None
-    #: Per bucket size, another ``(coverage, rolled)`` than the metric's: buckets that a
-    #: rollup of their own answers (a square's hours, visitors' days).
-    rolled_by_bucket: Mapping[str, tuple[str, str]] = field(default_factory=dict)
+    #: Rollup readers for some requests (their buckets, scope, zone): the first that fits
+    #: replaces ``rolled``, its coverage, slot and shaper.
+    readers: tuple[RollupReader, ...] = ()
 
     def slot_of(self, scope: Scope) -> int:
         """The slot of the rollup ``scope`` reads."""
         return self.site_slot_s if scope.kind == "site" and self.site_slot_s else self.slot_s
 
-    def rollup_for(self, bucket: str) -> tuple[str, str | None]:
-        """The coverage (rollup_state name) and the rolled function of ``bucket``."""
-        return self.rolled_by_bucket.get(bucket, (self.coverage, self.rolled))
+    def reader(self, kind: str, b: Buckets, zone: str | None) -> RollupReader | None:
+        """The reader answering a request of ``kind`` over ``b`` (configured zone ``zone``)
+        instead of ``rolled``."""
+        return next((r for r in self.readers if r.fits(kind, b, zone)), None)
 
-    def setting_values(self, settings: Settings | None) -> dict[str, Any]:
-        """The values of ``setting_args`` in ``settings``."""
-        if not self.setting_args:
-            return {}
-        if settings is None:
-            raise ValueError(f"metric {self.name} needs the settings "
-                             f"({', '.join(self.setting_args.values())})")
-        return {arg: getattr(settings, attr) for arg, attr in self.setting_args.items()}
+    def setting_values(self, settings: Settings | None,
+                       reader: RollupReader | None = None) -> dict[str, Any]:
+        """The values of ``setting_args`` (then of ``reader``'s) in ``settings``."""
+        names = {**self.setting_args, **(reader.setting_args if reader else {})}
+        return setting_values(f"metric {self.name}", names, settings)
 
-    def call(self, function: str, scope: Scope, b: Buckets,
-             settings: Settings | None = None) -> tuple[sql.Composed, dict[str, Any]]:
-        """The statement calling ``function`` for ``scope`` over ``b``, and its params."""
-        extra = self.setting_values(settings)
+    def call(self, function: str, scope: Scope, b: Buckets, settings: Settings | None = None,
+             reader: RollupReader | None = None) -> tuple[sql.Composed, dict[str, Any]]:
+        """The statement calling ``function`` for ``scope`` over ``b``, and its params
+        (those of ``reader``'s settings too when it is the reader's function)."""
+        extra = self.setting_values(settings, reader)
         return call(function, (*SCOPE_ARGS, *self.args, *extra)), {
             "site": scope.site, "device": scope.device, "edges": b.edges, "lo": b.start,
             "hi": b.end, **self.args, **extra}
@@ -181,9 +251,11 @@ def call(function: str, names: Sequence[str]) -> sql.Composed:
 
 
 async def rows_of(conn: Conn, metric: Metric, function: str, scope: Scope,
-                  b: Buckets, settings: Settings | None = None) -> list[dict[str, Any]]:
-    """What ``function`` of ``metric`` returns for ``scope`` over ``b``."""
-    query, params = metric.call(function, scope, b, settings)
+                  b: Buckets, settings: Settings | None = None,
+                  reader: RollupReader | None = None) -> list[dict[str, Any]]:
+    """What ``function`` of ``metric`` (or of its ``reader``) returns for ``scope`` over
+    ``b``."""
+    query, params = metric.call(function, scope, b, settings, reader)
     return await fetch_all(conn, query, params)
 
 
@@ -206,13 +278,23 @@ async def series(conn: Conn, metric: Metric, scope: Scope, b: Buckets, source: s
     """The rows of ``metric`` for ``scope`` over ``b``, each bucket from the rollup or the
     raw rows (:func:`api.rollups.combine`). ``ctx`` replaces what the metric's context
     hook gives; ``shape`` and ``columns`` another view of the same rows (the open data's
-    sums, for instance); ``settings`` give the metric's ``setting_args``."""
+    sums, for instance); ``settings`` give the metric's ``setting_args`` and the configured
+    zone its readers of local days need. The rolled buckets come from the first of the
+    metric's readers that fits the request, else from ``rolled``; a reader's own shaper
+    replaces the metric's unless ``shape`` is given."""
     if ctx is None:
         ctx = await metric.context(conn, scope) if metric.context else {}
     shaper = shape or metric.shape
     # Bound to locals: mypy keeps the narrowing of ``ctx`` inside the closures.
     context: Context = ctx
-    coverage, rolled_fn = metric.rollup_for(b.bucket)
+    reader = metric.reader(scope.kind, b, settings.timezone if settings else None)
+    rolled_fn, rolled_shape = metric.rolled, shaper
+    coverage, slot_s = metric.coverage, metric.slot_of(scope)
+    if reader is not None:
+        rolled_fn = reader.function
+        rolled_shape = shape or reader.shape or metric.shape
+        coverage = reader.coverage or coverage
+        slot_s = reader.slot_s or slot_s
 
     async def raw(sub: Buckets) -> list[dict[str, Any]]:
         return shaper(sub, await rows_of(conn, metric, metric.raw, scope, sub, settings),
@@ -220,27 +302,35 @@ async def series(conn: Conn, metric: Metric, scope: Scope, b: Buckets, source: s
 
     async def rolled(sub: Buckets) -> list[dict[str, Any]]:
         assert rolled_fn is not None  # combine asks only when a rollup exists
-        return shaper(sub, await rows_of(conn, metric, rolled_fn, scope, sub, settings),
-                      context)
+        return rolled_shape(sub, await rows_of(conn, metric, rolled_fn, scope, sub, settings,
+                                               reader), context)
 
     lookback = (await metric.lookback_of(conn, scope) if metric.lookback_of
                 else metric.lookback)
     return await combine(conn, b, source, coverage, rolled=rolled, raw=raw,
                          columns=metric.columns if columns is None else columns,
-                         slot_s=metric.slot_of(scope), lookback=lookback,
+                         slot_s=slot_s, lookback=lookback,
                          unusable="" if rolled_fn else "this metric has no rollup")
 
 
 async def fill_rollup(conn: Conn, rollup: Rollup, edges: list[datetime],
                       given: Mapping[str, Any] | None = None) -> None:
-    """Replace the rows of ``rollup`` in ``[edges[0], edges[-1])`` by what its fill
-    function computes from the raw rows; ``given``: values of the fill's ``args`` that
-    the job sets for this run."""
+    """Replace the rows of ``rollup`` in ``[edges[0], edges[-1])`` (of zone ``tz`` for a
+    rollup of local days) by what its fill function computes from the raw rows;
+    ``given``: values of the fill's ``args`` that the job sets for this run (others are
+    ignored)."""
     lo, hi = edges[0], edges[-1]
-    await conn.execute(sql.SQL("DELETE FROM {} WHERE {} >= %(lo)s AND {} < %(hi)s").format(
-        sql.Identifier(rollup.table), sql.Identifier(rollup.time_column),
-        sql.Identifier(rollup.time_column)), {"lo": lo, "hi": hi})
     args = {k: (given or {}).get(k, v) for k, v in rollup.args.items()}
+    where: sql.Composable = sql.SQL("")
+    zone: dict[str, Any] = {}
+    if rollup.local_days:  # only the rows of the zone filled: other zones' days stay
+        if args["tz"] is None:
+            raise ValueError(f"rollup {rollup.table} of local days needs the zone (given tz)")
+        where = sql.SQL(" AND {} = %(tz)s").format(sql.Identifier("tz"))
+        zone = {"tz": args["tz"]}
+    await conn.execute(sql.SQL("DELETE FROM {} WHERE {} >= %(lo)s AND {} < %(hi)s{}").format(
+        sql.Identifier(rollup.table), sql.Identifier(rollup.time_column),
+        sql.Identifier(rollup.time_column), where), {"lo": lo, "hi": hi, **zone})
     await insert_from(conn, rollup.table, rollup.columns, rollup.fill,
                       {"edges": edges, "lo": lo, "hi": hi, **args})
 

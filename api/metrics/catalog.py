@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from api.metrics import wifi
 from api.metrics.base import Metric, Rollup
+from api.metrics.grid import GRID_METRICS
 from api.metrics.parking import OCCUPANCY, REVENUE, TURNOVER
 
-METRICS: tuple[Metric, ...] = (OCCUPANCY, TURNOVER, REVENUE, *wifi.METRICS)
+METRICS: tuple[Metric, ...] = (OCCUPANCY, TURNOVER, REVENUE, *GRID_METRICS, *wifi.METRICS)
 
 
 def rollups_of(coverage: str) -> tuple[Rollup, ...]:

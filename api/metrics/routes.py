@@ -27,7 +27,7 @@ async def answer(request: Request, conn: Any, metric: Metric, scope: Scope, b: B
     ctx = await metric.context(conn, scope) if metric.context else {}
     ans = await series(conn, metric, scope, b, source, ctx=ctx, settings=settings)
     key = metric.target.site if scope.kind == "site" else metric.target.device
-    extra = {k: ctx[k] for k in metric.meta}
+    extra = {k: ctx[k] for k in metric.meta if k in ctx}  # a device may lack some
     return series_response(request, b.meta(**{key: scope.id}, **extra, **ans.meta()),
                            ans.rows, metric.columns, filename=f"{metric.name}-{scope.id}")
 

@@ -11,7 +11,17 @@ from psycopg import sql
 
 from api.db import fetch_all
 from api.errors import invalid
-from api.metrics.base import Conn, Context, Metric, Rollup, Scope, Target, by_bucket, call
+from api.metrics.base import (
+    Conn,
+    Context,
+    Metric,
+    Rollup,
+    RollupReader,
+    Scope,
+    Target,
+    by_bucket,
+    call,
+)
 from api.timeq import Buckets
 from beffroi.settings import Settings
 
@@ -53,7 +63,7 @@ CLIENTS = Metric(
     "`aps_reporting`; buckets without any report have null values.",
     rollups=(_AP_HOURS, _SQUARE_HOURS),
     # A square's hours are rows of their own (its APs' means summed at rollup time).
-    rolled_by_bucket={"1h": ("wifi_ap", "wifi_clients_hours")})
+    readers=(RollupReader("wifi_clients_hours", ("1h",)),))
 
 async def aps_at(conn: Conn, at: datetime, stale: int) -> list[dict[str, Any]]:
     """Each active access point with its latest report at ``at`` if younger than ``stale``
@@ -149,8 +159,9 @@ VISITORS = Metric(
     "`unavailable`).",
     buckets=("1h", "1d"), bucket_reason="client keys rotate daily",
     setting_args={"tz": "timezone"}, check=check_key_days,
-    # No bucket spans a change of keys (check_key_days): days are the server's days.
-    rolled_by_bucket={"1d": ("wifi_visitors_1d", "wifi_visitors_daily")},
+    # No bucket spans a change of keys (check_key_days): days are the server's days, in
+    # aggregates of their own.
+    readers=(RollupReader("wifi_visitors_daily", ("1d",), coverage="wifi_visitors_1d"),),
     rollups=(VISITOR_HOURS,))
 
 # -- dwell --------------------------------------------------------------------------------

@@ -1,10 +1,9 @@
 """The aggregates the open data publishes, read with the API's own queries and rollups.
 
 Series come from the metrics' declarations (:mod:`api.metrics`: parking occupancy and
-turnover, wifi clients, visitors and dwell) and the routes' helpers and SQL (district
-energy), so the published numbers are the ones the API answers. Buckets are local hours,
-days and months of the configured time zone, cut at the publication's start and end
-(whole hours).
+turnover, wifi clients, visitors and dwell, district energy), so the published numbers are
+the ones the API answers. Buckets are local hours, days and months of the configured time
+zone, cut at the publication's start and end (whole hours).
 """
 
 from __future__ import annotations
@@ -21,8 +20,8 @@ import psycopg
 from api.db import fetch_all
 from api.metrics import parking, wifi
 from api.metrics.base import Scope, series
+from api.metrics.grid import ENERGY
 from api.metrics.parking import STALE_AFTER
-from api.routes.grid import _energy
 from api.timeq import Buckets, make_buckets
 from beffroi.settings import Settings
 from devices.registry import ParkingPlace, Site, SiteKind
@@ -146,10 +145,11 @@ async def wifi_dwell(conn: Conn, square: str, b: Buckets) -> list[tuple[int, int
 # -- energy ---------------------------------------------------------------------------------
 
 async def district_energy(conn: Conn, district: str, meters: int, b: Buckets,
-                          tz_setting: str) -> list[Row]:
-    """The district energy route's rows per bucket."""
-    return (await _energy(conn, b, "d.site_id = %(id)s", {"id": district}, meters, "auto",
-                          site_days_tz=tz_setting)).rows
+                          settings: Settings) -> list[Row]:
+    """The district energy route's rows per bucket, complete with ``meters`` meters."""
+    ans = await series(conn, ENERGY, Scope("site", district, {}), b, ctx={"total": meters},
+                       settings=settings)
+    return ans.rows
 
 
 # -- state at an instant (the real-time feed) -------------------------------------------

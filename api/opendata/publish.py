@@ -217,17 +217,17 @@ async def _energy(conn: Conn, districts: Sequence[Site], period: Period, setting
         hidden: list[list[int]] = [[] for _ in month_b.edges[1:]]
         for part in collect.days(period.start, period.end, period.tz):
             for i, r in enumerate(await collect.district_energy(conn, d.id, n, part,
-                                                                settings.timezone)):
+                                                                settings)):
                 secret = too_small(r["meters"], th.energy_points)
                 daily.append(_energy_row(d, r, secret))
                 if secret:
                     hidden[_bucket_of(month_b.edges, part.edges[i])].append(r["meters"])
         for j, r in enumerate(await collect.district_energy(conn, d.id, n, month_b,
-                                                            settings.timezone)):
+                                                            settings)):
             secret = (too_small(r["meters"], th.energy_points)
                       or recoverable(hidden[j], th.energy_points, same_units=True))
             monthly.append(_energy_row(d, r, secret))
-        (r,) = await collect.district_energy(conn, d.id, n, whole, settings.timezone)
+        (r,) = await collect.district_energy(conn, d.id, n, whole, settings)
         entities.append(ngsild.DistrictEnergy(
             d.id, d.name, d.insee, d.latitude, d.longitude, r["meters"],
             _kwh(r["import_wh"]), _kwh(r["export_wh"])))

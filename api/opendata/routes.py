@@ -195,8 +195,7 @@ async def _compute(conn: Conn, settings: Settings, now: datetime) -> list[dict[s
             continue
         (r,) = await collect.district_energy(conn, d.id, counts.get(d.id, 0),
                                              # one local day: its daily rollup
-                                             Buckets("1d", tz, [start, end]),
-                                             settings.timezone)
+                                             Buckets("1d", tz, [start, end]), settings)
         districts.append(ngsild.DistrictEnergy(
             d.id, d.name, d.insee, d.latitude, d.longitude, r["meters"],
             None if r["import_wh"] is None else round(r["import_wh"] / 1000, 3),

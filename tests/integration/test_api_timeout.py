@@ -78,12 +78,13 @@ def locked(city: tuple[str, str, str, Settings]) -> Iterator[psycopg.Connection[
 
 
 def _api_queries(url: str) -> list[tuple[int, str, str | None]]:
-    """(pid, state, wait event type) of the API's backends running the energy query."""
+    """(pid, state, wait event type) of the API's backends running the energy query (its
+    statement names grid_energy, the function reading grid_readings)."""
     with psycopg.connect(url, autocommit=True) as conn:
         return conn.execute(
             "SELECT pid, state, wait_event_type FROM pg_stat_activity WHERE "
             "datname = current_database() AND application_name = 'beffroi-api' "
-            "AND query LIKE '%%grid_readings%%'").fetchall()
+            "AND query LIKE '%%grid_%%'").fetchall()
 
 
 def test_the_pool_connections_have_the_statement_timeout(

@@ -128,6 +128,7 @@ ROUTES = [
     "/v1/parking/zones/{p}pz/turnover", "/v1/parking/spots/{p}spot-2/turnover",
     "/v1/grid/districts/{p}dist/energy", "/v1/grid/meters/{p}linky-2/energy",
     "/v1/grid/districts/{p}dist/voltage", "/v1/grid/meters/{p}linky-3/voltage",
+    "/v1/grid/districts/{p}dist/export", "/v1/grid/meters/{p}linky-2/export",
     "/v1/wifi/squares/{p}sq/clients", "/v1/wifi/aps/{p}ap-1/clients",
     "/v1/wifi/squares/{p}sq/traffic", "/v1/wifi/aps/{p}ap-2/traffic",
 ]
