@@ -95,13 +95,14 @@ async def get_site(conn: psycopg.AsyncConnection[Any], site_id: str,
                    kind: str | None = None, *, count_family: str = "") -> dict[str, Any]:
     """A site (of ``kind`` if given), or 404; ``family_count`` = how many of its devices
     are of ``count_family`` (in the same round trip)."""
-    cols = "id, kind, name, insee, latitude, longitude, capacity, metadata"
     if count_family:
-        row = await fetch_one(conn, f"SELECT {cols}, (SELECT count(*) FROM devices d WHERE "
+        row = await fetch_one(conn, "SELECT id, kind, name, insee, latitude, longitude, "
+                              "capacity, metadata, (SELECT count(*) FROM devices d WHERE "
                               "d.site_id = s.id AND d.family = %s) AS family_count "
                               "FROM sites s WHERE id = %s", (count_family, site_id))
     else:
-        row = await fetch_one(conn, f"SELECT {cols} FROM sites WHERE id = %s", (site_id,))
+        row = await fetch_one(conn, "SELECT id, kind, name, insee, latitude, longitude, "
+                              "capacity, metadata FROM sites WHERE id = %s", (site_id,))
     if row is None or (kind is not None and row["kind"] != kind):
         raise not_found(kind.replace("_", " ") if kind else "site", site_id)
     return row

@@ -218,7 +218,8 @@ async def _save(conn: Conn, name: str, since: datetime, watermark: datetime,
 async def _earliest(conn: Conn, tables: tuple[str, ...]) -> datetime | None:
     out: datetime | None = None
     for table in tables:
-        cur = await conn.execute(f"SELECT time FROM {table} ORDER BY time LIMIT 1")
+        cur = await conn.execute(sql.SQL("SELECT time FROM {} ORDER BY time LIMIT 1").format(
+            sql.Identifier(table)))
         row = await cur.fetchone()
         if row and (out is None or row[0] < out):
             out = row[0]

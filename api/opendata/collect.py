@@ -16,6 +16,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import psycopg
+from psycopg import sql
 
 from api.db import fetch_all
 from api.metrics import parking, wifi
@@ -35,11 +36,13 @@ _SITE_COLS = ("id", "kind", "name", "insee", "latitude", "longitude", "capacity"
 
 async def sites(conn: Conn) -> list[Site]:
     """Every site, by id, with its parking place where it has one."""
-    cols = ", ".join([*(f"s.{c}" for c in _SITE_COLS),
-                      *(f"p.{c} AS p_{c}" for c in PARKING_COLS[1:])])
-    rows = await fetch_all(conn, f"SELECT {cols}, p.site_id IS NOT NULL AS has_parking "
-                           "FROM sites s LEFT JOIN parking_places p ON p.site_id = s.id "
-                           "ORDER BY s.id")
+    cols = sql.SQL(", ").join([
+        *(sql.Identifier("s", c) for c in _SITE_COLS),
+        *(sql.SQL("{} AS {}").format(sql.Identifier("p", c), sql.Identifier(f"p_{c}"))
+          for c in PARKING_COLS[1:])])
+    rows = await fetch_all(conn, sql.SQL(
+        "SELECT {}, p.site_id IS NOT NULL AS has_parking FROM sites s "
+        "LEFT JOIN parking_places p ON p.site_id = s.id ORDER BY s.id").format(cols))
     out = []
     for r in rows:
         place = (ParkingPlace.model_validate({c: r[f"p_{c}"] for c in PARKING_COLS[1:]})
