@@ -33,17 +33,24 @@ LANGUAGE sql STABLE AS $$
     FROM metric.grid_peaks_by(p_site, p_device, p_edges, p_lo, p_hi, NULL) x
 $$;
 
+-- A district's own hourly peaks (the sums of its meters' powers on each mark), numbered by
+-- bucket; none for a meter (p_site NULL).
+CREATE FUNCTION metric.grid_site_peak_hours(p_site text, p_edges timestamptz[],
+                                            p_lo timestamptz, p_hi timestamptz)
+RETURNS TABLE (i integer, slot timestamptz, power_w float8)
+LANGUAGE sql STABLE AS $$
+    SELECT width_bucket(r.hour, p_edges), r.peak_slot, r.peak_w
+    FROM rollup_grid_site_1h r
+    WHERE p_site IS NOT NULL AND r.site_id = p_site AND r.hour >= p_lo AND r.hour < p_hi
+$$;
+
 -- From the hourly rollups: a district's own (its sums on each mark), or the meter's.
 CREATE FUNCTION metric.grid_peaks_rollup(p_site text, p_device text, p_edges timestamptz[],
                                          p_lo timestamptz, p_hi timestamptz)
 RETURNS TABLE (i integer, slot timestamptz, power_w float8)
 LANGUAGE sql STABLE AS $$
     SELECT DISTINCT ON (x.i) x.i, x.slot, x.power_w
-    FROM (SELECT width_bucket(r.hour, p_edges) AS i, r.peak_slot AS slot,
-                 r.peak_w AS power_w
-          FROM rollup_grid_site_1h r
-          WHERE p_site IS NOT NULL AND r.site_id = p_site
-            AND r.hour >= p_lo AND r.hour < p_hi
+    FROM (SELECT * FROM metric.grid_site_peak_hours(p_site, p_edges, p_lo, p_hi)
           UNION ALL
           SELECT width_bucket(r.hour, p_edges), r.peak_slot, r.peak_w
           FROM rollup_grid_1h r
@@ -60,11 +67,7 @@ CREATE FUNCTION metric.grid_peaks_days(p_site text, p_device text, p_edges times
 RETURNS TABLE (i integer, slot timestamptz, power_w float8)
 LANGUAGE sql STABLE AS $$
     SELECT DISTINCT ON (x.i) x.i, x.slot, x.power_w
-    FROM (SELECT width_bucket(r.hour, p_edges) AS i, r.peak_slot AS slot,
-                 r.peak_w AS power_w
-          FROM rollup_grid_site_1h r
-          WHERE p_site IS NOT NULL AND r.site_id = p_site
-            AND r.hour >= p_lo AND r.hour < p_hi
+    FROM (SELECT * FROM metric.grid_site_peak_hours(p_site, p_edges, p_lo, p_hi)
           UNION ALL
           SELECT width_bucket(r.day_start, p_edges), r.peak_slot, r.peak_w
           FROM rollup_grid_meter_1d r
