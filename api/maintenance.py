@@ -64,6 +64,9 @@ class Report:
     deleted_sessions: int = 0
     late_sessions: int = 0  # session rows added to hours/days already aggregated
     deleted_keys: int = 0
+    #: devices whose last message or health in device_last_seen the raw rows brought
+    #: forward (rows that did not come through the ingestor)
+    last_seen_reconciled: int = 0
 
 
 def floor_hour(t: datetime) -> datetime:
@@ -378,6 +381,14 @@ async def retention(conn: Conn, settings: Settings, now: datetime, report: Repor
         forget_rolled_ranges()
 
 
+async def reconcile_last_seen(conn: Conn) -> int:
+    """Bring device_last_seen level with the raw rows (sql/metrics/device_health.sql);
+    returns the devices brought forward."""
+    cur = await conn.execute("SELECT metric.device_last_seen_reconcile()")
+    row = await cur.fetchone()
+    return int(row[0]) if row else 0
+
+
 async def run_once(conn: Conn, settings: Settings, now: datetime | None = None, *,
                    recompute_from: datetime | None = None, max_steps: int | None = None,
                    rollups_only: bool = False) -> Report:
@@ -390,6 +401,7 @@ async def run_once(conn: Conn, settings: Settings, now: datetime | None = None, 
         return Report(ran=False)
     report = Report()
     try:
+        report.last_seen_reconciled = await reconcile_last_seen(conn)
         for name in ROLLUPS:
             rng, pending = await roll(conn, settings, name, now,
                                       recompute_from=recompute_from, max_steps=max_steps)

@@ -16,7 +16,7 @@ import asyncio
 import logging
 import random
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Container, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -24,6 +24,7 @@ import psycopg
 from psycopg import sql
 
 from devices.readings import KEY_COLUMNS, PG_TYPES, READING_OF_TABLE, TABLE_OF, Reading
+from ingest import lastseen
 from ingest.batch import Batch, DeadLetterRow
 from ingest.metrics import Metrics
 from ingest.router import CONFLICT, DB_REJECTED
@@ -129,6 +130,7 @@ class BatchWriter:
             for table, rows in batch.rows.items():
                 await self._copy(cur, table, PG_TYPES[table], self._copy_sql[table], rows)
             await self._copy_dead(cur, batch.dead)
+            await lastseen.merge(cur, batch.rows)
         await conn.commit()
         return {t: len(r) for t, r in batch.rows.items()}
 
@@ -217,6 +219,8 @@ class BatchWriter:
             for msg in sorted(conflicts):
                 dead.append(self._conflict(batch, msg, conflicts[msg]))
             await self._copy_dead(cur, dead)
+            # Redelivered rows are stored already: merging them again changes nothing.
+            await lastseen.merge(cur, _rows_of(batch, skip=conflicts))
         await conn.commit()
         return written
 
@@ -225,6 +229,7 @@ class BatchWriter:
         """Insert message by message; dead-letter the messages the database refuses."""
         written: dict[str, int] = {}
         dead = list(batch.dead)
+        refused: set[int] = set()
         async with conn.cursor() as cur:
             for i, (topic, payload, received_at, readings) in enumerate(batch.messages):
                 by_table: dict[str, list[tuple[Any, ...]]] = {}
@@ -241,12 +246,15 @@ class BatchWriter:
                     dead.append(self._refused(
                         received_at, topic, _device(readings), DB_REJECTED,
                         str(exc).splitlines()[0][:500], payload))
+                    refused.add(i)
                     continue
                 for table, n in counts.items():
                     written[table] = written.get(table, 0) + n
                 if details:
                     dead.append(self._conflict(batch, i, details))
+                    refused.add(i)
             await self._copy_dead(cur, dead)
+            await lastseen.merge(cur, _rows_of(batch, skip=refused))
         await conn.commit()
         return written
 
@@ -265,6 +273,17 @@ class BatchWriter:
         """A dead letter for an accepted message that the database step refused."""
         self._refusals.append((reason, tables or []))
         return self._make_dead(received_at, topic, device_id, reason, detail, payload)
+
+
+def _rows_of(batch: Batch, skip: Container[int]) -> dict[str, list[Reading]]:
+    """The readings of the batch's messages by table, but those of the messages ``skip``
+    (refused: their values were not stored)."""
+    rows: dict[str, list[Reading]] = {}
+    for i, (_, _, _, readings) in enumerate(batch.messages):
+        if i not in skip:
+            for r in readings:
+                rows.setdefault(TABLE_OF[type(r)], []).append(r)
+    return rows
 
 
 def _device(readings: list[Reading]) -> str | None:

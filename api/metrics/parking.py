@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from psycopg import sql
@@ -140,15 +140,16 @@ async def spots_at(conn: Conn, at: datetime | None,
     """Each active spot sensor (of ``zone``, else of every zone) with its state at ``at``
     (None: now), by zone and id: its latest report if younger than 3 heartbeats, else
     unknown (``metric.parking_spots_at``)."""
-    query = sql.Composed([call("parking_spots_at", ("site", "at", "stale")),
+    query = sql.Composed([call("parking_spots_at", ("site", "at", "now", "stale")),
                           sql.SQL(" ORDER BY site_id, id")])
-    return await fetch_all(conn, query, {"site": zone, "at": at, "stale": STALE_AFTER})
+    return await fetch_all(conn, query, {"site": zone, "at": at, "now": datetime.now(UTC),
+                                         "stale": STALE_AFTER})
 
 
 async def zone_current(conn: Conn, zone: str) -> dict[str, int]:
     """How many of a zone's active sensors are free, occupied and unknown now."""
-    rows = await fetch_all(conn, call("parking_zone_current", ("site", "stale")),
-                           {"site": zone, "stale": STALE_AFTER})
+    rows = await fetch_all(conn, call("parking_zone_current", ("site", "now", "stale")),
+                           {"site": zone, "now": datetime.now(UTC), "stale": STALE_AFTER})
     counts = {"free": 0, "occupied": 0, "unknown": 0}
     for r in rows:
         counts[r["state"]] += int(r["n"])

@@ -31,68 +31,30 @@ FamilyName = Literal["wifi_ap", "parking_spot", "parking_meter", "grid_meter"]
 SiteId = Annotated[str, Path(pattern=ID_PATTERN, examples=["grand-place"])]
 DeviceId = Annotated[str, Path(pattern=ID_PATTERN, examples=["spot-grand-place-001"])]
 
-# Device health: last message time and the latest health values of each device, read with
-# one indexed lookup per device on its own family's table(s) (`ORDER BY time DESC LIMIT 1`
-# on the (device_id, time) key: TimescaleDB's ordered ChunkAppend reads the newest chunk
-# first and stops at the first row). Each family is a separate branch of a UNION ALL over
-# the selected devices, so no lookup ever touches another family's table. Columns a
-# family does not report are NULL.
+# Device health: last message time and the latest health values of each device, from
+# device_last_seen (one row per device that ever reported, kept by the ingestor in each
+# batch's transaction and reconciled with the raw rows by the maintenance job:
+# sql/metrics/device_health.sql). Columns a family does not report are NULL.
 HEALTH_COLUMNS: dict[str, str] = {  # name -> SQL type in the answer
     "battery": "float8", "rssi_dbm": "int", "snr_db": "float8", "radio_up": "boolean",
     "clients": "int", "paper": "float8", "fault_code": "text"}
 
-_FAMILY_HEALTH: dict[str, tuple[str, str, dict[str, str]]] = {
-    # family: (lateral joins, last_seen expression, {health column: expression})
-    "parking_spot": (
-        "LEFT JOIN LATERAL (SELECT p.time, p.battery, p.rssi_dbm, p.snr_db "
-        "FROM parking_spot_state p WHERE p.device_id = b.id "
-        "ORDER BY p.time DESC LIMIT 1) x ON true",
-        "x.time", {"battery": "x.battery", "rssi_dbm": "x.rssi_dbm", "snr_db": "x.snr_db"}),
-    # A meter's health comes from its status reports; a payment also shows it is alive
-    # (only payments later than the last status are looked for).
-    "parking_meter": (
-        "LEFT JOIN LATERAL (SELECT s.time, s.battery, s.paper, s.fault_code "
-        "FROM parking_meter_status s WHERE s.device_id = b.id "
-        "ORDER BY s.time DESC LIMIT 1) x ON true "
-        "LEFT JOIN LATERAL (SELECT t.time FROM parking_transactions t "
-        "WHERE t.device_id = b.id AND t.time > coalesce(x.time, '-infinity') "
-        "ORDER BY t.time DESC LIMIT 1) y ON true",
-        "greatest(x.time, y.time)",
-        {"battery": "x.battery", "paper": "x.paper", "fault_code": "x.fault_code"}),
-    "wifi_ap": (
-        "LEFT JOIN LATERAL (SELECT w.time, w.clients, w.radio_up FROM wifi_ap_stats w "
-        "WHERE w.device_id = b.id ORDER BY w.time DESC LIMIT 1) x ON true",
-        "x.time", {"radio_up": "x.radio_up", "clients": "x.clients"}),
-    "grid_meter": (
-        "LEFT JOIN LATERAL (SELECT g.time FROM grid_readings g WHERE g.device_id = b.id "
-        "ORDER BY g.time DESC LIMIT 1) x ON true",
-        "x.time", {}),
-}
-
-_DEVICE_COLS = "b.id, b.family, b.site_id, b.name, b.active, b.report_interval_s"
+_HEALTH_VALUES = ", ".join(f"l.{c}::{t} AS {c}" for c, t in HEALTH_COLUMNS.items())
 
 
-def _branch(family: str) -> str:
-    joins, last_seen, cols = _FAMILY_HEALTH[family]
-    values = ", ".join(f"{cols.get(c, 'NULL')}::{t} AS {c}" for c, t in HEALTH_COLUMNS.items())
-    return (f"SELECT {_DEVICE_COLS}, {last_seen} AS last_seen, {values} FROM b {joins} "
-            f"WHERE b.family = '{family}'")
-
-
-def _health_sql(devices: str, families: Sequence[str]) -> str:
+def _health_sql(devices: str) -> str:
     """Health rows, with their status, of the devices that ``devices`` (a query on
-    ``devices d``) selects; only the branches of ``families`` are planned."""
-    union = "\nUNION ALL\n".join(_branch(f) for f in families)
+    ``devices d``) selects."""
     return f"""
-WITH b AS MATERIALIZED ({devices}),
-h AS ({union})
-SELECT h.*,
-       CASE WHEN h.last_seen IS NULL
-              OR now() - h.last_seen > make_interval(secs => h.report_interval_s * %(off)s)
+WITH b AS MATERIALIZED ({devices})
+SELECT b.id, b.family, b.site_id, b.name, b.active, b.report_interval_s,
+       l.last_seen, {_HEALTH_VALUES},
+       CASE WHEN l.last_seen IS NULL
+              OR now() - l.last_seen > make_interval(secs => b.report_interval_s * %(off)s)
             THEN 'offline'
-            WHEN now() - h.last_seen > make_interval(secs => h.report_interval_s * %(late)s)
+            WHEN now() - l.last_seen > make_interval(secs => b.report_interval_s * %(late)s)
             THEN 'late' ELSE 'online' END AS status
-FROM h"""
+FROM b LEFT JOIN device_last_seen l ON l.device_id = b.id"""
 
 
 def _health_row(r: dict[str, Any]) -> dict[str, Any]:
@@ -108,10 +70,6 @@ def _health_row(r: dict[str, Any]) -> dict[str, Any]:
 def _round(v: Any) -> Any:
     """Ratios and dB are stored as `real`: 0.87, not 0.8700000047683716."""
     return round(v, 4) if isinstance(v, float) else v
-
-
-def _families(family: str | None) -> list[str]:
-    return [family] if family is not None else list(_FAMILY_HEALTH)
 
 
 def _device_where(site: str | None, family: str | None, params: dict[str, Any], *,
@@ -142,12 +100,12 @@ async def _page(conn: psycopg.AsyncConnection[Any], page: Page, *, site: str | N
         total = await fetch_one(conn, f"SELECT count(*) AS n FROM devices d WHERE {where}",
                                 params)
         rows = await fetch_all(conn, _health_sql(
-            f"{devices} ORDER BY d.id LIMIT %(limit)s OFFSET %(offset)s",
-            _families(family)) + " ORDER BY id", params)
+            f"{devices} ORDER BY d.id LIMIT %(limit)s OFFSET %(offset)s") + " ORDER BY id",
+            params)
         count = total["n"] if total else 0
     else:
         rows = await fetch_all(conn, f"""
-            WITH s AS ({_health_sql(devices, _families(family))}),
+            WITH s AS ({_health_sql(devices)}),
             f AS (SELECT * FROM s WHERE status = ANY(%(statuses)s))
             SELECT c.n AS total, p.* FROM (SELECT count(*) AS n FROM f) c
             LEFT JOIN LATERAL (SELECT * FROM f ORDER BY id LIMIT %(limit)s OFFSET %(offset)s) p
@@ -243,8 +201,8 @@ async def one_device(conn: Conn, _: Reader, device_id: DeviceId) -> dict[str, An
     """The device's registry entry, its health and its latest reading of each kind."""
     dev = await get_device(conn, device_id)
     params = {**_thresholds(), "id": device_id}
-    health = await fetch_one(conn, _health_sql("SELECT d.* FROM devices d WHERE d.id = %(id)s",
-                                               [dev["family"]]), params)
+    health = await fetch_one(conn, _health_sql("SELECT d.* FROM devices d WHERE d.id = %(id)s"),
+                             params)
     latest: dict[str, Any] = {}
     for kind in KINDS_OF_FAMILY[Family(dev["family"])]:
         if kind.table == "wifi_sessions":
@@ -289,8 +247,7 @@ async def site_health(conn: Conn, _: Reader, site_id: SiteId) -> dict[str, Any]:
     latest battery level among them (null for families without a battery)."""
     await get_site(conn, site_id)
     params = {**_thresholds(), "site": site_id}
-    health = _health_sql("SELECT d.* FROM devices d WHERE d.site_id = %(site)s",
-                         _families(None))
+    health = _health_sql("SELECT d.* FROM devices d WHERE d.site_id = %(site)s")
     rows = await fetch_all(conn, f"SELECT family, status, count(*) AS n, min(battery) AS "
                            f"min_battery FROM ({health}) q "
                            "GROUP BY family, status ORDER BY family, status", params)

@@ -50,6 +50,9 @@ def _maintain(ctx: Context, args: argparse.Namespace) -> int:
         if not report.ran:
             print("another process is running the maintenance job; nothing done")
             return 0
+        if report.last_seen_reconciled:
+            print(f"device health: {report.last_seen_reconciled} device(s) brought forward "
+                  "from readings that did not come through the ingestor")
         for name, (a, b) in report.rolled.items():
             print(f"rolled up {name}: {a.isoformat()} .. {b.isoformat()}")
         if report.late_sessions:

@@ -130,8 +130,12 @@ $$;
 
 -- Each active spot sensor of a zone (p_site NULL: of every zone) at instant p_at: its
 -- latest report at or before p_at if younger than p_stale report intervals, else
--- `unknown`. p_at NULL is now, counting reports stamped ahead of the server's clock.
-CREATE FUNCTION metric.parking_spots_at(p_site text, p_at timestamptz, p_stale integer)
+-- `unknown`. p_at NULL is now, counting reports stamped ahead of the server's clock: the
+-- caller's clock p_now, passed rather than read with now() so that the planner knows the
+-- bound below and plans only the latest chunks (with now() inside this inlined function
+-- every chunk of the hypertable was planned: 10 ms a call on a year of data, against 3).
+CREATE FUNCTION metric.parking_spots_at(p_site text, p_at timestamptz, p_now timestamptz,
+                                        p_stale integer)
 RETURNS TABLE (id text, name text, site_id text, latitude double precision,
                longitude double precision, state text)
 LANGUAGE sql STABLE AS $$
@@ -139,19 +143,20 @@ LANGUAGE sql STABLE AS $$
     FROM devices d LEFT JOIN LATERAL (
         SELECT p.state FROM parking_spot_state p
         WHERE p.device_id = d.id AND p.time <= coalesce(p_at, 'infinity')
-          AND p.time > coalesce(p_at, now()) - make_interval(secs => d.report_interval_s
-                                                                     * p_stale)
+          AND p.time > coalesce(p_at, p_now) - make_interval(secs => d.report_interval_s
+                                                                      * p_stale)
           -- the same bound for the slowest sensor the registry allows (7 days), which the
           -- planner applies before the join: the older chunks are left out
-          AND p.time > coalesce(p_at, now()) - make_interval(days => 7 * p_stale)
+          AND p.time > coalesce(p_at, p_now) - make_interval(days => 7 * p_stale)
         ORDER BY p.time DESC LIMIT 1) l ON true
     WHERE d.family = 'parking_spot' AND d.active AND (p_site IS NULL OR d.site_id = p_site)
 $$;
 
--- A zone's active sensors now, counted per state (free, occupied, unknown).
-CREATE FUNCTION metric.parking_zone_current(p_site text, p_stale integer)
+-- A zone's active sensors at p_now (the caller's clock), counted per state (free,
+-- occupied, unknown).
+CREATE FUNCTION metric.parking_zone_current(p_site text, p_now timestamptz, p_stale integer)
 RETURNS TABLE (state text, n bigint)
 LANGUAGE sql STABLE AS $$
-    SELECT s.state, count(*) FROM metric.parking_spots_at(p_site, NULL, p_stale) s
+    SELECT s.state, count(*) FROM metric.parking_spots_at(p_site, NULL, p_now, p_stale) s
     GROUP BY s.state
 $$;

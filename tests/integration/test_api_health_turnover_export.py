@@ -100,6 +100,9 @@ def _insert(conn: psycopg.Connection[Any], readings: list[Reading]) -> list[Read
                     stored.append(r)
                 cur.nextset()
             kept.extend(stored)
+        # Written past the ingestor: device health learns of them as the maintenance
+        # job's reconciliation does.
+        cur.execute("SELECT metric.device_last_seen_reconcile()")
     return kept
 
 

@@ -50,6 +50,9 @@ def _insert(conn: psycopg.Connection[Any], table: str, rows: list[dict[str, Any]
         cur.executemany(f"INSERT INTO {table} ({', '.join(cols)}) VALUES "
                         f"({', '.join(['%s'] * len(cols))})", [tuple(r[c] for c in cols)
                                                                for r in rows])
+        # Written past the ingestor: device health learns of them as the maintenance
+        # job's reconciliation does.
+        cur.execute("SELECT metric.device_last_seen_reconcile()")
 
 
 def _seed(conn: psycopg.Connection[Any], p: str) -> None:

@@ -218,7 +218,7 @@ def test_spots_at_an_instant_and_the_zone_now(conn: psycopg.Connection[Any],
 
     def states(at: datetime | None) -> dict[str, str]:
         return {r["id"]: r["state"]
-                for r in _call(conn, "parking_spots_at", f"{p}z", at, STALE)}
+                for r in _call(conn, "parking_spots_at", f"{p}z", at, now, STALE)}
 
     assert states(T0 + 34 * M + timedelta(seconds=59)) == {
         f"{p}a": "free", f"{p}b": "unknown", f"{p}c": "unknown"}  # b: 3 min 59 s old
@@ -226,10 +226,10 @@ def test_spots_at_an_instant_and_the_zone_now(conn: psycopg.Connection[Any],
     assert states(T0 + 35 * M)[f"{p}a"] == "unknown"  # exactly 3 heartbeats: stale
     # Now: the latest report, even stamped a little ahead of the server's clock.
     assert states(None) == {f"{p}a": "occupied", f"{p}b": "free", f"{p}c": "unknown"}
-    every = _call(conn, "parking_spots_at", None, T0 + 33 * M, STALE)
+    every = _call(conn, "parking_spots_at", None, T0 + 33 * M, now, STALE)
     assert {r["id"] for r in every} >= {f"{p}a", f"{p}b", f"{p}c", f"{p}o"}
     assert f"{p}off" not in {r["id"] for r in every}
-    current = {r["state"]: r["n"] for r in _call(conn, "parking_zone_current", f"{p}z", STALE)}
+    current = {r["state"]: r["n"] for r in _call(conn, "parking_zone_current", f"{p}z", now, STALE)}
     assert current == {"occupied": 1, "free": 1, "unknown": 1}
 
 
