@@ -127,18 +127,31 @@ def _energy_rows(b: Buckets, rows: list[dict[str, Any]], ctx: Context) -> list[d
     total = int(ctx["total"])
 
     def row(_r: dict[str, Any] | None, k: int) -> dict[str, Any]:
-        cs = cells.get(k, [])
+        cs = cells.get(k)
         if not cs:
             return _empty(total)
+        if len(cs) == 1:  # one meter (a meter's own route): the sums are its values
+            c = cs[0]
+            imp, exp, cov = c["import_wh"] or 0.0, c["export_wh"] or 0.0, c["covered_s"]
+            return _energy_row(imp, exp, (imp - exp) * 3600 / cov if cov else 0.0, cov, 1,
+                               1 if c["complete"] else 0, total, bool(c["estimated"]),
+                               bool(c["reset"]), bool(c["gap"]))
+        imps, exps, powers, covs = [], [], [], []
+        complete_n, estimated, reset, gap = 0, False, False, False
+        for c in cs:
+            imp, exp, cov = c["import_wh"] or 0.0, c["export_wh"] or 0.0, c["covered_s"]
+            imps.append(imp)
+            exps.append(exp)
+            covs.append(cov)
+            if cov:  # each meter's mean power over the time its readings cover
+                powers.append((imp - exp) * 3600 / cov)
+            complete_n += c["complete"]
+            estimated = estimated or bool(c["estimated"])
+            reset = reset or bool(c["reset"])
+            gap = gap or bool(c["gap"])
         # fsum: exactly rounded whatever the order of the meters' rows (repeatable).
-        return _energy_row(
-            fsum(c["import_wh"] or 0.0 for c in cs), fsum(c["export_wh"] or 0.0 for c in cs),
-            # Sum of each meter's mean power over the time its readings cover.
-            fsum(((c["import_wh"] or 0.0) - (c["export_wh"] or 0.0)) * 3600 / c["covered_s"]
-                 for c in cs if c["covered_s"]),
-            fsum(c["covered_s"] for c in cs) / len(cs), len(cs),
-            sum(1 for c in cs if c["complete"]), total, any(c["estimated"] for c in cs),
-            any(c["reset"] for c in cs), any(c["gap"] for c in cs))
+        return _energy_row(fsum(imps), fsum(exps), fsum(powers), fsum(covs) / len(cs),
+                           len(cs), complete_n, total, estimated, reset, gap)
 
     return by_bucket(b, [], row)
 
