@@ -21,6 +21,10 @@ from beffroi.migrate import migrate
 log = logging.getLogger(__name__)
 
 
+#: How long the broker keeps the demo ingestor's session once it stops (see below).
+DEMO_SESSION_EXPIRY_S = 600
+
+
 def register(sub: Any) -> None:
     """Add ``demo``."""
     p = sub.add_parser(
@@ -63,6 +67,11 @@ def _demo(ctx: Context, args: argparse.Namespace) -> int:
 
     env = os.environ | {"BEFFROI_STATE_DIR": str(ctx.stack.state_dir),
                         "BEFFROI_DEV_STACK": "1"}
+    # The demo's ingestor session outlives a stop by 10 minutes (a restart in between gets
+    # what the broker kept), not 7 days: on a development machine the tests publish on the
+    # same broker between two demos, and a week-long session would keep all of it for the
+    # next demo to dead-letter (unknown devices). A deployment keeps its 7 days.
+    env.setdefault("BEFFROI_INGEST_SESSION_EXPIRY_S", str(DEMO_SESSION_EXPIRY_S))
     procs: list[tuple[str, subprocess.Popen[bytes]]] = []
 
     def spawn(name: str, argv: list[str]) -> subprocess.Popen[bytes]:

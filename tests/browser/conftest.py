@@ -48,7 +48,9 @@ from tests.integration.mqtt_helpers import count, publish_fast, wait_until
 from tests.unit.test_sim_stream import tiny_city
 
 CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+# --lang: Chromium draws <input type=date> in its own UI language, not the page's
+# locale: fr-FR shows 25/10/2026 as a French browser does, not 10/25/2026.
+CHROMIUM_ARGS = ["--lang=fr-FR", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run"]
 AXE = Path(__file__).parent / "vendor" / "axe-core" / "axe.min.js"
 DST_DAY = "2026-10-25"  # a Sunday: parking is free

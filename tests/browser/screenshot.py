@@ -18,7 +18,9 @@ from playwright.sync_api import sync_playwright
 
 log = logging.getLogger("dashboard_screenshot")
 
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+# --lang: Chromium draws <input type=date> in its own UI language, not the page's
+# locale: fr-FR shows 25/10/2026 as a French browser does, not 10/25/2026.
+ARGS = ["--lang=fr-FR", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
         "--disable-component-update", "--disable-sync", "--no-first-run"]
 
 
