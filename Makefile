@@ -66,9 +66,9 @@ test: venv lint typecheck stack-up browser-deps
 
 # The browser tests drive Debian's chromium (Playwright cannot download browsers here).
 browser-deps:
-	@if [ ! -x /usr/bin/chromium ]; then \
+	@if [ ! -x /usr/bin/chromium ] || [ ! -f /usr/lib/chromium/locales/fr.pak ]; then \
 	  if [ "$$(id -u)" = 0 ]; then bash beffroi/stack/install-browser.sh; \
-	  else echo "the browser tests need Debian's chromium: run 'sudo bash beffroi/stack/install-browser.sh'" >&2; exit 1; fi; fi
+	  else echo "the browser tests need Debian's chromium: run 'sudo bash beffroi/stack/install-browser.sh' (chromium, chromium-l10n)" >&2; exit 1; fi; fi
 
 # Refresh the dashboard's third-party files (pinned in beffroi/devtools/dashboard_vendor.py) from
 # the npm registry; only this needs Node, running the dashboard does not.

@@ -48,10 +48,11 @@ from tests.integration.mqtt_helpers import count, publish_fast, wait_until
 from tests.unit.test_sim_stream import tiny_city
 
 CHROMIUM = Path("/usr/bin/chromium")
-# --lang: Chromium draws <input type=date> in its own UI language, not the page's
-# locale: fr-FR shows 25/10/2026 as a French browser does, not 10/25/2026.
-CHROMIUM_ARGS = ["--lang=fr-FR", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run"]
+#: Chromium draws <input type=date> in the language of its process (LANG, with Debian's
+#: chromium-l10n), not the page's: French, 25/10/2026, as the city's staff see it.
+CHROMIUM_ENV = {"LANG": "fr_FR.UTF-8", "LANGUAGE": "fr"}
 AXE = Path(__file__).parent / "vendor" / "axe-core" / "axe.min.js"
 DST_DAY = "2026-10-25"  # a Sunday: parking is free
 WEEKDAY = "2026-10-27"  # a Tuesday morning, for payments
@@ -236,7 +237,8 @@ def playwright() -> Iterator[Playwright]:
 
 @pytest.fixture(scope="module")
 def browser(playwright: Playwright) -> Iterator[Browser]:
-    b = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+    b = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS,
+                                   env={**os.environ, **CHROMIUM_ENV})
     yield b
     b.close()
 

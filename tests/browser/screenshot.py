@@ -18,9 +18,7 @@ from playwright.sync_api import sync_playwright
 
 log = logging.getLogger("dashboard_screenshot")
 
-# --lang: Chromium draws <input type=date> in its own UI language, not the page's
-# locale: fr-FR shows 25/10/2026 as a French browser does, not 10/25/2026.
-ARGS = ["--lang=fr-FR", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
         "--disable-component-update", "--disable-sync", "--no-first-run"]
 
 
@@ -48,7 +46,10 @@ def main() -> int:
         p.error("set BEFFROI_TOKEN (beffroi tokens create --name doc --scope read)")
     args.out.mkdir(parents=True, exist_ok=True)
     with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path="/usr/bin/chromium", args=ARGS)
+        # French date fields: Chromium takes its language from LANG (docs in conftest).
+        browser = pw.chromium.launch(executable_path="/usr/bin/chromium", args=ARGS,
+                                     env={**os.environ, "LANG": "fr_FR.UTF-8",
+                                          "LANGUAGE": "fr"})
         page = browser.new_page(viewport={"width": args.width, "height": args.height},
                                 locale="fr-FR")
         page.goto(sign_in_link(args.api, token))
