@@ -70,6 +70,10 @@ def _pct(a: float, b: float) -> str:
     return f"{a / b - 1:+.0%}" if b else "n/a"
 
 
+#: How the reading names each verdict.
+_WHAT = {"latency": "the API's latency", "ingest": "the ingest rate"}
+
+
 def _verdict(standby: float, primary: float, *, lower_is_better: bool) -> str:
     """"better", "worse" or "the same" (within 10 %) for the standby against the primary."""
     r = standby / primary if primary else 1.0
@@ -128,18 +132,18 @@ def reading(doc: dict[str, Any]) -> list[str]:
     if worst:
         out.append(f"- **Lag.** The standby's replay lag peaked at {_f(max(worst))} ms over "
                    f"the run (per phase above).")
-    found = ", ".join(f"{k} {v}" for k, v in verdicts.items()) or "nothing measured"
+    found = "; ".join(f"{_WHAT[k]} {v}" for k, v in verdicts.items()) or "nothing measured"
     out.append(
         f"- **What this means.** Both clusters, the broker, the ingestor, the API and the "
         f"benchmark's client share {cores} cores here: reading from the standby moves the "
         f"queries' CPU from the primary's processes to the standby's, adds no core, and costs "
         f"the replay and a second cache on top. What it can buy on one machine is isolation "
         f"(the queries no longer share the primary's backends, buffers and locks with the "
-        f"ingestor's writes); in this run, with the reads on the standby rather than the "
-        f"primary (within 10 %: the same): {found}. The capacity a standby is deployed for "
-        f"needs it on its own machine, where its cores serve the reads and the primary's "
-        f"are left to the ingestor and the rollups; and on any machine it keeps answering "
-        f"when the primary stops (tests/integration/test_replica.py).")
+        f"ingestor's writes). In this run, reading from the standby rather than the primary "
+        f"made {found} (a difference under 10 % counts as the same). The capacity a "
+        f"standby is deployed for needs it on its own machine, where its cores serve the "
+        f"reads and the primary's are left to the ingestor and the rollups; and on any "
+        f"machine it keeps answering when the primary stops (tests/integration/test_replica.py).")
     return out
 
 
