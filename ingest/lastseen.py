@@ -8,11 +8,13 @@ newest health report; the merge in SQL keeps whichever is newer than the stored 
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
+import orjson
 from psycopg import AsyncCursor
+from psycopg.types.json import Jsonb
 
 from devices.readings import ParkingMeterStatus, ParkingSpotState, WifiApStats
 
@@ -37,14 +39,13 @@ HEALTH_TABLES: dict[str, tuple[int | None, ...]] = {
 #: wifi sessions are not a device's health and are left out.
 SEEN_TABLES = ("parking_transactions", "grid_readings")
 
-MERGE = ("SELECT metric.device_last_seen_merge(%s::text[], %s::timestamptz[], "
-         "%s::timestamptz[], %s::real[], %s::smallint[], %s::real[], %s::boolean[], "
-         "%s::integer[], %s::real[], %s::text[])")
+MERGE = "SELECT metric.device_last_seen_merge(%s::jsonb)"
 
 
-def newest(rows: Mapping[str, Sequence[tuple[Any, ...]]]) -> list[list[Any]] | None:
-    """The merge's arguments (one array per column) for ``rows`` by table, None when they
-    hold nothing a device's health is made of. Rows are (time, device_id, ...)."""
+def newest(rows: Mapping[str, Sequence[tuple[Any, ...]]]) -> list[list[Any]]:
+    """One row per device of ``rows`` (by table; each row is (time, device_id, ...)), as
+    the merge takes them: device, newest time of any kind, time of the newest health
+    report and its values (None without one)."""
     seen: dict[str, datetime] = {}
     reports: dict[str, tuple[datetime, tuple[Any, ...], tuple[int | None, ...]]] = {}
     for table in SEEN_TABLES:
@@ -62,31 +63,22 @@ def newest(rows: Mapping[str, Sequence[tuple[Any, ...]]]) -> list[list[Any]] | N
             report = reports.get(dev)
             if report is None or t > report[0]:
                 reports[dev] = (t, r, positions)
-    if not seen:
-        return None
-    return _columns(seen, reports)
-
-
-def _columns(seen: dict[str, datetime],
-             reports: dict[str, tuple[datetime, tuple[Any, ...], tuple[int | None, ...]]]
-             ) -> list[list[Any]]:
-    out: list[list[Any]] = [[] for _ in range(3 + len(HEALTH_FIELDS))]
-    empty = (None,) * len(HEALTH_FIELDS)
+    out: list[list[Any]] = []
+    empty = [None] * (1 + len(HEALTH_FIELDS))
     for dev, t in seen.items():
         report = reports.get(dev)
         if report is None:
-            values: Iterable[Any] = empty
-            health_time = None
+            out.append([dev, t, *empty])
         else:
             health_time, row, positions = report
-            values = (None if i is None else row[i] for i in positions)
-        for column, value in zip(out, (dev, t, health_time, *values), strict=True):
-            column.append(value)
+            out.append([dev, t, health_time,
+                        *(None if i is None else row[i] for i in positions)])
     return out
 
 
 async def merge(cur: AsyncCursor[Any], rows: Mapping[str, Sequence[tuple[Any, ...]]]) -> None:
     """Merge the newest of ``rows`` into device_last_seen, in the cursor's transaction."""
-    params = newest(rows)
-    if params is not None:
-        await cur.execute(MERGE, params)
+    devices = newest(rows)
+    if devices:
+        # orjson: C speed; datetimes as RFC 3339 with their offset, to the microsecond.
+        await cur.execute(MERGE, (Jsonb(devices, dumps=orjson.dumps),))

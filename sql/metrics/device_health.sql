@@ -6,17 +6,19 @@
 
 -- Merge newer values: last_seen only moves forward; the health values are replaced, all
 -- together, by those of a later report (a report's NULL is its value: not sent). Rows that
--- bring nothing newer are not written at all (no dead tuple, no WAL).
-CREATE FUNCTION metric.device_last_seen_merge(
-    p_device text[], p_last_seen timestamptz[], p_health_time timestamptz[],
-    p_battery real[], p_rssi_dbm smallint[], p_snr_db real[], p_radio_up boolean[],
-    p_clients integer[], p_paper real[], p_fault_code text[])
+-- bring nothing newer are not written at all (no dead tuple, no WAL). p_rows is a JSON
+-- array of [device_id, last_seen, health_time, battery, rssi_dbm, snr_db, radio_up,
+-- clients, paper, fault_code]: the ingestor serializes a batch's 800 devices in C
+-- (orjson) where ten Python lists dumped as PostgreSQL arrays cost it 9 % of its CPU.
+CREATE FUNCTION metric.device_last_seen_merge(p_rows jsonb)
 RETURNS integer
 LANGUAGE sql VOLATILE AS $$
     WITH merged AS (
         INSERT INTO device_last_seen AS t
-        SELECT * FROM unnest(p_device, p_last_seen, p_health_time, p_battery, p_rssi_dbm,
-                             p_snr_db, p_radio_up, p_clients, p_paper, p_fault_code)
+        SELECT r ->> 0, (r ->> 1)::timestamptz, (r ->> 2)::timestamptz, (r ->> 3)::real,
+               (r ->> 4)::smallint, (r ->> 5)::real, (r ->> 6)::boolean, (r ->> 7)::integer,
+               (r ->> 8)::real, r ->> 9
+        FROM jsonb_array_elements(p_rows) r
         ON CONFLICT (device_id) DO UPDATE SET
             last_seen = greatest(t.last_seen, excluded.last_seen),
             (health_time, battery, rssi_dbm, snr_db, radio_up, clients, paper, fault_code) =
@@ -73,10 +75,8 @@ $$;
 CREATE FUNCTION metric.device_last_seen_reconcile()
 RETURNS integer
 LANGUAGE sql VOLATILE AS $$
-    SELECT coalesce(metric.device_last_seen_merge(
-        array_agg(s.device_id), array_agg(s.last_seen), array_agg(s.health_time),
-        array_agg(s.battery), array_agg(s.rssi_dbm), array_agg(s.snr_db),
-        array_agg(s.radio_up), array_agg(s.clients), array_agg(s.paper),
-        array_agg(s.fault_code)), 0)
+    SELECT coalesce(metric.device_last_seen_merge(jsonb_agg(jsonb_build_array(
+        s.device_id, s.last_seen, s.health_time, s.battery, s.rssi_dbm, s.snr_db, s.radio_up,
+        s.clients, s.paper, s.fault_code))), 0)
     FROM metric.device_health_scan() s
 $$;
