@@ -65,7 +65,11 @@ def newest(rows: Mapping[str, Sequence[tuple[Any, ...]]]) -> list[list[Any]]:
                 reports[dev] = (t, r, positions)
     out: list[list[Any]] = []
     empty = [None] * (1 + len(HEALTH_FIELDS))
-    for dev, t in seen.items():
+    # In device order: two workers of a shared subscription may merge the same devices at
+    # once; locking their rows in the same order, they wait for each other instead of
+    # deadlocking.
+    for dev in sorted(seen):
+        t = seen[dev]
         report = reports.get(dev)
         if report is None:
             out.append([dev, t, *empty])
