@@ -48,21 +48,17 @@ def newest(rows: Mapping[str, Sequence[tuple[Any, ...]]]) -> list[list[Any]]:
     report and its values (None without one)."""
     seen: dict[str, datetime] = {}
     reports: dict[str, tuple[datetime, tuple[Any, ...], tuple[int | None, ...]]] = {}
-    for table in SEEN_TABLES:
+    for table in (*SEEN_TABLES, *HEALTH_TABLES):
+        positions = HEALTH_TABLES.get(table)
         for r in rows.get(table, ()):
             t, dev = r[0], r[1]
             last = seen.get(dev)
             if last is None or t > last:
                 seen[dev] = t
-    for table, positions in HEALTH_TABLES.items():
-        for r in rows.get(table, ()):
-            t, dev = r[0], r[1]
-            last = seen.get(dev)
-            if last is None or t > last:
-                seen[dev] = t
-            report = reports.get(dev)
-            if report is None or t > report[0]:
-                reports[dev] = (t, r, positions)
+            if positions is not None:
+                report = reports.get(dev)
+                if report is None or t > report[0]:
+                    reports[dev] = (t, r, positions)
     out: list[list[Any]] = []
     empty = [None] * (1 + len(HEALTH_FIELDS))
     # In device order: two workers of a shared subscription may merge the same devices at

@@ -9,14 +9,22 @@ import signal
 import subprocess
 import sys
 from collections.abc import AsyncIterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from beffroi.settings import Settings
 from beffroi.stack import Stack
+from ingest.batch import DeadLetterRow
 from ingest.service import BrokerConfig, Ingestor
 from tests.conftest import random_tag
 from tests.integration.mqtt_helpers import await_until, purge_session, wait_until
+
+
+def make_dead(at: datetime, topic: str, device_id: str | None, reason: str, detail: str,
+              payload: bytes) -> DeadLetterRow:
+    """A dead-letter row as the ingestor makes it, for a BatchWriter under test."""
+    return (at, topic, device_id, reason, detail, payload, len(payload))
 
 
 def ingest_settings(settings: Settings, **overrides: Any) -> Settings:

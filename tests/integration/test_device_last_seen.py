@@ -21,19 +21,15 @@ from devices.readings import (
     WifiApStats,
     WifiSession,
 )
-from ingest.batch import Batch, DeadLetterRow
+from ingest.batch import Batch
 from ingest.metrics import Metrics
 from ingest.writer import BatchWriter
+from tests.integration.ingest_helpers import make_dead
 
 pytestmark = pytest.mark.stack
 
 T0 = datetime(2026, 11, 30, 8, tzinfo=UTC)
 M = timedelta(minutes=1)
-
-
-def _dead(at: datetime, topic: str, device_id: str | None, reason: str, detail: str,
-          payload: bytes) -> DeadLetterRow:
-    return (at, topic, device_id, reason, detail, payload, len(payload))
 
 
 def _batch(messages: list[list[Reading]]) -> Batch:
@@ -57,7 +53,7 @@ def _health(row: dict[str, Any] | None) -> tuple[Any, ...]:
 
 async def test_the_writer_keeps_the_newest_on_every_path(db_url: str, uid: str) -> None:
     spot, meter, grid, ap = (f"{uid}-{k}" for k in ("spot", "meter", "grid", "ap"))
-    writer = BatchWriter(db_url, Metrics(), make_dead=_dead)
+    writer = BatchWriter(db_url, Metrics(), make_dead=make_dead)
     try:
         # COPY: the newest of several reports, health of the latest one.
         await writer.write(_batch([

@@ -29,10 +29,15 @@ from devices.readings import (
     WifiApStats,
     WifiSession,
 )
-from ingest.batch import Batch, DeadLetterRow
+from ingest.batch import Batch
 from ingest.metrics import Metrics
 from ingest.writer import BatchWriter
-from tests.integration.ingest_helpers import await_committed, ingest_settings, running_ingestor
+from tests.integration.ingest_helpers import (
+    await_committed,
+    ingest_settings,
+    make_dead,
+    running_ingestor,
+)
 from tests.integration.mqtt_helpers import Publisher, count, register
 
 pytestmark = pytest.mark.stack
@@ -99,11 +104,6 @@ def test_every_reading_table_is_covered() -> None:
     assert set(VARIANTS) == set(PG_TYPES) == set(KEY_COLUMNS)
 
 
-def _make_dead(at: datetime, topic: str, device_id: str | None, reason: str, detail: str,
-               payload: bytes) -> DeadLetterRow:
-    return (at, topic, device_id, reason, detail, payload, len(payload))
-
-
 def _batch(uid: str, step: str, readings: list[Reading]) -> Batch:
     batch = Batch(asyncio.get_running_loop())
     now = datetime.now(UTC)
@@ -139,7 +139,7 @@ async def test_conflicts_are_dead_lettered_on_every_path(db_url: str, uid: str,
     t1 = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=1)
     t2, t3, t4 = (t1 + timedelta(minutes=m) for m in (1, 2, 3))
     metrics = Metrics()
-    writer = BatchWriter(db_url, metrics, make_dead=_make_dead)
+    writer = BatchWriter(db_url, metrics, make_dead=make_dead)
     try:
         # 1. The first delivery goes in by COPY (no duplicate, no fallback).
         first = _batch(uid, "a", [v["base"](dev, t1)])
@@ -199,7 +199,7 @@ async def test_conflicts_are_dead_lettered_on_every_path(db_url: str, uid: str,
 
 async def test_conflict_detail_names_the_differing_values(db_url: str, uid: str) -> None:
     """The detail names each differing column with the new and the stored value."""
-    writer = BatchWriter(db_url, Metrics(), make_dead=_make_dead)
+    writer = BatchWriter(db_url, Metrics(), make_dead=make_dead)
     t = datetime(2026, 11, 30, 12, tzinfo=UTC)
     dev = f"{uid}-g"
     try:
