@@ -2,10 +2,14 @@
 # Everything installed comes from the lock files (exact versions, hashes checked); the
 # production smoke test (tests/integration/test_production.py) runs these same steps natively.
 FROM python:3.11-slim-bookworm AS build
+# mypyc compiles the ingestor's per-message path to C (setup.py): a compiler in this stage
+# only; the runtime stage receives the built wheel.
+RUN apt-get update && apt-get install -y --no-install-recommends gcc libc6-dev \
+    && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY requirements-build.lock ./
 RUN pip install --no-cache-dir --require-hashes -r requirements-build.lock
-COPY pyproject.toml README.md ./
+COPY pyproject.toml setup.py README.md ./
 COPY sql sql
 COPY beffroi beffroi
 COPY devices devices

@@ -24,14 +24,25 @@ venv: $(VENV)/.installed
 # Every dependency comes from the lock files (exact versions and hashes): requirements-dev.lock
 # (runtime + development tools) and requirements-build.lock (the wheel's build backend);
 # the package itself is installed without resolving anything.
-$(VENV)/.installed: pyproject.toml requirements-dev.lock requirements-build.lock
+# The package is rebuilt when a module that mypyc compiles changes (ingest/hotpath.py): the
+# editable install runs those modules' C extensions, built in place, not their sources.
+COMPILED_SOURCES := $(addsuffix .py,$(subst .,/,$(shell sed -n 's/^    "\([a-z_.]*\)",$$/\1/p' ingest/hotpath.py)))
+$(VENV)/.installed: pyproject.toml setup.py ingest/hotpath.py requirements-dev.lock requirements-build.lock $(COMPILED_SOURCES)
 	@if ! $(PYTHON) -c 'import venv, ensurepip' 2>/dev/null; then \
 	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv >/dev/null; \
 	  else echo "python3-venv is missing: run 'sudo apt-get install python3-venv'" >&2; exit 1; fi; fi
+	@if [ "$${BEFFROI_PURE_PYTHON:-0}" = 0 ] && ! { command -v cc >/dev/null && \
+	    test -f "$$($(PYTHON) -c 'import sysconfig; print(sysconfig.get_paths()["include"])')/Python.h"; }; then \
+	  if [ "$$(id -u)" = 0 ]; then echo "installing a C compiler and the Python headers (mypyc's build)"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq gcc libc6-dev python3-dev >/dev/null; \
+	  else echo "a C compiler and the Python headers are missing: run 'sudo apt-get install gcc python3-dev'" \
+	    "(or set BEFFROI_PURE_PYTHON=1 for a slower, pure-Python ingestor)" >&2; exit 1; fi; fi
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	@echo "installing Python dependencies into $(VENV)"
 	@out=$$($(BIN)/pip install -q --disable-pip-version-check --require-hashes \
 	  -r requirements-dev.lock -r requirements-build.lock 2>&1) || { echo "$$out" >&2; exit 1; }
+	@echo "building beffroi (mypyc compiles the ingestor's per-message path: about a minute)"
+	@rm -f beffroi_compiled__mypyc.*.so $(COMPILED_SOURCES:.py=.*.so)
 	@out=$$($(BIN)/pip install -q --disable-pip-version-check --no-deps --no-build-isolation \
 	  -e . 2>&1) || { echo "$$out" >&2; exit 1; }
 	@$(BIN)/python -c 'import beffroi, psycopg, fastapi' 
@@ -92,3 +103,4 @@ bench-replica: venv stack-up
 
 clean:
 	rm -rf $(VENV) build *.egg-info .mypy_cache .ruff_cache .pytest_cache
+	find . -name '*.so' -not -path './.venv/*' -not -path './.beffroi/*' -delete

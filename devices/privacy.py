@@ -72,7 +72,7 @@ _PLATE_RE: Final = re.compile(_PLATE)
 _PLATE_BYTES_RE: Final = re.compile(_PLATE.encode())
 
 
-def normalize_mac(s: str) -> bytes:
+def normalize_mac(s: object) -> bytes:
     """The 6 bytes of a MAC written ``aa:bb:cc:dd:ee:ff``, ``AA-BB-..``, ``aabb.ccdd.eeff``
     or ``aabbccddeeff``.
 

@@ -20,6 +20,7 @@ from beffroi.settings import Settings
 from devices.families import bridge_topics
 from devices.privacy import MacHasher
 from devices.redact import dead_letter_parts, source
+from ingest import hotpath
 from ingest.batch import Batch, DeadLetterRow
 from ingest.claim import ClientIdClaim
 from ingest.keys import KeyRing
@@ -282,6 +283,10 @@ class Ingestor:
     async def run(self, stop: asyncio.Event) -> None:
         """Run until ``stop`` is set, then flush, commit, acknowledge and disconnect."""
         guard_loggers()
+        log.info("worker %d: %s", self.worker, hotpath.describe())
+        if stale := hotpath.stale():
+            log.warning("worker %d runs C extensions older than their source (%s): run "
+                        "`make venv` to rebuild them", self.worker, ", ".join(stale))
         conn = await self._maint_connection()
         await self.registry.load(conn)
         await self.keys.refresh(conn, datetime.now(UTC))

@@ -16,8 +16,11 @@ DOCKERFILE = ROOT / "Dockerfile"
 #: The image's Python (``FROM python:<this>-...``) is the one the smoke test installs into.
 PYTHON = "3.11"
 #: What the image copies into its build stage, and the smoke test into its build directory.
-IMAGE_SOURCES = ("pyproject.toml", "README.md", "sql", "beffroi", "devices", "ingest", "api",
-                 "simulators")
+IMAGE_SOURCES = ("pyproject.toml", "setup.py", "README.md", "sql", "beffroi", "devices", "ingest",
+                 "api", "simulators")
+#: Left out of what is copied (.dockerignore): bytecode, and the C extensions that the
+#: editable install builds in place; the build stage compiles its own.
+BUILD_IGNORED = ("__pycache__", "*.pyc", "*.so")
 #: pip steps, in order: the build backend, the wheel, the locked dependencies, the wheel.
 PIP_BUILD_BACKEND = ("install", "--require-hashes", "-r", "requirements-build.lock")
 PIP_WHEEL = ("wheel", "--no-deps", "--no-build-isolation")

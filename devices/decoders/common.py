@@ -90,13 +90,21 @@ def loads(payload: bytes) -> Any:
     try:
         return orjson.loads(payload)
     except orjson.JSONDecodeError as exc:
-        # `from None`: orjson's error holds the whole document (.doc), which must not travel
-        # with the exception into logs.
-        try:
-            payload.decode("utf-8")
-        except UnicodeDecodeError:
-            raise DecodeError(NOT_UTF8, "payload is not valid UTF-8") from None
-        raise DecodeError(INVALID_JSON, f"payload is not JSON: {exc.msg} at {exc.pos}") from None
+        where = f"{exc.msg} at {exc.pos}"
+    # Raised outside the except clause: orjson's error holds the whole document (.doc), which
+    # must not travel with ours into logs as its context (and compiled by mypyc, ``from None``
+    # does not hide the context).
+    if not _is_utf8(payload):
+        raise DecodeError(NOT_UTF8, "payload is not valid UTF-8")
+    raise DecodeError(INVALID_JSON, f"payload is not JSON: {where}")
+
+
+def _is_utf8(payload: bytes) -> bool:
+    try:
+        payload.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
 
 
 def from_unix(seconds: float, what: str = "ts") -> datetime:
@@ -108,21 +116,27 @@ def from_unix(seconds: float, what: str = "ts") -> datetime:
     try:
         return datetime.fromtimestamp(seconds, UTC)
     except (OverflowError, ValueError, OSError):
-        raise DecodeError(BAD_TIMESTAMP, f"{what} is out of range (Unix seconds)") from None
+        pass  # raised below, without the context (which may quote the value)
+    raise DecodeError(BAD_TIMESTAMP, f"{what} is out of range (Unix seconds)")
 
 
 def parse_iso(text: str, what: str = "ts") -> datetime:
     """An aware UTC datetime from ISO 8601 text with an offset or ``Z``."""
+    # Errors are raised outside the except clauses: the context quotes the text sent.
+    parsed: datetime | None
     try:
         parsed = datetime.fromisoformat(text)
     except ValueError:
-        raise DecodeError(BAD_TIMESTAMP, f"{what} is not an ISO 8601 date-time") from None
+        parsed = None
+    if parsed is None:
+        raise DecodeError(BAD_TIMESTAMP, f"{what} is not an ISO 8601 date-time")
     if parsed.tzinfo is None:
         raise DecodeError(BAD_TIMESTAMP, f"{what} has no UTC offset (add Z or +01:00)")
     try:
         return parsed.astimezone(UTC)
     except OverflowError:
-        raise DecodeError(BAD_TIMESTAMP, f"{what} is out of range") from None
+        pass
+    raise DecodeError(BAD_TIMESTAMP, f"{what} is out of range")
 
 
 def parse_time(value: object, received_at: datetime, what: str = "ts") -> datetime:
@@ -144,7 +158,8 @@ def senml_time(seconds: float, received_at: datetime) -> datetime:
         try:
             return received_at + timedelta(seconds=seconds)
         except (OverflowError, ValueError):
-            raise DecodeError(BAD_TIMESTAMP, "relative SenML time is out of range") from None
+            pass  # raised below, without the context
+        raise DecodeError(BAD_TIMESTAMP, "relative SenML time is out of range")
     return from_unix(seconds, "SenML time")
 
 
@@ -198,7 +213,12 @@ def _word(field: str, value: object, words: frozenset[str]) -> None:
         raise DecodeError(INVALID_PAYLOAD, f"{field} must be one of {', '.join(sorted(words))}")
 
 
-def _head(r: Reading) -> None:
+# The checks read a reading as ``Any`` on purpose: each field as it was built, whatever its
+# declared type. Compiled by mypyc, a typed read would refuse or convert a wrong type (a bool
+# read as an int) before the check could name it.
+
+
+def _head(r: Any) -> None:
     t = r.time
     if type(t) is not datetime or t.tzinfo is None:
         raise DecodeError(BAD_TIMESTAMP, "reading time must be an aware datetime")
@@ -206,7 +226,7 @@ def _head(r: Reading) -> None:
         raise DecodeError(INVALID_PAYLOAD, "device_id must be a non-empty string")
 
 
-def _check_wifi_ap_stats(r: WifiApStats) -> None:
+def _check_wifi_ap_stats(r: Any) -> None:
     _int("clients", r.clients, CLIENTS, optional=False)
     _int("rx_bytes", r.rx_bytes, BYTES_COUNTER, optional=True)
     _int("tx_bytes", r.tx_bytes, BYTES_COUNTER, optional=True)
@@ -214,7 +234,7 @@ def _check_wifi_ap_stats(r: WifiApStats) -> None:
         raise _bad_type("radio_up", "a boolean")
 
 
-def _check_wifi_session(r: WifiSession) -> None:
+def _check_wifi_session(r: Any) -> None:
     if type(r.client_key) is not bytes or len(r.client_key) != 16:
         raise _bad_type("client_key", "16 bytes")
     _word("event", r.event, SESSION_EVENTS)
@@ -222,27 +242,27 @@ def _check_wifi_session(r: WifiSession) -> None:
     _int("session_s", r.session_s, SESSION_S, optional=True)
 
 
-def _check_parking_spot_state(r: ParkingSpotState) -> None:
+def _check_parking_spot_state(r: Any) -> None:
     _word("state", r.state, SPOT_STATES)
     _float("battery", r.battery, RATIO)
     _int("rssi_dbm", r.rssi_dbm, PARKING_RSSI_DBM, optional=True)
     _float("snr_db", r.snr_db, SNR_DB)
 
 
-def _check_parking_transaction(r: ParkingTransaction) -> None:
+def _check_parking_transaction(r: Any) -> None:
     _text("transaction_id", r.transaction_id, TRANSACTION_ID_LEN, optional=False)
     _int("amount_cents", r.amount_cents, AMOUNT_CENTS, optional=False)
     _int("duration_s", r.duration_s, DURATION_S, optional=False)
     _word("payment_method", r.payment_method, PAYMENT_METHODS)
 
 
-def _check_parking_meter_status(r: ParkingMeterStatus) -> None:
+def _check_parking_meter_status(r: Any) -> None:
     _float("battery", r.battery, RATIO)
     _float("paper", r.paper, RATIO)
     _text("fault_code", r.fault_code, FAULT_CODE_LEN, optional=True)
 
 
-def _check_grid_reading(r: GridReading) -> None:
+def _check_grid_reading(r: Any) -> None:
     _int("energy_import_wh", r.energy_import_wh, ENERGY_WH, optional=True)
     _int("energy_export_wh", r.energy_export_wh, ENERGY_WH, optional=True)
     _float("power_w", r.power_w, POWER_W)

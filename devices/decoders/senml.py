@@ -235,7 +235,9 @@ def resolve_pack(pack: object, received_at: datetime) -> list[SenMLRecord]:
 
 _Kind = Literal["number", "bool", "string", "occupancy"]
 _Cast = Literal["int", "round", "float", "str", "str_or_none"]
-_PLAIN: Final = (1.0, 0.0)  # unit -> (scale, offset): column value = value * scale + offset
+# unit -> (scale, offset): column value = value * scale + offset. Not Final: compiled by
+# mypyc, a Final tuple used in the module's other constants is left unset at import.
+_PLAIN = (1.0, 0.0)
 
 
 @dataclass(frozen=True, slots=True)

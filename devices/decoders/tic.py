@@ -143,7 +143,11 @@ def _local_to_utc(local: datetime, offset: timezone, received_at: datetime) -> d
         utc = local.replace(tzinfo=offset).astimezone(UTC)
         legal = utc.astimezone(_french_time()).utcoffset()
     except (OverflowError, ValueError):
-        raise DecodeError(BAD_TIMESTAMP, "TIC DATE is out of range") from None
+        out_of_range = True  # raised outside the except clause: the context quotes the date
+    else:
+        out_of_range = False
+    if out_of_range:
+        raise DecodeError(BAD_TIMESTAMP, "TIC DATE is out of range")
     return received_at if legal != offset.utcoffset(None) else utc
 
 
@@ -154,7 +158,8 @@ def _wall_clock(d: str) -> datetime:
             2000 + int(d[0:2]), int(d[2:4]), int(d[4:6]), int(d[6:8]), int(d[8:10]), int(d[10:12])
         )
     except ValueError:
-        raise DecodeError(BAD_TIMESTAMP, "TIC DATE is not a valid date") from None
+        pass  # raised below, without the context (which quotes the date)
+    raise DecodeError(BAD_TIMESTAMP, "TIC DATE is not a valid date")
 
 
 def _teleinfo2mqtt_time(parsed: dict[str, object], received_at: datetime) -> datetime:

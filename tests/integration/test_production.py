@@ -44,6 +44,7 @@ from psycopg.conninfo import conninfo_to_dict
 from beffroi.stack import Stack
 from beffroi.stack.install import dynsec_plugin
 from beffroi.stack.process import chown_tree, service_user
+from ingest.hotpath import COMPILED_MODULES
 from tests import production_plan as plan
 
 pytestmark = [pytest.mark.stack, pytest.mark.slow]
@@ -122,7 +123,7 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
         if source.is_dir():
             # links stay links, as Docker's COPY keeps them (beffroi/migrations -> ../sql)
             shutil.copytree(source, src / name, symlinks=True,
-                            ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+                            ignore=shutil.ignore_patterns(*plan.BUILD_IGNORED))
         else:
             shutil.copy2(source, src / name)
     # The build stage: the locked build backend (make venv installed it), then the wheel.
@@ -306,6 +307,14 @@ def services(stack: Stack, installed: Path, tmp_path: Path) -> Iterator[Services
         s.drop_database()
         if s.broker_dir is not None:
             shutil.rmtree(s.broker_dir, ignore_errors=True)
+
+
+def test_the_wheel_runs_the_compiled_per_message_path(installed: Path) -> None:
+    """The image's wheel carries the C extensions of setup.py, not the sources alone."""
+    python = installed.parent / "python"
+    out = _run([python, "-c", "from ingest import hotpath; print(hotpath.compiled())"],
+               cwd=installed.parent)
+    assert out.strip() == repr(list(COMPILED_MODULES))
 
 
 def test_the_compose_path_runs_natively(services: Services, uid: str) -> None:

@@ -108,6 +108,12 @@ def test_broker_uses_the_smoke_tests_configuration() -> None:
     assert f"persistence_location {plan.BROKER_DATA_DIR}/\n" in conf
 
 
+def test_image_leaves_out_what_the_smoke_test_leaves_out() -> None:
+    ignored = (plan.ROOT / ".dockerignore").read_text().split()
+    for pattern in plan.BUILD_IGNORED:
+        assert f"**/{pattern}" in ignored, pattern
+
+
 def test_image_is_built_and_installed_as_the_smoke_test_does() -> None:
     instructions = _dockerfile()
     bases = [rest for word, rest in instructions if word == "FROM"]
