@@ -71,6 +71,7 @@ from devices.families import bridge_topics
 from devices.readings import PG_TYPES, READING_OF_TABLE, TABLE_OF
 from devices.registry import load_registry_file
 from devices.store import import_registry
+from ingest import hotpath
 from simulators.wire import connect_packet, disconnect_packet
 
 log = logging.getLogger("bench.ingest")
@@ -265,6 +266,7 @@ def machine_info(env: Env) -> dict[str, Any]:
                                                 "persistence", "autosave_interval"):
                 broker_conf[parts[0]] = parts[1]
     return {
+        "ingestor_build": hotpath.describe(),  # the children run this same package
         "cpu": cpu,
         "cores": os.cpu_count(),
         "ram_gib": round(mem_kb / 1024 / 1024, 1),
@@ -949,6 +951,19 @@ def targets(runs: list[dict[str, Any]], backlog: dict[str, Any] | None) -> dict[
         "system": best_sys, "ingestor_us_per_message": ing_us,
         "broker_us_per_message": broker_us,
         "met": bool(ing_us is not None and broker_us is not None and ing_us <= broker_us)}
+    # The core issue asks both with 2 workers: the same two targets for beffroi-2w alone.
+    two = by.get("beffroi-2w", {})
+    two_rate = two.get("readings_per_s")
+    two_per = two.get("cpu_us_per_message", {})
+    two_ing, two_broker = two_per.get("ingestor"), two_per.get("broker")
+    out["two_workers"] = {
+        "readings_per_s": two_rate,
+        "ratio": round(two_rate / lower, 3) if two_rate and lower else None,
+        "of_lower_raw_limit_met": bool(two_rate and lower
+                                       and two_rate >= TARGET_OF_RAW * lower),
+        "ingestor_us_per_message": two_ing, "broker_us_per_message": two_broker,
+        "ingestor_cpu_vs_broker_met": bool(two_ing is not None and two_broker is not None
+                                           and two_ing <= two_broker)}
     batched = [s for s in ("batched-beffroi-1w", "batched-beffroi-2w") if s in by]
     b_best = max(batched, key=lambda s: by[s]["readings_per_s"], default=None)
     b_rate = by[b_best]["readings_per_s"] if b_best else None
@@ -1029,6 +1044,7 @@ def write_markdown(path: Path, result: dict[str, Any]) -> None:
              f"- Python {m['python']}; Mosquitto {m['mosquitto']}; PostgreSQL "
              f"{m['postgresql']} + TimescaleDB {m['timescaledb']}",
              f"- Libraries: {', '.join(f'{k} {v}' for k, v in m['libraries'].items())}",
+             f"- Ingestor: {m.get('ingestor_build', 'per-message path: pure Python')}",
              f"- Load average at start: {', '.join(f'{x:.2f}' for x in m['loadavg_at_start'])}",
              "", "## Stream", ""]
     s = result["stream"]
@@ -1084,6 +1100,16 @@ def write_markdown(path: Path, result: dict[str, Any]) -> None:
                  f"{_fmt(ic['ingestor_us_per_message'], ' µs')} against "
                  f"{_fmt(ic['broker_us_per_message'], ' µs')} | "
                  f"{'yes' if ic['met'] else '**no**'} |")
+    tw = t.get("two_workers")
+    if tw and tw["readings_per_s"]:
+        lines.append(f"| with 2 workers: end to end ≥ 60 % of the lower raw limit | "
+                     f"{_fmt(tw['readings_per_s'])} (beffroi-2w) / {_fmt(o['lower_raw_limit'])}"
+                     f" = {_fmt((tw['ratio'] or 0) * 100)} % | "
+                     f"{'yes' if tw['of_lower_raw_limit_met'] else '**no**'} |")
+        lines.append(f"| with 2 workers: ingestor CPU per message ≤ the broker's | "
+                     f"{_fmt(tw['ingestor_us_per_message'], ' µs')} (both workers) against "
+                     f"{_fmt(tw['broker_us_per_message'], ' µs')} | "
+                     f"{'yes' if tw['ingestor_cpu_vs_broker_met'] else '**no**'} |")
     bt = t["batched_of_copy_only"]
     if bt["copy_only"] or bt["readings_per_s"]:
         lines.append(f"| batched stream ≥ 50 % of its COPY-only limit | "
