@@ -10,10 +10,13 @@ package (no C compiler needed, slower).
 from __future__ import annotations
 
 import os
+import sys
+from pathlib import Path
 
 from setuptools import setup
 
-from ingest.hotpath import COMPILED_MODULES
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # the build runs setup.py as a script
+from ingest.hotpath import COMPILED_MODULES  # stdlib only: nothing is installed yet
 
 
 def _ext_modules() -> list[object]:

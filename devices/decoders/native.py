@@ -174,7 +174,8 @@ def _validate(model: type[_M], obj: object, where: str) -> _M:
     try:
         return msgspec.convert(obj, model, strict=True)
     except msgspec.ValidationError:
-        raise _validation_error(model, obj, where) from None
+        pass  # msgspec's error may quote the value sent (a plate): not kept as our context
+    raise _validation_error(model, obj, where)
 
 
 # --- readings --------------------------------------------------------------------------------

@@ -161,6 +161,17 @@ def test_transaction_ignores_plates() -> None:
     assert "AB-123-CD" not in repr(r)
 
 
+@pytest.mark.parametrize("field", ["payment_method", "amount_cents", "duration_s"])
+def test_a_plate_in_a_refused_field_never_appears_in_the_error(field: str) -> None:
+    message = {"transaction_id": "HZ12-000457", "amount_cents": 250, "duration_s": 3600,
+               "payment_method": "card", field: "AB-123-CD", "note": 1}  # fmt: skip
+    with pytest.raises(DecodeError) as exc:  # "note": the reference path, msgspec.convert
+        decode(TRANSACTION, message)
+    logged = "".join(traceback.format_exception(exc.value)) + repr(exc.value)
+    assert field in logged
+    assert "AB-123-CD" not in logged
+
+
 @pytest.mark.parametrize(
     ("change", "reason"),
     [({"transaction_id": ""}, "out_of_range"), ({"transaction_id": "x" * 65}, "out_of_range"),
