@@ -42,7 +42,7 @@ $(VENV)/.installed: pyproject.toml setup.py ingest/hotpath.py requirements-dev.l
 	@out=$$($(BIN)/pip install -q --disable-pip-version-check --require-hashes \
 	  -r requirements-dev.lock -r requirements-build.lock 2>&1) || { echo "$$out" >&2; exit 1; }
 	@echo "building beffroi (mypyc compiles the ingestor's per-message path: about a minute)"
-	@rm -f beffroi_compiled__mypyc.*.so $(COMPILED_SOURCES:.py=.*.so)
+	@rm -f beffroi_compiled__mypyc.*.so && find beffroi devices ingest api simulators -name '*.so' -delete
 	@out=$$($(BIN)/pip install -q --disable-pip-version-check --no-deps --no-build-isolation \
 	  -e . 2>&1) || { echo "$$out" >&2; exit 1; }
 	@$(BIN)/python -c 'import beffroi, psycopg, fastapi' 

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import ctypes
 import ctypes.util
+import dataclasses
 import logging
 import multiprocessing
 import os
@@ -198,7 +199,7 @@ class Supervisor:
     def start(self, i: int) -> None:
         p = self.ctx.Process(
             target=_worker_main, name=f"beffroi-ingest-{i}",
-            args=(self.settings.model_dump_json(), self.db_url, self.broker.__dict__, i,
+            args=(self.settings.model_dump_json(), self.db_url, dataclasses.asdict(self.broker), i,
                   self.shared, self.progress, logging.getLogger().level, os.getpid(),
                   self.workers))
         p.start()
