@@ -13,9 +13,10 @@ import importlib.machinery
 from pathlib import Path
 from typing import Final
 
-#: Every module a message goes through between the socket and the COPY that mypyc can
-#: compile. Not here: the asyncio parts (ingest.service, ingest.mqtt), which await more than
-#: they compute; modules whose classes extend built-in exceptions (mypyc cannot); and
+#: The modules a message goes through between the socket and the COPY, compiled. Not here:
+#: the asyncio parts (ingest.service, ingest.mqtt), where compiling gave no gain measurable
+#: beyond run-to-run spread (docs/ingest.md) and costs what they rely on (a dataclass's
+#: ``__dict__``, exceptions derived from built-in ones other than ``Exception``); and
 #: devices.decoders.declarations, whose msgspec ``Struct`` classes msgspec must make itself.
 COMPILED_MODULES: Final = (
     "devices.errors",
