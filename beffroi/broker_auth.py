@@ -20,7 +20,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from devices.families import bridge_topics
+from devices.families import SEGMENTS, bridge_topics
 
 # Mosquitto 2's password format: PBKDF2-HMAC-SHA512, 101 iterations, 12-byte salt.
 _ITERATIONS = 101
@@ -116,8 +116,10 @@ def ingest_accounts(*, prefix: str, password: str, user: str, client_id: str,
 def sim_accounts(*, prefix: str, password: str, user: str, connections: int,
                  bridge_prefix: str = "") -> list[BrokerAccount]:
     """The simulator's accounts: connection ``n`` is ``user`` with ``{n}`` replaced (and
-    that client id), and writes every device and bridge topic."""
-    topics = (f"{prefix}/#", *bridge_topics(bridge_prefix))
+    that client id), and writes every device and bridge topic: under the known segments
+    only, like the devices, so that every topic it may publish reaches an ingestor worker
+    (ingest/subscriptions.py)."""
+    topics = (*(f"{prefix}/{s}/#" for s in SEGMENTS), *bridge_topics(bridge_prefix))
     hashed = mosquitto_hash(password)
     return [BrokerAccount(name, hashed, write=topics, client_id=name)
             for name in (connection_user(_template(user), n) for n in range(connections))]

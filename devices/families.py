@@ -37,6 +37,8 @@ MESSAGE_KINDS: tuple[MessageKind, ...] = (
 KIND_BY_TOPIC: dict[tuple[str, str], MessageKind] = {(k.segment, k.name): k for k in MESSAGE_KINDS}
 KIND_BY_TABLE: dict[str, MessageKind] = {k.table: k for k in MESSAGE_KINDS}
 SEGMENT_OF_FAMILY: dict[Family, str] = {k.family: k.segment for k in MESSAGE_KINDS}
+#: The topic segments of the device families (``wifi``, ``parking``, ``grid``).
+SEGMENTS: tuple[str, ...] = tuple(dict.fromkeys(k.segment for k in MESSAGE_KINDS))
 KINDS_OF_FAMILY: dict[Family, tuple[MessageKind, ...]] = {
     f: tuple(k for k in MESSAGE_KINDS if k.family is f) for f in Family
 }

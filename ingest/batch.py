@@ -15,7 +15,7 @@ DeadLetterRow = tuple[datetime, str, str | None, str, str, bytes, int]
 class Batch:
     """Messages whose readings are written in one transaction; ``done`` resolves on commit."""
 
-    __slots__ = ("dead", "done", "messages", "n_messages", "n_readings", "opened", "passed",
+    __slots__ = ("dead", "done", "messages", "n_messages", "n_readings", "opened",
                  "refused", "rows")
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
@@ -27,9 +27,6 @@ class Batch:
         self.n_readings = 0
         # Accepted messages that the writer dead-lettered (conflict, db_rejected).
         self.refused = 0
-        # Messages of another worker's share (plain subscriptions): nothing to store, but
-        # acknowledged with this batch, so that PUBACKs leave in the order messages came.
-        self.passed = 0
         self.opened = time.monotonic()
         self.done: asyncio.Future[None] = loop.create_future()
 

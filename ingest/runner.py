@@ -13,17 +13,26 @@ import os
 import signal
 import sys
 import time
+from collections.abc import Callable, Iterator
 from multiprocessing import connection as mp_connection
 from multiprocessing.process import BaseProcess
 from typing import Any
 
+import paho.mqtt.client as mqtt
 import psycopg
+from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from paho.mqtt.subscribeoptions import SubscribeOptions
 from prometheus_client import start_http_server
 
+from beffroi.broker_auth import connection_user
 from beffroi.gctune import tune_gc
 from beffroi.settings import Settings
+from ingest.claim import lock_key
 from ingest.metrics import Metrics
 from ingest.service import BrokerConfig, Ingestor
+from ingest.subscriptions import max_plain_workers, worker_filters
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +71,10 @@ async def run_worker(settings: Settings, db_url: str, broker: BrokerConfig, work
     return TAKEN_OVER_EXIT if taken_over else 0
 
 
+class TooManyWorkers(ValueError):
+    """More workers than plain subscriptions can split the topics between."""
+
+
 def _die_with_parent(parent: int) -> None:
     """Have the kernel send SIGTERM to this worker when its parent dies (Linux), so that a
     parent killed alone never leaves workers behind to fight the next run's."""
@@ -95,61 +108,120 @@ def _install_uvloop() -> None:
     uvloop.install()
 
 
-def session_present(settings: Settings, broker: BrokerConfig, worker: int) -> bool:
-    """Whether the broker keeps a session for worker ``worker`` (a quick MQTT 5 connection
-    that resumes it, and ends the empty one it made when there was none)."""
-    import paho.mqtt.client as mqtt
-    from paho.mqtt.enums import CallbackAPIVersion
-    from paho.mqtt.packettypes import PacketTypes
-    from paho.mqtt.properties import Properties
+@contextlib.contextmanager
+def _worker_session(settings: Settings, broker: BrokerConfig, worker: int
+                    ) -> Iterator[tuple[mqtt.Client, bool] | None]:
+    """A short MQTT 5 connection that resumes worker ``worker``'s session: the client and
+    whether the broker had the session, or None when the broker cannot be reached.
 
-    from beffroi.broker_auth import connection_user
-
+    It acknowledges nothing: with manual acknowledgement and a Receive Maximum of 1, what
+    the broker sends of the session's queue stays in flight and comes again to the worker.
+    """
     client = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5,
-                         client_id=f"{settings.ingest_client_id}-{worker}")
+                         client_id=f"{settings.ingest_client_id}-{worker}", manual_ack=True)
     client.username_pw_set(connection_user(broker.username, worker), broker.password)
     props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
     props.SessionExpiryInterval = settings.ingest_session_expiry_s
+    props.ReceiveMaximum = 1
     answer: list[tuple[bool, bool]] = []
     client.on_connect = lambda c, u, flags, rc, p: answer.append(
         (not rc.is_failure, bool(flags.session_present)))
     try:
         client.connect(broker.host, broker.port, clean_start=False, properties=props)
-        deadline = time.monotonic() + 10
-        while not answer and time.monotonic() < deadline:
-            client.loop(0.1)
+        _loop_until(client, lambda: bool(answer))
     except OSError as exc:
-        log.warning("cannot check worker %d's broker session (%s)", worker, exc)
-        return False
+        log.warning("cannot reach worker %d's broker session (%s)", worker, exc)
+        yield None
+        return
     ok, present = answer[0] if answer else (False, False)
-    if ok and not present:
-        end = Properties(PacketTypes.DISCONNECT)  # type: ignore[no-untyped-call]
-        end.SessionExpiryInterval = 0
-        client.disconnect(properties=end)
-    else:
+    try:
+        yield (client, present) if ok else None
+    finally:
         client.disconnect()
-    with contextlib.suppress(OSError):
+        with contextlib.suppress(OSError):
+            client.loop(0.1)
+
+
+def _loop_until(client: mqtt.Client, done: Callable[[], bool], timeout: float = 10) -> None:
+    deadline = time.monotonic() + timeout
+    while not done() and time.monotonic() < deadline:
         client.loop(0.1)
-    return ok and present
+
+
+def session_present(settings: Settings, broker: BrokerConfig, worker: int) -> bool:
+    """Whether the broker keeps a session for worker ``worker`` (a quick MQTT 5 connection
+    that resumes it, and ends the empty one it made when there was none)."""
+    with _worker_session(settings, broker, worker) as session:
+        if session is None:
+            return False
+        client, present = session
+        if not present:
+            end = Properties(PacketTypes.DISCONNECT)  # type: ignore[no-untyped-call]
+            end.SessionExpiryInterval = 0
+            client.disconnect(properties=end)
+        return present
+
+
+def _in_use(db_url: str, client_id: str) -> bool:
+    """Whether another ingestor holds ``client_id`` (its claim, ingest/claim.py)."""
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        row = conn.execute("SELECT pg_try_advisory_lock(%s, %s)", lock_key(client_id)).fetchone()
+        if not row or not row[0]:
+            return True
+        conn.execute("SELECT pg_advisory_unlock(%s, %s)", lock_key(client_id))
+    return False
+
+
+def prepare_sessions(settings: Settings, db_url: str, broker: BrokerConfig, workers: int, *,
+                     shared: bool) -> None:
+    """Subscribe each worker's session to its own filters before any worker starts.
+
+    A worker drops from its session the filters of an earlier run with another number of
+    workers or another mode as soon as it connects (ingest/subscriptions.py). Were the new
+    owner of such a filter not subscribed yet, what is published in between would match
+    nobody and be lost; subscribed here first, every message matches some session at every
+    moment. What both sessions receive meanwhile is stored once (the readings' unique keys).
+    """
+    for worker in range(workers):
+        client_id = f"{settings.ingest_client_id}-{worker}"
+        if _in_use(db_url, client_id):
+            log.info("client id %s is in use by another ingestor: its session is left as is",
+                     client_id)
+            continue
+        own = worker_filters(worker, workers, prefix=settings.topic_prefix,
+                             bridge_prefix=settings.bridge_prefix, shared=shared,
+                             share_group=settings.ingest_share_group)
+        _subscribe_session(settings, broker, worker, own)
+
+
+def _subscribe_session(settings: Settings, broker: BrokerConfig, worker: int,
+                       own: list[str]) -> None:
+    with _worker_session(settings, broker, worker) as session:
+        if session is None:
+            return  # the worker says why when it connects
+        client, _ = session
+        granted: list[list[int]] = []
+        client.on_subscribe = lambda c, u, mid, codes, p: granted.append(
+            [code.value for code in codes])
+        client.subscribe([(f, SubscribeOptions(qos=1)) for f in own])
+        _loop_until(client, lambda: bool(granted))
+        if not granted or any(code != 1 for code in granted[0]):
+            log.warning("worker %d's session could not be subscribed to %s beforehand (%s); "
+                        "the worker subscribes when it starts", worker, ", ".join(own),
+                        granted[0] if granted else "no answer")
 
 
 def retire_sessions(settings: Settings, db_url: str, broker: BrokerConfig, workers: int) -> int:
     """Drain and end the broker sessions of worker numbers ``workers`` and up (up to
     ``ingest_max_workers``) that an earlier run with more workers left behind: the broker
     would otherwise keep a copy of every message for them. Return how many were ended."""
-    from ingest.claim import lock_key
-
     retired = 0
     for worker in range(workers, settings.ingest_max_workers):
         client_id = f"{settings.ingest_client_id}-{worker}"
-        with psycopg.connect(db_url, autocommit=True) as conn:
-            row = conn.execute("SELECT pg_try_advisory_lock(%s, %s)",
-                               lock_key(client_id)).fetchone()
-            if not row or not row[0]:
-                log.info("client id %s is in use by another ingestor: its session stays",
-                         client_id)
-                continue
-            conn.execute("SELECT pg_advisory_unlock(%s, %s)", lock_key(client_id))
+        if _in_use(db_url, client_id):
+            log.info("client id %s is in use by another ingestor: its session stays",
+                     client_id)
+            continue
         if not session_present(settings, broker, worker):
             continue
         log.warning("an earlier run left the broker session of worker %d (%s): storing what "
@@ -163,12 +235,18 @@ def retire_sessions(settings: Settings, db_url: str, broker: BrokerConfig, worke
 def run(settings: Settings, db_url: str, broker: BrokerConfig, *, workers: int = 1,
         progress: bool | None = None) -> int:
     """Run ``workers`` ingestor processes until interrupted; return an exit code."""
-    retire_sessions(settings, db_url, broker, workers)
-    # Plain subscriptions by default, each worker keeping its share of the topics: a
-    # broker restart loses nothing (Mosquitto 2.0 restores plain subscriptions of persistent
-    # sessions, not shared ones). A shared subscription sends each message to one worker
-    # only, at the cost of the messages published after a broker restart (docs/scale.md).
+    # Plain subscriptions by default, the workers splitting the topics by filter: a broker
+    # restart loses nothing (Mosquitto 2.0 restores plain subscriptions of persistent
+    # sessions, not shared ones). A shared subscription deals the messages of every topic
+    # to the workers, at the cost of those published after a broker restart (docs/scale.md).
     shared = bool(settings.ingest_shared_subscription)
+    if not shared and workers > max_plain_workers():
+        raise TooManyWorkers(
+            f"--workers {workers}: plain subscriptions split the topics between at most "
+            f"{max_plain_workers()} workers (docs/ingest.md, Subscriptions); set "
+            "BEFFROI_INGEST_SHARED_SUBSCRIPTION=true for more")
+    prepare_sessions(settings, db_url, broker, workers, shared=shared)
+    retire_sessions(settings, db_url, broker, workers)
     if workers == 1:
         _install_uvloop()
         return asyncio.run(run_worker(settings, db_url, broker, 0, shared=shared,

@@ -10,14 +10,12 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
-from zlib import crc32
 from zoneinfo import ZoneInfo
 
 import psycopg
 
 from beffroi.broker_auth import connection_user
 from beffroi.settings import Settings
-from devices.families import bridge_topics
 from devices.privacy import MacHasher
 from devices.redact import dead_letter_parts, source
 from ingest import hotpath
@@ -29,6 +27,7 @@ from ingest.metrics import Metrics
 from ingest.mqtt import MqttSubscriber, Subscriber
 from ingest.registry_cache import RegistryCache
 from ingest.router import UNKNOWN_DEVICE, Routed, Router
+from ingest.subscriptions import stale_filters, worker_filters
 from ingest.writer import BatchWriter
 
 log = logging.getLogger(__name__)
@@ -50,14 +49,6 @@ class BrokerConfig:
     password: str
 
 
-def subscription_topics(settings: Settings, *, shared: bool = True) -> list[str]:
-    """Topic filters of the ingestor, as a shared subscription so workers split the stream."""
-    topics = [f"{settings.topic_prefix}/#", *bridge_topics(settings.bridge_prefix)]
-    if shared:
-        return [f"$share/{settings.ingest_share_group}/{t}" for t in topics]
-    return topics
-
-
 class Ingestor:
     """One ingestor process (a worker of ``beffroi ingest --workers N``)."""
 
@@ -70,9 +61,9 @@ class Ingestor:
         self.broker = broker
         self.worker = worker
         self.shared = (settings.ingest_shared_subscription if shared is None else shared) or False
-        # Without a shared subscription, each of the N workers receives every message and
-        # keeps the topics whose CRC-32 modulo N is its number (see docs/ingest.md, Workers).
-        self.partition = 1 if self.shared else max(1, workers)
+        # Without a shared subscription, the N workers split the topics by filter
+        # (ingest/subscriptions.py): each stores every message it receives.
+        self.workers = max(1, workers)
         # Retiring: a worker number a smaller --workers no longer uses. Its session is
         # drained (every message it holds is stored; rows already stored are kept once) and
         # ended, so the broker stops keeping a copy of the stream for it.
@@ -111,12 +102,8 @@ class Ingestor:
         """Route a message into the open batch; the returned future resolves on commit.
 
         Synchronous on purpose: the MQTT client calls it for each message and sends the
-        PUBACKs from a callback on the future, with no task per message. A message of another
-        worker's share is not stored (that worker's own session has its copy) but is
-        acknowledged with the open batch, in the order received (see ``_elsewhere``).
+        PUBACKs from a callback on the future, with no task per message.
         """
-        if self.partition > 1 and crc32(topic.encode()) % self.partition != self.worker:
-            return self._elsewhere()
         now = datetime.now(UTC)
         content_type = properties.get("content_type")
         routed = self.router.route(topic, payload, now, content_type)
@@ -126,25 +113,6 @@ class Ingestor:
             return asyncio.ensure_future(self._submit_after_refresh(topic, payload, now,
                                                                     content_type))
         return self._add(topic, payload, now, routed)
-
-    def _elsewhere(self) -> asyncio.Future[None]:
-        """Another worker's message: its PUBACK waits for the open batch's commit.
-
-        Acknowledged at once, it would overtake the PUBACKs of this worker's own messages
-        still waiting for their commit, and Mosquitto looks each PUBACK up by walking the
-        session's in-flight list from its oldest message: out of order, every lookup walks
-        past the thousands still waiting (docs/ingest.md, "Two workers on plain
-        subscriptions"). In receive order, each PUBACK names the oldest message.
-        """
-        self.metrics.messages.labels("other_worker").inc()
-        batch = self.current
-        if batch is None:
-            batch = self._open_batch()
-        batch.passed += 1
-        self.unacked += 1
-        if batch.n_readings + batch.passed >= self.settings.ingest_batch_size:
-            self._seal(batch)
-        return batch.done
 
     async def _submit_after_refresh(self, topic: str, payload: bytes, now: datetime,
                                     content_type: str | None) -> None:
@@ -166,7 +134,7 @@ class Ingestor:
             batch.add_dead(self._dead_row(now, topic, rej.device_id, rej.reason, rej.detail,
                                           payload))
         self.unacked += 1
-        if batch.n_readings + batch.passed >= self.settings.ingest_batch_size:
+        if batch.n_readings >= self.settings.ingest_batch_size:
             self._seal(batch)
         return batch.done
 
@@ -219,14 +187,14 @@ class Ingestor:
                 # Not a database outage (those are retried inside write): fail the batch so
                 # its messages stay unacknowledged and the broker redelivers them.
                 log.exception("batch of %d messages failed; it will be redelivered",
-                              batch.n_messages + batch.passed)
-                self.unacked -= batch.n_messages + batch.passed
+                              batch.n_messages)
+                self.unacked -= batch.n_messages
                 batch.done.set_exception(exc)
                 batch.done.exception()  # mark retrieved
                 continue
             finally:
                 self.queue.task_done()
-            self.unacked -= batch.n_messages + batch.passed
+            self.unacked -= batch.n_messages
             if not batch.n_messages:
                 batch.done.set_result(None)
                 continue
@@ -310,15 +278,22 @@ class Ingestor:
             await self.shutdown()
             return
         claimed.result()
+        st = self.settings
+        # A retiring worker subscribes to nothing and drops every filter; the others drop the
+        # filters of another mode or number of workers: the runner subscribed every worker
+        # to its own before any worker starts (ingest/runner.py, ``prepare_sessions``).
+        own = [] if self.retire else worker_filters(
+            self.worker, self.workers, prefix=st.topic_prefix, bridge_prefix=st.bridge_prefix,
+            shared=self.shared, share_group=st.ingest_share_group)
         sub = MqttSubscriber(
             host=self.broker.host, port=self.broker.port,
             username=connection_user(self.broker.username, self.worker),
             password=self.broker.password, client_id=client_id,
-            topics=[] if self.retire else subscription_topics(self.settings, shared=self.shared),
+            topics=own,
             submit=self.submit,
-            stale_topics=[*subscription_topics(self.settings, shared=not self.shared),
-                          *(subscription_topics(self.settings, shared=self.shared)
-                            if self.retire else ())],
+            stale_topics=stale_filters(own, prefix=st.topic_prefix,
+                                       bridge_prefix=st.bridge_prefix,
+                                       share_group=st.ingest_share_group),
             receive_maximum=self.settings.ingest_receive_maximum,
             max_inflight_bytes=self.settings.ingest_max_inflight_bytes,
             max_packet_size=self.settings.ingest_max_packet_bytes,

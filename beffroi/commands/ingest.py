@@ -19,8 +19,9 @@ def register(sub: Any) -> None:
         "acknowledge each message only once its batch has committed. Rejected messages go "
         "to the dead_letters table with a reason. SIGTERM/Ctrl-C flush and stop cleanly.")
     p.add_argument("--workers", type=int, default=1, metavar="N",
-                   help="worker processes sharing the stream through an MQTT shared "
-                   "subscription (default 1; one per core is a good start)")
+                   help="worker processes splitting the stream, each subscribed to its "
+                   "own topics (default 1; one per core is a good start, at most 6 unless "
+                   "BEFFROI_INGEST_SHARED_SUBSCRIPTION is on)")
     p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                    help="print a progress line every few seconds (default: when on a terminal)")
     p.set_defaults(handler=_ingest)
@@ -29,7 +30,7 @@ def register(sub: Any) -> None:
 def _ingest(ctx: Context, args: argparse.Namespace) -> int:
     from beffroi.broker_auth import CONNECTION_PLACEHOLDER
     from ingest.mqtt import ConnectRefused, SubscriptionRefused
-    from ingest.runner import run
+    from ingest.runner import TooManyWorkers, run
     from ingest.service import BrokerConfig
 
     settings = ctx.client_settings
@@ -45,5 +46,5 @@ def _ingest(ctx: Context, args: argparse.Namespace) -> int:
     try:
         return run(settings, db_url, BrokerConfig(host, port, user, password),
                    workers=max(1, args.workers), progress=progress)
-    except (ConnectRefused, SubscriptionRefused) as exc:
+    except (ConnectRefused, SubscriptionRefused, TooManyWorkers) as exc:
         raise CommandError(str(exc)) from exc

@@ -161,28 +161,6 @@ def test_broker_restart_resumes_session(stack: Stack, db_url: str, uid: str,
     assert "(session present: True)" in resumed, resumed[-3000:]
 
 
-def test_two_workers_split_the_stream(stack: Stack, db_url: str, uid: str,
-                                      tmp_path: Path) -> None:
-    n = 20_000
-    _register_meters(db_url, uid)
-    proc = IngestProcess(stack, db_url, tmp_path / "ingest2.log", workers=2)
-    proc.start()
-    pub = Publisher.as_role(stack, "admin")
-    try:
-        pub.publish_many(_messages(proc.prefix, uid, n))
-        _until_rows(db_url, uid, n)
-        assert proc.stop() == 0
-    finally:
-        pub.close()
-        proc.close()
-    assert _rows(db_url, uid) == n
-    log = proc.log_path.read_text()
-    per_worker = [int(line.rsplit("stopped: ", 1)[1].split()[0])
-                  for line in log.splitlines() if "stopped: " in line]
-    assert len(per_worker) == 2 and sum(per_worker) == n, per_worker
-    assert min(per_worker) > n // 4, f"uneven split {per_worker}"
-
-
 def test_sigterm_during_database_outage_exits_in_bounded_time(
         stack: Stack, db_url: str, uid: str, tmp_path: Path) -> None:
     """A stop ends within the stop timeout whatever the database does; what was not

@@ -1,99 +1,157 @@
-"""A worker of ``--workers N`` on plain subscriptions acknowledges in the order it receives.
+"""``beffroi ingest --workers N`` on plain subscriptions: the workers split the topics.
 
-Each worker receives every message and stores its share (topic CRC-32 modulo N). The PUBACKs
-of the other workers' messages must not overtake those of its own messages waiting for their
-commit: Mosquitto finds the message a PUBACK names by walking the session's in-flight list
-from the oldest, so out-of-order PUBACKs cost it a walk past every message still waiting
-(docs/ingest.md). The order is only visible on the wire, so the broker here is the scripted
-one of the client's unit tests, in front of the real database.
+Each worker subscribes to its own groups of topics (ingest/subscriptions.py), so the broker
+sends each message to one worker: with two, worker 0 stores the grid meters' readings and
+worker 1 the parking's and the refused topics. Changing the number of workers while devices
+publish loses and duplicates nothing: the runner subscribes every worker's session to its
+new filters before any worker drops its old ones. Real Mosquitto, real database.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-from collections.abc import AsyncIterator
+import re
+import threading
+import time
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from zlib import crc32
+from pathlib import Path
 
 import orjson
 import pytest
 
-from beffroi.settings import Settings
-from devices import mqttwire as w
-from ingest.service import BrokerConfig, Ingestor
-from tests.integration.ingest_helpers import ingest_settings
-from tests.integration.mqtt_helpers import count, register
-from tests.unit.mqtt_peer import PeerSession, scripted_broker
+from beffroi.stack import Stack
+from tests.integration.ingest_helpers import IngestProcess
+from tests.integration.mqtt_helpers import Publisher, count, register, wait_until
 
-pytestmark = pytest.mark.stack
+pytestmark = [pytest.mark.stack, pytest.mark.slow]
 
-WORKERS = 2
+DEVICES = 6
+T0 = datetime.now(UTC).replace(microsecond=0) - timedelta(days=20)
 
 
-@contextlib.asynccontextmanager
-async def _worker_on_peer(settings: Settings, db_url: str
-                          ) -> AsyncIterator[tuple[Ingestor, PeerSession]]:
-    """Worker 0 of 2 (plain subscriptions) connected to a scripted broker, handshake done."""
-    async with scripted_broker() as peer:
-        ing = Ingestor(settings, db_url=db_url,
-                       broker=BrokerConfig("127.0.0.1", peer.port, "u", "p"), worker=0,
-                       workers=WORKERS, shared=False, progress=False)
-        stop = asyncio.Event()
-        task = asyncio.create_task(ing.run(stop))
-        session = await peer.next_session(timeout=30)
-        _, filters = await session.handshake(reasons=(1,) * 3)
-        assert not any(f.startswith("$share/") for f in filters)
-        body = await session.expect(w.UNSUBSCRIBE)  # the shared filters of the other mode
-        session.send(w.suback_packet((body[0] << 8) | body[1], [0x11] * 3, unsubscribe=True))
-        await asyncio.wait_for(ing.wait_started(), 10)
+def _message(prefix: str, uid: str, i: int) -> tuple[str, bytes]:
+    """Message ``i``: a grid reading (even) or a parking spot state (odd), each unique."""
+    t = (T0 + timedelta(seconds=i)).isoformat()
+    if i % 2 == 0:
+        return (f"{prefix}/grid/{uid}-m{i % DEVICES}/reading",
+                orjson.dumps({"ts": t, "energy_import_wh": i}))
+    return (f"{prefix}/parking/{uid}-s{i % DEVICES}/state",
+            orjson.dumps({"ts": t, "state": "occupied" if i % 4 == 1 else "free"}))
+
+
+def _register(db_url: str, uid: str) -> None:
+    register(db_url, uid, {f"{uid}-m{i}": "grid_meter" for i in range(DEVICES)}
+             | {f"{uid}-s{i}": "parking_spot" for i in range(DEVICES)})
+
+
+def _stored(db_url: str, uid: str) -> tuple[int, int]:
+    return (count(db_url, "grid_readings", "device_id LIKE %s", (f"{uid}-m%",)),
+            count(db_url, "parking_spot_state", "device_id LIKE %s", (f"{uid}-s%",)))
+
+
+def _committed(log: str, worker: int) -> tuple[int, int]:
+    """What worker ``worker`` says it committed when it stopped: (readings, rejected)."""
+    found = re.findall(rf"worker {worker} stopped: (\d+) readings committed, (\d+) messages "
+                       r"rejected", log)
+    assert len(found) == 1, log[-3000:]
+    return int(found[0][0]), int(found[0][1])
+
+
+@pytest.fixture
+def procs() -> Iterator[list[IngestProcess]]:
+    started: list[IngestProcess] = []
+    yield started
+    for p in started:
+        p.close()
+
+
+def test_two_workers_each_receive_their_own_topics(stack: Stack, db_url: str, uid: str,
+                                                   tmp_path: Path,
+                                                   procs: list[IngestProcess]) -> None:
+    _register(db_url, uid)
+    ing = IngestProcess(stack, db_url, tmp_path / "ingest.log", workers=2)
+    procs.append(ing)
+    ing.start()
+    n = 600
+    pub = Publisher.as_role(stack, "admin")
+    try:
+        pub.publish_many([_message(ing.prefix, uid, i) for i in range(n)]
+                         + [(f"{ing.prefix}/{uid}/x", b"{}")])  # refused: unknown_topic
+    finally:
+        pub.close()
+    wait_until(lambda: _stored(db_url, uid) == (n // 2, n // 2)
+               and count(db_url, "dead_letters", "topic = %s", (f"{ing.prefix}/{uid}/x",)),
+               timeout=60, what="every message stored or refused")
+    assert ing.stop() == 0
+    log = ing.log_path.read_text()
+    # The broker sent each worker its own topics only: neither stored the other's share.
+    assert _committed(log, 0) == (n // 2, 0)
+    assert _committed(log, 1) == (n // 2, 1)
+    assert _stored(db_url, uid) == (n // 2, n // 2)
+
+
+class _Devices(threading.Thread):
+    """Devices publishing (QoS 1, acknowledged by the broker) until stopped, about 2,000
+    messages a second: the pause paces them, it synchronises nothing."""
+
+    def __init__(self, stack: Stack, prefix: str, uid: str) -> None:
+        super().__init__(daemon=True)
+        self.pub = Publisher.as_role(stack, "admin")
+        self.prefix, self.uid = prefix, uid
+        self.sent = 0
+        self.halt = threading.Event()
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
         try:
-            yield ing, session
+            while not self.halt.is_set():
+                batch = [_message(self.prefix, self.uid, self.sent + k) for k in range(20)]
+                self.sent += self.pub.publish_many(batch)
+                time.sleep(0.01)
+        except BaseException as exc:
+            self.error = exc
         finally:
-            stop.set()
-            await asyncio.wait_for(task, 30)
+            self.pub.close()
 
 
-def _topics(prefix: str, uid: str, n: int) -> tuple[list[str], list[str]]:
-    """``n`` grid meter topics of worker 0's share and ``n`` of worker 1's."""
-    own: list[str] = []
-    other: list[str] = []
-    i = 0
-    while len(own) < n or len(other) < n:
-        topic = f"{prefix}/grid/{uid}-m{i}/reading"
-        share = own if crc32(topic.encode()) % WORKERS == 0 else other
-        if len(share) < n:
-            share.append(topic)
-        i += 1
-    return own, other
-
-
-async def _pubacks(session: PeerSession, n: int) -> list[int]:
-    return [w.decode_puback(await session.expect(w.PUBACK, timeout=30))[0] for _ in range(n)]
-
-
-async def test_pubacks_leave_in_receive_order_across_shares(settings: Settings, db_url: str,
-                                                            uid: str) -> None:
-    s = ingest_settings(settings, ingest_batch_max_age_ms=300)
-    own, other = _topics(s.topic_prefix, uid, 6)
-    register(db_url, uid, {t.split("/")[2]: "grid_meter" for t in own + other})
-    t0 = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=1)
-    async with _worker_on_peer(s, db_url) as (ing, session):
-        # Own and other messages alternate, in one read: the other worker's must wait.
-        packets = []
-        for k in range(12):
-            topic = (own if k % 2 == 0 else other)[k // 2]
-            body = orjson.dumps({"ts": (t0 + timedelta(seconds=k)).isoformat(),
-                                 "energy_import_wh": k})
-            packets.append(w.publish_packet(topic, body, packet_id=k + 1))
-        session.send(b"".join(packets))
-        assert await _pubacks(session, 12) == list(range(1, 13))
-        assert ing.committed_messages == 6
-        assert count(db_url, "grid_readings", "device_id LIKE %s", (f"{uid}-m%",)) == 6
-
-        # Only the other worker's messages: acknowledged all the same, nothing stored.
-        session.send(b"".join(
-            w.publish_packet(topic, b'{"energy_import_wh": 1}', packet_id=100 + k)
-            for k, topic in enumerate(other)))
-        assert await _pubacks(session, 6) == list(range(100, 106))
-        assert ing.unacked == 0 and ing.committed_messages == 6
+def test_changing_the_number_of_workers_loses_nothing(stack: Stack, db_url: str, uid: str,
+                                                      tmp_path: Path,
+                                                      procs: list[IngestProcess]) -> None:
+    """1, 2, 3, then 1 worker again, each started while devices publish: the topics change
+    hands between the sessions, and every published message is stored exactly once."""
+    _register(db_url, uid)
+    first = IngestProcess(stack, db_url, tmp_path / "ingest.log", workers=3)
+    same = {k: v for k, v in first.env.items()
+            if k in ("BEFFROI_INGEST_CLIENT_ID", "BEFFROI_INGEST_SHARE_GROUP",
+                     "BEFFROI_TOPIC_PREFIX")}
+    procs.append(first)  # its close() forgets the three sessions
+    devices = _Devices(stack, first.prefix, uid)
+    try:
+        for workers in (1, 2, 3, 1):
+            ing = IngestProcess(stack, db_url, tmp_path / f"ingest-{workers}.log",
+                                workers=workers, env=same)
+            ing.client_ids, ing.prefix = [], first.prefix
+            procs.append(ing)
+            ing.start()
+            if not devices.is_alive():  # from when the first session exists
+                devices.start()
+            # Barrier: this run stores what is published after it started, on both tables.
+            mark = devices.sent
+            wait_until(lambda m=mark: min(_stored(db_url, uid)) > m // 2 + 50, timeout=60,
+                       what=f"{workers} worker(s) storing the new messages")
+            assert ing.stop() == 0
+    finally:
+        devices.halt.set()
+        if devices.is_alive():
+            devices.join(timeout=60)
+    assert devices.error is None, devices.error
+    sent = devices.sent
+    last = IngestProcess(stack, db_url, tmp_path / "ingest-last.log", workers=1, env=same)
+    last.client_ids, last.prefix = [], first.prefix
+    procs.append(last)
+    last.start()
+    wait_until(lambda: sum(_stored(db_url, uid)) >= sent, timeout=120,
+               what=f"the {sent} published messages stored")
+    assert last.stop() == 0
+    assert _stored(db_url, uid) == ((sent + 1) // 2, sent // 2)
+    assert count(db_url, "dead_letters", "topic LIKE %s", (f"{first.prefix}/%",)) == 0
