@@ -121,6 +121,12 @@ class Settings(BaseSettings):
         description="Allocations between two runs of Python's cyclic garbage collector in "
         "the API process (0: Python's default, 700)."
     )
+    ingest_read_pause_ms: float = Field(
+        5.0, ge=0, le=100,
+        description="After a read that emptied the socket, wait this long before reading "
+        "again, so that one system call takes what arrived meanwhile (0: read at once; "
+        "docs/ingest.md, Reading in bursts)."
+    )
     ingest_max_inflight_bytes: int = Field(
         32 * 1024 * 1024, ge=0,
         description="Stop reading the socket while unacknowledged messages hold this many "
@@ -146,8 +152,8 @@ class Settings(BaseSettings):
     ingest_share_group: str = Field("beffroi", pattern=r"^[A-Za-z0-9_-]{1,32}$")
     ingest_shared_subscription: bool = Field(
         False, description="Subscribe through $share/<group>/ (each message to one worker). "
-        "Off: with --workers N every worker receives every message and keeps its share of "
-        "the topics, so that a Mosquitto restart loses nothing (docs/scale.md)."
+        "Off: with --workers N the workers split the topics between their own plain "
+        "subscriptions, so that a Mosquitto restart loses nothing (docs/scale.md)."
     )
     ingest_session_expiry_s: int = Field(
         7 * 86400, ge=0, description="How long the broker keeps an offline ingestor's session."

@@ -296,6 +296,7 @@ class Ingestor:
                                        share_group=st.ingest_share_group),
             receive_maximum=self.settings.ingest_receive_maximum,
             max_inflight_bytes=self.settings.ingest_max_inflight_bytes,
+            read_pause_s=self.settings.ingest_read_pause_ms / 1000,
             max_packet_size=self.settings.ingest_max_packet_bytes,
             session_expiry_s=self.settings.ingest_session_expiry_s,
             on_state=lambda up: self.metrics.connected.set(1 if up else 0),

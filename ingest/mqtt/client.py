@@ -94,6 +94,7 @@ class MqttSubscriber:
                  topics: Sequence[str], submit: SubmitHandler, receive_maximum: int,
                  session_expiry_s: int, stale_topics: Sequence[str] = (),
                  max_inflight_bytes: int = 0, max_packet_size: int = 1 << 20,
+                 read_pause_s: float = 0.0,
                  keepalive_s: int = KEEPALIVE_S,
                  on_state: Callable[[bool], None] | None = None,
                  on_taken_over: Callable[[], None] | None = None) -> None:
@@ -107,6 +108,7 @@ class MqttSubscriber:
         self.receive_maximum = receive_maximum
         self.session_expiry_s = session_expiry_s
         self.max_packet_size = max_packet_size
+        self.read_pause_s = read_pause_s
         self.keepalive_s = keepalive_s
         self._submit = submit
         self._on_state = on_state
@@ -130,6 +132,12 @@ class MqttSubscriber:
         """True while connected (CONNACK received, connection open)."""
         c = self._conn
         return c is not None and c.is_open and c.connack.done()
+
+    @property
+    def reads(self) -> int:
+        """Socket reads on the current connection (each is one system call and callback)."""
+        c = self._conn
+        return 0 if c is None else c.reads
 
     # -- messages -------------------------------------------------------------------------
     def _make_on_publish(self, conn_ref: list[Connection]) -> w.PublishHandler:
@@ -194,7 +202,8 @@ class MqttSubscriber:
         """One connection: CONNECT, CONNACK, SUBSCRIBE, SUBACK. Raises on any failure."""
         loop = asyncio.get_running_loop()
         conn_ref: list[Connection] = []
-        conn = Connection(self._make_on_publish(conn_ref), max_packet_size=self.max_packet_size)
+        conn = Connection(self._make_on_publish(conn_ref), max_packet_size=self.max_packet_size,
+                          read_pause_s=self.read_pause_s)
         conn_ref.append(conn)
         async with asyncio.timeout(CONNECT_TIMEOUT_S):
             await loop.create_connection(lambda: conn, self.host, self.port)

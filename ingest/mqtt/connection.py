@@ -17,6 +17,10 @@ from devices import mqttwire as w
 
 log = logging.getLogger(__name__)
 
+#: A read this short emptied the socket: the next one waits ``read_pause_s`` (uvloop and
+#: asyncio read up to 256 KiB at a time).
+SHORT_READ_BYTES = 64 * 1024
+
 
 def _drop(topic: str, payload: bytes, qos: int, mid: int, dup: bool,
           properties: dict[str, Any]) -> None:
@@ -34,7 +38,8 @@ class ConnectionClosed(ConnectionError):
 class Connection(asyncio.Protocol):
     """Frames packets in and out of one TCP connection to the broker."""
 
-    def __init__(self, on_publish: w.PublishHandler, *, max_packet_size: int) -> None:
+    def __init__(self, on_publish: w.PublishHandler, *, max_packet_size: int,
+                 read_pause_s: float = 0.0) -> None:
         loop = asyncio.get_running_loop()
         self._loop = loop
         self.reader = w.PacketReader(on_publish, self._on_packet, max_packet_size)
@@ -43,7 +48,13 @@ class Connection(asyncio.Protocol):
         self.closed: asyncio.Future[ConnectionClosed] = loop.create_future()
         self._acks: dict[int, asyncio.Future[w.Ack]] = {}
         self._next_id = 0
-        self.paused = False
+        self.paused = False  # by the subscriber's flow control
+        # After a short read, reading rests for read_pause_s so that the next read takes what
+        # arrived meanwhile in one system call (docs/ingest.md, "Reading in bursts").
+        self.read_pause_s = read_pause_s
+        self.resting = False
+        self._reading = True  # what the transport was last told
+        self.reads = 0
         self.last_sent = self.last_received = time.monotonic()
         self._ping_sent: float | None = None
         self._keepalive_timer: asyncio.TimerHandle | None = None
@@ -58,12 +69,18 @@ class Connection(asyncio.Protocol):
         """Hand the bytes to the packet reader; a malformed packet ends the connection."""
         self.last_received = time.monotonic()
         self._ping_sent = None  # the broker is alive
+        self.reads += 1
         try:
             self.reader.feed(data)
         except w.MalformedPacket as exc:
             log.error("malformed packet from the broker: %s; disconnecting with reason %s",
                       exc, w.reason_text(exc.reason))
             self.close(exc.reason, ConnectionClosed(f"malformed packet: {exc}", exc.reason))
+            return
+        if self.read_pause_s > 0 and len(data) < SHORT_READ_BYTES and not self.resting:
+            self.resting = True
+            self._apply_reading()
+            self._loop.call_later(self.read_pause_s, self._end_rest)
 
     def eof_received(self) -> bool:
         """The broker closed its side: close ours."""
@@ -126,17 +143,30 @@ class Connection(asyncio.Protocol):
     def pause(self) -> None:
         """Stop reading the socket: TCP backpressure keeps the rest in the broker."""
         if not self.paused and self.is_open:
-            assert self.transport is not None
-            self.transport.pause_reading()
             self.paused = True
+            self._apply_reading()
             self._ping_sent = None  # a PINGRESP cannot be read while paused
 
     def resume(self) -> None:
-        """Read the socket again."""
+        """Read the socket again (once a rest after a short read is over)."""
         if self.paused and self.is_open:
-            assert self.transport is not None
             self.paused = False
-            self.transport.resume_reading()
+            self._apply_reading()
+
+    def _end_rest(self) -> None:
+        self.resting = False
+        self._apply_reading()
+
+    def _apply_reading(self) -> None:
+        """Tell the transport to read or not: not while paused or resting."""
+        want = not self.paused and not self.resting
+        if want != self._reading and self.is_open:
+            assert self.transport is not None
+            if want:
+                self.transport.resume_reading()
+            else:
+                self.transport.pause_reading()
+            self._reading = want
 
     # -- requests -------------------------------------------------------------------------
     def _packet_id(self) -> int:

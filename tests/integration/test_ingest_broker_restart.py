@@ -3,7 +3,7 @@
 Mosquitto 2.0 does not restore shared subscriptions of persistent sessions after a restart:
 messages published before the workers subscribe again would match nobody and be dropped,
 after the publisher was acknowledged (docs/scale.md). The workers therefore hold plain
-subscriptions, which the broker restores, and each keeps its share of the topics.
+subscriptions to their own groups of topics, which the broker restores.
 """
 
 from __future__ import annotations

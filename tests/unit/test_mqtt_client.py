@@ -126,14 +126,16 @@ async def test_a_failed_batch_is_never_acknowledged() -> None:
         await sub.stop()
 
 
-async def test_reading_stops_at_the_inflight_bound_and_resumes_after_commit() -> None:
+async def test_reading_stops_at_the_inflight_bound_and_resumes_after_commit(
+        read_pause_s: float = 0.0) -> None:
     """The client pauses the transport: the peer's writes back up (TCP backpressure) while
     the messages wait for their commit, and flow again once it is done."""
     loop = asyncio.get_running_loop()
     commit = loop.create_future()
     n, size = 4000, 5000  # 20 MB: more than the kernel's socket buffers hold
     async with scripted_broker() as peer:
-        sub = subscriber(peer.port, lambda: commit, [], receive_maximum=5)
+        sub = subscriber(peer.port, lambda: commit, [], receive_maximum=5,
+                         read_pause_s=read_pause_s)
         session = await started(peer, sub)
         session.send(b"".join(pub(i) for i in range(1, 6)))
         await until(lambda: sub.received == 5, "five messages")
@@ -149,6 +151,44 @@ async def test_reading_stops_at_the_inflight_bound_and_resumes_after_commit() ->
         await until(lambda: sub.received == 5 + n, "the rest", timeout=60)
         assert transport.get_write_buffer_size() == 0
         assert sub.gate.closures >= 1
+        await sub.stop()
+
+
+async def test_the_same_with_reads_in_bursts() -> None:
+    """Resting after short reads does not get in the way of the in-flight bound."""
+    await test_reading_stops_at_the_inflight_bound_and_resumes_after_commit(read_pause_s=0.005)
+
+
+async def test_after_a_short_read_the_next_read_waits_and_takes_what_came_meanwhile() -> None:
+    """Messages written one by one while the client rests are read in one system call."""
+    loop = asyncio.get_running_loop()
+    got: Submitted = []
+    async with scripted_broker() as peer:
+        sub = subscriber(peer.port, loop.create_future, got, read_pause_s=1.0)
+        session = await started(peer, sub)
+        session.send(pub(1))
+        await until(lambda: sub.received == 1, "the first message")
+        reads = sub.reads
+        for mid in range(2, 52):  # fifty writes, well within the rest
+            session.send(pub(mid))
+            await session.writer.drain()
+        await until(lambda: sub.received == 51, "the fifty messages", timeout=10)
+        assert sub.reads == reads + 1
+        assert [int(t.split("/")[2]) for t, *_ in got] == list(range(1, 52))
+        await sub.stop()
+
+
+async def test_without_a_rest_each_message_written_alone_is_read_alone() -> None:
+    """The other side of the test above: with ``read_pause_s=0`` the client reads at once."""
+    loop = asyncio.get_running_loop()
+    async with scripted_broker() as peer:
+        sub = subscriber(peer.port, loop.create_future, [], read_pause_s=0.0)
+        session = await started(peer, sub)
+        reads = sub.reads
+        for mid in range(1, 11):
+            session.send(pub(mid))
+            await until(lambda m=mid: sub.received == m, f"message {mid}")  # type: ignore[misc]
+        assert sub.reads == reads + 10
         await sub.stop()
 
 
@@ -319,6 +359,8 @@ def test_backoff_is_capped_and_jittered() -> None:
     test_reading_stops_at_the_inflight_bound_and_resumes_after_commit,
     test_pubacks_of_a_lost_connection_are_not_sent_on_the_next,
     test_a_reconnection_with_the_gate_closed_subscribes_then_waits,
+    test_the_same_with_reads_in_bursts,
+    test_after_a_short_read_the_next_read_waits_and_takes_what_came_meanwhile,
 ])
 def test_the_same_under_uvloop(scenario: Callable[[], Coroutine[Any, Any, None]]) -> None:
     """The ingestor runs on uvloop, whose transports are not asyncio's classes."""
