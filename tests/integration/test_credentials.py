@@ -25,6 +25,7 @@ import paho.mqtt.client as mqtt
 import psycopg
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from beffroi import cli
 from beffroi.broker_auth import connection_user, mosquitto_verify
@@ -36,6 +37,7 @@ from devices import credentials as creds
 from devices import store
 from devices.registry import parse_registry
 from ingest.service import BrokerConfig
+from ingest.subscriptions import every_filter
 from tests.integration.ingest_helpers import ingest_settings, running_ingestor
 from tests.integration.mqtt_helpers import await_until, count
 
@@ -304,6 +306,40 @@ async def test_a_stolen_client_id_is_refused_and_nothing_is_lost(
                                   timeout=30, what="the 20 readings stored")
 
     await scenario()
+
+
+def test_ingest_accounts_hold_every_split_and_simulators_publish_only_inside(
+        stack: Stack, settings: Settings) -> None:
+    """The real accounts: an ingestor worker may subscribe to the filters of every number
+    of workers and mode; a simulator connection may not publish under an unknown segment,
+    the one topic the split between workers leaves out (docs/ingest.md, Subscriptions)."""
+    stack.write_broker_auth()  # the service accounts as this code writes them
+    worker = settings.ingest_max_workers - 1  # slots a developer's processes do not use
+    user, password = stack.mqtt_credentials("ingest")
+    filters = every_filter(prefix=settings.topic_prefix, bridge_prefix=settings.bridge_prefix,
+                           share_group=settings.ingest_share_group)
+    ingest = connect(settings, f"{settings.ingest_client_id}-{worker}",
+                     connection_user(user, worker), password)  # clean start: no session kept
+    sim_user, sim_pw = stack.mqtt_credentials("sim")
+    sim_name = connection_user(sim_user, settings.sim_max_connections - 1)
+    sim = connect(settings, sim_name, sim_name, sim_pw)
+    try:
+        assert not ingest.connack.is_failure and not sim.connack.is_failure
+        ingest.client.subscribe([(f, SubscribeOptions(qos=1)) for f in filters])
+        pump([ingest], lambda: ingest.subscribed, "SUBACK for every filter")
+        inside = sim.client.publish(f"{settings.topic_prefix}/grid/x-m1/reading", b"{}", qos=1)
+        pump([sim], lambda: inside.mid in sim.pubacks, "PUBACK inside")
+        assert not sim.pubacks[inside.mid].is_failure
+        deadline = time.monotonic() + DEADLINE_S
+        while True:  # until the broker has reloaded the files written above
+            outside = sim.client.publish(f"{settings.topic_prefix}/bogus/x/y", b"{}", qos=1)
+            pump([sim], lambda: outside.mid in sim.pubacks, "PUBACK outside")  # noqa: B023
+            if sim.pubacks[outside.mid].value == NOT_AUTHORIZED or time.monotonic() > deadline:
+                break
+        assert sim.pubacks[outside.mid].value == NOT_AUTHORIZED
+    finally:
+        ingest.close()
+        sim.close()
 
 
 def test_every_account_is_bound_to_its_client_ids(stack: Stack, settings: Settings) -> None:
