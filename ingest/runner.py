@@ -137,7 +137,8 @@ def _worker_session(settings: Settings, broker: BrokerConfig, worker: int
     try:
         yield (client, present) if ok else None
     finally:
-        client.disconnect()
+        if client.is_connected():  # not yet ended by the caller
+            client.disconnect()
         with contextlib.suppress(OSError):
             client.loop(0.1)
 
