@@ -32,7 +32,7 @@ from beffroi.settings import Settings
 from ingest.claim import lock_key
 from ingest.metrics import Metrics
 from ingest.service import BrokerConfig, Ingestor
-from ingest.subscriptions import max_plain_workers, worker_filters
+from ingest.subscriptions import max_plain_workers, session_filters
 
 log = logging.getLogger(__name__)
 
@@ -189,9 +189,7 @@ def prepare_sessions(settings: Settings, db_url: str, broker: BrokerConfig, work
             log.info("client id %s is in use by another ingestor: its session is left as is",
                      client_id)
             continue
-        own = worker_filters(worker, workers, prefix=settings.topic_prefix,
-                             bridge_prefix=settings.bridge_prefix, shared=shared,
-                             share_group=settings.ingest_share_group)
+        own, _ = session_filters(settings, worker, workers, shared=shared)
         _subscribe_session(settings, broker, worker, own)
 
 

@@ -27,7 +27,7 @@ from ingest.metrics import Metrics
 from ingest.mqtt import MqttSubscriber, Subscriber
 from ingest.registry_cache import RegistryCache
 from ingest.router import UNKNOWN_DEVICE, Routed, Router
-from ingest.subscriptions import stale_filters, worker_filters
+from ingest.subscriptions import session_filters
 from ingest.writer import BatchWriter
 
 log = logging.getLogger(__name__)
@@ -181,8 +181,7 @@ class Ingestor:
             batch = await self.queue.get()
             self.metrics.queue_depth.set(self.queue.qsize())
             try:
-                # Only other workers' messages: nothing to write, acknowledged in turn.
-                written = await self.writer.write(batch) if batch.n_messages else {}
+                written = await self.writer.write(batch)
             except Exception as exc:
                 # Not a database outage (those are retried inside write): fail the batch so
                 # its messages stay unacknowledged and the broker redelivers them.
@@ -195,9 +194,6 @@ class Ingestor:
             finally:
                 self.queue.task_done()
             self.unacked -= batch.n_messages
-            if not batch.n_messages:
-                batch.done.set_result(None)
-                continue
             self.committed_messages += batch.n_messages
             for table, n in written.items():
                 self.metrics.readings.labels(table).inc(n)
@@ -278,22 +274,17 @@ class Ingestor:
             await self.shutdown()
             return
         claimed.result()
-        st = self.settings
-        # A retiring worker subscribes to nothing and drops every filter; the others drop the
-        # filters of another mode or number of workers: the runner subscribed every worker
-        # to its own before any worker starts (ingest/runner.py, ``prepare_sessions``).
-        own = [] if self.retire else worker_filters(
-            self.worker, self.workers, prefix=st.topic_prefix, bridge_prefix=st.bridge_prefix,
-            shared=self.shared, share_group=st.ingest_share_group)
+        # The runner subscribed every worker to its own filters before any worker started
+        # (ingest/runner.py, ``prepare_sessions``): what the session holds besides is dropped.
+        own, stale = session_filters(self.settings, self.worker, self.workers,
+                                     shared=self.shared, retire=self.retire)
         sub = MqttSubscriber(
             host=self.broker.host, port=self.broker.port,
             username=connection_user(self.broker.username, self.worker),
             password=self.broker.password, client_id=client_id,
             topics=own,
             submit=self.submit,
-            stale_topics=stale_filters(own, prefix=st.topic_prefix,
-                                       bridge_prefix=st.bridge_prefix,
-                                       share_group=st.ingest_share_group),
+            stale_topics=stale,
             receive_maximum=self.settings.ingest_receive_maximum,
             max_inflight_bytes=self.settings.ingest_max_inflight_bytes,
             read_pause_s=self.settings.ingest_read_pause_ms / 1000,

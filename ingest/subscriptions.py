@@ -24,6 +24,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Final
 
+from beffroi.settings import Settings
 from devices.families import SEGMENTS, bridge_topics
 
 #: Group names, in the order they are dealt to the workers (group ``k`` goes to worker
@@ -102,3 +103,13 @@ def stale_filters(own: list[str], *, prefix: str, bridge_prefix: str = "",
     other than ``own``: the worker drops them once every worker holds its own."""
     return [f for f in every_filter(prefix=prefix, bridge_prefix=bridge_prefix,
                                     share_group=share_group) if f not in own]
+
+
+def session_filters(settings: Settings, worker: int, workers: int, *, shared: bool,
+                    retire: bool = False) -> tuple[list[str], list[str]]:
+    """What worker ``worker`` of ``workers`` subscribes to and what it drops, from the
+    settings; a retiring worker subscribes to nothing and drops every filter."""
+    where = {"prefix": settings.topic_prefix, "bridge_prefix": settings.bridge_prefix,
+             "share_group": settings.ingest_share_group}
+    own = [] if retire else worker_filters(worker, workers, shared=shared, **where)
+    return own, stale_filters(own, **where)

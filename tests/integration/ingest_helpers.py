@@ -9,16 +9,50 @@ import signal
 import subprocess
 import sys
 from collections.abc import AsyncIterator
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+
+import orjson
 
 from beffroi.settings import Settings
 from beffroi.stack import Stack
 from ingest.batch import DeadLetterRow
 from ingest.service import BrokerConfig, Ingestor
 from tests.conftest import random_tag
-from tests.integration.mqtt_helpers import await_until, purge_session, wait_until
+from tests.integration.mqtt_helpers import (
+    await_until,
+    count,
+    purge_session,
+    register,
+    wait_until,
+)
+
+#: The mixed stream's message ``i`` is timed ``i`` seconds after this, a month ago.
+MIXED_T0 = datetime.now(UTC).replace(microsecond=0) - timedelta(days=30)
+
+
+def mixed_message(prefix: str, uid: str, i: int, devices: int) -> tuple[str, bytes]:
+    """Message ``i`` of a stream on two workers' topics, each unique: a grid reading (even
+    ``i``, worker 0's of two) or a parking spot state (odd, worker 1's)."""
+    t = (MIXED_T0 + timedelta(seconds=i)).isoformat()
+    if i % 2 == 0:
+        return (f"{prefix}/grid/{uid}-m{i % devices}/reading",
+                orjson.dumps({"ts": t, "energy_import_wh": i}))
+    return (f"{prefix}/parking/{uid}-s{i % devices}/state",
+            orjson.dumps({"ts": t, "state": "occupied" if i % 4 == 1 else "free"}))
+
+
+def register_mixed(db_url: str, uid: str, devices: int) -> None:
+    """Register the meters and spots of ``mixed_message``."""
+    register(db_url, uid, {f"{uid}-m{i}": "grid_meter" for i in range(devices)}
+             | {f"{uid}-s{i}": "parking_spot" for i in range(devices)})
+
+
+def mixed_stored(db_url: str, uid: str) -> tuple[int, int]:
+    """Grid readings and parking states stored of ``mixed_message``'s devices."""
+    return (count(db_url, "grid_readings", "device_id LIKE %s", (f"{uid}-m%",)),
+            count(db_url, "parking_spot_state", "device_id LIKE %s", (f"{uid}-s%",)))
 
 
 def make_dead(at: datetime, topic: str, device_id: str | None, reason: str, detail: str,

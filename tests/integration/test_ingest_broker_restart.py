@@ -12,15 +12,18 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import orjson
 import pytest
 
 from beffroi.stack import Stack
-from tests.integration.ingest_helpers import IngestProcess
-from tests.integration.mqtt_helpers import Publisher, count, purge_session, register, wait_until
+from tests.integration.ingest_helpers import (
+    IngestProcess,
+    mixed_message,
+    mixed_stored,
+    register_mixed,
+)
+from tests.integration.mqtt_helpers import Publisher, count, purge_session, wait_until
 
 pytestmark = [pytest.mark.stack, pytest.mark.slow]
 
@@ -38,28 +41,10 @@ def ingest_proc(stack: Stack, db_url: str, tmp_path: Path) -> Iterator[IngestPro
         purge_session(stack, cid)
 
 
-T0 = datetime.now(UTC).replace(microsecond=0) - timedelta(days=30)
-
-
-def _message(prefix: str, uid: str, i: int) -> tuple[str, bytes]:
-    """A grid reading (even ``i``: worker 0's topics) or a parking state (odd: worker 1's)."""
-    t = (T0 + timedelta(seconds=i)).isoformat()
-    if i % 2 == 0:
-        return (f"{prefix}/grid/{uid}-m{i % METERS:02d}/reading",
-                orjson.dumps({"ts": t, "energy_import_wh": i}))
-    return (f"{prefix}/parking/{uid}-s{i % METERS:02d}/state",
-            orjson.dumps({"ts": t, "state": "occupied" if i % 4 == 1 else "free"}))
-
-
-def _register(db_url: str, uid: str) -> None:
-    register(db_url, uid, {f"{uid}-m{i:02d}": "grid_meter" for i in range(METERS)}
-             | {f"{uid}-s{i:02d}": "parking_spot" for i in range(METERS)})
-
-
 def _publish(stack: Stack, prefix: str, uid: str, start: int) -> None:
     pub = Publisher.as_role(stack, "admin")
     try:
-        acked = pub.publish_many([_message(prefix, uid, i)
+        acked = pub.publish_many([mixed_message(prefix, uid, i, METERS)
                                   for i in range(start, start + PER_PHASE)])
     finally:
         pub.close()
@@ -67,13 +52,12 @@ def _publish(stack: Stack, prefix: str, uid: str, start: int) -> None:
 
 
 def _rows(db_url: str, uid: str) -> int:
-    return (count(db_url, "grid_readings", "device_id LIKE %s", (f"{uid}-m%",))
-            + count(db_url, "parking_spot_state", "device_id LIKE %s", (f"{uid}-s%",)))
+    return sum(mixed_stored(db_url, uid))
 
 
 def test_broker_restart_under_two_workers_loses_nothing(stack: Stack, db_url: str, uid: str,
                                                         ingest_proc: IngestProcess) -> None:
-    _register(db_url, uid)
+    register_mixed(db_url, uid, METERS)
     ingest_proc.start()
     _publish(stack, ingest_proc.prefix, uid, 0)
     wait_until(lambda: _rows(db_url, uid) >= PER_PHASE, timeout=60, what="the first phase")
@@ -102,9 +86,9 @@ def test_broker_restart_while_devices_publish(stack: Stack, db_url: str, uid: st
     (a message sent twice is one row)."""
     n = 6000
     early = 500  # published by a device connecting as soon as the broker is back
-    _register(db_url, uid)
+    register_mixed(db_url, uid, METERS)
     ingest_proc.start()
-    messages = [_message(ingest_proc.prefix, uid, i) for i in range(n + early)]
+    messages = [mixed_message(ingest_proc.prefix, uid, i, METERS) for i in range(n + early)]
     pub = Publisher.as_role(stack, "admin")
     done: list[int] = []
 

@@ -13,40 +13,22 @@ import re
 import threading
 import time
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import orjson
 import pytest
 
 from beffroi.stack import Stack
-from tests.integration.ingest_helpers import IngestProcess
-from tests.integration.mqtt_helpers import Publisher, count, register, wait_until
+from tests.integration.ingest_helpers import (
+    IngestProcess,
+    mixed_message,
+    mixed_stored,
+    register_mixed,
+)
+from tests.integration.mqtt_helpers import Publisher, count, wait_until
 
 pytestmark = [pytest.mark.stack, pytest.mark.slow]
 
 DEVICES = 6
-T0 = datetime.now(UTC).replace(microsecond=0) - timedelta(days=20)
-
-
-def _message(prefix: str, uid: str, i: int) -> tuple[str, bytes]:
-    """Message ``i``: a grid reading (even) or a parking spot state (odd), each unique."""
-    t = (T0 + timedelta(seconds=i)).isoformat()
-    if i % 2 == 0:
-        return (f"{prefix}/grid/{uid}-m{i % DEVICES}/reading",
-                orjson.dumps({"ts": t, "energy_import_wh": i}))
-    return (f"{prefix}/parking/{uid}-s{i % DEVICES}/state",
-            orjson.dumps({"ts": t, "state": "occupied" if i % 4 == 1 else "free"}))
-
-
-def _register(db_url: str, uid: str) -> None:
-    register(db_url, uid, {f"{uid}-m{i}": "grid_meter" for i in range(DEVICES)}
-             | {f"{uid}-s{i}": "parking_spot" for i in range(DEVICES)})
-
-
-def _stored(db_url: str, uid: str) -> tuple[int, int]:
-    return (count(db_url, "grid_readings", "device_id LIKE %s", (f"{uid}-m%",)),
-            count(db_url, "parking_spot_state", "device_id LIKE %s", (f"{uid}-s%",)))
 
 
 def _committed(log: str, worker: int) -> tuple[int, int]:
@@ -68,18 +50,18 @@ def procs() -> Iterator[list[IngestProcess]]:
 def test_two_workers_each_receive_their_own_topics(stack: Stack, db_url: str, uid: str,
                                                    tmp_path: Path,
                                                    procs: list[IngestProcess]) -> None:
-    _register(db_url, uid)
+    register_mixed(db_url, uid, DEVICES)
     ing = IngestProcess(stack, db_url, tmp_path / "ingest.log", workers=2)
     procs.append(ing)
     ing.start()
     n = 600
     pub = Publisher.as_role(stack, "admin")
     try:
-        pub.publish_many([_message(ing.prefix, uid, i) for i in range(n)]
+        pub.publish_many([mixed_message(ing.prefix, uid, i, DEVICES) for i in range(n)]
                          + [(f"{ing.prefix}/{uid}/x", b"{}")])  # refused: unknown_topic
     finally:
         pub.close()
-    wait_until(lambda: _stored(db_url, uid) == (n // 2, n // 2)
+    wait_until(lambda: mixed_stored(db_url, uid) == (n // 2, n // 2)
                and count(db_url, "dead_letters", "topic = %s", (f"{ing.prefix}/{uid}/x",)) == 1,
                timeout=60, what="every message stored or refused")
     assert ing.stop() == 0
@@ -87,7 +69,7 @@ def test_two_workers_each_receive_their_own_topics(stack: Stack, db_url: str, ui
     # The broker sent each worker its own topics only: neither stored the other's share.
     assert _committed(log, 0) == (n // 2, 0)
     assert _committed(log, 1) == (n // 2, 1)
-    assert _stored(db_url, uid) == (n // 2, n // 2)
+    assert mixed_stored(db_url, uid) == (n // 2, n // 2)
 
 
 class _Devices(threading.Thread):
@@ -105,7 +87,8 @@ class _Devices(threading.Thread):
     def run(self) -> None:
         try:
             while not self.halt.is_set():
-                batch = [_message(self.prefix, self.uid, self.sent + k) for k in range(20)]
+                batch = [mixed_message(self.prefix, self.uid, self.sent + k, DEVICES)
+                         for k in range(20)]
                 self.sent += self.pub.publish_many(batch)
                 time.sleep(0.01)
         except BaseException as exc:
@@ -119,7 +102,7 @@ def test_changing_the_number_of_workers_loses_nothing(stack: Stack, db_url: str,
                                                       procs: list[IngestProcess]) -> None:
     """1, 2, 3, then 1 worker again, each started while devices publish: the topics change
     hands between the sessions, and every published message is stored exactly once."""
-    _register(db_url, uid)
+    register_mixed(db_url, uid, DEVICES)
     first = IngestProcess(stack, db_url, tmp_path / "ingest.log", workers=3)
     same = {k: v for k, v in first.env.items()
             if k in ("BEFFROI_INGEST_CLIENT_ID", "BEFFROI_INGEST_SHARE_GROUP",
@@ -137,7 +120,7 @@ def test_changing_the_number_of_workers_loses_nothing(stack: Stack, db_url: str,
                 devices.start()
             # Barrier: this run stores what is published after it started, on both tables.
             wanted = devices.sent // 2 + 50
-            wait_until(lambda: min(_stored(db_url, uid)) > wanted, timeout=60,  # noqa: B023
+            wait_until(lambda: min(mixed_stored(db_url, uid)) > wanted, timeout=60,  # noqa: B023
                        what=f"{workers} worker(s) storing the new messages")
             assert ing.stop() == 0
     finally:
@@ -150,8 +133,8 @@ def test_changing_the_number_of_workers_loses_nothing(stack: Stack, db_url: str,
     last.client_ids, last.prefix = [], first.prefix
     procs.append(last)
     last.start()
-    wait_until(lambda: sum(_stored(db_url, uid)) >= sent, timeout=120,
+    wait_until(lambda: sum(mixed_stored(db_url, uid)) >= sent, timeout=120,
                what=f"the {sent} published messages stored")
     assert last.stop() == 0
-    assert _stored(db_url, uid) == ((sent + 1) // 2, sent // 2)
+    assert mixed_stored(db_url, uid) == ((sent + 1) // 2, sent // 2)
     assert count(db_url, "dead_letters", "topic LIKE %s", (f"{first.prefix}/%",)) == 0
