@@ -9,7 +9,7 @@ import signal
 import subprocess
 import sys
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +53,23 @@ def mixed_stored(db_url: str, uid: str) -> tuple[int, int]:
     """Grid readings and parking states stored of ``mixed_message``'s devices."""
     return (count(db_url, "grid_readings", "device_id LIKE %s", (f"{uid}-m%",)),
             count(db_url, "parking_spot_state", "device_id LIKE %s", (f"{uid}-s%",)))
+
+
+def zone_holding(start: datetime, ahead: timedelta = timedelta(hours=1)) -> str:
+    """A fixed-offset zone (the nearest to UTC+1) in which ``start`` and the clock for the
+    next ``ahead`` fall on one local day.
+
+    The ingestor refuses a per-client reading of a local day that has ended: that day's
+    pseudonymisation key is destroyed at local midnight. A test publishing the last hours
+    of wifi sessions would then fail at 00:30 in Paris; such a test gives its ingestor this
+    zone (the ingestor's zone decides only the key's day) and passes at any hour.
+    """
+    until = datetime.now(UTC) + ahead
+    for hours in sorted(range(-12, 15), key=lambda h: abs(h - 1)):
+        tz = timezone(timedelta(hours=hours))
+        if start.astimezone(tz).date() == until.astimezone(tz).date():
+            return f"Etc/GMT{-hours:+d}"  # POSIX signs: Etc/GMT-1 is UTC+1
+    raise ValueError(f"no zone holds {start.isoformat()} to {until.isoformat()} in one day")
 
 
 def make_dead(at: datetime, topic: str, device_id: str | None, reason: str, detail: str,

@@ -12,6 +12,7 @@ import random
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import psycopg
 import pytest
@@ -205,7 +206,7 @@ def test_days_of_a_whole_hour_zone_still_come_from_the_hourly_rollups(past: Past
 @pytest.mark.parametrize(("route", "col"), [(r, c) for r, c, _ in ROUTES])
 def test_buckets_that_have_not_started_are_null_not_zero(past: Past, route: str,
                                                          col: str) -> None:
-    today = datetime.now(UTC).date()
+    today = datetime.now(ZoneInfo("Europe/Paris")).date()  # the routes' default zone
     frm, to = today - timedelta(days=1), today + timedelta(days=3)
     body = past.get(_url(route, past.p, frm.isoformat(), to.isoformat(), "1d"))
     later = [d for d in body["data"]

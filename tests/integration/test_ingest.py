@@ -11,7 +11,12 @@ import pytest
 
 from beffroi.settings import Settings
 from beffroi.stack import Stack
-from tests.integration.ingest_helpers import await_committed, ingest_settings, running_ingestor
+from tests.integration.ingest_helpers import (
+    await_committed,
+    ingest_settings,
+    running_ingestor,
+    zone_holding,
+)
 from tests.integration.mqtt_helpers import Publisher, await_until, count, register
 
 pytestmark = pytest.mark.stack
@@ -30,11 +35,11 @@ async def _count(db_url: str, table: str, where: str, params: tuple[object, ...]
 
 async def test_every_message_kind_lands_once(stack: Stack, settings: Settings, db_url: str,
                                              uid: str) -> None:
-    s = ingest_settings(settings)
     ap, spot, meter, linky = f"{uid}-ap", f"{uid}-spot", f"{uid}-pm", f"{uid}-linky"
     register(db_url, uid, {ap: "wifi_ap", spot: "parking_spot", meter: "parking_meter",
                            linky: "grid_meter"})
     t0 = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=1)
+    s = ingest_settings(settings, timezone=zone_holding(t0))
     pre = s.topic_prefix
     msgs = [
         (f"{pre}/wifi/{ap}/stats", {"ts": _iso(t0), "clients": 12, "rx_bytes": 1000,

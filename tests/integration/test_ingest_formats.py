@@ -21,7 +21,12 @@ from beffroi.settings import Settings
 from beffroi.stack import Stack
 from devices.errors import DecodeError
 from ingest.keys import KeyRing
-from tests.integration.ingest_helpers import await_committed, ingest_settings, running_ingestor
+from tests.integration.ingest_helpers import (
+    await_committed,
+    ingest_settings,
+    running_ingestor,
+    zone_holding,
+)
 from tests.integration.mqtt_helpers import Publisher, register
 
 pytestmark = pytest.mark.stack
@@ -97,13 +102,13 @@ def _mac(rng: random.Random) -> str:
 async def test_no_mac_address_is_stored_or_logged(stack: Stack, settings: Settings,
                                                   db_url: str, uid: str,
                                                   caplog: pytest.LogCaptureFixture) -> None:
-    s = ingest_settings(settings)
+    now = datetime.now(UTC)
+    s = ingest_settings(settings, timezone=zone_holding(now - timedelta(minutes=30)))
     caplog.set_level(logging.DEBUG)
     aps = [f"{uid}-ap{i}" for i in range(3)]
     register(db_url, uid, dict.fromkeys(aps, "wifi_ap"))
     rng = random.Random(7)
     macs = [_mac(rng) for _ in range(200)]
-    now = datetime.now(UTC)
     msgs = []
     for i, mac in enumerate(macs):
         ap = aps[i % 3]

@@ -39,7 +39,7 @@ from devices.registry import RegistryFile, SiteKind, parse_registry
 from simulators.scenario import Scenario
 from simulators.stream import Simulation
 from tests.conftest import throwaway_database
-from tests.integration.ingest_helpers import ingest_settings, running_ingestor
+from tests.integration.ingest_helpers import ingest_settings, running_ingestor, zone_holding
 from tests.integration.mqtt_helpers import await_until, count
 from tests.integration.sim_helpers import publish_pooled
 
@@ -89,7 +89,7 @@ async def _drive(stack: Stack, settings: Settings, url: str, reg: RegistryFile,
                  start: datetime) -> list[bytes]:
     """Three hours of the city through the broker into the database; the client keys the
     ingestor stored (to look for them in the files)."""
-    s = ingest_settings(settings)
+    s = ingest_settings(settings, timezone=zone_holding(start))
     scenario = Scenario.model_validate({
         "name": "opendata", "start": start.isoformat(), "duration": "3h", "seed": 62041,
         "speed": "max", "wifi": {"peak_visitors_per_ap_hour": 30},

@@ -22,7 +22,7 @@ from simulators.model import MALFORMED, OVERSIZED, TABLE_OF_KIND, SimMessage
 from simulators.publisher import Fleet, PublishError, Router, accounts_for
 from simulators.scenario import Scenario
 from simulators.stream import Simulation
-from tests.integration.ingest_helpers import ingest_settings, running_ingestor
+from tests.integration.ingest_helpers import ingest_settings, running_ingestor, zone_holding
 from tests.integration.mqtt_helpers import await_until, count
 from tests.integration.sim_helpers import publish_simulation, rows_by_table
 from tests.unit.test_sim_stream import ALL_FORMATS, tiny_city
@@ -69,7 +69,7 @@ async def test_tiny_scenario_rows_match_the_generator(stack: Stack, settings: Se
     _import(db_url, reg)
     start = datetime.now(UTC).replace(second=0, microsecond=0) - timedelta(hours=3)
     # The test ingestor has a topic prefix of its own; the admin account may write it.
-    s = ingest_settings(settings)
+    s = ingest_settings(settings, timezone=zone_holding(start))
     sim = Simulation(_scenario(start), reg, prefix=s.topic_prefix)
     ids = sim.device_ids
     accounts = accounts_for(mode="pool", pool_size=2, sim=stack.mqtt_credentials("admin"))
@@ -113,7 +113,7 @@ async def test_per_device_connections_authenticate(stack: Stack, settings: Setti
     reg = tiny_city(prefix=f"{uid}-")
     _import(db_url, reg)
     start = datetime.now(UTC).replace(second=0, microsecond=0) - timedelta(hours=2)
-    s = ingest_settings(settings)
+    s = ingest_settings(settings, timezone=zone_holding(start))
     sim = Simulation(_scenario(start, duration="20m", faults={}, formats={}), reg,
                      prefix=s.topic_prefix)
     ids = sim.device_ids
