@@ -10,11 +10,12 @@ BIN := $(VENV)/bin
 BEFFROI := $(BIN)/beffroi
 PYTEST_ARGS ?=
 
-.PHONY: help venv lock demo test lint typecheck check stack-up stack-down stack-status bench bench-ingest bench-api bench-dashboard bench-replica clean browser-deps dashboard-vendor
+.PHONY: help venv lock demo test test-at lint typecheck check stack-up stack-down stack-status bench bench-ingest bench-api bench-dashboard bench-replica clean browser-deps dashboard-vendor
 
 help:
 	@echo "make demo        start the stack, load the demo city, run simulators, ingestor and API"
 	@echo "make test        start the stack and run lint, type checks and the test suite"
+	@echo "make test-at     the test suite as if started at AT (Paris time, default 23:55)"
 	@echo "make bench       run the benchmarks (results in bench/results/)"
 	@echo "make stack-down  stop the local database and broker"
 	@echo "make dashboard-vendor  refresh the dashboard's pinned JavaScript libraries (needs npm)"
@@ -72,8 +73,20 @@ lint: venv
 typecheck: venv
 	@$(BIN)/mypy
 
+# The whole suite, then (when PYTEST_ARGS is empty) the tests that publish past per-client
+# readings once more at 00:20 in Paris, just after the keys of the day before were destroyed.
+AFTER_MIDNIGHT_TESTS := $(addprefix tests/integration/,test_ingest.py test_ingest_formats.py \
+  test_sim_ingest.py test_opendata.py test_api_coverage.py)
 test: venv lint typecheck stack-up browser-deps
 	@$(BIN)/python -m pytest $(PYTEST_ARGS)
+	@if [ -z "$(PYTEST_ARGS)" ]; then \
+	  $(MAKE) --no-print-directory test-at AT=00:20 PYTEST_ARGS="-q $(AFTER_MIDNIGHT_TESTS)"; fi
+
+# The suite with every process's wall clock shifted to start at AT (Paris time; by default
+# 23:55, so that the run crosses midnight, when the day's pseudonymisation keys are destroyed).
+AT ?= 23:55
+test-at: venv browser-deps
+	@AT=$(AT) PYTEST_ARGS="$(PYTEST_ARGS)" bash tests/clock/run-at.sh
 
 # The browser tests drive Debian's chromium (Playwright cannot download browsers here).
 browser-deps:
