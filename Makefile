@@ -73,13 +73,13 @@ lint: venv
 typecheck: venv
 	@$(BIN)/mypy
 
-# The whole suite, then (when PYTEST_ARGS is empty) the tests that publish past per-client
+# The whole suite, then (unless PYTEST_ARGS picks tests) the tests that publish past per-client
 # readings once more at 00:20 in Paris, just after the keys of the day before were destroyed.
 AFTER_MIDNIGHT_TESTS := $(addprefix tests/integration/,test_ingest.py test_ingest_formats.py \
   test_sim_ingest.py test_opendata.py test_api_coverage.py)
 test: venv lint typecheck stack-up browser-deps
 	@$(BIN)/python -m pytest $(PYTEST_ARGS)
-	@if [ -z "$(PYTEST_ARGS)" ]; then \
+	@if [ -z "$(filter tests% -k -m,$(PYTEST_ARGS))" ]; then \
 	  $(MAKE) --no-print-directory test-at AT=00:20 PYTEST_ARGS="-q $(AFTER_MIDNIGHT_TESTS)"; fi
 
 # The suite with every process's wall clock shifted to start at AT (Paris time; by default
