@@ -52,6 +52,7 @@ from beffroi.stack import Stack
 from bench.apilib.load import DB_NAME, Dataset, prepare
 from bench.apilib.measure import CpuMeter, Stats, api_process, fetch, measure, same_answer
 from bench.apilib.synth import Year
+from devices.democity import INSEE
 
 log = logging.getLogger("bench.api")
 
@@ -60,6 +61,7 @@ RESULTS = ROOT / "bench" / "results"
 SEED = 2025
 CLIENTS = (1, 16)
 TARGET_MS = 100.0
+DEAD_DEVICE = "spot-grand-place-001"
 RAW_BUDGET_S = 45.0  # longest expected round of concurrent raw requests
 
 
@@ -165,6 +167,27 @@ def routes(year: Year) -> list[Route]:
               "open data: NGSI-LD parking zones now (no token)", raw=False),
         Route("ngsi-ld-spots", "/ngsi-ld/v1/entities?type=ParkingSpot&limit=100",
               "open data: 100 NGSI-LD parking spots now (no token)", raw=False),
+        Route("ngsi-ld-spot-one",
+              f"/ngsi-ld/v1/entities/urn:ngsi-ld:ParkingSpot:{INSEE}:spot-grand-place-001",
+              "open data: one NGSI-LD parking spot now (no token)", raw=False),
+        Route("site-one", "/v1/sites/baudimont", "inventory: one site", raw=False),
+        Route("health-site", "/v1/health/sites/grand-place",
+              "device health of a site (the dashboard's site page)", raw=False),
+        Route("dashboard-rejections", "/v1/dashboard/rejections?minutes=1440",
+              "dashboard: messages rejected in the last 24 h, by reason", raw=False),
+        Route("dashboard-ingest", "/v1/dashboard/ingest",
+              "dashboard: the ingestor's counters (no ingestor runs: unavailable)",
+              raw=False),
+        Route("dead-letters-list", "/v1/operate/dead-letters?limit=100",
+              "operators: the 100 latest dead letters of the year", raw=False),
+        Route("dead-letters-month-device",
+              f"/v1/operate/dead-letters?device={DEAD_DEVICE}&{m}&limit=100",
+              "operators: one device's dead letters of a month", raw=False),
+        Route("dead-letters-counts-month", f"/v1/operate/dead-letters/counts?{m}",
+              "operators: a month of dead letters by reason and by device", raw=False),
+        Route("scenarios", "/v1/operate/scenarios", "operators: the scenarios to replay",
+              raw=False),
+        Route("runs", "/v1/operate/runs", "operators: the scenario runs", raw=False),
     ]
 
 
@@ -434,7 +457,7 @@ def main(argv: list[str] | None = None) -> int:
     todo = [r for r in routes(year) if not args.only or r.name in args.only]
     token_name = f"bench-api-{int(time.time())}"
     with psycopg.connect(ds.url) as conn:
-        token, _ = create_token(conn, token_name, ["read"])
+        token, _ = create_token(conn, token_name, ["read", "operate"])
     info = machine(ds.url)
     args.out.mkdir(parents=True, exist_ok=True)
     try:

@@ -345,21 +345,30 @@ async def dead_letter_counts(conn: Conn, _: Operator, settings: SettingsDep,
         to = now.isoformat()
         from_ = (now - DEFAULT_COUNT_RANGE).isoformat()
     where, params, lo, hi = _filters(settings, reason, device, topic_prefix, from_, to, tz)
-    by_reason = await fetch_all(conn, f"""
-        SELECT reason, count(*) AS n FROM dead_letters WHERE {where}
-        GROUP BY reason ORDER BY n DESC, reason""", params)
-    by_device = await fetch_all(conn, f"""
-        SELECT device_id, count(*) AS n FROM dead_letters WHERE {where}
-        GROUP BY device_id ORDER BY n DESC, device_id NULLS LAST LIMIT %(top)s""",
-                                {**params, "top": top})
-    detail = await fetch_all(conn, f"""
-        SELECT device_id, reason, count(*) AS n FROM dead_letters
-        WHERE {where} AND (device_id = ANY(%(ids)s) OR (device_id IS NULL AND %(null)s))
-        GROUP BY device_id, reason""", {**params, "ids": [r["device_id"] for r in by_device],
-                                      "null": any(r["device_id"] is None for r in by_device)})
+    # One scan of the range, grouped by device and reason; reasons and devices are ranked
+    # from those groups (three scans made a month of a busy fleet queue past 100 ms).
+    rows = await fetch_all(conn, f"""
+        WITH g AS MATERIALIZED (
+            SELECT device_id, reason, count(*) AS n FROM dead_letters WHERE {where}
+            GROUP BY device_id, reason),
+        r AS (SELECT reason, sum(n) AS n, row_number() OVER (ORDER BY sum(n) DESC, reason) AS k
+              FROM g GROUP BY reason),
+        d AS (SELECT device_id, sum(n) AS n,
+                     row_number() OVER (ORDER BY sum(n) DESC, device_id NULLS LAST) AS k
+              FROM g GROUP BY device_id)
+        SELECT 'reason' AS part, NULL::text AS device_id, reason, n, k FROM r
+        UNION ALL
+        SELECT 'device', device_id, NULL, n, k FROM d WHERE k <= %(top)s
+        UNION ALL
+        SELECT 'detail', g.device_id, g.reason, g.n, d.k
+        FROM g JOIN d ON d.device_id IS NOT DISTINCT FROM g.device_id WHERE d.k <= %(top)s""",
+                           {**params, "top": top})
+    by_reason = sorted((r for r in rows if r["part"] == "reason"), key=lambda r: int(r["k"]))
+    by_device = sorted((r for r in rows if r["part"] == "device"), key=lambda r: int(r["k"]))
     per: dict[str | None, dict[str, int]] = {}
-    for r in detail:
-        per.setdefault(r["device_id"], {})[r["reason"]] = int(r["n"])
+    for r in rows:
+        if r["part"] == "detail":
+            per.setdefault(r["device_id"], {})[r["reason"]] = int(r["n"])
     return {"from": iso(lo), "to": iso(hi),
             "total": sum(int(r["n"]) for r in by_reason),
             "by_reason": [{"reason": r["reason"], "count": int(r["n"])} for r in by_reason],

@@ -403,6 +403,40 @@ def spots(devs: list[Device], year: Year, rng: np.random.Generator, clock: Clock
                 yield Block("parking_spot_state", SPOT_COLS, encode(cols, n), n)
 
 
+# -- dead letters --------------------------------------------------------------------------------
+
+DEAD_COLS = ("received_at", "topic", "device_id", "reason", "detail", "payload", "payload_size")
+# (reason, detail, payload): what a faulty device sends again and again.
+FAULTS = (
+    (b"out_of_range", b"battery: must be <= 100", b'{"battery": 131, "paper": "ok"}'),
+    (b"invalid_json", b"unexpected end of data: line 1 column 18", b'{"state": "occupi'),
+    (b"invalid_payload", b"state: expected 'free' or 'occupied'", b'{"state": "busy"}'),
+    (b"future_timestamp", b"ts is 3 h ahead of reception", b'{"ts": "2031-01-01T00:00Z"}'),
+)
+
+
+def dead_letters(devs: list[Device], year: Year, rng: np.random.Generator) -> Iterator[Block]:
+    """Rejected messages: each week a few dozen devices misbehave, each sending one kind of
+    bad message a few dozen times (about 100,000 rows over a year), so that the operators'
+    dead-letter routes are measured on a table of realistic size."""
+    t = year.start
+    while t < year.end:
+        t1 = min(t + WEEK_S, year.end)
+        for i in rng.choice(len(devs), size=min(40, len(devs)), replace=False):
+            n = int(rng.poisson(50))
+            if not n:
+                continue
+            dev = devs[int(i)]
+            reason, detail, payload = FAULTS[int(rng.integers(len(FAULTS)))]
+            at = np.sort(rng.integers(t, t1, n))
+            topic = f"city/{dev.family.value}/{dev.id}/state".encode()
+            cols = [Col("timestamptz", pg_time(at)), Col("text", topic),
+                    Col("text", dev.id.encode()), Col("text", reason), Col("text", detail),
+                    Col("text", payload), Col("integer", len(payload))]
+            yield Block("dead_letters", DEAD_COLS, encode(cols, n), n)
+        t = t1
+
+
 # -- the whole city ------------------------------------------------------------------------------
 
 def city_blocks(reg: RegistryFile, year: Year, seed: int = 2025) -> Iterator[Block]:
@@ -426,3 +460,6 @@ def city_blocks(reg: RegistryFile, year: Year, seed: int = 2025) -> Iterator[Blo
         yield from meters.week(t, t1)
         t = t1
     yield from spots(fam.get("parking_spot", []), year, rng, clock)
+    # A generator of its own: the other families' data stays as it was.
+    yield from dead_letters([d for d in reg.devices if d.active], year,
+                            np.random.default_rng(seed + 1))
