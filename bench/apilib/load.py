@@ -27,7 +27,7 @@ from devices.store import import_registry
 log = logging.getLogger("bench.api")
 
 DB_NAME = "beffroi_bench_api"
-DATASET_VERSION = 2  # bump when the generator changes: the cache is then reloaded
+DATASET_VERSION = 3  # bump when the generator changes: the cache is then reloaded
 TABLES = ("grid_readings", "parking_spot_state", "parking_transactions", "parking_meter_status",
           "wifi_ap_stats", "wifi_sessions", "dead_letters")
 LOADERS = 2

@@ -415,10 +415,15 @@ FAULTS = (
 )
 
 
+DEAD_LETTER_DAYS = 30  # the default retention of dead letters (BEFFROI_RETENTION_DEAD_LETTERS_DAYS)
+
+
 def dead_letters(devs: list[Device], year: Year, rng: np.random.Generator) -> Iterator[Block]:
     """Rejected messages: each week a few dozen devices misbehave, each sending one kind of
-    bad message a few dozen times (about 100,000 rows over a year), so that the operators'
-    dead-letter routes are measured on a table of realistic size."""
+    bad message a few dozen times, kept for the last 30 days as retention keeps them (about
+    9,000 rows), so that the operators' dead-letter routes are measured on a table of
+    realistic size. Every week is drawn, so the rows kept do not depend on the cut."""
+    cut = year.end - DEAD_LETTER_DAYS * 86_400
     t = year.start
     while t < year.end:
         t1 = min(t + WEEK_S, year.end)
@@ -429,6 +434,10 @@ def dead_letters(devs: list[Device], year: Year, rng: np.random.Generator) -> It
             dev = devs[int(i)]
             reason, detail, payload = FAULTS[int(rng.integers(len(FAULTS)))]
             at = np.sort(rng.integers(t, t1, n))
+            at = at[at >= cut]
+            n = len(at)
+            if not n:
+                continue
             topic = f"city/{dev.family.value}/{dev.id}/state".encode()
             cols = [Col("timestamptz", pg_time(at)), Col("text", topic),
                     Col("text", dev.id.encode()), Col("text", reason), Col("text", detail),
