@@ -13,15 +13,9 @@ from psycopg.adapt import Dumper
 from psycopg.rows import dict_row
 
 from api.errors import not_found
-from api.timeq import Buckets
+from api.timeq import Buckets, Instants
 
 Query = str | sql.Composed | sql.SQL
-
-
-class Instants(list[datetime]):
-    """Time-zone aware instants sent as one binary ``timestamptz[]`` (a bucket's edges) by
-    :class:`InstantsDumper` on connections that registered it (:func:`register_types`);
-    elsewhere psycopg's own list dumper sends them, slower, with the same value."""
 
 
 _PG_EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
@@ -40,9 +34,13 @@ class InstantsDumper(Dumper):
     def dump(self, obj: Any) -> bytes:
         """Header (1 dimension, no null, element type, length, lower bound 1), then each
         element as its length (8) and microseconds since 2000-01-01 UTC."""
-        n = len(obj)
-        cells = [v for t in obj for v in (8, (t - _PG_EPOCH) // _MICROSECOND)]
-        return struct.pack(f">5i{'iq' * n}", 1, 0, _TIMESTAMPTZ.oid, n, 1, *cells)
+        packed: bytes | None = obj.packed
+        if packed is None:
+            n = len(obj)
+            cells = [v for t in obj for v in (8, (t - _PG_EPOCH) // _MICROSECOND)]
+            packed = obj.packed = struct.pack(f">5i{'iq' * n}", 1, 0, _TIMESTAMPTZ.oid, n, 1,
+                                              *cells)
+        return packed
 
 
 def register_types(conn: psycopg.AsyncConnection[Any] | psycopg.Connection[Any]) -> None:
@@ -74,7 +72,7 @@ async def per_bucket(conn: psycopg.AsyncConnection[Any], b: Buckets, query: Quer
     """One answer row per bucket of ``b``: ``query`` (given ``edges``, ``lo``, ``hi``)
     numbers its rows by bucket in ``i`` (1-based, ``width_bucket``); ``row`` turns a bucket's
     row, or None for a bucket without one, into the values after ``start`` and ``end``."""
-    rows = await fetch_all(conn, query, {**params, "edges": b.edges, "lo": b.start,
+    rows = await fetch_all(conn, query, {**params, "edges": b.instants, "lo": b.start,
                                          "hi": b.end})
     by_i = {r["i"] - 1: r for r in rows}
     out = []

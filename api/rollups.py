@@ -82,7 +82,7 @@ def _on_slot(e: datetime, slot_s: int) -> bool:
 
 def aligned(b: Buckets, slot_s: int = SLOT_S) -> bool:
     """True when every edge is a whole UTC slot."""
-    return all(_on_slot(e, slot_s) for e in b.edges)
+    return b.on_slots(slot_s)
 
 
 def _slot_name(slot_s: int) -> str:

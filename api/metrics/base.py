@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, time, timedelta
+from datetime import datetime, timedelta
 from types import MappingProxyType
 from typing import Any, Literal
 
@@ -154,11 +154,7 @@ class RollupReader:
 
 def whole_days(b: Buckets) -> bool:
     """Whether every edge of ``b`` is the start of a local day of its zone."""
-    for e in b.edges:
-        day = e.astimezone(b.tz).date()
-        if datetime.combine(day, time(0), tzinfo=b.tz).astimezone(UTC) != e:
-            return False
-    return True
+    return b.whole_days
 
 
 def setting_values(owner: str, setting_args: Mapping[str, str],
@@ -228,7 +224,7 @@ class Metric:
         (those of ``reader``'s settings too when it is the reader's function)."""
         extra = self.setting_values(settings, reader)
         return call(function, (*SCOPE_ARGS, *self.args, *extra)), {
-            "site": scope.site, "device": scope.device, "edges": b.edges, "lo": b.start,
+            "site": scope.site, "device": scope.device, "edges": b.instants, "lo": b.start,
             "hi": b.end, **self.args, **extra}
 
 

@@ -116,8 +116,9 @@ def test_the_pool_connections_are_autocommit_without_jit_unless_asked(
     from fastapi.testclient import TestClient
     from psycopg.adapt import PyFormat
 
-    from api.db import Instants, InstantsDumper
+    from api.db import InstantsDumper
     from api.main import create_app
+    from api.timeq import Instants
 
     s = city[3] if jit is None else city[3].model_copy(update={"api_jit": jit})
     edges = [datetime(1999, 12, 31, 23, 59, 59, 999999, tzinfo=UTC),

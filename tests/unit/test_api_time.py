@@ -122,3 +122,31 @@ def test_unknown_zones_are_422(name: str) -> None:
 def test_known_zone() -> None:
     assert parse_tz(None, "Europe/Paris").key == "Europe/Paris"
     assert parse_tz("America/New_York", "Europe/Paris").key == "America/New_York"
+
+
+def test_a_range_asked_again_shares_its_buckets_and_what_derives_from_them() -> None:
+    """Dashboards ask the same month again and again: its edges, labels and alignment are
+    made once; another range, bucket or zone gets its own."""
+    start, end = datetime(2025, 10, 1, tzinfo=UTC), datetime(2025, 11, 1, tzinfo=UTC)
+    a = make_buckets(start, end, "1h", PARIS)
+    labels, on_hours = a.labels, a.on_slots(3600)
+    b = make_buckets(start, end, "1h", PARIS)
+    assert b is a and b.labels is labels and on_hours and not a.on_slots(7 * 3600)
+    assert make_buckets(start, end, "1d", PARIS) is not a
+    assert make_buckets(start, end, "1h", ZoneInfo("Asia/Kolkata")) is not a
+    assert make_buckets(start, end + timedelta(hours=1), "1h", PARIS) is not a
+
+
+def test_the_shared_buckets_are_bounded_by_the_edges_they_keep() -> None:
+    """A year of hours weighs 8,785 edges: the oldest ranges go first past the budget."""
+    from api import timeq
+
+    first = make_buckets(datetime(2024, 1, 1, tzinfo=UTC), datetime(2025, 1, 1, tzinfo=UTC),
+                         "1h", PARIS)
+    for k in range(timeq._CACHE_EDGES // 8000 + 2):
+        make_buckets(datetime(2024, 1, 1, tzinfo=UTC) + timedelta(days=k + 1),
+                     datetime(2025, 1, 1, tzinfo=UTC), "1h", PARIS)
+    assert timeq._cache_edges <= timeq._CACHE_EDGES
+    again = make_buckets(datetime(2024, 1, 1, tzinfo=UTC), datetime(2025, 1, 1, tzinfo=UTC),
+                         "1h", PARIS)
+    assert again is not first and again.edges == first.edges
