@@ -13,6 +13,7 @@ from psycopg.adapt import Dumper
 from psycopg.rows import dict_row
 
 from api.errors import not_found
+from api.lookups import remembered
 from api.timeq import Buckets, Instants
 
 Query = str | sql.Composed | sql.SQL
@@ -92,27 +93,32 @@ async def fetch_one(conn: psycopg.AsyncConnection[Any], query: Query,
 async def get_site(conn: psycopg.AsyncConnection[Any], site_id: str,
                    kind: str | None = None, *, count_family: str = "") -> dict[str, Any]:
     """A site (of ``kind`` if given), or 404; ``family_count`` = how many of its devices
-    are of ``count_family`` (in the same round trip)."""
-    if count_family:
-        row = await fetch_one(conn, "SELECT id, kind, name, insee, latitude, longitude, "
-                              "capacity, metadata, (SELECT count(*) FROM devices d WHERE "
-                              "d.site_id = s.id AND d.family = %s) AS family_count "
-                              "FROM sites s WHERE id = %s", (count_family, site_id))
-    else:
-        row = await fetch_one(conn, "SELECT id, kind, name, insee, latitude, longitude, "
-                              "capacity, metadata FROM sites WHERE id = %s", (site_id,))
+    are of ``count_family`` (in the same round trip). Kept until the registry changes
+    (:mod:`api.lookups`)."""
+    async def read() -> dict[str, Any] | None:
+        if count_family:
+            return await fetch_one(conn, "SELECT id, kind, name, insee, latitude, longitude, "
+                                   "capacity, metadata, (SELECT count(*) FROM devices d "
+                                   "WHERE d.site_id = s.id AND d.family = %s) AS "
+                                   "family_count FROM sites s WHERE id = %s",
+                                   (count_family, site_id))
+        return await fetch_one(conn, "SELECT id, kind, name, insee, latitude, longitude, "
+                               "capacity, metadata FROM sites WHERE id = %s", (site_id,))
+
+    row = await remembered(conn, ("site", site_id, count_family), read)
     if row is None or (kind is not None and row["kind"] != kind):
         raise not_found(kind.replace("_", " ") if kind else "site", site_id)
-    return row
+    return dict(row)
 
 
 async def get_device(conn: psycopg.AsyncConnection[Any], device_id: str,
                      family: str | None = None) -> dict[str, Any]:
-    """A device (of ``family`` if given), or 404."""
-    row = await fetch_one(conn, "SELECT * FROM devices WHERE id = %s", (device_id,))
+    """A device (of ``family`` if given), or 404. Kept until the registry changes."""
+    row = await remembered(conn, ("device", device_id), lambda: fetch_one(
+        conn, "SELECT * FROM devices WHERE id = %s", (device_id,)))
     if row is None or (family is not None and row["family"] != family):
         raise not_found(family.replace("_", " ") if family else "device", device_id)
-    return row
+    return dict(row)
 
 
 def iso(t: datetime | None) -> str | None:

@@ -17,6 +17,7 @@ from psycopg_pool import AsyncConnectionPool
 from api.db import register_types
 from api.disconnect import CancelOnDisconnect
 from api.errors import install_error_handlers
+from api.lookups import RegistryCache, attach, listen
 from api.openapi import install_openapi
 from api.tokens import TokenCache
 from beffroi import endpoints
@@ -39,18 +40,26 @@ def create_app(settings: Settings | None = None, *,
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        registry = RegistryCache()
+
+        async def configure(conn: psycopg.AsyncConnection[Any]) -> None:
+            register_types(conn)
+            attach(conn, registry)
+
         pool = AsyncConnectionPool(read_url, min_size=1, max_size=10, open=False,
-                                   kwargs=connection_kwargs(settings),
-                                   configure=_configure)
+                                   kwargs=connection_kwargs(settings), configure=configure)
         await pool.open(wait=False)
         app.state.pool = pool
+        app.state.registry = registry
         tune_gc(settings.api_gc_threshold)
-        task = (asyncio.create_task(_maintenance_loop(db_url, settings, maintenance_interval_s))
-                if maintenance_interval_s > 0 else None)
+        tasks = [asyncio.create_task(listen(db_url, registry))]
+        if maintenance_interval_s > 0:
+            tasks.append(asyncio.create_task(
+                _maintenance_loop(db_url, settings, maintenance_interval_s)))
         try:
             yield
         finally:
-            if task is not None:
+            for task in tasks:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
@@ -108,10 +117,6 @@ def connection_kwargs(settings: Settings) -> dict[str, Any]:
     jit = "on" if settings.api_jit else "off"
     return {"application_name": "beffroi-api", "autocommit": True,
             "options": f"-c statement_timeout={timeout_ms} -c jit={jit}"}
-
-
-async def _configure(conn: psycopg.AsyncConnection[Any]) -> None:
-    register_types(conn)
 
 
 async def _maintenance_loop(db_url: str, settings: Settings, interval_s: float) -> None:

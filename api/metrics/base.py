@@ -23,6 +23,7 @@ from psycopg import sql
 from psycopg.adapt import PyFormat
 
 from api.db import fetch_all
+from api.lookups import remembered
 from api.rollups import Answer, combine
 from api.timeq import BUCKETS, Buckets
 from beffroi.settings import Settings
@@ -186,13 +187,14 @@ class Metric:
     args: Mapping[str, Any] = field(default_factory=dict)  # constant extra arguments
     slot_s: int = 3600  # the rollup's slot: buckets on whole slots may read it
     lookback: timedelta = timedelta(0)  # how far before a bucket the raw function reads
+    #: Per-request values from the registry only (kept until it changes, api/lookups.py).
     context: Callable[[Conn, Scope], Awaitable[Context]] | None = None
     meta: tuple[str, ...] = ()  # context keys shown in the answer (those it has)
     responses: Mapping[int | str, dict[str, Any]] = field(default_factory=dict)
     device_doc: str = ""  # added to the device route's description
     site_slot_s: int | None = None  # a site's rollup slot, when it differs (zone quarters)
     #: The lookback of one request when it depends on the scope (the report intervals of
-    #: its sensors), instead of ``lookback``.
+    #: its sensors), instead of ``lookback``; from the registry only (kept like ``context``).
     lookback_of: Callable[[Conn, Scope], Awaitable[timedelta]] | None = None
     #: Arguments taken from the settings, passed after ``args``: argument name -> Settings
     #: attribute (e.g. ``{"tz": "timezone"}``: the zone of the days a daily rollup holds).
@@ -267,6 +269,16 @@ def by_bucket(b: Buckets, rows: list[dict[str, Any]],
             for k in range(len(labels) - 1)]
 
 
+async def context_of(conn: Conn, metric: Metric, scope: Scope) -> Context:
+    """What ``metric``'s context hook gives for ``scope`` (a function of the registry: kept
+    until it changes, :mod:`api.lookups`), or nothing."""
+    hook = metric.context
+    if hook is None:
+        return {}
+    return dict(await remembered(conn, ("context", metric.name, scope.kind, scope.id),
+                                 lambda: hook(conn, scope)))
+
+
 async def series(conn: Conn, metric: Metric, scope: Scope, b: Buckets, source: str = "auto",
                  *, ctx: Context | None = None, shape: Shaper | None = None,
                  columns: Sequence[str] | None = None,
@@ -279,7 +291,7 @@ async def series(conn: Conn, metric: Metric, scope: Scope, b: Buckets, source: s
     metric's readers that fits the request, else from ``rolled``; a reader's own shaper
     replaces the metric's unless ``shape`` is given."""
     if ctx is None:
-        ctx = await metric.context(conn, scope) if metric.context else {}
+        ctx = await context_of(conn, metric, scope)
     shaper = shape or metric.shape
     # Bound to locals: mypy keeps the narrowing of ``ctx`` inside the closures.
     context: Context = ctx
@@ -301,8 +313,11 @@ async def series(conn: Conn, metric: Metric, scope: Scope, b: Buckets, source: s
         return rolled_shape(sub, await rows_of(conn, metric, rolled_fn, scope, sub, settings,
                                                reader), context)
 
-    lookback = (await metric.lookback_of(conn, scope) if metric.lookback_of
-                else metric.lookback)
+    lookback = metric.lookback
+    if metric.lookback_of is not None:
+        lookback_of = metric.lookback_of
+        lookback = await remembered(conn, ("lookback", metric.name, scope.kind, scope.id),
+                                    lambda: lookback_of(conn, scope))
     return await combine(conn, b, source, coverage, rolled=rolled, raw=raw,
                          columns=metric.columns if columns is None else columns,
                          slot_s=slot_s, lookback=lookback,

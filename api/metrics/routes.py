@@ -10,7 +10,7 @@ from fastapi.responses import Response
 
 from api.db import get_device, get_site
 from api.deps import ID_PATTERN, Conn, Reader, only_buckets, time_range
-from api.metrics.base import Metric, Scope, series
+from api.metrics.base import Metric, Scope, context_of, series
 from api.output import FORMAT_DOC, series_response
 from api.rollups import SourceParam
 from api.timeq import Buckets
@@ -24,7 +24,7 @@ async def answer(request: Request, conn: Any, metric: Metric, scope: Scope, b: B
     settings: Settings = request.app.state.settings
     if metric.check:
         metric.check(b, settings)
-    ctx = await metric.context(conn, scope) if metric.context else {}
+    ctx = await context_of(conn, metric, scope)
     ans = await series(conn, metric, scope, b, source, ctx=ctx, settings=settings)
     key = metric.target.site if scope.kind == "site" else metric.target.device
     extra = {k: ctx[k] for k in metric.meta if k in ctx}  # a device may lack some
