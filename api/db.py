@@ -50,13 +50,14 @@ def register_types(conn: psycopg.AsyncConnection[Any] | psycopg.Connection[Any])
 
 
 async def fetch_all(conn: psycopg.AsyncConnection[Any], query: Query,
-                    params: dict[str, Any] | tuple[Any, ...] = ()) -> list[dict[str, Any]]:
+                    params: dict[str, Any] | tuple[Any, ...] = (), *,
+                    prepare: bool | None = None) -> list[dict[str, Any]]:
     """Rows as dicts. Time-series queries (given bucket ``edges``) are never prepared:
     psycopg prepares a statement after 5 runs, and PostgreSQL's generic plan for it cannot
     exclude hypertable chunks by the requested range (measured: a month of a square per
     hour, 13 ms planned for its parameters, 80 ms with the generic plan). The small
-    lookups around them stay prepared. ``edges`` go as :class:`Instants`."""
-    prepare = None
+    lookups around them stay prepared (``prepare`` False: this query is not either).
+    ``edges`` go as :class:`Instants`."""
     if isinstance(params, dict) and "edges" in params:
         prepare = False
         if not isinstance(params["edges"], Instants):
@@ -84,9 +85,10 @@ async def per_bucket(conn: psycopg.AsyncConnection[Any], b: Buckets, query: Quer
 
 
 async def fetch_one(conn: psycopg.AsyncConnection[Any], query: Query,
-                    params: dict[str, Any] | tuple[Any, ...] = ()) -> dict[str, Any] | None:
+                    params: dict[str, Any] | tuple[Any, ...] = (), *,
+                    prepare: bool | None = None) -> dict[str, Any] | None:
     """The first row as a dict, or None."""
-    rows = await fetch_all(conn, query, params)
+    rows = await fetch_all(conn, query, params, prepare=prepare)
     return rows[0] if rows else None
 
 
