@@ -101,6 +101,19 @@ def local_days(h1: datetime, h2: datetime, tz: ZoneInfo) -> list[tuple[date, dat
     return out if len(out) > 1 else []
 
 
+def local_months(h1: datetime, h2: datetime, tz: ZoneInfo) -> list[datetime]:
+    """The UTC starts of the local months that begin at or after the start of the month of
+    ``h1`` and end by ``h2``, plus the end of the last (empty when no whole month fits)."""
+    month = h1.astimezone(tz).date().replace(day=1)
+    out: list[datetime] = []
+    while True:
+        out.append(datetime.combine(month, time(0), tzinfo=tz).astimezone(UTC))
+        month = (month + timedelta(days=31)).replace(day=1)
+        if datetime.combine(month, time(0), tzinfo=tz).astimezone(UTC) > h2:
+            break
+    return out if len(out) > 1 else []
+
+
 # -- rollup computations: replace the rows of the hours [h1, h2) ------------------------------
 def _declared(coverage: str) -> Callable[[Conn, datetime, datetime, ZoneInfo],
                                            Awaitable[None]]:
@@ -110,7 +123,11 @@ def _declared(coverage: str) -> Callable[[Conn, datetime, datetime, ZoneInfo],
     async def compute(conn: Conn, h1: datetime, h2: datetime, tz: ZoneInfo) -> None:
         zone = {"tz": tz.key}  # the configured zone, for the fills that take it
         for rollup in rollups_of(coverage):
-            if rollup.local_days:
+            if rollup.local_months:
+                months = local_months(h1, h2, tz)
+                if months:
+                    await fill_rollup(conn, rollup, months, zone)
+            elif rollup.local_days:
                 days = local_days(h1, h2, tz)
                 if days:
                     await fill_rollup(conn, rollup, [s for _, s in days], zone)
@@ -195,6 +212,7 @@ ROLLUPS: dict[str, tuple[tuple[str, ...], Roll]] = {
     "parking_meter": (("parking_transactions", "parking_meter_status"),
                       _declared("parking_meter")),
     "grid": (("grid_readings",), _declared("grid")),
+    "grid_months": (("grid_readings",), _declared("grid_months")),  # after grid: its days
     "wifi_ap": (("wifi_ap_stats",), _declared("wifi_ap")),
 }
 
@@ -372,7 +390,8 @@ async def retention(conn: Conn, settings: Settings, now: datetime, report: Repor
         for table, col in (("wifi_visitors_1h", "hour"), ("wifi_dwell_1h", "hour"),
                            ("wifi_visitors_1d", "day_start"),
                            ("rollup_grid_site_1d", "day_start"),
-                           ("rollup_grid_meter_1d", "day_start")):
+                           ("rollup_grid_meter_1d", "day_start"),
+                           ("rollup_grid_meter_1mo", "month_start")):
             await conn.execute(sql.SQL("DELETE FROM {} WHERE {} < %s").format(
                 sql.Identifier(table), sql.Identifier(col)), (old,))
         await conn.execute("UPDATE rollup_state SET since = greatest(since, %s) "

@@ -145,6 +145,17 @@ class Buckets:
                 return False
         return True
 
+    @cached_property
+    def whole_months(self) -> bool:
+        """Whether every edge is the start of a local month of the zone."""
+        tz = self.tz
+        for e in self.edges:
+            local = e.astimezone(tz)
+            if datetime.combine(local.date().replace(day=1), time(0),
+                                tzinfo=tz).astimezone(UTC) != e:
+                return False
+        return True
+
     def on_slots(self, slot_s: int) -> bool:
         """Whether every edge is a whole UTC slot of ``slot_s`` seconds (remembered per
         slot: the rollup readers ask it of every request)."""

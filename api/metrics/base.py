@@ -100,7 +100,12 @@ class Rollup:
     ``local_days``: its slots are the local days of the configured time zone (23 to 25
     hours long), in rows marked with that zone (column ``tz``): ``edges`` are the starts of
     the days that ended in the range, then the end of the last; the zone is its argument
-    ``tz`` (in ``args``, given by the job), and only that zone's rows are replaced."""
+    ``tz`` (in ``args``, given by the job), and only that zone's rows are replaced.
+    ``local_months``: the same with the local months of that zone.
+
+    ``coverage``: the rollup_state row it is kept under when not its metric's (the months,
+    read from the days, have their own: an installation that had none fills them from the
+    retained days without rolling the hours up again)."""
 
     table: str
     time_column: str
@@ -112,10 +117,18 @@ class Rollup:
     #: configured zone ``tz``).
     args: Mapping[str, Any] = field(default_factory=dict)
     local_days: bool = False
+    local_months: bool = False
+    coverage: str | None = None
 
     def __post_init__(self) -> None:
-        if self.local_days and "tz" not in self.args:
-            raise ValueError(f"rollup {self.table} of local days needs a tz argument")
+        if self.zoned and "tz" not in self.args:
+            raise ValueError(f"rollup {self.table} of local days or months needs a tz "
+                             "argument")
+
+    @property
+    def zoned(self) -> bool:
+        """Whether its slots are local days or months of the configured zone."""
+        return self.local_days or self.local_months
 
 
 @dataclass(frozen=True)
@@ -129,28 +142,35 @@ class RollupReader:
     metric's); ``slot_s``: its slot, buckets whose edges are whole slots may read it
     (None: the metric's); ``shape``: its own shaper when its rows differ from the metric's.
     ``local_days``: its rows are local days of the configured zone (``setting_args``
-    :data:`ZONE`), so only requests in that zone whose every edge starts a day use it."""
+    :data:`ZONE`), so only requests in that zone whose every edge starts a day use it;
+    ``local_months``: the same with months."""
 
     function: str
     buckets: tuple[str, ...] = BUCKETS
     scope: Literal["site", "device"] | None = None  # None: sites and devices
     coverage: str | None = None
     local_days: bool = False
+    local_months: bool = False
     slot_s: int | None = None
     shape: Shaper | None = None
     setting_args: Mapping[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        if self.local_days and not ZONE.items() <= dict(self.setting_args).items():
-            raise ValueError(f"reader {self.function} of local days needs the zone "
-                             "(setting_args=ZONE)")
+        if ((self.local_days or self.local_months)
+                and not ZONE.items() <= dict(self.setting_args).items()):
+            raise ValueError(f"reader {self.function} of local days or months needs the "
+                             "zone (setting_args=ZONE)")
 
     def fits(self, kind: str, b: Buckets, zone: str | None) -> bool:
         """Whether it answers a request of ``kind`` over ``b`` (configured zone ``zone``):
         a reader of local days only buckets whose every edge starts a day of that zone
-        (not a month cut at a publication's end)."""
-        return (self.scope in (None, kind) and b.bucket in self.buckets
-                and (not self.local_days or (b.tz.key == zone and whole_days(b))))
+        (not a month cut at a publication's end), one of months every edge a month."""
+        if self.scope not in (None, kind) or b.bucket not in self.buckets:
+            return False
+        if self.local_days or self.local_months:
+            return b.tz.key == zone and (b.whole_months if self.local_months
+                                         else whole_days(b))
+        return True
 
 
 def whole_days(b: Buckets) -> bool:
@@ -334,9 +354,10 @@ async def fill_rollup(conn: Conn, rollup: Rollup, edges: list[datetime],
     args = {k: (given or {}).get(k, v) for k, v in rollup.args.items()}
     where: sql.Composable = sql.SQL("")
     zone: dict[str, Any] = {}
-    if rollup.local_days:  # only the rows of the zone filled: other zones' days stay
+    if rollup.zoned:  # only the rows of the zone filled: other zones' days stay
         if args["tz"] is None:
-            raise ValueError(f"rollup {rollup.table} of local days needs the zone (given tz)")
+            raise ValueError(f"rollup {rollup.table} of local days or months needs the zone "
+                             "(given tz)")
         where = sql.SQL(" AND {} = %(tz)s").format(sql.Identifier("tz"))
         zone = {"tz": args["tz"]}
     await conn.execute(sql.SQL("DELETE FROM {} WHERE {} >= %(lo)s AND {} < %(hi)s{}").format(

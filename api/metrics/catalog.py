@@ -14,7 +14,7 @@ def rollups_of(coverage: str) -> tuple[Rollup, ...]:
     """The rollup tables filled under rollup_state ``coverage`` (each once)."""
     out: dict[str, Rollup] = {}
     for m in METRICS:
-        if m.coverage == coverage:
-            for r in m.rollups:
+        for r in m.rollups:
+            if (r.coverage or m.coverage) == coverage:
                 out.setdefault(r.table, r)
     return tuple(out.values())

@@ -67,6 +67,13 @@ SITE_DAYS = Rollup("rollup_grid_site_1d", "day_start", "grid_site_days_fill",
 METER_DAYS = Rollup("rollup_grid_meter_1d", "day_start", "grid_meter_days_fill",
                     ("day", "tz", "day_start", "day_end", *_METER_COLS), args={"tz": None},
                     local_days=True)
+#: The meters' months, from their days: kept under their own rollup_state row, filled
+#: after ``grid`` (api.maintenance.ROLLUPS).
+METER_MONTHS = Rollup("rollup_grid_meter_1mo", "month_start", "grid_meter_months_fill",
+                      ("month", "tz", "month_start", "month_end", "device_id", "intervals",
+                       "import_wh", "export_wh", "covered_s", "reset", "gap", "cross_start",
+                       "cross_end"), args={"tz": None}, local_months=True,
+                      coverage="grid_months")
 
 
 async def _count(conn: Conn, site: str, solar: bool) -> int:
@@ -180,6 +187,8 @@ _ENERGY_DOC = (
     "unknown); `gap` when readings are further apart than 1.5 reporting intervals.")
 _METER_DAYS_READER = RollupReader("grid_energy_days", DAILY_OR_LONGER, local_days=True,
                                   setting_args=ZONE)
+_METER_MONTHS_READER = RollupReader("grid_energy_months", ("1mo",), local_months=True,
+                                    coverage="grid_months", setting_args=ZONE)
 
 ENERGY = Metric(
     name="energy", target=METERS, raw="grid_energy", rolled="grid_energy_rollup",
@@ -191,8 +200,8 @@ ENERGY = Metric(
                           shape=_site_rows),
              RollupReader("grid_energy_site_days", ("1d",), scope="site", local_days=True,
                           setting_args=ZONE, shape=_site_rows),
-             _METER_DAYS_READER),
-    rollups=(METER_HOURS, SITE_HALF_HOURS, SITE_DAYS, METER_DAYS))
+             _METER_MONTHS_READER, _METER_DAYS_READER),
+    rollups=(METER_HOURS, SITE_HALF_HOURS, SITE_DAYS, METER_DAYS, METER_MONTHS))
 
 
 # -- solar export ---------------------------------------------------------------------------
@@ -239,13 +248,13 @@ EXPORT = Metric(
         "`complete`, `estimated`, `reset` and `gap` as in the energy route."),
     device_doc="A meter the registry does not mark `solar` is 404.",
     args={**ENERGY_ARGS, "solar": True}, lookback=MAX_INTERVAL, context=_producers,
-    meta=("producers_total",), readers=(_METER_DAYS_READER,),
+    meta=("producers_total",), readers=(_METER_MONTHS_READER, _METER_DAYS_READER),
     responses={
         200: {"content": {"application/json": {"example": _EXPORT_EXAMPLE},
                           "text/csv": {"example": ",".join(EXPORT_COLUMNS) + "\n"}}},
         404: error_response("unknown district, or a meter that is not a solar producer",
                             "not_found", "no solar meter 'linky-saint-michel-0001'")},
-    rollups=(METER_HOURS, METER_DAYS))
+    rollups=(METER_HOURS, METER_DAYS, METER_MONTHS))
 
 
 # -- peaks ----------------------------------------------------------------------------------

@@ -139,6 +139,48 @@ LANGUAGE sql STABLE AS $$
     GROUP BY 1, 2
 $$;
 
+-- The same cells from the meters' months (buckets of whole local months of zone p_tz):
+-- one row per meter and month, read as grid_energy_days reads the days.
+CREATE FUNCTION metric.grid_energy_months(p_site text, p_device text,
+                                          p_edges timestamptz[], p_lo timestamptz,
+                                          p_hi timestamptz, p_gap float8,
+                                          p_max_interval interval, p_solar boolean,
+                                          p_tz text)
+RETURNS TABLE (i integer, device_id text, intervals bigint, import_wh float8,
+               export_wh float8, covered_s float8, estimated boolean, reset boolean,
+               gap boolean, cross_start boolean, cross_end boolean)
+LANGUAGE sql STABLE AS $$
+    SELECT x.i, x.device_id, sum(x.intervals)::bigint, sum(x.import_wh), sum(x.export_wh),
+           sum(x.covered_s), bool_or(x.cs OR x.ce), bool_or(x.reset), bool_or(x.gap),
+           bool_or(x.cs), bool_or(x.ce)
+    FROM (SELECT width_bucket(r.month_start, p_edges) AS i, r.device_id, r.intervals,
+                 r.import_wh, r.export_wh, r.covered_s, r.reset, r.gap,
+                 r.cross_start AND r.month_start = p_edges[width_bucket(r.month_start, p_edges)]
+                   AS cs,
+                 r.cross_end AND r.month_end = p_edges[width_bucket(r.month_start, p_edges) + 1]
+                   AS ce
+          FROM rollup_grid_meter_1mo r
+          WHERE r.device_id IN (SELECT id FROM metric.grid_meters(p_site, p_device, p_solar))
+            AND r.tz = p_tz AND r.intervals > 0
+            AND r.month_start >= p_lo AND r.month_start < p_hi) x
+    GROUP BY 1, 2
+$$;
+
+-- What rollup_grid_meter_1mo stores for the local months of p_edges (their starts, then
+-- the end of the last), zone p_tz: each meter's cells of those months from its days.
+CREATE FUNCTION metric.grid_meter_months_fill(p_edges timestamptz[], p_lo timestamptz,
+                                              p_hi timestamptz, p_tz text)
+RETURNS TABLE (month date, tz text, month_start timestamptz, month_end timestamptz,
+               device_id text, intervals integer, import_wh float8, export_wh float8,
+               covered_s float8, reset boolean, gap boolean, cross_start boolean,
+               cross_end boolean)
+LANGUAGE sql STABLE AS $$
+    SELECT (p_edges[c.i] AT TIME ZONE p_tz)::date, p_tz, p_edges[c.i], p_edges[c.i + 1],
+           c.device_id, c.intervals::integer, c.import_wh, c.export_wh, c.covered_s, c.reset,
+           c.gap, c.cross_start, c.cross_end
+    FROM metric.grid_energy_days(NULL, NULL, p_edges, p_lo, p_hi, NULL, NULL, false, p_tz) c
+$$;
+
 -- A district's buckets from its meters' cells, computed as the route computes them: meters
 -- with data, complete meters (covered the whole bucket, no estimate, no reset), import and
 -- export, the sum of the meters' mean powers, covered seconds, flags. From the raw readings,

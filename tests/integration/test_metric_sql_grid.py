@@ -338,6 +338,34 @@ def test_days_in_the_configured_zone_read_the_meters_daily_rollup(grid: Grid) ->
     assert grid.get(urls[0] + "&tz=UTC") == utc
 
 
+def test_months_in_the_configured_zone_read_the_meters_monthly_rollup(grid: Grid) -> None:
+    """Whole months of Europe/Paris come from the meters' monthly rows, equal to their days
+    summed (and to the raw answer, above): without the daily rows they still answer, weeks
+    (which read the daily rows) do not; without the monthly rows months come from days."""
+    urls = [f"/v1/grid/{r.format(p=grid.p)}?{PERIOD}&bucket=1mo"
+            for r in ("meters/{p}m1/energy", "districts/{p}d/export", "districts/{p}d/energy")]
+    week = f"/v1/grid/meters/{grid.p}m1/energy?{PERIOD}&bucket=1w"
+    before = [grid.get(u) for u in urls]
+    assert grid.get(week)["data"][0]["meters"] == 1
+    assert grid.sql("SELECT count(*) FROM rollup_grid_meter_1mo")[0][0] == 3  # m1 m2 m3
+    days = grid.sql("SELECT * FROM rollup_grid_meter_1d")
+    months = grid.sql("SELECT * FROM rollup_grid_meter_1mo")
+    try:
+        grid.sql("DELETE FROM rollup_grid_meter_1d")
+        assert [grid.get(u) for u in urls] == before
+        assert grid.get(week)["data"][0]["meters"] == 0
+        grid.sql("DELETE FROM rollup_grid_meter_1mo")
+        assert all(grid.get(u)["data"][0]["meters"] == 0 for u in (urls[0], urls[2]))
+    finally:
+        with psycopg.connect(grid.url, autocommit=True) as c, c.cursor() as cur:
+            for table, rows in (("rollup_grid_meter_1d", days),
+                                ("rollup_grid_meter_1mo", months)):
+                cur.execute(f"DELETE FROM {table}")
+                marks = ", ".join(["%s"] * len(rows[0]))
+                cur.executemany(f"INSERT INTO {table} VALUES ({marks})", rows)
+    assert [grid.get(u) for u in urls] == before
+
+
 def test_a_meter_that_is_not_solar_has_no_export(grid: Grid) -> None:
     r = grid.call(f"/v1/grid/meters/{grid.p}m1/export?{PERIOD}&bucket=1d")
     assert r.status_code == 404 and r.json()["detail"] == f"no solar meter '{grid.p}m1'"

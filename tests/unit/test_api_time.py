@@ -150,3 +150,16 @@ def test_the_shared_buckets_are_bounded_by_the_edges_they_keep() -> None:
     again = make_buckets(datetime(2024, 1, 1, tzinfo=UTC), datetime(2025, 1, 1, tzinfo=UTC),
                          "1h", PARIS)
     assert again is not first and again.edges == first.edges
+
+
+def test_the_job_fills_the_local_months_that_ended_in_its_range() -> None:
+    """Months begin at local midnight on the first (31 or 30 days, 1 hour more or less in
+    March and October); the job's range must reach a month's end for it to be filled."""
+    from api.maintenance import local_months
+
+    oct1, nov1 = datetime(2025, 9, 30, 22, tzinfo=UTC), datetime(2025, 10, 31, 23, tzinfo=UTC)
+    dec1 = datetime(2025, 11, 30, 23, tzinfo=UTC)
+    assert local_months(oct1 + timedelta(days=3), nov1, PARIS) == [oct1, nov1]
+    assert local_months(oct1, dec1 + timedelta(hours=5), PARIS) == [oct1, nov1, dec1]
+    assert local_months(oct1, nov1 - timedelta(hours=1), PARIS) == []  # October not over
+    assert (nov1 - oct1) == timedelta(days=31, hours=1)  # the 25-hour day is in it

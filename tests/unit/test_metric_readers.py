@@ -57,6 +57,11 @@ def test_the_grid_metrics_choose_their_readers() -> None:
     assert name(ENERGY.reader("device", days, zone)) == "grid_energy_days"
     assert name(ENERGY.reader("device", halves, zone)) is None  # the hourly rollup
     assert name(EXPORT.reader("site", days, zone)) == "grid_energy_days"  # producers only
+    months = make_buckets(START, END, "1mo", PARIS)
+    assert name(EXPORT.reader("site", months, zone)) == "grid_energy_months"
+    assert name(ENERGY.reader("device", months, zone)) == "grid_energy_months"
+    cut = Buckets("1mo", PARIS, [months.edges[0], datetime(2025, 10, 14, 22, tzinfo=UTC)])
+    assert name(EXPORT.reader("site", cut, zone)) == "grid_energy_days"  # days, not a month
     assert name(VOLTAGE.reader("site", weeks, zone)) == "grid_voltage_days"
     assert name(VOLTAGE.reader("site", make_buckets(START, END, "1h", PARIS), zone)) is None
     assert name(PEAKS.reader("device", days, "Europe/Berlin")) is None
@@ -74,6 +79,14 @@ def test_the_wifi_metrics_choose_their_readers() -> None:
         assert visitors is not None and visitors.coverage == "wifi_visitors_1d"
     assert CLIENTS.reader("site", days, zone) is None
     assert VISITORS.reader("site", hours, zone) is None
+
+
+def test_whole_months_start_at_local_midnight_on_the_first() -> None:
+    months = make_buckets(START, END, "1mo", PARIS)
+    assert months.whole_months and months.edges[0] == datetime(2025, 9, 30, 22, tzinfo=UTC)
+    assert not make_buckets(START, END, "1d", PARIS).whole_months
+    assert not Buckets("1mo", PARIS, make_buckets(START, END, "1mo", ZoneInfo("UTC")).edges
+                       ).whole_months  # UTC months, Paris zone
 
 
 def test_a_declaration_of_local_days_must_take_the_zone() -> None:
