@@ -9,6 +9,7 @@ from psycopg import sql
 
 from api.db import fetch_all
 from api.deps import HOURLY_AND_LONGER
+from api.lookups import remembered
 from api.metrics.base import Conn, Context, Metric, Rollup, Scope, Target, by_bucket, call
 from api.rollups import QUARTER_S
 from api.timeq import Buckets
@@ -85,9 +86,13 @@ async def _capacity(conn: Conn, scope: Scope) -> Context:
 async def occupancy_lookback(conn: Conn, scope: Scope) -> timedelta:
     """How far before a bucket the occupancy reads: 3 heartbeats of the scope's slowest
     sensor (``metric.parking_occupancy_lookback``)."""
+    return await _lookback(conn, scope.site, scope.device)
+
+
+async def _lookback(conn: Conn, site: str | None, device: str | None) -> timedelta:
     rows = await fetch_all(conn, call("parking_occupancy_lookback", ("site", "device",
                                                                        "stale")),
-                           {"site": scope.site, "device": scope.device, "stale": STALE_AFTER})
+                           {"site": site, "device": device, "stale": STALE_AFTER})
     out: timedelta = rows[0]["lookback"]
     return out
 
@@ -135,21 +140,31 @@ OCCUPANCY = Metric(
                     slot=timedelta(minutes=15), args={"stale": STALE_AFTER})))
 
 
+async def _window(conn: Conn, zone: str | None) -> timedelta:
+    """How long a state of ``zone``'s sensors (of every zone's) stays current: 3 heartbeats
+    of the slowest (from the registry, kept until it changes)."""
+    return await remembered(conn, ("spots_window", zone), lambda: _lookback(conn, zone, None))
+
+
 async def spots_at(conn: Conn, at: datetime | None,
                    zone: str | None = None) -> list[dict[str, Any]]:
     """Each active spot sensor (of ``zone``, else of every zone) with its state at ``at``
     (None: now), by zone and id: its latest report if younger than 3 heartbeats, else
     unknown (``metric.parking_spots_at``)."""
-    query = sql.Composed([call("parking_spots_at", ("site", "at", "now", "stale")),
+    query = sql.Composed([call("parking_spots_at", ("site", "at", "now", "stale", "window")),
                           sql.SQL(" ORDER BY site_id, id")])
     return await fetch_all(conn, query, {"site": zone, "at": at, "now": datetime.now(UTC),
-                                         "stale": STALE_AFTER})
+                                         "stale": STALE_AFTER,
+                                         "window": await _window(conn, zone)},
+                           prepare=False)  # planned for the window: older chunks left out
 
 
 async def zone_current(conn: Conn, zone: str) -> dict[str, int]:
     """How many of a zone's active sensors are free, occupied and unknown now."""
-    rows = await fetch_all(conn, call("parking_zone_current", ("site", "now", "stale")),
-                           {"site": zone, "now": datetime.now(UTC), "stale": STALE_AFTER})
+    rows = await fetch_all(conn, call("parking_zone_current",
+                                      ("site", "now", "stale", "window")),
+                           {"site": zone, "now": datetime.now(UTC), "stale": STALE_AFTER,
+                            "window": await _window(conn, zone)}, prepare=False)
     counts = {"free": 0, "occupied": 0, "unknown": 0}
     for r in rows:
         counts[r["state"]] += int(r["n"])

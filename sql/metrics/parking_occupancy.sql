@@ -135,7 +135,7 @@ $$;
 -- bound below and plans only the latest chunks (with now() inside this inlined function
 -- every chunk of the hypertable was planned: 10 ms a call on a year of data, against 3).
 CREATE FUNCTION metric.parking_spots_at(p_site text, p_at timestamptz, p_now timestamptz,
-                                        p_stale integer)
+                                        p_stale integer, p_window interval DEFAULT NULL)
 RETURNS TABLE (id text, name text, site_id text, latitude double precision,
                longitude double precision, state text)
 LANGUAGE sql STABLE AS $$
@@ -145,18 +145,23 @@ LANGUAGE sql STABLE AS $$
         WHERE p.device_id = d.id AND p.time <= coalesce(p_at, 'infinity')
           AND p.time > coalesce(p_at, p_now) - make_interval(secs => d.report_interval_s
                                                                       * p_stale)
-          -- the same bound for the slowest sensor the registry allows (7 days), which the
-          -- planner applies before the join: the older chunks are left out
-          AND p.time > coalesce(p_at, p_now) - make_interval(days => 7 * p_stale)
+          -- the same bound for the slowest of the sensors asked (p_window, given by the
+          -- caller: metric.parking_occupancy_lookback), else for the slowest the registry
+          -- allows (7 days), which the planner applies before the join: the older chunks
+          -- are left out (the last one only, for sensors reporting every 10 minutes)
+          AND p.time > coalesce(p_at, p_now) - coalesce(p_window,
+                                                        make_interval(days => 7 * p_stale))
         ORDER BY p.time DESC LIMIT 1) l ON true
     WHERE d.family = 'parking_spot' AND d.active AND (p_site IS NULL OR d.site_id = p_site)
 $$;
 
 -- A zone's active sensors at p_now (the caller's clock), counted per state (free,
 -- occupied, unknown).
-CREATE FUNCTION metric.parking_zone_current(p_site text, p_now timestamptz, p_stale integer)
+CREATE FUNCTION metric.parking_zone_current(p_site text, p_now timestamptz, p_stale integer,
+                                            p_window interval DEFAULT NULL)
 RETURNS TABLE (state text, n bigint)
 LANGUAGE sql STABLE AS $$
-    SELECT s.state, count(*) FROM metric.parking_spots_at(p_site, NULL, p_now, p_stale) s
+    SELECT s.state, count(*)
+    FROM metric.parking_spots_at(p_site, NULL, p_now, p_stale, p_window) s
     GROUP BY s.state
 $$;

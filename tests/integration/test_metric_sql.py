@@ -231,6 +231,20 @@ def test_spots_at_an_instant_and_the_zone_now(conn: psycopg.Connection[Any],
     assert f"{p}off" not in {r["id"] for r in every}
     current = {r["state"]: r["n"] for r in _call(conn, "parking_zone_current", f"{p}z", now, STALE)}
     assert current == {"occupied": 1, "free": 1, "unknown": 1}
+    # Bounded by the zone's slowest sensor (what the API passes: 3 heartbeats of 600 s),
+    # the same states; a bound shorter than a sensor's own staleness would lose states.
+    window = _call(conn, "parking_occupancy_lookback", f"{p}z", None, STALE)[0]["lookback"]
+    assert window == timedelta(seconds=600 * STALE)
+    for at in (T0 + 33 * M, None):
+        bounded = {r["id"]: r["state"]
+                   for r in _call(conn, "parking_spots_at", f"{p}z", at, now, STALE, window)}
+        assert bounded == states(at)
+    short = {r["id"]: r["state"] for r in _call(conn, "parking_spots_at", f"{p}z", None, now,
+                                               STALE, timedelta(minutes=1))}
+    assert short[f"{p}a"] == "unknown"  # its report of 5 minutes ago left out
+    current = {r["state"]: r["n"]
+               for r in _call(conn, "parking_zone_current", f"{p}z", now, STALE, window)}
+    assert current == {"occupied": 1, "free": 1, "unknown": 1}
 
 
 # -- parking turnover -------------------------------------------------------------------------
