@@ -20,8 +20,9 @@ from psycopg import sql
 from psycopg.rows import dict_row
 
 from api.db import fetch_all
-from api.metrics.base import call, fill_rollup, insert_from
+from api.metrics.base import Rollup, call, fill_rollup, insert_from
 from api.metrics.catalog import rollups_of
+from api.metrics.dead_letters import DAYS as DEAD_LETTERS
 from api.metrics.wifi import VISITOR_DAY_COLUMNS, VISITOR_HOURS
 from api.rollups import RETENTION_PREFIX, forget_rolled_ranges
 from beffroi.settings import Settings
@@ -205,6 +206,16 @@ async def _add_late_sessions(conn: Conn, prev: datetime, cutoff: datetime,
 
 Roll = Callable[[Conn, datetime, datetime, ZoneInfo], Awaitable[None]]
 
+
+def _declared_days(rollup: Rollup) -> Roll:
+    """The computation of one rollup of local days that no metric declares (the dead
+    letters' daily counts)."""
+    async def compute(conn: Conn, h1: datetime, h2: datetime, tz: ZoneInfo) -> None:
+        days = local_days(h1, h2, tz)
+        if days:
+            await fill_rollup(conn, rollup, [s for _, s in days], {"tz": tz.key})
+    return compute
+
 #: name -> (raw tables it reads, computation)
 ROLLUPS: dict[str, tuple[tuple[str, ...], Roll]] = {
     "parking_spot": (("parking_spot_state",), _declared("parking_spot")),
@@ -214,6 +225,7 @@ ROLLUPS: dict[str, tuple[tuple[str, ...], Roll]] = {
     "grid": (("grid_readings",), _declared("grid")),
     "grid_months": (("grid_readings",), _declared("grid_months")),  # after grid: its days
     "wifi_ap": (("wifi_ap_stats",), _declared("wifi_ap")),
+    DEAD_LETTERS.coverage or "": (("dead_letters",), _declared_days(DEAD_LETTERS)),
 }
 
 
@@ -236,11 +248,16 @@ async def _save(conn: Conn, name: str, since: datetime, watermark: datetime,
                        (name, since, watermark, now))
 
 
+#: Time column of the raw tables whose is not ``time``.
+TIME_COLUMNS = {"dead_letters": "received_at"}
+
+
 async def _earliest(conn: Conn, tables: tuple[str, ...]) -> datetime | None:
     out: datetime | None = None
     for table in tables:
-        cur = await conn.execute(sql.SQL("SELECT time FROM {} ORDER BY time LIMIT 1").format(
-            sql.Identifier(table)))
+        column = sql.Identifier(TIME_COLUMNS.get(table, "time"))
+        cur = await conn.execute(sql.SQL("SELECT {} FROM {} ORDER BY {} LIMIT 1").format(
+            column, sql.Identifier(table), column))
         row = await cur.fetchone()
         if row and (out is None or row[0] < out):
             out = row[0]
@@ -370,6 +387,10 @@ async def retention(conn: Conn, settings: Settings, now: datetime, report: Repor
         row = await cur.fetchone()
         report.dropped_chunks[table] = int(row[0]) if row else 0
         await _record_cutoff(conn, table, cutoff)
+        if table == "dead_letters":  # their daily counts go with them
+            await conn.execute("DELETE FROM dead_letter_days WHERE day_start < %s", (cutoff,))
+            await conn.execute("UPDATE rollup_state SET since = greatest(since, %s) "
+                               "WHERE name = %s", (cutoff, DEAD_LETTERS.coverage))
     cutoff = now - timedelta(hours=settings.retention_wifi_sessions_hours)
     cur = await conn.execute("SELECT count(*) FROM drop_chunks('wifi_sessions', "
                              "older_than => %s::timestamptz)", (cutoff,))

@@ -46,6 +46,7 @@ RAW_TABLES: dict[str, tuple[str, ...]] = {
     "parking_meter": ("parking_transactions", "parking_meter_status"),
     "grid": ("grid_readings",),
     "grid_months": ("grid_readings",),
+    "dead_letters": ("dead_letters",),
     "wifi_ap": ("wifi_ap_stats",),
     "wifi_visitors_1h": ("wifi_sessions",),
     "wifi_visitors_1d": ("wifi_sessions",),

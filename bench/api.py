@@ -198,17 +198,25 @@ def _raw(url: str) -> str:
 # -- maintenance ---------------------------------------------------------------------------------
 
 def rollups_cover(url: str, year: Year) -> bool:
-    """True when every rollup covers the year."""
+    """True when every rollup covers the year (those of raw rows kept less than a year,
+    the dead letters' daily counts, their retention's end of it)."""
     end = datetime.fromtimestamp(year.end, UTC)
     start = datetime.fromtimestamp(year.start, UTC)
+    settings = Settings()
     with psycopg.connect(url, autocommit=True) as conn:
         exists = conn.execute("SELECT to_regclass('rollup_state')").fetchone()
         if exists is None or exists[0] is None:
             return False
         rows = conn.execute("SELECT name, since, watermark FROM rollup_state").fetchall()
-    covered = {n for n, s, w in rows if s is not None and w is not None and s <= start
-               and w >= end}
-    return set(ROLLUPS) <= covered
+    state = {n: (s, w) for n, s, w in rows}
+    for name, (tables, _compute) in ROLLUPS.items():
+        kept = max(settings.retention_days(t) for t in tables)
+        since, watermark = state.get(name, (None, None))
+        if since is None or watermark is None or watermark < end:
+            return False
+        if since > max(start, end - timedelta(days=kept)):
+            return False
+    return True
 
 
 def run_maintain(url: str, year: Year, fresh: bool) -> dict[str, Any]:
