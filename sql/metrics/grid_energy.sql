@@ -113,8 +113,43 @@ LANGUAGE sql STABLE AS $$
     GROUP BY 1, 2
 $$;
 
--- The same cells from the meters' daily rollup (buckets made of whole local days of zone
--- p_tz: 1d, 1w and 1mo buckets in the configured zone).
+-- The same cells from the meters' daily or monthly rollup (p_period 'day' or 'month':
+-- buckets made of whole local days, or months, of zone p_tz). Both tables are one relation
+-- here; the planner keeps only the branch of p_period (a constant in every call).
+CREATE FUNCTION metric.grid_energy_periods(p_site text, p_device text,
+                                           p_edges timestamptz[], p_lo timestamptz,
+                                           p_hi timestamptz, p_solar boolean, p_tz text,
+                                           p_period text)
+RETURNS TABLE (i integer, device_id text, intervals bigint, import_wh float8,
+               export_wh float8, covered_s float8, estimated boolean, reset boolean,
+               gap boolean, cross_start boolean, cross_end boolean)
+LANGUAGE sql STABLE AS $$
+    WITH r AS (
+        SELECT 'day' AS period, d.device_id, d.tz, d.day_start AS s, d.day_end AS e,
+               d.intervals, d.import_wh, d.export_wh, d.covered_s, d.reset, d.gap,
+               d.cross_start, d.cross_end
+        FROM rollup_grid_meter_1d d
+        UNION ALL
+        SELECT 'month', m.device_id, m.tz, m.month_start, m.month_end, m.intervals,
+               m.import_wh, m.export_wh, m.covered_s, m.reset, m.gap, m.cross_start,
+               m.cross_end
+        FROM rollup_grid_meter_1mo m)
+    SELECT x.i, x.device_id, sum(x.intervals)::bigint, sum(x.import_wh), sum(x.export_wh),
+           sum(x.covered_s), bool_or(x.cs OR x.ce), bool_or(x.reset), bool_or(x.gap),
+           bool_or(x.cs), bool_or(x.ce)
+    FROM (SELECT width_bucket(r.s, p_edges) AS i, r.device_id, r.intervals, r.import_wh,
+                 r.export_wh, r.covered_s, r.reset, r.gap,
+                 r.cross_start AND r.s = p_edges[width_bucket(r.s, p_edges)] AS cs,
+                 r.cross_end AND r.e = p_edges[width_bucket(r.s, p_edges) + 1] AS ce
+          FROM r
+          WHERE r.period = p_period
+            AND r.device_id IN (SELECT id FROM metric.grid_meters(p_site, p_device, p_solar))
+            AND r.tz = p_tz AND r.intervals > 0 AND r.s >= p_lo AND r.s < p_hi) x
+    GROUP BY 1, 2
+$$;
+
+-- The readers of the meters' days (1d, 1w and 1mo buckets in the configured zone) and of
+-- their months (1mo buckets there).
 CREATE FUNCTION metric.grid_energy_days(p_site text, p_device text, p_edges timestamptz[],
                                         p_lo timestamptz, p_hi timestamptz, p_gap float8,
                                         p_max_interval interval, p_solar boolean,
@@ -123,24 +158,10 @@ RETURNS TABLE (i integer, device_id text, intervals bigint, import_wh float8,
                export_wh float8, covered_s float8, estimated boolean, reset boolean,
                gap boolean, cross_start boolean, cross_end boolean)
 LANGUAGE sql STABLE AS $$
-    SELECT x.i, x.device_id, sum(x.intervals)::bigint, sum(x.import_wh), sum(x.export_wh),
-           sum(x.covered_s), bool_or(x.cs OR x.ce), bool_or(x.reset), bool_or(x.gap),
-           bool_or(x.cs), bool_or(x.ce)
-    FROM (SELECT width_bucket(r.day_start, p_edges) AS i, r.device_id, r.intervals,
-                 r.import_wh, r.export_wh, r.covered_s, r.reset, r.gap,
-                 r.cross_start AND r.day_start = p_edges[width_bucket(r.day_start, p_edges)]
-                   AS cs,
-                 r.cross_end AND r.day_end = p_edges[width_bucket(r.day_start, p_edges) + 1]
-                   AS ce
-          FROM rollup_grid_meter_1d r
-          WHERE r.device_id IN (SELECT id FROM metric.grid_meters(p_site, p_device, p_solar))
-            AND r.tz = p_tz AND r.intervals > 0
-            AND r.day_start >= p_lo AND r.day_start < p_hi) x
-    GROUP BY 1, 2
+    SELECT * FROM metric.grid_energy_periods(p_site, p_device, p_edges, p_lo, p_hi, p_solar,
+                                             p_tz, 'day')
 $$;
 
--- The same cells from the meters' months (buckets of whole local months of zone p_tz):
--- one row per meter and month, read as grid_energy_days reads the days.
 CREATE FUNCTION metric.grid_energy_months(p_site text, p_device text,
                                           p_edges timestamptz[], p_lo timestamptz,
                                           p_hi timestamptz, p_gap float8,
@@ -150,20 +171,8 @@ RETURNS TABLE (i integer, device_id text, intervals bigint, import_wh float8,
                export_wh float8, covered_s float8, estimated boolean, reset boolean,
                gap boolean, cross_start boolean, cross_end boolean)
 LANGUAGE sql STABLE AS $$
-    SELECT x.i, x.device_id, sum(x.intervals)::bigint, sum(x.import_wh), sum(x.export_wh),
-           sum(x.covered_s), bool_or(x.cs OR x.ce), bool_or(x.reset), bool_or(x.gap),
-           bool_or(x.cs), bool_or(x.ce)
-    FROM (SELECT width_bucket(r.month_start, p_edges) AS i, r.device_id, r.intervals,
-                 r.import_wh, r.export_wh, r.covered_s, r.reset, r.gap,
-                 r.cross_start AND r.month_start = p_edges[width_bucket(r.month_start, p_edges)]
-                   AS cs,
-                 r.cross_end AND r.month_end = p_edges[width_bucket(r.month_start, p_edges) + 1]
-                   AS ce
-          FROM rollup_grid_meter_1mo r
-          WHERE r.device_id IN (SELECT id FROM metric.grid_meters(p_site, p_device, p_solar))
-            AND r.tz = p_tz AND r.intervals > 0
-            AND r.month_start >= p_lo AND r.month_start < p_hi) x
-    GROUP BY 1, 2
+    SELECT * FROM metric.grid_energy_periods(p_site, p_device, p_edges, p_lo, p_hi, p_solar,
+                                             p_tz, 'month')
 $$;
 
 -- What rollup_grid_meter_1mo stores for the local months of p_edges (their starts, then

@@ -11,14 +11,12 @@ from typing import Any
 import psycopg
 import pytest
 from fastapi.testclient import TestClient
-from pydantic import SecretStr
 
 from api.lookups import RegistryCache
-from api.tokens import create_token
 from beffroi.settings import Settings
 from beffroi.stack import Stack
 from devices import store
-from tests.conftest import random_tag, throwaway_database
+from tests.integration.api_helpers import SeededApi, seeded_api
 from tests.unit.test_sim_stream import tiny_city
 
 pytestmark = pytest.mark.stack
@@ -26,14 +24,14 @@ pytestmark = pytest.mark.stack
 ENERGY = "/v1/grid/districts/{p}dist/energy?from=2025-11-01&to=2025-11-02&bucket=1d"
 
 
+def _seed(conn: psycopg.Connection[Any], p: str) -> None:
+    store.import_registry(conn, tiny_city(prefix=p))
+
+
 @pytest.fixture(scope="module")
-def city(stack: Stack, settings: Settings) -> Iterator[tuple[str, str, str, Settings]]:
-    p = f"{random_tag('k')}-"
-    with throwaway_database(stack, settings, "lookups") as url:
-        with psycopg.connect(url, autocommit=True) as conn:
-            store.import_registry(conn, tiny_city(prefix=p))
-            token, _ = create_token(conn, f"{p}t", ["read"])
-        yield url, token, p, settings.model_copy(update={"database_url": SecretStr(url)})
+def city(stack: Stack, settings: Settings) -> Iterator[SeededApi]:
+    with seeded_api(stack, settings, "lookups", "k", _seed) as api:
+        yield api
 
 
 def _live(registry: RegistryCache, generation: int | None = None,
@@ -54,12 +52,9 @@ def _meters(client: TestClient, p: str, token: str) -> Any:
 
 
 def test_a_district_and_its_meters_are_kept_until_a_change_is_notified(
-        city: tuple[str, str, str, Settings]) -> None:
-    url, token, p, settings = city
-    from api.main import create_app
-
-    with TestClient(create_app(settings)) as client, \
-            psycopg.connect(url, autocommit=True) as conn:
+        city: SeededApi) -> None:
+    client, token, p = city.client, city.token, city.p
+    with psycopg.connect(city.url, autocommit=True) as conn:
         registry: RegistryCache = client.app.state.registry  # type: ignore[attr-defined]
         _live(registry)
         assert _meters(client, p, token) == 4
@@ -79,13 +74,10 @@ def test_a_district_and_its_meters_are_kept_until_a_change_is_notified(
                       (f"{p}dist", f"{p}linky-4"))
 
 
-def test_an_unknown_site_is_not_kept_as_unknown(city: tuple[str, str, str, Settings]) -> None:
+def test_an_unknown_site_is_not_kept_as_unknown(city: SeededApi) -> None:
     """A 404 asks again: the site created next is found at once, notified or not."""
-    url, token, p, settings = city
-    from api.main import create_app
-
-    with TestClient(create_app(settings)) as client, \
-            psycopg.connect(url, autocommit=True) as conn:
+    client, token, p = city.client, city.token, city.p
+    with psycopg.connect(city.url, autocommit=True) as conn:
         _live(client.app.state.registry)  # type: ignore[attr-defined]
         path = ENERGY.format(p=f"{p}new-")
         auth = {"Authorization": f"Bearer {token}"}
