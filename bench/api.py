@@ -188,6 +188,14 @@ def routes(year: Year) -> list[Route]:
         Route("scenarios", "/v1/operate/scenarios", "operators: the scenarios to replay",
               raw=False),
         Route("runs", "/v1/operate/runs", "operators: the scenario runs", raw=False),
+        Route("opendata-index", "/opendata",
+              "open data: the package's files (the year published)", raw=False),
+        Route("opendata-datapackage", "/opendata/datapackage.json",
+              "open data: datapackage.json (Frictionless, 43 kB)", raw=False),
+        Route("opendata-daily-csv", "/opendata/occupation-stationnement-journaliere.csv",
+              "open data: a year of parking occupancy per day (CSV, 170 kB)", raw=False),
+        Route("opendata-hourly-csv", "/opendata/occupation-stationnement-horaire.csv",
+              "open data: a year of parking occupancy per hour (CSV, 4 MB)", raw=False),
     ]
 
 
@@ -243,6 +251,26 @@ def run_maintain(url: str, year: Year, fresh: bool) -> dict[str, Any]:
     log.info("maintain: %.0fs; %s", seconds, " | ".join(proc.stdout.strip().splitlines()[-6:]))
     return {"ran": True, "ok": True, "seconds": seconds,
             "output": proc.stdout.strip().splitlines()[-20:]}
+
+
+def publish_opendata(url: str, year: Year, out: Path) -> dict[str, Any]:
+    """``beffroi opendata publish`` of the year into ``out`` (unchanged files are not
+    rewritten: a second run costs the queries only), which the API serves."""
+    exe = shutil.which("beffroi", path=str(Path(sys.executable).parent)) or "beffroi"
+    start = datetime.fromtimestamp(year.start, UTC).astimezone(year.tz)
+    end = datetime.fromtimestamp(year.end, UTC).astimezone(year.tz)
+    cmd = [exe, "opendata", "publish", "--out", str(out), "--from", start.isoformat(),
+           "--to", end.isoformat()]
+    t0 = time.monotonic()
+    proc = subprocess.run(cmd, env={**os.environ, "BEFFROI_DATABASE_URL": url},
+                          capture_output=True, text=True, check=False)
+    seconds = round(time.monotonic() - t0, 1)
+    if proc.returncode != 0:
+        raise RuntimeError(f"opendata publish failed ({proc.returncode}): "
+                           f"{proc.stderr[-2000:]}")
+    log.info("open data published in %.1fs: %s", seconds, proc.stdout.strip()[-200:])
+    return {"seconds": seconds, "dir": str(out),
+            "files": sorted(p.name for p in out.iterdir())}
 
 
 # -- machine ----------------------------------------------------------------------------------
@@ -393,6 +421,9 @@ def markdown(doc: dict[str, Any]) -> str:
                 f"{ds['vacuum_s']:.0f} s vacuum/analyze."
                 if ds["load_s"] is not None else "Already loaded (cached): not reloaded."),
              "", f"Rollups: {json.dumps(doc['maintain'])}", "",
+             *([f"Open data: the year published by `beffroi opendata publish` in "
+                f"{doc['opendata']['seconds']} s ({len(doc['opendata']['files'])} files), "
+                "served by the API from that directory.", ""] if doc.get("opendata") else []),
              "## Results", "",
              "Per route and number of concurrent clients: latency of the route as served "
              "(`source` says whether the answer came from rollups), its CPU per request "
@@ -462,6 +493,7 @@ def main(argv: list[str] | None = None) -> int:
     year = Year(end - timedelta(days=args.days), args.days, tz)
     ds: Dataset = prepare(stack, year, SEED)
     maintain = run_maintain(ds.url, year, fresh=ds.load_s is not None)
+    opendata = publish_opendata(ds.url, year, ROOT / "bench" / "work" / "opendata")
     todo = [r for r in routes(year) if not args.only or r.name in args.only]
     token_name = f"bench-api-{int(time.time())}"
     with psycopg.connect(ds.url) as conn:
@@ -469,8 +501,8 @@ def main(argv: list[str] | None = None) -> int:
     info = machine(ds.url)
     args.out.mkdir(parents=True, exist_ok=True)
     try:
-        with api_process(ds.url, args.out / "api-server.log",
-                         workers=args.workers) as server:
+        with api_process(ds.url, args.out / "api-server.log", workers=args.workers,
+                         env={"BEFFROI_OPENDATA_DIR": opendata["dir"]}) as server:
             meter = CpuMeter(server.pid, ds.url)
             try:
                 rows = run_routes(server.base, token, todo, args.seconds, meter=meter,
@@ -490,7 +522,8 @@ def main(argv: list[str] | None = None) -> int:
            "total_s": round(time.monotonic() - t_start, 1), "machine": info,
            "dataset": {**ds.spec, "rows": ds.rows, "load_s": ds.load_s,
                        "vacuum_s": ds.vacuum_s},
-           "maintain": maintain, "seconds_per_measurement": args.seconds,
+           "maintain": maintain, "opendata": opendata,
+           "seconds_per_measurement": args.seconds,
            "workers": args.workers, "baselines": not args.no_baseline,
            "routes": rows, "targets": targets}
     (args.out / "api.json").write_text(json.dumps(doc, indent=1) + "\n", encoding="utf-8")

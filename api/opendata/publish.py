@@ -7,6 +7,7 @@ snapshot observes the state at the end of the period (or now, if that is earlier
 
 from __future__ import annotations
 
+import gzip
 import json
 import logging
 from collections.abc import Callable, Sequence
@@ -353,10 +354,23 @@ class Written:
     unchanged: list[str]
 
 
+#: Suffix of a data file's gzip copy, which the API sends to clients that accept gzip.
+GZIP_SUFFIX = ".gz"
+
+
+def gzipped(data: bytes) -> bytes:
+    """A data file's gzip copy: the same bytes give the same copy (no time in its header)."""
+    return gzip.compress(data, compresslevel=9, mtime=0)
+
+
 def write(directory: Path, files: dict[str, bytes]) -> Written:
-    """Write the files into ``directory``; a file whose bytes are the same is left alone,
-    the others are replaced atomically (the package file last)."""
+    """Write the files into ``directory`` with a gzip copy of each data file (a year of
+    hours: 4 MB of CSV, about a tenth compressed once here rather than on every download);
+    a file whose bytes are the same is left alone, the others are replaced atomically (the
+    package file last)."""
     directory.mkdir(parents=True, exist_ok=True)
+    files = {**files, **{name + GZIP_SUFFIX: gzipped(data) for name, data in files.items()
+                         if name != PACKAGE_FILE}}
     written: list[str] = []
     unchanged: list[str] = []
     for name in sorted(files, key=lambda n: n == PACKAGE_FILE):

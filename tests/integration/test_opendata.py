@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import csv
+import gzip
 import hashlib
 import io
 import json
@@ -138,7 +139,8 @@ def world(stack: Stack, settings: Settings, tmp_path_factory: pytest.TempPathFac
         asyncio.run(maintain())
         s = settings.model_copy(update={"database_url": SecretStr(url), "opendata_dir": out})
         asyncio.run(publish(url, s, out, period.start, period.end))
-        files = {p.name: p.read_bytes() for p in out.iterdir() if not p.name.startswith(".")}
+        files = {p.name: p.read_bytes() for p in out.iterdir()
+                 if not p.name.startswith(".") and not p.name.endswith(".gz")}
         yield World(url, s, period, out, files,
                     [d.meter_id for d in reg.devices if d.meter_id],
                     [d.dev_eui for d in reg.devices if d.dev_eui], keys)
@@ -222,8 +224,8 @@ def test_entities_pass_the_smart_data_models_schemas(world: World) -> None:
 def test_publishing_again_gives_the_same_bytes(world: World, tmp_path: Path) -> None:
     again = asyncio.run(_build(world))
     assert again == world.files
-    result = write(world.out, again)
-    assert result.written == [] and len(result.unchanged) == len(world.files)
+    result = write(world.out, again)  # the gzip copies too: the same bytes again
+    assert result.written == [] and len(result.unchanged) == 2 * len(world.files) - 1
 
 
 # -- privacy ------------------------------------------------------------------------------
@@ -340,13 +342,40 @@ def test_routes_serve_the_same_files_without_a_token(world: World, client: TestC
     index = client.get("/opendata").json()
     assert len(index["files"]) == len(world.files) - 1
     big = max((n for n in world.files if n.endswith(".csv")), key=lambda n: len(world.files[n]))
-    r = client.get(f"/opendata/{big}")
+    plain = {"Accept-Encoding": "identity"}
+    r = client.get(f"/opendata/{big}", headers=plain)
     # A data file is streamed from the disk (a file answer: Last-Modified, byte ranges),
     # its ETag the SHA-256 the package lists, equal to its bytes' own.
-    assert r.headers["etag"] == f'"{hashlib.sha256(world.files[big]).hexdigest()}"'
+    sha = hashlib.sha256(world.files[big]).hexdigest()
+    assert r.headers["etag"] == f'"{sha}"' and "content-encoding" not in r.headers
     assert "last-modified" in r.headers and r.headers["accept-ranges"] == "bytes"
-    part = client.get(f"/opendata/{big}", headers={"Range": "bytes=0-9"})
+    assert r.headers["vary"] == "Accept-Encoding"
+    part = client.get(f"/opendata/{big}", headers={"Range": "bytes=0-9"})  # gzip accepted
     assert part.status_code == 206 and part.content == world.files[big][:10]
+    assert "content-encoding" not in part.headers
+
+
+def test_clients_that_accept_gzip_get_the_files_gzip_copy(world: World,
+                                                          client: TestClient) -> None:
+    """Compressed once when published: the same file in a tenth of the bytes, its own ETag
+    (another representation), the file itself to clients that do not accept gzip."""
+    big = max((n for n in world.files if n.endswith(".csv")), key=lambda n: len(world.files[n]))
+    sha = hashlib.sha256(world.files[big]).hexdigest()
+    with client.stream("GET", f"/opendata/{big}", headers={"Accept-Encoding": "gzip"}) as r:
+        sent = b"".join(r.iter_raw())
+        assert r.headers["content-encoding"] == "gzip" and r.headers["etag"] == f'"{sha}-gzip"'
+    assert gzip.decompress(sent) == world.files[big]
+    assert len(sent) * 4 < len(world.files[big])
+    copies = {p.name for p in world.out.iterdir() if p.name.endswith(".gz")}
+    assert copies == {f"{n}.gz" for n in world.files if n != PACKAGE_FILE}
+    for name in world.files.keys() - {PACKAGE_FILE}:
+        assert gzip.decompress((world.out / f"{name}.gz").read_bytes()) == world.files[name]
+    again = client.get(f"/opendata/{big}", headers={"Accept-Encoding": "gzip",
+                                                    "If-None-Match": f'"{sha}-gzip"'})
+    assert again.status_code == 304
+    for refused in ("gzip;q=0", "br", "identity, gzip;q=0.0"):
+        r = client.get(f"/opendata/{big}", headers={"Accept-Encoding": refused})
+        assert "content-encoding" not in r.headers and r.content == world.files[big], refused
     assert client.get("/opendata/secret.csv").status_code == 404
     assert client.get("/opendata/..%2Fports.json").status_code in (404, 422)
     paths = client.get("/openapi.json").json()["paths"]
