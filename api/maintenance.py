@@ -222,6 +222,8 @@ ROLLUPS: dict[str, tuple[tuple[str, ...], Roll]] = {
     "parking_turnover": (("parking_spot_state",), _declared("parking_turnover")),
     "parking_meter": (("parking_transactions", "parking_meter_status"),
                       _declared("parking_meter")),
+    "parking_meter_days": (("parking_transactions", "parking_meter_status"),
+                           _declared("parking_meter_days")),  # after parking_meter: hours
     "grid": (("grid_readings",), _declared("grid")),
     "grid_months": (("grid_readings",), _declared("grid_months")),  # after grid: its days
     "wifi_ap": (("wifi_ap_stats",), _declared("wifi_ap")),
@@ -412,7 +414,9 @@ async def retention(conn: Conn, settings: Settings, now: datetime, report: Repor
                            ("wifi_visitors_1d", "day_start"),
                            ("rollup_grid_site_1d", "day_start"),
                            ("rollup_grid_meter_1d", "day_start"),
-                           ("rollup_grid_meter_1mo", "month_start")):
+                           ("rollup_grid_meter_1mo", "month_start"),
+                           ("rollup_parking_tx_1d", "day_start"),
+                           ("rollup_parking_faults_1d", "day_start")):
             await conn.execute(sql.SQL("DELETE FROM {} WHERE {} < %s").format(
                 sql.Identifier(table), sql.Identifier(col)), (old,))
         await conn.execute("UPDATE rollup_state SET since = greatest(since, %s) "

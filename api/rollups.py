@@ -44,6 +44,7 @@ RAW_TABLES: dict[str, tuple[str, ...]] = {
     "parking_spot": ("parking_spot_state",),
     "parking_turnover": ("parking_spot_state",),
     "parking_meter": ("parking_transactions", "parking_meter_status"),
+    "parking_meter_days": ("parking_transactions", "parking_meter_status"),
     "grid": ("grid_readings",),
     "grid_months": ("grid_readings",),
     "dead_letters": ("dead_letters",),

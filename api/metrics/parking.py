@@ -10,9 +10,20 @@ from psycopg import sql
 from api.db import fetch_all
 from api.deps import HOURLY_AND_LONGER
 from api.lookups import remembered
-from api.metrics.base import Conn, Context, Metric, Rollup, Scope, Target, by_bucket, call
+from api.metrics.base import (
+    ZONE,
+    Conn,
+    Context,
+    Metric,
+    Rollup,
+    RollupReader,
+    Scope,
+    Target,
+    by_bucket,
+    call,
+)
 from api.rollups import QUARTER_S
-from api.timeq import Buckets
+from api.timeq import CALENDAR_BUCKETS, Buckets
 
 #: A sensor's reported state holds until its next message, but at most this many expected
 #: reporting intervals (heartbeats): after that the spot is *unknown*, not free.
@@ -55,6 +66,9 @@ def _revenue_rows(b: Buckets, rows: list[dict[str, Any]], _: Context) -> list[di
     return by_bucket(b, [], row)
 
 
+#: rollup_state row of the meters' daily rollups.
+METER_DAYS = "parking_meter_days"
+
 REVENUE = Metric(
     name="revenue", target=METERS, raw="parking_revenue", rolled="parking_revenue_rollup",
     coverage="parking_meter", columns=REVENUE_COLUMNS, shape=_revenue_rows,
@@ -65,7 +79,18 @@ REVENUE = Metric(
                     ("hour", "device_id", "payment_method", "transactions",
                      "revenue_cents")),
              Rollup("rollup_parking_faults_1h", "hour", "parking_faults_fill",
-                    ("hour", "device_id", "fault_code"))))
+                    ("hour", "device_id", "fault_code")),
+             # The meters' local days, from their hours: under their own rollup_state row,
+             # filled after parking_meter (api.maintenance.ROLLUPS).
+             Rollup("rollup_parking_tx_1d", "day_start", "parking_tx_days_fill",
+                    ("day", "tz", "day_start", "device_id", "payment_method", "transactions",
+                     "revenue_cents"), args={"tz": None}, local_days=True,
+                    coverage=METER_DAYS),
+             Rollup("rollup_parking_faults_1d", "day_start", "parking_faults_days_fill",
+                    ("day", "tz", "day_start", "device_id", "fault_code"), args={"tz": None},
+                    local_days=True, coverage=METER_DAYS)),
+    readers=(RollupReader("parking_revenue_days", CALENDAR_BUCKETS, local_days=True,
+                          coverage=METER_DAYS, setting_args=ZONE),))
 
 
 # -- occupancy ------------------------------------------------------------------------------

@@ -209,6 +209,27 @@ def test_district_days_come_from_the_daily_rollup(world: World) -> None:
     assert [d["reset"] for d in rolled["data"]] == [r[2] for r in rows]
 
 
+def test_revenue_days_come_from_the_meters_daily_rollup(world: World) -> None:
+    """A zone's revenue per local day reads its meters' days (equal to raw, above): without
+    the hourly rows it still answers; hours, which read them, do not."""
+    days = f"/v1/parking/zones/{world.p}pz/revenue?from=2025-10-25&to=2025-10-28&bucket=1d"
+    hours = days.replace("bucket=1d", "bucket=1h")
+    before, hourly = world.get(days), world.get(hours)
+    assert sum(d["revenue_cents"] for d in before["data"]) > 0
+    with psycopg.connect(world.url, autocommit=True) as conn:
+        saved = conn.execute("SELECT * FROM rollup_parking_tx_1h").fetchall()
+        try:
+            conn.execute("DELETE FROM rollup_parking_tx_1h")
+            assert world.get(days) == before
+            assert sum(d["revenue_cents"] for d in world.get(hours)["data"]) == 0
+        finally:
+            conn.execute("DELETE FROM rollup_parking_tx_1h")
+            with conn.cursor() as cur:
+                marks = ", ".join(["%s"] * len(saved[0]))
+                cur.executemany(f"INSERT INTO rollup_parking_tx_1h VALUES ({marks})", saved)
+    assert world.get(hours) == hourly
+
+
 @pytest.mark.parametrize(("frm", "to"), [("2025-10-26", "2025-10-27"),  # 25 hours
                                          ("2025-10-25T20:00Z", "2025-10-28T03:00Z")])
 def test_district_half_hours_equal_raw(world: World, frm: str, to: str) -> None:

@@ -11,6 +11,7 @@ import pytest
 
 from api.metrics.base import ZONE, Rollup, RollupReader, whole_days
 from api.metrics.grid import ENERGY, EXPORT, PEAKS, VOLTAGE
+from api.metrics.parking import REVENUE
 from api.metrics.wifi import CLIENTS, VISITORS
 from api.timeq import Buckets, make_buckets
 
@@ -65,6 +66,16 @@ def test_the_grid_metrics_choose_their_readers() -> None:
     assert name(VOLTAGE.reader("site", weeks, zone)) == "grid_voltage_days"
     assert name(VOLTAGE.reader("site", make_buckets(START, END, "1h", PARIS), zone)) is None
     assert name(PEAKS.reader("device", days, "Europe/Berlin")) is None
+
+
+def test_revenue_of_local_days_reads_the_meters_days() -> None:
+    zone = "Europe/Paris"
+    for bucket in ("1d", "1w", "1mo"):
+        reader = REVENUE.reader("site", make_buckets(START, END, bucket, PARIS), zone)
+        assert reader is not None and reader.function == "parking_revenue_days"
+        assert reader.coverage == "parking_meter_days"
+    assert REVENUE.reader("device", make_buckets(START, END, "1h", PARIS), zone) is None
+    assert REVENUE.reader("site", make_buckets(START, END, "1d", PARIS), "UTC") is None
 
 
 def test_the_wifi_metrics_choose_their_readers() -> None:
