@@ -110,39 +110,49 @@ ENERGY_COLUMNS = ("start", "end", "import_wh", "export_wh", "mean_power_w", "cov
                   "meters", "complete_meters", "complete", "estimated", "reset", "gap")
 
 
-def _energy_row(imp: float | None, exp: float | None, power: float | None, covered: float,
-                meters: int, complete_n: int, meters_total: int, estimated: bool,
-                reset: bool, gap: bool) -> dict[str, Any]:
-    return {"import_wh": _num(imp), "export_wh": _num(exp), "mean_power_w": _num(power),
+def _energy_row(start: str, end: str, imp: float | None, exp: float | None,
+                power: float | None, covered: float, meters: int, complete_n: int,
+                meters_total: int, estimated: bool, reset: bool, gap: bool
+                ) -> dict[str, Any]:
+    """One answer row (built whole: a year per day makes 365 of them per request)."""
+    return {"start": start, "end": end,
+            "import_wh": None if imp is None else round(imp, 1),
+            "export_wh": None if exp is None else round(exp, 1),
+            "mean_power_w": None if power is None else round(power, 1),
             "covered_s": round(covered, 1), "meters": meters, "complete_meters": complete_n,
             "complete": meters > 0 and complete_n == meters_total, "estimated": estimated,
             "reset": reset, "gap": gap}
 
 
-def _empty(meters_total: int) -> dict[str, Any]:
-    return _energy_row(None, None, None, 0.0, 0, 0, meters_total, False, False, False)
+def _empty(start: str, end: str, meters_total: int) -> dict[str, Any]:
+    return _energy_row(start, end, None, None, None, 0.0, 0, 0, meters_total, False, False,
+                       False)
 
 
 def _energy_rows(b: Buckets, rows: list[dict[str, Any]], ctx: Context) -> list[dict[str, Any]]:
     """One row per bucket from the meters' cells (one per meter and bucket)."""
     cells: dict[int, list[dict[str, Any]]] = defaultdict(list)
     for r in rows:
-        i = r["i"] - 1
-        r["complete"] = (r["covered_s"] >= b.seconds(i) - 0.5 and not r["estimated"]
-                         and not r["reset"])
-        cells[i].append(r)
+        cells[r["i"] - 1].append(r)
     total = int(ctx["total"])
-
-    def row(_r: dict[str, Any] | None, k: int) -> dict[str, Any]:
+    labels, edges = b.labels, b.edges
+    out = []
+    for k in range(len(labels) - 1):
+        start, end = labels[k], labels[k + 1]
         cs = cells.get(k)
         if not cs:
-            return _empty(total)
+            out.append(_empty(start, end, total))
+            continue
+        full = (edges[k + 1] - edges[k]).total_seconds() - 0.5
         if len(cs) == 1:  # one meter (a meter's own route): the sums are its values
             c = cs[0]
             imp, exp, cov = c["import_wh"] or 0.0, c["export_wh"] or 0.0, c["covered_s"]
-            return _energy_row(imp, exp, (imp - exp) * 3600 / cov if cov else 0.0, cov, 1,
-                               1 if c["complete"] else 0, total, bool(c["estimated"]),
-                               bool(c["reset"]), bool(c["gap"]))
+            complete = cov >= full and not c["estimated"] and not c["reset"]
+            out.append(_energy_row(start, end, imp, exp,
+                                   (imp - exp) * 3600 / cov if cov else 0.0, cov, 1,
+                                   1 if complete else 0, total, bool(c["estimated"]),
+                                   bool(c["reset"]), bool(c["gap"])))
+            continue
         imps, exps, powers, covs = [], [], [], []
         complete_n, estimated, reset, gap = 0, False, False, False
         for c in cs:
@@ -152,29 +162,33 @@ def _energy_rows(b: Buckets, rows: list[dict[str, Any]], ctx: Context) -> list[d
             covs.append(cov)
             if cov:  # each meter's mean power over the time its readings cover
                 powers.append((imp - exp) * 3600 / cov)
-            complete_n += c["complete"]
+            complete_n += cov >= full and not c["estimated"] and not c["reset"]
             estimated = estimated or bool(c["estimated"])
             reset = reset or bool(c["reset"])
             gap = gap or bool(c["gap"])
         # fsum: exactly rounded whatever the order of the meters' rows (repeatable).
-        return _energy_row(fsum(imps), fsum(exps), fsum(powers), fsum(covs) / len(cs),
-                           len(cs), complete_n, total, estimated, reset, gap)
-
-    return by_bucket(b, [], row)
+        out.append(_energy_row(start, end, fsum(imps), fsum(exps), fsum(powers),
+                               fsum(covs) / len(cs), len(cs), complete_n, total, estimated,
+                               reset, gap))
+    return out
 
 
 def _site_rows(b: Buckets, rows: list[dict[str, Any]], ctx: Context) -> list[dict[str, Any]]:
     """One row per bucket from a district's own rollup rows (already summed)."""
     total = int(ctx["total"])
-
-    def row(r: dict[str, Any] | None, _k: int) -> dict[str, Any]:
+    by_i = {r["i"] - 1: r for r in rows}
+    labels = b.labels
+    out = []
+    for k in range(len(labels) - 1):
+        r = by_i.get(k)
         if r is None:
-            return _empty(total)
-        return _energy_row(r["import_wh"], r["export_wh"], r["mean_power_w"],
-                           r["covered_s"] / r["meters"], r["meters"], r["complete_meters"],
-                           total, r["estimated"], r["reset"], r["gap"])
-
-    return by_bucket(b, rows, row)
+            out.append(_empty(labels[k], labels[k + 1], total))
+        else:
+            out.append(_energy_row(labels[k], labels[k + 1], r["import_wh"], r["export_wh"],
+                                   r["mean_power_w"], r["covered_s"] / r["meters"],
+                                   r["meters"], r["complete_meters"], total, r["estimated"],
+                                   r["reset"], r["gap"]))
+    return out
 
 
 _ENERGY_DOC = (
