@@ -25,6 +25,7 @@ from api.metrics.catalog import rollups_of
 from api.metrics.dead_letters import DAYS as DEAD_LETTERS
 from api.metrics.wifi import VISITOR_DAY_COLUMNS, VISITOR_HOURS
 from api.rollups import RETENTION_PREFIX, forget_rolled_ranges
+from api.timeq import local_midnight
 from beffroi.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -108,9 +109,9 @@ def local_months(h1: datetime, h2: datetime, tz: ZoneInfo) -> list[datetime]:
     month = h1.astimezone(tz).date().replace(day=1)
     out: list[datetime] = []
     while True:
-        out.append(datetime.combine(month, time(0), tzinfo=tz).astimezone(UTC))
+        out.append(local_midnight(month, tz))
         month = (month + timedelta(days=31)).replace(day=1)
-        if datetime.combine(month, time(0), tzinfo=tz).astimezone(UTC) > h2:
+        if local_midnight(month, tz) > h2:
             break
     return out if len(out) > 1 else []
 
@@ -122,19 +123,23 @@ def _declared(coverage: str) -> Callable[[Conn, datetime, datetime, ZoneInfo],
     A rollup of local days gets every day that began at or after the start of the day of
     ``h1`` and ended by ``h2`` (a day split over two steps is done in the second)."""
     async def compute(conn: Conn, h1: datetime, h2: datetime, tz: ZoneInfo) -> None:
-        zone = {"tz": tz.key}  # the configured zone, for the fills that take it
         for rollup in rollups_of(coverage):
-            if rollup.local_months:
-                months = local_months(h1, h2, tz)
-                if months:
-                    await fill_rollup(conn, rollup, months, zone)
-            elif rollup.local_days:
-                days = local_days(h1, h2, tz)
-                if days:
-                    await fill_rollup(conn, rollup, [s for _, s in days], zone)
-            else:
-                await fill_rollup(conn, rollup, slot_edges(h1, h2, rollup.slot), zone)
+            await _fill(conn, rollup, h1, h2, tz)
     return compute
+
+
+async def _fill(conn: Conn, rollup: Rollup, h1: datetime, h2: datetime, tz: ZoneInfo) -> None:
+    """Replace ``rollup``'s rows of the hours [h1, h2): its slots, or the local days or
+    months of ``tz`` that ended by ``h2``."""
+    zone = {"tz": tz.key}  # the configured zone, for the fills that take it
+    if rollup.local_months:
+        edges = local_months(h1, h2, tz)
+    elif rollup.local_days:
+        edges = [s for _, s in local_days(h1, h2, tz)]
+    else:
+        edges = slot_edges(h1, h2, rollup.slot)
+    if edges:
+        await fill_rollup(conn, rollup, edges, zone)
 
 
 async def _aggregate_session_hours(conn: Conn, h1: datetime, h2: datetime,
@@ -207,13 +212,11 @@ async def _add_late_sessions(conn: Conn, prev: datetime, cutoff: datetime,
 Roll = Callable[[Conn, datetime, datetime, ZoneInfo], Awaitable[None]]
 
 
-def _declared_days(rollup: Rollup) -> Roll:
-    """The computation of one rollup of local days that no metric declares (the dead
-    letters' daily counts)."""
+def _one(rollup: Rollup) -> Roll:
+    """The computation of one rollup that no metric declares (the dead letters' daily
+    counts)."""
     async def compute(conn: Conn, h1: datetime, h2: datetime, tz: ZoneInfo) -> None:
-        days = local_days(h1, h2, tz)
-        if days:
-            await fill_rollup(conn, rollup, [s for _, s in days], {"tz": tz.key})
+        await _fill(conn, rollup, h1, h2, tz)
     return compute
 
 #: name -> (raw tables it reads, computation)
@@ -227,7 +230,7 @@ ROLLUPS: dict[str, tuple[tuple[str, ...], Roll]] = {
     "grid": (("grid_readings",), _declared("grid")),
     "grid_months": (("grid_readings",), _declared("grid_months")),  # after grid: its days
     "wifi_ap": (("wifi_ap_stats",), _declared("wifi_ap")),
-    DEAD_LETTERS.coverage or "": (("dead_letters",), _declared_days(DEAD_LETTERS)),
+    DEAD_LETTERS.coverage or "": (("dead_letters",), _one(DEAD_LETTERS)),
 }
 
 

@@ -25,7 +25,7 @@ import psycopg
 from fastapi import Query
 
 from api.db import fetch_all
-from api.timeq import Buckets
+from api.timeq import Buckets, on_slot
 
 SLOT_S = 3600  # rollup slot: one UTC hour
 QUARTER_S = 900  # zone occupancy slot
@@ -79,10 +79,6 @@ class Coverage:
     raw_from: datetime | None = None
 
 
-def _on_slot(e: datetime, slot_s: int) -> bool:
-    return e.microsecond == 0 and int(e.timestamp()) % slot_s == 0
-
-
 def aligned(b: Buckets, slot_s: int = SLOT_S) -> bool:
     """True when every edge is a whole UTC slot."""
     return b.on_slots(slot_s)
@@ -113,7 +109,7 @@ def split(b: Buckets, cov: Coverage, source: str = "auto", *, slot_s: int = SLOT
             why = "source=raw was asked"
         elif unusable:
             why = unusable
-        elif not (_on_slot(lo, slot_s) and _on_slot(hi, slot_s)):
+        elif not (on_slot(lo, slot_s) and on_slot(hi, slot_s)):
             why = (f"{b.bucket} buckets in {b.tz.key} do not start and end on whole UTC "
                    f"{_slot_name(slot_s)}, the rollup's slots")
         elif cov.since is None or cov.watermark is None:

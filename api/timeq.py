@@ -139,22 +139,14 @@ class Buckets:
     def whole_days(self) -> bool:
         """Whether every edge is the start of a local day of the zone."""
         tz = self.tz
-        for e in self.edges:
-            day = e.astimezone(tz).date()
-            if datetime.combine(day, time(0), tzinfo=tz).astimezone(UTC) != e:
-                return False
-        return True
+        return all(local_midnight(e.astimezone(tz).date(), tz) == e for e in self.edges)
 
     @cached_property
     def whole_months(self) -> bool:
         """Whether every edge is the start of a local month of the zone."""
         tz = self.tz
-        for e in self.edges:
-            local = e.astimezone(tz)
-            if datetime.combine(local.date().replace(day=1), time(0),
-                                tzinfo=tz).astimezone(UTC) != e:
-                return False
-        return True
+        return all(local_midnight(e.astimezone(tz).date().replace(day=1), tz) == e
+                   for e in self.edges)
 
     def on_slots(self, slot_s: int) -> bool:
         """Whether every edge is a whole UTC slot of ``slot_s`` seconds (remembered per
@@ -162,8 +154,7 @@ class Buckets:
         memo: dict[int, bool] = self.__dict__.setdefault("_on_slots", {})
         hit = memo.get(slot_s)
         if hit is None:
-            hit = memo[slot_s] = all(e.microsecond == 0 and int(e.timestamp()) % slot_s == 0
-                                     for e in self.edges)
+            hit = memo[slot_s] = all(on_slot(e, slot_s) for e in self.edges)
         return hit
 
     def slice(self, i: int, j: int) -> Buckets:
@@ -189,10 +180,16 @@ class Buckets:
         return (self.edges[i + 1] - self.edges[i]).total_seconds()
 
 
-def _local_midnight(d: date, tz: ZoneInfo) -> datetime:
-    # Round-trip through UTC so that a midnight that does not exist (zones switching at
-    # midnight) becomes the first instant of that day.
+def local_midnight(d: date, tz: ZoneInfo) -> datetime:
+    """The UTC instant day ``d`` starts in ``tz``. Round-trips through UTC so that a
+    midnight that does not exist (zones switching at midnight) becomes the first instant
+    of that day."""
     return datetime.combine(d, time(0), tzinfo=tz).astimezone(UTC)
+
+
+def on_slot(e: datetime, slot_s: int) -> bool:
+    """Whether ``e`` is a whole UTC slot of ``slot_s`` seconds."""
+    return e.microsecond == 0 and int(e.timestamp()) % slot_s == 0
 
 
 def within_range_limit(start: datetime, end: datetime, bucket: str, tz: ZoneInfo) -> bool:
@@ -284,7 +281,7 @@ def _make_buckets(start: datetime, end: datetime, bucket: str, tz: ZoneInfo) -> 
         elif bucket == "1mo":
             d = d.replace(day=1)
         while True:
-            edge = _local_midnight(d, tz)
+            edge = local_midnight(d, tz)
             edges.append(edge)
             if edge >= end:
                 break

@@ -9,7 +9,7 @@ city's rejections groups about 1,300 daily rows instead of 10,000 messages.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, time, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -17,6 +17,7 @@ from psycopg import sql
 
 from api.metrics.base import Conn, Rollup
 from api.rollups import Coverage, coverage
+from api.timeq import local_midnight
 
 #: rollup_state row of the daily counts.
 COVERAGE = "dead_letters"
@@ -29,10 +30,8 @@ def _day_start(t: datetime, tz: ZoneInfo, *, up: bool) -> datetime:
     """The start of the local day of ``t`` (``up``: of the next one unless ``t`` starts a
     day)."""
     day = t.astimezone(tz).date()
-    start = datetime.combine(day, time(0), tzinfo=tz).astimezone(UTC)
-    if up and start < t:
-        start = datetime.combine(day + timedelta(days=1), time(0), tzinfo=tz).astimezone(UTC)
-    return start
+    start = local_midnight(day, tz)
+    return local_midnight(day + timedelta(days=1), tz) if up and start < t else start
 
 
 def whole_days(lo: datetime | None, hi: datetime | None, cov: Coverage,
