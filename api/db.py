@@ -44,6 +44,14 @@ class InstantsDumper(Dumper):
         return packed
 
 
+#: Result types that load the same from PostgreSQL's binary and text output, so a query
+#: returning only these may ask for binary rows: no number to parse from text, about a
+#: quarter less client CPU for a year of daily rows. Not ``float4``: its text is the
+#: shortest decimal (a battery of 0.04), its binary the float32 (0.03999999910593033).
+BINARY_SAFE = frozenset({"bool", "int2", "int4", "int8", "float8", "numeric", "text",
+                         "timestamptz", "date", "interval", "jsonb"})
+
+
 def register_types(conn: psycopg.AsyncConnection[Any] | psycopg.Connection[Any]) -> None:
     """Make ``conn`` send :class:`Instants` with :class:`InstantsDumper`."""
     conn.adapters.register_dumper(Instants, InstantsDumper)
@@ -51,18 +59,20 @@ def register_types(conn: psycopg.AsyncConnection[Any] | psycopg.Connection[Any])
 
 async def fetch_all(conn: psycopg.AsyncConnection[Any], query: Query,
                     params: dict[str, Any] | tuple[Any, ...] = (), *,
-                    prepare: bool | None = None) -> list[dict[str, Any]]:
+                    prepare: bool | None = None, binary: bool = False
+                    ) -> list[dict[str, Any]]:
     """Rows as dicts. Time-series queries (given bucket ``edges``) are never prepared:
     psycopg prepares a statement after 5 runs, and PostgreSQL's generic plan for it cannot
     exclude hypertable chunks by the requested range (measured: a month of a square per
     hour, 13 ms planned for its parameters, 80 ms with the generic plan). The small
     lookups around them stay prepared (``prepare`` False: this query is not either).
-    ``edges`` go as :class:`Instants`."""
+    ``edges`` go as :class:`Instants`. ``binary``: results in binary, for queries whose
+    columns read the same either way (:data:`BINARY_SAFE`)."""
     if isinstance(params, dict) and "edges" in params:
         prepare = False
         if not isinstance(params["edges"], Instants):
             params = {**params, "edges": Instants(params["edges"])}
-    async with conn.cursor(row_factory=dict_row) as cur:
+    async with conn.cursor(row_factory=dict_row, binary=binary) as cur:
         await cur.execute(query, params, prepare=prepare)
         return await cur.fetchall()
 

@@ -177,7 +177,13 @@ class Buckets:
 
     def seconds(self, i: int) -> float:
         """Length of bucket ``i``."""
-        return (self.edges[i + 1] - self.edges[i]).total_seconds()
+        return self.lengths[i]
+
+    @cached_property
+    def lengths(self) -> list[float]:
+        """Length of each bucket in seconds (made once: shapers ask it of every bucket)."""
+        e = self.edges
+        return [(e[i + 1] - e[i]).total_seconds() for i in range(len(e) - 1)]
 
 
 def local_midnight(d: date, tz: ZoneInfo) -> datetime:

@@ -274,7 +274,8 @@ async def rows_of(conn: Conn, metric: Metric, function: str, scope: Scope,
     """What ``function`` of ``metric`` (or of its ``reader``) returns for ``scope`` over
     ``b``."""
     query, params = metric.call(function, scope, b, settings, reader)
-    return await fetch_all(conn, query, params)
+    # Binary rows: every metric function returns types of api.db.BINARY_SAFE (tested).
+    return await fetch_all(conn, query, params, binary=True)
 
 
 def by_bucket(b: Buckets, rows: list[dict[str, Any]],

@@ -9,7 +9,6 @@ meters' daily rollup.
 
 from __future__ import annotations
 
-from collections import defaultdict
 from datetime import timedelta
 from math import fsum
 from typing import Any
@@ -131,11 +130,15 @@ def _empty(start: str, end: str, meters_total: int) -> dict[str, Any]:
 
 def _energy_rows(b: Buckets, rows: list[dict[str, Any]], ctx: Context) -> list[dict[str, Any]]:
     """One row per bucket from the meters' cells (one per meter and bucket)."""
-    cells: dict[int, list[dict[str, Any]]] = defaultdict(list)
+    cells: dict[int, list[dict[str, Any]]] = {}
     for r in rows:
-        cells[r["i"] - 1].append(r)
+        k = r["i"] - 1
+        if k in cells:
+            cells[k].append(r)
+        else:
+            cells[k] = [r]
     total = int(ctx["total"])
-    labels, edges = b.labels, b.edges
+    labels, lengths = b.labels, b.lengths
     out = []
     for k in range(len(labels) - 1):
         start, end = labels[k], labels[k + 1]
@@ -143,15 +146,15 @@ def _energy_rows(b: Buckets, rows: list[dict[str, Any]], ctx: Context) -> list[d
         if not cs:
             out.append(_empty(start, end, total))
             continue
-        full = (edges[k + 1] - edges[k]).total_seconds() - 0.5
+        full = lengths[k] - 0.5
         if len(cs) == 1:  # one meter (a meter's own route): the sums are its values
             c = cs[0]
             imp, exp, cov = c["import_wh"] or 0.0, c["export_wh"] or 0.0, c["covered_s"]
-            complete = cov >= full and not c["estimated"] and not c["reset"]
+            estimated, reset = bool(c["estimated"]), bool(c["reset"])
             out.append(_energy_row(start, end, imp, exp,
                                    (imp - exp) * 3600 / cov if cov else 0.0, cov, 1,
-                                   1 if complete else 0, total, bool(c["estimated"]),
-                                   bool(c["reset"]), bool(c["gap"])))
+                                   1 if cov >= full and not estimated and not reset else 0,
+                                   total, estimated, reset, bool(c["gap"])))
             continue
         imps, exps, powers, covs = [], [], [], []
         complete_n, estimated, reset, gap = 0, False, False, False
