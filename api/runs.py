@@ -197,7 +197,10 @@ class RunManager:
         path = self.scenario_dir / f"{name}.yaml"
         if "/" in name or name.startswith(".") or not path.is_file():
             raise RunNotFound(name)
-        sc = load_scenario(path)
+        found = self._scenario_file(path)  # parsed once per version of the file
+        if isinstance(found, ScenarioError):
+            raise ScenarioError(str(found))
+        sc = found
         update: dict[str, Any] = {}
         if speed is not None:
             update["speed"] = speed

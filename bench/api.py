@@ -37,6 +37,7 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -49,8 +50,17 @@ from api.maintenance import ROLLUPS
 from api.tokens import create_token, revoke_token
 from beffroi.settings import Settings
 from beffroi.stack import Stack
+from bench.apilib import flows
 from bench.apilib.load import DB_NAME, Dataset, prepare
-from bench.apilib.measure import CpuMeter, Stats, api_process, fetch, measure, same_answer
+from bench.apilib.measure import (
+    CpuMeter,
+    Request,
+    Stats,
+    api_process,
+    fetch,
+    measure,
+    same_answer,
+)
 from bench.apilib.synth import Year
 from devices.democity import INSEE
 
@@ -74,6 +84,9 @@ class Route:
     what: str
     target: bool = True  # the issue's target holds for every route (p99 < 100 ms)
     raw: bool = True  # has a source=raw baseline
+    method: str = "GET"
+    ok: frozenset[int] = frozenset({200})  # the statuses that are answers
+    flow: str = ""  # "signin" or "run": measured by bench.apilib.flows
 
 
 def periods(year: Year) -> dict[str, date]:
@@ -208,6 +221,19 @@ def routes(year: Year) -> list[Route]:
               "open data: a year of parking occupancy per day (CSV, 170 kB)", raw=False),
         Route("opendata-hourly-csv", "/opendata/occupation-stationnement-horaire.csv",
               "open data: a year of parking occupancy per hour (CSV, 4 MB)", raw=False),
+        Route("health", "/health", "liveness (no token, no database)", raw=False),
+        Route("dashboard-page", "/", "dashboard: its page (no token)", raw=False),
+        Route("dashboard-config", "/dashboard/config.json",
+              "dashboard: its configuration (no token)", raw=False),
+        Route("dashboard-script", "/dashboard/static/js/series.js",
+              "dashboard: one of its scripts (no token)", raw=False),
+        Route("dashboard-link", flows.LINKS, "dashboard: a one-time sign-in link (POST)",
+              raw=False, method="POST", ok=frozenset({201})),
+        Route("dashboard-signin", flows.SIGNIN,
+              "dashboard: a sign-in code exchanged for its token (POST; each code once)",
+              raw=False, method="POST", flow="signin"),
+        Route("run", flows.RUNS, "operators: start a scenario run, read it, stop it",
+              raw=False, flow="run"),
     ]
 
 
@@ -341,12 +367,69 @@ def _row(route: Route, clients: int, auto: Stats, base: Stats | None, source: st
             "cpu_ms_per_request": auto.cpu_ms}
 
 
+#: Sign-in codes redeemed per measurement: the API keeps at most 1,000 waiting.
+SIGNIN_CODES = 1000
+#: The scenario the run routes start (in real time: it publishes little).
+RUN_SCENARIO = "weekday"
+
+
+def _run_changes(base: str, token: str, r: Route, seconds: float,
+                 meter: CpuMeter | None) -> list[dict[str, Any]]:
+    """A route that changes something (:mod:`bench.apilib.flows`), with 1 and 16 clients:
+    one row, or one per step of a run."""
+    out = []
+    for clients in CLIENTS:
+        if r.flow == "run":
+            per_step = asyncio.run(flows.run_cycles(base, token, clients, RUN_SCENARIO,
+                                                    seconds=seconds, meter=meter))
+            for step, st in per_step.items():
+                row = Route(step, r.url, f"{r.what}: {step.removeprefix('run-')} step",
+                            raw=False, ok=flows.RUN_OK[step], flow="run")
+                out.append(_row(row, clients, st, None, None, None))
+                _log(row, clients, st, None, None)
+            continue
+        if r.flow == "signin":
+            codes = flows.issue_codes(base, token, SIGNIN_CODES)
+            st = asyncio.run(measure(base, token, r.url, clients, seconds=seconds,
+                                     max_requests=len(codes), min_requests=len(codes),
+                                     meter=meter, requests=_posts(r.url, codes), ok=r.ok,
+                                     warm_up=False))
+        else:
+            st = asyncio.run(measure(base, token, r.url, clients, seconds=seconds,
+                                     max_requests=100_000, min_requests=2 * clients,
+                                     meter=meter, requests=_posts(r.url, [b"{}"]), ok=r.ok,
+                                     warm_up=False))
+        out.append(_row(r, clients, st, None, None, None))
+        _log(r, clients, st, None, None)
+    return out
+
+
+def _posts(path: str, bodies: list[bytes]) -> Callable[[int], Request]:
+    """The n-th request posts the n-th of ``bodies`` (in turn) to ``path``."""
+    def request(n: int) -> Request:
+        return ("POST", path, bodies[n % len(bodies)])
+    return request
+
+
+def _log(r: Route, clients: int, auto: Stats, source: str | None,
+         baseline: Stats | None) -> None:
+    cpu = auto.cpu_ms or {}
+    log.info("%-28s %2d client(s): p50 %7s ms  p99 %7s ms  %7s req/s  (%s)  | CPU "
+             "ms/request: server %s, database %s, client %s | raw p99 %s ms%s", r.name,
+             clients, auto.p50_ms, auto.p99_ms, auto.rps, source, cpu.get("server"),
+             cpu.get("database"), cpu.get("client"), baseline.p99_ms if baseline else "-",
+             f" | {auto.errors} error(s)" if auto.errors else "")
+
+
 def run_routes(base: str, token: str, todo: list[Route], seconds: float, *,
                meter: CpuMeter | None = None, baselines: bool = True) -> list[dict[str, Any]]:
     """Every route with 1 and 16 clients, then its raw baseline (unless not
     ``baselines``)."""
     out = []
     for r in todo:
+        if r.flow or r.method != "GET":
+            out += _run_changes(base, token, r, seconds, meter)
+            continue
         t = time.perf_counter()
         answer = fetch(base, token, r.url)
         once_s = time.perf_counter() - t
@@ -387,12 +470,7 @@ def run_routes(base: str, token: str, todo: list[Route], seconds: float, *,
                 else:
                     log.info("%s: raw baseline with %d clients skipped (one raw answer "
                              "takes %.1fs)", r.name, clients, raw_once_s)
-            cpu = auto.cpu_ms or {}
-            log.info("%-28s %2d client(s): p50 %7s ms  p99 %7s ms  %7s req/s  (%s)  | CPU "
-                     "ms/request: server %s, database %s, client %s | raw p99 %s ms", r.name,
-                     clients, auto.p50_ms, auto.p99_ms, auto.rps, source, cpu.get("server"),
-                     cpu.get("database"), cpu.get("client"),
-                     baseline.p99_ms if baseline else "-")
+            _log(r, clients, auto, source, baseline)
             out.append(_row(r, clients, auto, baseline, source, matches))
     return out
 

@@ -1,11 +1,12 @@
-"""The benchmark's HTTP client: GET over keep-alive HTTP/1.1 connections on asyncio streams.
+"""The benchmark's HTTP client: requests over keep-alive HTTP/1.1 connections on asyncio
+streams.
 
 The client shares the machine's cores with the server and the database, so its CPU is taken
 from theirs: httpx spent 1.5 to 2 ms of CPU per request here, as much as the API itself on
 its lightest routes, and the measured latencies carried that cost. This client sends one
 prepared request and reads the answer's head and body (``Content-Length`` or chunked), about
-a tenth of that. It speaks just what the benchmark needs: GET, one request at a time per
-connection, no redirects, no compression, no TLS.
+a tenth of that. It speaks just what the benchmark needs: GET, and POST of a JSON body, one
+request at a time per connection, no redirects, no compression, no TLS.
 """
 
 from __future__ import annotations
@@ -43,32 +44,45 @@ class Connection:
         self.host = parts.hostname
         self.port = parts.port or 80
         extra = "".join(f"{k}: {v}\r\n" for k, v in (headers or {}).items())
-        self._head = f"Host: {parts.netloc}\r\n{extra}\r\n".encode("latin-1")
-        self._requests: dict[str, bytes] = {}
+        self._head = f"Host: {parts.netloc}\r\n{extra}".encode("latin-1")
+        self._requests: dict[tuple[str, str, bytes | None], bytes] = {}
         self._reader: asyncio.StreamReader | None = None
         self._writer: asyncio.StreamWriter | None = None
 
     async def get(self, path: str) -> Answer:
-        """``GET path``; the whole answer. A kept-alive connection the server closed while
-        it was idle (uvicorn closes them after 5 s) is reopened and the request sent again,
-        once, as HTTP clients do for a request that got no answer at all."""
-        request = self._requests.get(path)
+        """``GET path``; the whole answer (:meth:`request`)."""
+        return await self.request("GET", path)
+
+    async def request(self, method: str, path: str, body: bytes | None = None) -> Answer:
+        """``method path``, with ``body`` as JSON if given; the whole answer. A kept-alive
+        connection the server closed while it was idle (uvicorn closes them after 5 s) is
+        reopened and the request sent again, once, as HTTP clients do for a request that
+        got no answer at all."""
+        key = (method, path, body)
+        request = self._requests.get(key)
         if request is None:
-            request = self._requests[path] = (f"GET {path} HTTP/1.1\r\n".encode("latin-1")
-                                              + self._head)
+            request = f"{method} {path} HTTP/1.1\r\n".encode("latin-1") + self._head
+            if body is not None:
+                request += (f"Content-Type: application/json\r\nContent-Length: {len(body)}"
+                            "\r\n\r\n").encode("latin-1") + body
+            else:
+                request += b"\r\n"
+            if len(self._requests) < 64:  # the routes' fixed requests, not one-off bodies
+                self._requests[key] = request
+        what = f"{method} {path}"
         if self._writer is not None:
             try:
-                return await self._exchange(path, request)
+                return await self._exchange(what, request)
             except _NoAnswer:
                 await self.close()
         try:
-            return await self._exchange(path, request)
+            return await self._exchange(what, request)
         except _NoAnswer as exc:
             await self.close()
-            raise HttpError(f"GET {path}: the server closed the connection without an "
+            raise HttpError(f"{what}: the server closed the connection without an "
                             "answer") from exc
 
-    async def _exchange(self, path: str, request: bytes) -> Answer:
+    async def _exchange(self, what: str, request: bytes) -> Answer:
         if self._writer is None:
             self._reader, self._writer = await asyncio.open_connection(self.host, self.port)
         assert self._reader is not None
@@ -91,7 +105,7 @@ class Connection:
         except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError,
                 HttpError) as exc:
             await self.close()
-            raise HttpError(f"GET {path}: {exc}") from exc
+            raise HttpError(f"{what}: {exc}") from exc
         if close:
             await self.close()
         return Answer(status, body)

@@ -18,7 +18,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -189,9 +189,13 @@ def api_server(db_url: str, log_path: Path, *, app: str = "api.main:create_app",
         yield server.base
 
 
-async def _measure(conns: list[Connection], urls: Sequence[str], *, seconds: float,
-                   max_requests: int, min_requests: int,
-                   stop: threading.Event | None) -> Stats:
+#: One request: method, path, JSON body (None: no body).
+Request = tuple[str, str, bytes | None]
+
+
+async def _measure(conns: list[Connection], requests: Callable[[int], Request], *,
+                   seconds: float, max_requests: int, min_requests: int,
+                   stop: threading.Event | None, ok: frozenset[int]) -> Stats:
     lat: list[float] = []
     errors = 0
     t0 = time.perf_counter()
@@ -206,15 +210,15 @@ async def _measure(conns: list[Connection], urls: Sequence[str], *, seconds: flo
                 return
             if stop is not None and stop.is_set():
                 return
-            url = urls[issued % len(urls)]
+            method, path, body = requests(issued)
             issued += 1
             t = time.perf_counter()
             try:
-                status = (await conn.get(url)).status
+                status = (await conn.request(method, path, body)).status
             except HttpError:
                 status = 0
             lat.append(time.perf_counter() - t)
-            if status != 200:
+            if status not in ok:
                 errors += 1
 
     await asyncio.gather(*(worker(c) for c in conns))
@@ -229,13 +233,19 @@ async def _measure(conns: list[Connection], urls: Sequence[str], *, seconds: flo
 
 async def measure(base: str, token: str, url: str | Sequence[str], clients: int, *,
                   seconds: float, max_requests: int, min_requests: int,
-                  stop: threading.Event | None = None, meter: CpuMeter | None = None
-                  ) -> Stats:
-    """Warm up (two requests), then ``clients`` connections issue requests back to back
-    until ``seconds`` passed (and at least ``min_requests`` were made), ``max_requests``,
-    or ``stop`` is set; several URLs are asked in turn. With ``meter``, the CPU per
-    request of the measured part."""
+                  stop: threading.Event | None = None, meter: CpuMeter | None = None,
+                  requests: Callable[[int], Request] | None = None,
+                  ok: frozenset[int] = frozenset({200}), warm_up: bool = True) -> Stats:
+    """Warm up (two requests, unless not ``warm_up``), then ``clients`` connections issue
+    requests back to back until ``seconds`` passed (and at least ``min_requests`` were
+    made), ``max_requests``, or ``stop`` is set; several URLs are asked in turn, or the
+    ``requests`` given (the n-th request of the measurement: a POST, a body of its own).
+    An answer whose status is not in ``ok`` counts as an error. With ``meter``, the CPU
+    per request of the measured part."""
     urls = [url] if isinstance(url, str) else list(url)
+    if requests is None:
+        def requests(n: int) -> Request:
+            return ("GET", urls[n % len(urls)], None)
     # The client's own garbage collections would show as server latency: keep them rare.
     gc.collect()
     gc.freeze()
@@ -245,11 +255,12 @@ async def measure(base: str, token: str, url: str | Sequence[str], clients: int,
     conns = [Connection(base, {"Authorization": f"Bearer {token}", "Accept-Encoding": "gzip"})
              for _ in range(clients)]
     try:
-        await asyncio.gather(*(c.get(urls[i % len(urls)])
-                               for i, c in enumerate(conns[:2])))
+        if warm_up:
+            await asyncio.gather(*(c.get(urls[i % len(urls)])
+                                   for i, c in enumerate(conns[:2])))
         before = meter.snapshot() if meter else None
-        stats = await _measure(conns, urls, seconds=seconds, max_requests=max_requests,
-                               min_requests=min_requests, stop=stop)
+        stats = await _measure(conns, requests, seconds=seconds, max_requests=max_requests,
+                               min_requests=min_requests, stop=stop, ok=ok)
         if meter is not None and before is not None:
             stats = replace(stats, cpu_ms=meter.per_request(before, meter.snapshot(),
                                                             stats.requests))
