@@ -61,6 +61,7 @@ from bench.apilib.measure import (
     measure,
     same_answer,
 )
+from bench.apilib.steady import Steady, StealMeter
 from bench.apilib.synth import Year
 from devices.democity import INSEE
 
@@ -354,7 +355,8 @@ def machine(url: str) -> dict[str, Any]:
 # -- measuring -----------------------------------------------------------------------------------
 
 def _row(route: Route, clients: int, auto: Stats, base: Stats | None, source: str | None,
-         matches: bool | None) -> dict[str, Any]:
+         matches: bool | None, machine: dict[str, float | None] | None = None
+         ) -> dict[str, Any]:
     return {"route": route.url.split("?")[0], "name": route.name, "url": route.url,
             "what": route.what, "clients": clients, "p50_ms": auto.p50_ms,
             "p99_ms": auto.p99_ms, "rps": auto.rps, "requests": auto.requests,
@@ -364,7 +366,7 @@ def _row(route: Route, clients: int, auto: Stats, base: Stats | None, source: st
             "baseline_rps": base.rps if base else None,
             "baseline_requests": base.requests if base else None,
             "matches_raw": matches, "target": route.target,
-            "cpu_ms_per_request": auto.cpu_ms}
+            "cpu_ms_per_request": auto.cpu_ms, "machine": machine}
 
 
 #: Sign-in codes redeemed per measurement: the API keeps at most 1,000 waiting.
@@ -374,22 +376,26 @@ RUN_SCENARIO = "weekday"
 
 
 def _run_changes(base: str, token: str, r: Route, seconds: float,
-                 meter: CpuMeter | None) -> list[dict[str, Any]]:
+                 meter: CpuMeter | None, steady: Steady) -> list[dict[str, Any]]:
     """A route that changes something (:mod:`bench.apilib.flows`), with 1 and 16 clients:
     one row, or one per step of a run."""
     out = []
     for clients in CLIENTS:
+        codes = (flows.issue_codes(base, token, SIGNIN_CODES) if r.flow == "signin"
+                 else [])
+        machine: dict[str, float | None] = {**steady.wait(f"{r.name} x{clients}")}
+        steal = StealMeter()
         if r.flow == "run":
             per_step = asyncio.run(flows.run_cycles(base, token, clients, RUN_SCENARIO,
                                                     seconds=seconds, meter=meter))
+            machine["steal_pct"] = steal.percent()
             for step, st in per_step.items():
                 row = Route(step, r.url, f"{r.what}: {step.removeprefix('run-')} step",
                             raw=False, ok=flows.RUN_OK[step], flow="run")
-                out.append(_row(row, clients, st, None, None, None))
-                _log(row, clients, st, None, None)
+                out.append(_row(row, clients, st, None, None, None, machine))
+                _log(row, clients, st, None, None, machine)
             continue
         if r.flow == "signin":
-            codes = flows.issue_codes(base, token, SIGNIN_CODES)
             st = asyncio.run(measure(base, token, r.url, clients, seconds=seconds,
                                      max_requests=len(codes), min_requests=len(codes),
                                      meter=meter, requests=_posts(r.url, codes), ok=r.ok,
@@ -399,8 +405,9 @@ def _run_changes(base: str, token: str, r: Route, seconds: float,
                                      max_requests=100_000, min_requests=2 * clients,
                                      meter=meter, requests=_posts(r.url, [b"{}"]), ok=r.ok,
                                      warm_up=False))
-        out.append(_row(r, clients, st, None, None, None))
-        _log(r, clients, st, None, None)
+        machine["steal_pct"] = steal.percent()
+        out.append(_row(r, clients, st, None, None, None, machine))
+        _log(r, clients, st, None, None, machine)
     return out
 
 
@@ -412,23 +419,27 @@ def _posts(path: str, bodies: list[bytes]) -> Callable[[int], Request]:
 
 
 def _log(r: Route, clients: int, auto: Stats, source: str | None,
-         baseline: Stats | None) -> None:
+         baseline: Stats | None, machine: dict[str, float | None]) -> None:
     cpu = auto.cpu_ms or {}
     log.info("%-28s %2d client(s): p50 %7s ms  p99 %7s ms  %7s req/s  (%s)  | CPU "
-             "ms/request: server %s, database %s, client %s | raw p99 %s ms%s", r.name,
-             clients, auto.p50_ms, auto.p99_ms, auto.rps, source, cpu.get("server"),
-             cpu.get("database"), cpu.get("client"), baseline.p99_ms if baseline else "-",
-             f" | {auto.errors} error(s)" if auto.errors else "")
+             "ms/request: server %s, database %s, client %s | raw p99 %s ms | machine speed "
+             "%s, steal %s %%%s", r.name, clients, auto.p50_ms, auto.p99_ms, auto.rps, source,
+             cpu.get("server"), cpu.get("database"), cpu.get("client"),
+             baseline.p99_ms if baseline else "-", machine.get("speed"),
+             machine.get("steal_pct"), f" | {auto.errors} error(s)" if auto.errors else "")
 
 
 def run_routes(base: str, token: str, todo: list[Route], seconds: float, *,
-               meter: CpuMeter | None = None, baselines: bool = True) -> list[dict[str, Any]]:
+               meter: CpuMeter | None = None, baselines: bool = True,
+               steady: Steady | None = None) -> list[dict[str, Any]]:
     """Every route with 1 and 16 clients, then its raw baseline (unless not
-    ``baselines``)."""
+    ``baselines``); each measurement once the machine runs at its usual speed
+    (:class:`bench.apilib.steady.Steady`)."""
+    steady = steady or Steady()
     out = []
     for r in todo:
         if r.flow or r.method != "GET":
-            out += _run_changes(base, token, r, seconds, meter)
+            out += _run_changes(base, token, r, seconds, meter, steady)
             continue
         t = time.perf_counter()
         answer = fetch(base, token, r.url)
@@ -446,10 +457,13 @@ def run_routes(base: str, token: str, todo: list[Route], seconds: float, *,
         for clients in CLIENTS:
             # A slow route runs one round of requests per client only.
             slow = once_s * clients / (os.cpu_count() or 1) > seconds
+            machine: dict[str, float | None] = {**steady.wait(f"{r.name} x{clients}")}
+            steal = StealMeter()
             auto = asyncio.run(measure(base, token, r.url, clients, seconds=seconds,
                                        max_requests=clients if slow else 100_000,
                                        min_requests=clients if slow else 2 * clients,
                                        meter=meter))
+            machine["steal_pct"] = steal.percent()
             baseline = None
             if r.raw and raw_once_s is not None:
                 # One round of `clients` raw requests costs about clients x raw_once_s of
@@ -470,8 +484,8 @@ def run_routes(base: str, token: str, todo: list[Route], seconds: float, *,
                 else:
                     log.info("%s: raw baseline with %d clients skipped (one raw answer "
                              "takes %.1fs)", r.name, clients, raw_once_s)
-            _log(r, clients, auto, source, baseline)
-            out.append(_row(r, clients, auto, baseline, source, matches))
+            _log(r, clients, auto, source, baseline, machine)
+            out.append(_row(r, clients, auto, baseline, source, matches, machine))
     return out
 
 
@@ -521,15 +535,17 @@ def markdown(doc: dict[str, Any]) -> str:
              "serving it / of the client), and the baseline: the same route with "
              "`source=raw` (computed from raw rows), same run.", "",
              "| route | what | clients | p50 ms | p99 ms | req/s | CPU ms/req server / db / "
-             "client | source | baseline p50 ms | baseline p99 ms | baseline req/s "
-             "| raw = rollup |",
-             "|---|---|---:|---:|---:|---:|---:|---|---:|---:|---:|---|"]
+             "client | machine speed / steal % | source | baseline p50 ms | baseline p99 ms "
+             "| baseline req/s | raw = rollup |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|---|"]
     for r in doc["routes"]:
         cpu = r.get("cpu_ms_per_request") or {}
         lines.append(
             f"| `{r['name']}` | {r['what']} | {r['clients']} | {_fmt(r['p50_ms'])} | "
             f"**{_fmt(r['p99_ms'])}** | {_fmt(r['rps'])} | "
             + " / ".join(_fmt2(cpu.get(k)) for k in ("server", "database", "client"))
+            + " | " + " / ".join(_fmt2((r.get("machine") or {}).get(k))
+                                 for k in ("speed", "steal_pct"))
             + f" | {r['source'] or '—'} | "
             f"{_fmt(r['baseline_p50_ms'])} | {_fmt(r['baseline_p99_ms'])} | "
             f"{_fmt(r['baseline_rps'])} | "
@@ -552,7 +568,13 @@ def markdown(doc: dict[str, Any]) -> str:
               "of the PostgreSQL backends of its pool (`/proc`), and of the benchmark process "
               "(the client), over the measured requests (warm-up excluded), divided by their "
               "number; with one worker the server's share is what queues requests behind each "
-              "other (16 clients x 3 ms of server CPU is about 50 ms of waiting).", ""]
+              "other (16 clients x 3 ms of server CPU is about 50 ms of waiting). Machine speed: "
+              "before each measurement the benchmark times a fixed piece of Python work "
+              "and, when it runs more than 1.25 times slower than the fastest of the run, "
+              "waits for the machine (at most 30 s per measurement, 10 min per run) then "
+              "measures anyway; the column gives that probe's speed against the fastest "
+              "(1.00: as fast) and the share of the cores the hypervisor took (steal) "
+              "during the measurement (`bench/apilib/steady.py`).", ""]
     return "\n".join(lines)
 
 

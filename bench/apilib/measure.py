@@ -58,12 +58,15 @@ _TICK = os.sysconf("SC_CLK_TCK")
 
 
 def _process_cpu_s(pid: int) -> float | None:
-    """User + system CPU seconds of process ``pid`` (None: gone or unreadable)."""
+    """User + system CPU seconds of process ``pid`` and of its children that ended and
+    were waited for (a scenario run the server started and stopped), None: gone or
+    unreadable. A child counted alive in one snapshot and ended by the next is counted
+    once: its whole time then, less its time before."""
     try:
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     except OSError:
         return None
-    return (int(fields[11]) + int(fields[12])) / _TICK
+    return sum(int(f) for f in fields[11:15]) / _TICK
 
 
 def _process_tree(pid: int) -> list[int]:
