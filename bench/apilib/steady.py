@@ -17,6 +17,7 @@ import logging
 import math
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -57,6 +58,7 @@ class Steady:
     max_wait_s: float = 30.0  # per measurement
     budget_s: float = 600.0  # over the whole run
     pause_s: float = 3.0
+    probe: Callable[[], float] = probe_ms
     best: float = math.inf
     waited_s: float = 0.0
 
@@ -64,12 +66,12 @@ class Steady:
         """Probe until the machine runs within ``tolerance`` of its best (or patience runs
         out); the last probe, the speed it means (best / probe) and the seconds waited."""
         t0 = time.monotonic()
-        probe = probe_ms()
+        probe = self.probe()
         self.best = min(self.best, probe)
         while (probe > self.tolerance * self.best and time.monotonic() - t0 < self.max_wait_s
                and self.waited_s + time.monotonic() - t0 < self.budget_s):
             time.sleep(self.pause_s)
-            probe = probe_ms()
+            probe = self.probe()
             self.best = min(self.best, probe)
         waited = time.monotonic() - t0
         self.waited_s += waited

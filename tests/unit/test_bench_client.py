@@ -19,6 +19,7 @@ ANSWERS = {
     # answered, then the connection dropped without a word (a server's idle timeout)
     b"/then-idle": b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok",
     b"/drop": b"",  # never answered
+    b"/post": b"HTTP/1.1 201 Created\r\nContent-Length: 2\r\n\r\nok",
 }
 
 
@@ -36,6 +37,9 @@ async def _with_server(test: Callable[[str], Awaitable[None]]) -> tuple[list[byt
                 head = await reader.readuntil(b"\r\n\r\n")
             except asyncio.IncompleteReadError:  # the client closed the connection
                 break
+            for line in head.split(b"\r\n"):
+                if line.lower().startswith(b"content-length:"):
+                    head += await reader.readexactly(int(line.split(b":")[1]))
             seen.append(head)
             path = head.split(b" ")[1]
             writer.write(ANSWERS[path])
@@ -94,3 +98,21 @@ def test_a_connection_the_server_dropped_while_idle_is_reopened_once() -> None:
     assert [h.split(b" ")[1] for h in seen] == [b"/then-idle", b"/length", b"/drop",
                                                 b"/drop"]
     assert opened == 3  # the first, its replacement, and one more for /drop's second try
+
+
+def test_a_post_sends_its_json_body_and_keeps_the_connection() -> None:
+    async def run(base: str) -> None:
+        conn = Connection(base, {"Authorization": "Bearer x"})
+        posted = await conn.request("POST", "/post", b'{"code": "abc"}')
+        assert (posted.status, posted.body) == (201, b"ok")
+        assert (await conn.get("/length")).body == b"hello"  # the same connection
+        await conn.close()
+
+    seen, opened = asyncio.run(_with_server(run))
+    assert opened == 1
+    head, _, body = seen[0].partition(b"\r\n\r\n")
+    assert head.startswith(b"POST /post HTTP/1.1\r\n")
+    assert b"\r\nContent-Type: application/json\r\nContent-Length: 15" in head
+    assert b"\r\nAuthorization: Bearer x\r\n" in head + b"\r\n"
+    assert body == b'{"code": "abc"}'
+    assert seen[1].startswith(b"GET /length HTTP/1.1\r\n")
