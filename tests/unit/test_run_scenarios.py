@@ -1,4 +1,5 @@
-"""The scenario list reads a file again when it changes, and only then."""
+"""The scenarios are read again when their file changes, and only then: by the list and by
+the start of a run."""
 
 from __future__ import annotations
 
@@ -13,45 +14,56 @@ from simulators.scenario import Scenario, ScenarioError
 SHIPPED = Path(__file__).resolve().parents[2] / "simulators" / "scenarios" / "weekday.yaml"
 
 
+class _Copy:
+    """A copy of the shipped ``weekday`` scenario in a directory of its own, and the run
+    manager reading that directory."""
+
+    def __init__(self, d: Path) -> None:
+        self.path = d / "weekday.yaml"
+        self.text = SHIPPED.read_text(encoding="utf-8")
+        self.path.write_text(self.text, encoding="utf-8")
+        self._mtime_ns = self.path.stat().st_mtime_ns
+        self.runs = RunManager(scenario_dir=d)
+
+    def listed(self) -> Scenario:
+        found = self.runs.scenarios()["weekday"]
+        assert isinstance(found, Scenario), found
+        return found
+
+    def edit(self, text: str) -> None:
+        """Write ``text``, with a later modification time (even within the clock's
+        resolution)."""
+        self.path.write_text(text, encoding="utf-8")
+        self._mtime_ns += 1_000_000
+        st = self.path.stat()
+        os.utime(self.path, ns=(st.st_atime_ns, self._mtime_ns))
+
+
 def test_an_edited_scenario_is_listed_as_edited(tmp_path: Path) -> None:
-    path = tmp_path / "weekday.yaml"
-    text = SHIPPED.read_text(encoding="utf-8")
-    path.write_text(text, encoding="utf-8")
-    runs = RunManager(scenario_dir=tmp_path)
-    first = runs.scenarios()["weekday"]
-    assert isinstance(first, Scenario)
-    assert runs.scenarios()["weekday"] is first  # unchanged: not parsed again
+    copy = _Copy(tmp_path)
+    first = copy.listed()
+    assert copy.listed() is first  # unchanged: not parsed again
 
-    path.write_text(text + "\nnot: [valid\n", encoding="utf-8")
-    st = path.stat()  # a new size; a new time too, even within the clock's resolution
-    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000))
-    assert isinstance(runs.scenarios()["weekday"], ScenarioError)
+    copy.edit(copy.text + "\nnot: [valid\n")
+    assert isinstance(copy.runs.scenarios()["weekday"], ScenarioError)
 
-    path.write_text(text, encoding="utf-8")
-    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns + 2_000_000))
-    again = runs.scenarios()["weekday"]
-    assert isinstance(again, Scenario) and again is not first and again == first
+    copy.edit(copy.text)
+    again = copy.listed()
+    assert again is not first and again == first
 
 
 def test_a_run_takes_its_scenario_as_last_parsed_and_an_edit_at_once(tmp_path: Path) -> None:
     """Starting a run reads the same parse as the list (the YAML cost about 10 ms of CPU
     per start), and an edited file is what the next start gets, overrides on top."""
-    path = tmp_path / "weekday.yaml"
-    text = SHIPPED.read_text(encoding="utf-8")
-    path.write_text(text, encoding="utf-8")
-    runs = RunManager(scenario_dir=tmp_path)
-    listed = runs.scenarios()["weekday"]
-    assert isinstance(listed, Scenario)
-    assert runs.scenario("weekday") is listed  # no override: the parse itself
-    faster = runs.scenario("weekday", speed=2.0)
+    copy = _Copy(tmp_path)
+    listed = copy.listed()
+    assert copy.runs.scenario("weekday") is listed  # no override: the parse itself
+    faster = copy.runs.scenario("weekday", speed=2.0)
     assert faster.speed == 2.0 and listed.speed != 2.0  # the cached parse is not changed
 
-    path.write_text(text.replace(f"seed: {listed.seed}", "seed: 7"), encoding="utf-8")
-    st = path.stat()
-    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000))
-    assert runs.scenario("weekday").seed == 7
+    copy.edit(copy.text.replace(f"seed: {listed.seed}", "seed: 7"))
+    assert copy.runs.scenario("weekday").seed == 7
 
-    path.write_text("name: weekday\nspeed: -3\n", encoding="utf-8")
-    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns + 2_000_000))
+    copy.edit("name: weekday\nspeed: -3\n")
     with pytest.raises(ScenarioError, match="speed"):
-        runs.scenario("weekday")
+        copy.runs.scenario("weekday")
