@@ -17,11 +17,10 @@ import time
 from dataclasses import dataclass, field
 
 import httpx
-import numpy as np
 import orjson
 
 from bench.apilib.client import Connection, HttpError
-from bench.apilib.measure import CpuMeter, Stats
+from bench.apilib.measure import CpuMeter, Stats, stats_of
 
 SIGNIN = "/dashboard/signin"
 LINKS = "/v1/dashboard/links"
@@ -53,13 +52,8 @@ class _Step:
 
     def stats(self, wall: float, ok: frozenset[int], cpu: dict[str, float | None] | None
               ) -> Stats:
-        if not self.lat:
-            return Stats(0, 0, None, None, 0.0, round(wall, 1), cpu)
-        ms = np.array(self.lat) * 1000
         errors = sum(n for s, n in self.statuses.items() if s not in ok)
-        return Stats(len(self.lat), errors, round(float(np.percentile(ms, 50)), 1),
-                     round(float(np.percentile(ms, 99)), 1), round(len(self.lat) / wall, 1),
-                     round(wall, 1), cpu)
+        return stats_of(self.lat, errors, wall, cpu)
 
 
 #: Statuses that are answers of each step: a start may find two runs active (409).

@@ -225,13 +225,18 @@ async def _measure(conns: list[Connection], requests: Callable[[int], Request], 
                 errors += 1
 
     await asyncio.gather(*(worker(c) for c in conns))
-    wall = time.perf_counter() - t0
+    return stats_of(lat, errors, time.perf_counter() - t0)
+
+
+def stats_of(lat: Sequence[float], errors: int, wall: float,
+             cpu: dict[str, float | None] | None = None) -> Stats:
+    """The measurement of latencies ``lat`` (seconds) over ``wall`` seconds."""
     if not lat:
-        return Stats(0, errors, None, None, 0.0, wall)
+        return Stats(0, errors, None, None, 0.0, round(wall, 1), cpu)
     ms = np.array(lat) * 1000
     return Stats(len(lat), errors, round(float(np.percentile(ms, 50)), 1),
                  round(float(np.percentile(ms, 99)), 1), round(len(lat) / wall, 1),
-                 round(wall, 1))
+                 round(wall, 1), cpu)
 
 
 async def measure(base: str, token: str, url: str | Sequence[str], clients: int, *,
