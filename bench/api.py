@@ -61,7 +61,7 @@ from bench.apilib.measure import (
     measure,
     same_answer,
 )
-from bench.apilib.steady import Steady, StealMeter
+from bench.apilib.steady import Steady
 from bench.apilib.synth import Year
 from devices.democity import INSEE
 
@@ -381,31 +381,27 @@ def _run_changes(base: str, token: str, r: Route, seconds: float,
     one row, or one per step of a run."""
     out = []
     for clients in CLIENTS:
-        codes = (flows.issue_codes(base, token, SIGNIN_CODES) if r.flow == "signin"
-                 else [])
-        machine: dict[str, float | None] = {**steady.wait(f"{r.name} x{clients}")}
-        steal = StealMeter()
+        what = f"{r.name} x{clients}"
         if r.flow == "run":
-            per_step = asyncio.run(flows.run_cycles(base, token, clients, RUN_SCENARIO,
-                                                    seconds=seconds, meter=meter))
-            machine["steal_pct"] = steal.percent()
+            with steady.measuring(what) as machine:
+                per_step = asyncio.run(flows.run_cycles(base, token, clients, RUN_SCENARIO,
+                                                        seconds=seconds, meter=meter))
             for step, st in per_step.items():
                 row = Route(step, r.url, f"{r.what}: {step.removeprefix('run-')} step",
                             raw=False, ok=flows.RUN_OK[step], flow="run")
                 out.append(_row(row, clients, st, None, None, None, machine))
                 _log(row, clients, st, None, None, machine)
             continue
-        if r.flow == "signin":
+        # Each sign-in code works once: as many requests as codes, issued just before.
+        bodies = (flows.issue_codes(base, token, SIGNIN_CODES) if r.flow == "signin"
+                  else [b"{}"])
+        once = r.flow == "signin"
+        with steady.measuring(what) as machine:
             st = asyncio.run(measure(base, token, r.url, clients, seconds=seconds,
-                                     max_requests=len(codes), min_requests=len(codes),
-                                     meter=meter, requests=_posts(r.url, codes), ok=r.ok,
+                                     max_requests=len(bodies) if once else 100_000,
+                                     min_requests=len(bodies) if once else 2 * clients,
+                                     meter=meter, requests=_posts(r.url, bodies), ok=r.ok,
                                      warm_up=False))
-        else:
-            st = asyncio.run(measure(base, token, r.url, clients, seconds=seconds,
-                                     max_requests=100_000, min_requests=2 * clients,
-                                     meter=meter, requests=_posts(r.url, [b"{}"]), ok=r.ok,
-                                     warm_up=False))
-        machine["steal_pct"] = steal.percent()
         out.append(_row(r, clients, st, None, None, None, machine))
         _log(r, clients, st, None, None, machine)
     return out
@@ -457,13 +453,11 @@ def run_routes(base: str, token: str, todo: list[Route], seconds: float, *,
         for clients in CLIENTS:
             # A slow route runs one round of requests per client only.
             slow = once_s * clients / (os.cpu_count() or 1) > seconds
-            machine: dict[str, float | None] = {**steady.wait(f"{r.name} x{clients}")}
-            steal = StealMeter()
-            auto = asyncio.run(measure(base, token, r.url, clients, seconds=seconds,
-                                       max_requests=clients if slow else 100_000,
-                                       min_requests=clients if slow else 2 * clients,
-                                       meter=meter))
-            machine["steal_pct"] = steal.percent()
+            with steady.measuring(f"{r.name} x{clients}") as machine:
+                auto = asyncio.run(measure(base, token, r.url, clients, seconds=seconds,
+                                           max_requests=clients if slow else 100_000,
+                                           min_requests=clients if slow else 2 * clients,
+                                           meter=meter))
             baseline = None
             if r.raw and raw_once_s is not None:
                 # One round of `clients` raw requests costs about clients x raw_once_s of

@@ -17,7 +17,8 @@ import logging
 import math
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -80,6 +81,16 @@ class Steady:
                      waited, probe, self.best)
         return {"probe_ms": round(probe, 2), "speed": round(self.best / probe, 2),
                 "waited_s": round(waited, 1)}
+
+
+    @contextmanager
+    def measuring(self, what: str) -> Iterator[dict[str, float | None]]:
+        """Around a measurement, once the machine is steady (:meth:`wait`): the machine's
+        speed before it, then, on leaving, the hypervisor's steal during it."""
+        machine: dict[str, float | None] = {**self.wait(what)}
+        steal = StealMeter()
+        yield machine
+        machine["steal_pct"] = steal.percent()
 
 
 class StealMeter:

@@ -35,3 +35,12 @@ def test_the_probe_and_the_steal_meter_read_this_machine() -> None:
     assert probe_ms() > 0
     steal = StealMeter().percent()
     assert steal is None or 0 <= steal <= 100
+
+
+def test_a_measurement_records_the_speed_before_it_and_the_steal_during_it() -> None:
+    seq = _probes([4.0, 8.0, 4.2])
+    steady = Steady(tolerance=1.25, pause_s=0.0, probe=lambda: next(seq), best=4.0)
+    steady.wait("first")
+    with steady.measuring("second") as machine:
+        assert machine["probe_ms"] == 4.2 and "steal_pct" not in machine
+    assert "steal_pct" in machine
